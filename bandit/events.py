@@ -1,0 +1,208 @@
+"""Decision, reward and joined events in VW's DSJSON shape.
+
+Decision (``offers.decisions``)::
+
+    {"EventId", "Timestamp", "Version": "1", "a": [1-based indices, chosen first],
+     "p": [probabilities aligned with a], "c": {<context namespaces>,
+     "_multi": [<offer namespaces>, ...]}, "VWState": {"m": model version},
+     "ids": [offer ids in _multi order], "slots": n, "policy", "explore",
+     "DeferredAction": bool, "user"?: salted user hash}
+
+Reward (``offers.rewards``): ``{"EventId", "Timestamp", "v", "slot"?, "kind"?}``;
+activation: ``{"EventId", "Timestamp", "activate": true}``.
+
+Joined (``offers.joined``): the decision plus ``_label_cost`` (= −reward),
+``_label_probability``, ``_label_Action``, ``_labelIndex`` and ``o`` (every reward
+seen), which ``vw --dsjson --cb_explore_adf`` reads as it is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from bandit.errors import BadRequest
+from bandit.features import Namespaces
+from bandit.types import Decision, DecideRequest, Reward
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def decision_event(request: DecideRequest, decision: Decision,
+                   timestamp: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The DSJSON object logged for a decision (probabilities are the shown ones)."""
+    event: dict[str, Any] = {
+        "EventId": request.event_id,
+        "Timestamp": timestamp or utc_now(),
+        "Version": "1",
+        "a": [i + 1 for i in decision.order],
+        "p": list(decision.probabilities),
+        "c": {**request.context, "_multi": [o.features for o in request.offers]},
+        "VWState": {"m": decision.model_version},
+        "ids": [o.id for o in request.offers],
+        "slots": decision.slots,
+        "policy": decision.policy,
+        "explore": request.explore,
+        "DeferredAction": request.defer,
+    }
+    if request.user_id is not None:
+        event["user"] = request.user_id
+    event.update(extra)
+    return event
+
+
+def reward_event(reward: Reward, timestamp: str | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {"EventId": reward.event_id, "Timestamp": timestamp or utc_now(),
+                             "v": reward.value}
+    if reward.slot is not None:
+        event["slot"] = reward.slot
+    if reward.kind is not None:
+        event["kind"] = reward.kind
+    return event
+
+
+def activation_event(event_id: str, timestamp: str | None = None) -> dict[str, Any]:
+    return {"EventId": event_id, "Timestamp": timestamp or utc_now(), "activate": True}
+
+
+def joined_event(decision: dict[str, Any], reward: float,
+                 rewards_seen: list[dict[str, Any]]) -> dict[str, Any]:
+    """Attach the CB label to a decision: the chosen action is ``a[0]``."""
+    joined = {
+        "_label_cost": -reward,
+        "_label_probability": decision["p"][0],
+        "_label_Action": decision["a"][0],
+        "_labelIndex": decision["a"][0] - 1,
+        "o": rewards_seen,
+    }
+    joined.update(decision)
+    return joined
+
+
+def dumps(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event)
+
+
+# -- decoding (boundary for Kafka messages and files) ---------------------------------
+
+@dataclass(frozen=True, slots=True)
+class LoggedDecision:
+    """A decision event read back from a log, validated."""
+
+    event_id: str
+    timestamp: str
+    context: Namespaces
+    offers: tuple[Namespaces, ...]
+    ids: tuple[str, ...]
+    actions: tuple[int, ...]          # 0-based, chosen first
+    probabilities: tuple[float, ...]
+    model_version: str
+    slots: int
+    deferred: bool
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedReward:
+    event_id: str
+    timestamp: str
+    value: float
+    slot: int | None
+    kind: str | None
+    activate: bool
+
+
+def _namespaces(obj: Any, where: str) -> Namespaces:
+    if not isinstance(obj, dict):
+        raise BadRequest("expected an object of namespaces", field=where)
+    out: Namespaces = {}
+    for ns, feats in obj.items():
+        if not isinstance(feats, dict):
+            raise BadRequest("namespace must be an object", field=f"{where}.{ns}")
+        clean: dict[str, float] = {}
+        for k, v in feats.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise BadRequest("feature value must be a finite number",
+                                 field=f"{where}.{ns}.{k}")
+            clean[k] = float(v)
+        out[ns] = clean
+    return out
+
+
+def _event_id(obj: dict[str, Any]) -> str:
+    eid = obj.get("EventId")
+    if not isinstance(eid, str) or not eid:
+        raise BadRequest("EventId must be a non-empty string", field="EventId")
+    return eid
+
+
+def parse_decision(obj: Any) -> LoggedDecision:
+    """Validate a decoded decision event; raise :class:`BadRequest` naming the field."""
+    if not isinstance(obj, dict):
+        raise BadRequest("event must be a JSON object")
+    eid = _event_id(obj)
+    c = obj.get("c")
+    if not isinstance(c, dict) or not isinstance(c.get("_multi"), list) or not c["_multi"]:
+        raise BadRequest("c._multi must be a non-empty list", field="c._multi")
+    offers = tuple(_namespaces(o, f"c._multi[{i}]") for i, o in enumerate(c["_multi"]))
+    context = _namespaces({k: v for k, v in c.items() if k != "_multi"}, "c")
+    a, p = obj.get("a"), obj.get("p")
+    n = len(offers)
+    if (not isinstance(a, list) or not a or
+            not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= n for x in a)):
+        raise BadRequest(f"a must list action indices in 1..{n}", field="a")
+    if (not isinstance(p, list) or len(p) != len(a) or
+            not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1
+                    for x in p)):
+        raise BadRequest("p must be probabilities aligned with a", field="p")
+    if not 0 < p[0] <= 1:
+        raise BadRequest("the chosen action's probability must be in (0, 1]", field="p")
+    ids = obj.get("ids")
+    if ids is None:
+        ids = [str(i) for i in range(n)]
+    if not isinstance(ids, list) or len(ids) != n or not all(isinstance(x, str) for x in ids):
+        raise BadRequest("ids must list one string per action", field="ids")
+    slots = obj.get("slots", 1)
+    if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
+        raise BadRequest("slots must be a positive integer", field="slots")
+    state = obj.get("VWState")
+    version = str(state.get("m", "")) if isinstance(state, dict) else ""
+    ts = obj.get("Timestamp")
+    return LoggedDecision(eid, ts if isinstance(ts, str) else "", context, offers, tuple(ids),
+                          tuple(x - 1 for x in a), tuple(float(x) for x in p), version,
+                          slots, bool(obj.get("DeferredAction", False)), obj)
+
+
+def parse_reward(obj: Any) -> LoggedReward:
+    """Validate a decoded reward or activation event."""
+    if not isinstance(obj, dict):
+        raise BadRequest("event must be a JSON object")
+    eid = _event_id(obj)
+    ts = obj.get("Timestamp")
+    ts = ts if isinstance(ts, str) else ""
+    if obj.get("activate") is True:
+        return LoggedReward(eid, ts, 0.0, None, None, True)
+    v = obj.get("v")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise BadRequest("v must be a finite number", field="v")
+    slot = obj.get("slot")
+    if slot is not None and (not isinstance(slot, int) or isinstance(slot, bool) or slot < 1):
+        raise BadRequest("slot must be a positive integer", field="slot")
+    kind = obj.get("kind")
+    if kind is not None and not isinstance(kind, str):
+        raise BadRequest("kind must be a string", field="kind")
+    return LoggedReward(eid, ts, float(v), slot, kind, False)
+
+
+def decode(raw: bytes) -> Any:
+    """Decode a message body; raise :class:`BadRequest` when it is not JSON."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"not valid JSON: {exc}") from None

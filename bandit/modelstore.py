@@ -1,0 +1,187 @@
+"""Versioned model files plus an atomically replaced ``manifest.json``.
+
+Layout of the store directory::
+
+    model-000012.vw        VW model (save_resume, so learning can continue)
+    model-000012.json      that version's manifest (kept for listing/rollback)
+    manifest.json          the current version's manifest
+
+Every file is written to a temporary name, fsynced and renamed, and the directory
+is fsynced, so a crash at any moment leaves either the old or the new manifest,
+never a torn one. A reader loads a model only when its sha256 matches the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bandit.events import utc_now
+from bandit.vw_adapter import VWModel
+
+_VERSION_FILE = re.compile(r"^model-(\d+)\.json$")
+
+
+class ModelStoreError(Exception):
+    """A model that must not be served: missing, truncated or checksum mismatch."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    version: str
+    file: str
+    sha256: str
+    policy: str
+    events_learned: int
+    created_at: str
+    offsets: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        try:
+            obj = orjson.loads(raw)
+            return cls(version=str(obj["version"]), file=str(obj["file"]),
+                       sha256=str(obj["sha256"]), policy=str(obj["policy"]),
+                       events_learned=int(obj["events_learned"]),
+                       created_at=str(obj["created_at"]),
+                       offsets={str(k): int(v) for k, v in obj.get("offsets", {}).items()},
+                       extra=dict(obj.get("extra", {})))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ModelStoreError(f"unreadable manifest: {exc}") from None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, whole."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+class ModelStore:
+    def __init__(self, directory: str | Path, keep: int = 20) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / "manifest.json"
+
+    def current(self) -> Manifest | None:
+        """The current manifest, or ``None`` for an empty store."""
+        try:
+            raw = self.manifest_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return Manifest.from_json(raw)
+
+    def versions(self) -> list[Manifest]:
+        """Every version still in the store, oldest first."""
+        out = []
+        for p in sorted(self.dir.iterdir()):
+            if _VERSION_FILE.match(p.name):
+                try:
+                    out.append(Manifest.from_json(p.read_bytes()))
+                except ModelStoreError:
+                    continue
+        return out
+
+    def next_version(self) -> str:
+        cur = self.current()
+        nums = [int(m.version) for m in self.versions() if m.version.isdigit()]
+        if cur is not None and cur.version.isdigit():
+            nums.append(int(cur.version))
+        return f"{max(nums, default=0) + 1:06d}"
+
+    def publish(self, model: VWModel, policy: str, events_learned: int,
+                offsets: dict[str, int] | None = None,
+                extra: dict[str, Any] | None = None) -> Manifest:
+        """Save ``model`` as a new version and make it current, atomically."""
+        version = self.next_version()
+        name = f"model-{version}.vw"
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{name}.")
+        os.close(fd)
+        try:
+            model.save(tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            digest = sha256_file(Path(tmp))
+            os.replace(tmp, self.dir / name)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        manifest = Manifest(version, name, digest, policy, events_learned, utc_now(),
+                            dict(offsets or {}), dict(extra or {}))
+        atomic_write(self.dir / f"model-{version}.json", manifest.to_json())
+        atomic_write(self.manifest_path, manifest.to_json())
+        self._prune()
+        return manifest
+
+    def set_current(self, manifest: Manifest) -> None:
+        """Point ``manifest.json`` at an existing version (rollback)."""
+        self.verify(manifest)
+        atomic_write(self.manifest_path, manifest.to_json())
+
+    def verify(self, manifest: Manifest) -> Path:
+        path = self.dir / manifest.file
+        if not path.is_file():
+            raise ModelStoreError(f"model file {path} is missing")
+        digest = sha256_file(path)
+        if digest != manifest.sha256:
+            raise ModelStoreError(f"checksum mismatch for {path}: manifest {manifest.sha256[:12]}"
+                                  f"…, file {digest[:12]}…")
+        return path
+
+    def load(self, manifest: Manifest) -> VWModel:
+        """Load a verified model; raise :class:`ModelStoreError` if it must not be served."""
+        path = self.verify(manifest)
+        try:
+            return VWModel.load(path)
+        except Exception as exc:  # VW raises plain RuntimeError on a corrupt file
+            raise ModelStoreError(f"VW could not load {path}: {exc}") from None
+
+    def _prune(self) -> None:
+        versions = self.versions()
+        cur = self.current()
+        for m in versions[: max(0, len(versions) - self.keep)]:
+            if cur is not None and m.version == cur.version:
+                continue
+            for p in (self.dir / m.file, self.dir / f"model-{m.version}.json"):
+                p.unlink(missing_ok=True)

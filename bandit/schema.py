@@ -1,0 +1,217 @@
+"""Validate request bodies once, at the HTTP boundary, into typed objects.
+
+Both the native API and the Personalizer-compatible shapes end up as a
+:class:`~bandit.types.DecideRequest` / :class:`~bandit.types.Reward`. Every problem
+raises :class:`~bandit.errors.BadRequest` naming the offending field.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+
+from bandit.errors import BadRequest
+from bandit.features import ID_NAMESPACE, OFFER_PREFIX, CONTEXT_PREFIX, Limits, encode, \
+    merge, offer_id_feature
+from bandit.settings import Settings
+from bandit.types import DecideRequest, Offer, Reward
+from bandit.vw_adapter import action_line
+
+
+def load_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", code="InvalidJson") from None
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    obj = load_json(body)
+    if not isinstance(obj, dict):
+        raise BadRequest("request body must be a JSON object")
+    return obj
+
+
+def _bool(obj: dict[str, Any], key: str, default: bool) -> bool:
+    v = obj.get(key, default)
+    if v is None:
+        return default
+    if not isinstance(v, bool):
+        raise BadRequest(f"{key} must be true or false", field=key)
+    return v
+
+
+def check_id(value: Any, field: str, max_bytes: int, *, required: bool = True) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{field} must be a non-empty string", field=field)
+    if len(value.encode("utf-8")) > max_bytes:
+        raise BadRequest(f"{field} is longer than {max_bytes} bytes", field=field)
+    return value
+
+
+class OfferCache:
+    """Encoded offers by their raw JSON, so a recurring offer is validated and
+    encoded once (offers repeat across requests; contexts do not)."""
+
+    def __init__(self, size: int = 20000) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, bytes], Offer] = OrderedDict()
+
+    def get(self, offer_id: str, features: Any, field: str, limits: Limits) -> Offer:
+        key = (offer_id, orjson.dumps(features))
+        hit = self._items.get(key)
+        if hit is not None:
+            return hit
+        ns = merge({ID_NAMESPACE: {offer_id_feature(offer_id): 1.0}},
+                   encode(features, OFFER_PREFIX, field, limits))
+        offer = Offer(offer_id, ns, action_line(ns))
+        self._items[key] = offer
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return offer
+
+
+class RequestParser:
+    """Turns request bodies into typed requests under the configured limits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.limits = Limits(settings.max_features, settings.max_name_bytes, settings.max_depth)
+        self.offers = OfferCache()
+
+    # -- shared pieces ------------------------------------------------------------------
+    def _offers(self, items: Any, field: str, exclude: set[str],
+                features_of: Any) -> tuple[Offer, ...]:
+        if not isinstance(items, list) or not items:
+            raise BadRequest(f"{field} must be a non-empty list", field=field)
+        if len(items) > self.s.max_offers:
+            raise BadRequest(f"{field} has {len(items)} entries; at most {self.s.max_offers} "
+                             "are allowed", field=field)
+        seen: set[str] = set()
+        out = []
+        for i, item in enumerate(items):
+            where = f"{field}[{i}]"
+            if not isinstance(item, dict):
+                raise BadRequest(f"{where} must be an object", field=where)
+            oid = check_id(item.get("id"), f"{where}.id", self.s.max_id_bytes)
+            assert oid is not None
+            if oid in seen:
+                raise BadRequest(f"duplicate offer id {oid!r}", field=f"{where}.id")
+            seen.add(oid)
+            feats = features_of(item.get("features"), f"{where}.features")
+            if oid in exclude:
+                continue
+            out.append(self.offers.get(oid, feats, f"{where}.features", self.limits))
+        if not out:
+            raise BadRequest("every offer is excluded", field="exclude")
+        return tuple(out)
+
+    def _exclude(self, value: Any, field: str) -> set[str]:
+        if value is None:
+            return set()
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise BadRequest(f"{field} must be a list of offer ids", field=field)
+        return set(value)
+
+    def _slots(self, value: Any, n: int) -> int:
+        if value is None:
+            return 1
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise BadRequest("slots must be an integer", field="slots")
+        hi = min(self.s.max_slots, n)
+        if not 1 <= value <= hi:
+            raise BadRequest(f"slots must be between 1 and {hi} (offers after exclusion: {n}, "
+                             f"BANDIT_MAX_SLOTS: {self.s.max_slots})", field="slots")
+        return value
+
+    def _event_id(self, value: Any, field: str) -> str:
+        if value is None:
+            return uuid.uuid4().hex
+        eid = check_id(value, field, self.s.max_id_bytes)
+        assert eid is not None
+        return eid
+
+    def reward_value(self, value: Any, field: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadRequest(f"{field} must be a number", field=field)
+        x = float(value)
+        if not math.isfinite(x):
+            raise BadRequest(f"{field} must be a finite number", field=field)
+        if not self.s.reward_min <= x <= self.s.reward_max:
+            raise BadRequest(f"{field} must be between {self.s.reward_min} and "
+                             f"{self.s.reward_max}", field=field)
+        return x
+
+    # -- native API ---------------------------------------------------------------------
+    def decide(self, body: bytes) -> DecideRequest:
+        obj = _object(body)
+        context = encode(obj.get("context"), CONTEXT_PREFIX, "context", self.limits)
+        exclude = self._exclude(obj.get("exclude"), "exclude")
+        offers = self._offers(obj.get("offers"), "offers", exclude, lambda f, w: f)
+        return DecideRequest(
+            event_id=self._event_id(obj.get("event_id"), "event_id"),
+            context=context,
+            offers=offers,
+            slots=self._slots(obj.get("slots"), len(offers)),
+            explore=_bool(obj, "explore", True),
+            defer=_bool(obj, "defer", False),
+            user_id=check_id(obj.get("user_id"), "user_id", self.s.max_id_bytes, required=False),
+            explain=_bool(obj, "explain", False),
+        )
+
+    def reward(self, body: bytes) -> Reward:
+        obj = _object(body)
+        eid = check_id(obj.get("event_id"), "event_id", self.s.max_id_bytes)
+        assert eid is not None
+        slot = obj.get("slot")
+        if slot is not None and (not isinstance(slot, int) or isinstance(slot, bool)
+                                 or not 1 <= slot <= self.s.max_slots):
+            raise BadRequest(f"slot must be an integer between 1 and {self.s.max_slots}",
+                             field="slot")
+        kind = obj.get("kind")
+        if kind is not None:
+            kind = check_id(kind, "kind", 64)
+        return Reward(eid, self.reward_value(obj.get("reward"), "reward"), slot, kind)
+
+    # -- Personalizer-compatible API ----------------------------------------------------
+    def _feature_list(self, value: Any, field: str) -> dict[str, Any]:
+        """Personalizer sends features as a list of objects; merge them into one."""
+        if value is None:
+            return {}
+        if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+            raise BadRequest(f"{field} must be a list of objects", field=field)
+        merged: dict[str, Any] = {}
+        for part in value:
+            for k, v in part.items():
+                if isinstance(v, dict) and isinstance(merged.get(k), dict):
+                    merged[k] = {**merged[k], **v}
+                else:
+                    merged[k] = v
+        return merged
+
+    def personalizer_rank(self, body: bytes) -> DecideRequest:
+        obj = _object(body)
+        context = encode(self._feature_list(obj.get("contextFeatures"), "contextFeatures"),
+                         CONTEXT_PREFIX, "contextFeatures", self.limits)
+        exclude = self._exclude(obj.get("excludedActions"), "excludedActions")
+        offers = self._offers(obj.get("actions"), "actions", exclude, self._feature_list)
+        return DecideRequest(
+            event_id=self._event_id(obj.get("eventId"), "eventId"),
+            context=context,
+            offers=offers,
+            slots=1,
+            explore=True,
+            defer=_bool(obj, "deferActivation", False),
+        )
+
+    def personalizer_reward(self, event_id: str, body: bytes) -> Reward:
+        eid = check_id(event_id, "eventId", self.s.max_id_bytes)
+        assert eid is not None
+        obj = _object(body)
+        return Reward(eid, self.reward_value(obj.get("value"), "value"))

@@ -1,0 +1,210 @@
+"""The Starlette application: thin routes over :class:`~bandit.server.service.Service`.
+
+``create_app(settings, policy, sink)`` builds it from parts (tests, benchmarks);
+``app_from_env()`` builds the parts from ``BANDIT_*`` variables (uvicorn workers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bandit.errors import BadRequest
+from bandit.metrics import Metrics, exposition
+from bandit.modelstore import ModelStore, ModelStoreError
+from bandit.policy import VWPolicy
+from bandit.policy_spec import PolicySpec
+from bandit.server import personalizer
+from bandit.server.http import JSONResponse, error_response, read_body
+from bandit.server.openapi import openapi_document
+from bandit.server.service import Service
+from bandit.settings import Settings
+from bandit.sinks import EventSink, make_sink
+from bandit.types import Decision, DecideRequest
+
+log = logging.getLogger("bandit.server")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def guarded(service: Service, fn: Handler) -> Handler:
+    """Turn :class:`BadRequest` into its 4xx/503 reply and count it by code."""
+
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await fn(request)
+        except BadRequest as exc:
+            service.metrics.errors.labels(exc.code).inc()
+            return error_response(exc)
+
+    return wrapper
+
+
+def ranking_json(request: DecideRequest, decision: Decision) -> list[dict[str, Any]]:
+    offers = request.offers
+    return [{"id": offers[i].id, "probability": p}
+            for i, p in zip(decision.order, decision.probabilities, strict=True)]
+
+
+def native_routes(svc: Service) -> list[Route]:
+    limit = svc.settings.max_body_bytes
+
+    async def decide(request: Request) -> Response:
+        req = svc.parser.decide(await read_body(request, limit))
+        decision = svc.decide(req)
+        ranking = ranking_json(req, decision)
+        return JSONResponse({
+            "event_id": req.event_id,
+            "ranking": ranking,
+            "slots": ranking[: decision.slots],
+            "model_version": decision.model_version,
+            "policy": decision.policy,
+        })
+
+    async def rewards(request: Request) -> Response:
+        reward = svc.parser.reward(await read_body(request, limit))
+        svc.reward(reward)
+        return JSONResponse({"event_id": reward.event_id, "status": "accepted"},
+                            status_code=202)
+
+    async def activate(request: Request) -> Response:
+        await read_body(request, limit)
+        event_id = _path_id(svc, request, "event_id")
+        svc.activate(event_id)
+        return JSONResponse({"event_id": event_id, "status": "accepted"}, status_code=202)
+
+    async def model(request: Request) -> Response:
+        return JSONResponse(svc.model_info())
+
+    return [
+        Route("/v1/decide", guarded(svc, decide), methods=["POST"]),
+        Route("/v1/rewards", guarded(svc, rewards), methods=["POST"]),
+        Route("/v1/events/{event_id}/activate", guarded(svc, activate), methods=["POST"]),
+        Route("/v1/model", guarded(svc, model), methods=["GET"]),
+    ]
+
+
+def _path_id(svc: Service, request: Request, name: str) -> str:
+    from bandit.schema import check_id
+
+    value = check_id(request.path_params[name], name, svc.settings.max_id_bytes)
+    assert value is not None
+    return value
+
+
+def ops_routes(svc: Service) -> list[Route]:
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        sink = svc.sink.health()
+        ready = bool(sink.get("ready"))
+        body = {"ready": ready, "model_version": svc.policy.version, "sink": sink}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        health = svc.sink.health()
+        if "spool_depth" in health:
+            svc.metrics.spool_depth.set(float(health["spool_depth"]))
+        data, ctype = exposition(svc.metrics.registry)
+        return Response(data, media_type=ctype)
+
+    doc = openapi_document()
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(doc)
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+
+
+def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
+               registry: CollectorRegistry | None = None,
+               store: ModelStore | None = None) -> Starlette:
+    """The ASGI app. ``store`` enables polling it for new models (hot swap)."""
+    metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    manifest = None
+    if store is not None:
+        with contextlib.suppress(ModelStoreError):
+            current = store.current()
+            if current is not None and current.version == policy.version:
+                manifest = current
+    svc = Service(settings, policy, sink, metrics, store, manifest)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(svc.poll_models()) if store is not None else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            sink.close()
+
+    routes = native_routes(svc) + personalizer.routes(svc, guarded) + ops_routes(svc)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.service = svc
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        # Reached only by a bug: say so without leaking internals, keep the worker alive.
+        log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+        svc.metrics.errors.labels("InternalError").inc()
+        return JSONResponse({"error": {"code": "InternalError",
+                                       "message": "internal error"}}, status_code=500)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": {"code": "NotFound",
+                                       "message": f"no route {request.url.path}"}},
+                            status_code=404)
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": {"code": "MethodNotAllowed",
+                                       "message": f"{request.method} is not allowed on "
+                                                  f"{request.url.path}"}}, status_code=405)
+
+    app.add_exception_handler(Exception, on_error)
+    app.add_exception_handler(404, not_found)
+    app.add_exception_handler(405, not_allowed)
+    return app
+
+
+def load_policy(settings: Settings, store: ModelStore) -> VWPolicy:
+    """The store's current model if it loads and verifies, else a fresh one."""
+    spec = PolicySpec.parse(settings.policy)
+    try:
+        manifest = store.current()
+        if manifest is not None:
+            model = store.load(manifest)
+            try:
+                spec = PolicySpec.parse(manifest.policy)
+            except ValueError:
+                pass
+            return VWPolicy(spec, model, manifest.version, settings.seed)
+    except ModelStoreError as exc:
+        log.warning("not serving the stored model: %s; starting from a fresh one", exc)
+    return VWPolicy.fresh(spec, settings.seed)
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory: ``uvicorn --factory bandit.server.app:app_from_env``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s "
+                                                   "%(message)s")
+    settings = Settings.from_env()
+    store = ModelStore(settings.model_dir, settings.model_keep)
+    policy = load_policy(settings, store)
+    return create_app(settings, policy, make_sink(settings), store=store)

@@ -1,0 +1,136 @@
+"""The OpenAPI 3 document served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bandit import __version__
+from bandit.server.personalizer import BASES
+
+_FEATURES = {
+    "type": "object",
+    "description": "Namespaces: {namespace: {feature: value}}. Strings are categorical, "
+                   "numbers numeric, lists of strings bags, lists of numbers dense vectors; "
+                   "top-level scalars go to the default namespace.",
+    "additionalProperties": True,
+}
+_FEATURE_LIST = {"type": "array", "items": {"type": "object", "additionalProperties": True}}
+_ID = {"type": "string", "minLength": 1, "maxLength": 256}
+_RANKED = {"type": "object", "required": ["id", "probability"],
+           "properties": {"id": {"type": "string"},
+                          "probability": {"type": "number", "minimum": 0, "maximum": 1}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "400": _json(_ref("Error"), "Invalid request: the message names the field"),
+    "413": _json(_ref("Error"), "Request body too large"),
+    "503": _json(_ref("Error"), "The event could not be recorded; retry"),
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                       "field": {"type": "string"}}}}},
+    "Offer": {"type": "object", "required": ["id"],
+              "properties": {"id": _ID, "features": _FEATURES}},
+    "DecideRequest": {"type": "object", "required": ["offers"], "properties": {
+        "context": _FEATURES,
+        "offers": {"type": "array", "minItems": 1, "maxItems": 50, "items": _ref("Offer")},
+        "slots": {"type": "integer", "minimum": 1, "maximum": 3, "default": 1},
+        "exclude": {"type": "array", "items": {"type": "string"}},
+        "user_id": _ID,
+        "explore": {"type": "boolean", "default": True},
+        "event_id": _ID,
+        "defer": {"type": "boolean", "default": False},
+        "explain": {"type": "boolean", "default": False}}},
+    "DecideResponse": {"type": "object",
+                       "required": ["event_id", "ranking", "slots", "model_version", "policy"],
+                       "properties": {"event_id": {"type": "string"},
+                                      "ranking": {"type": "array", "items": _RANKED},
+                                      "slots": {"type": "array", "items": _RANKED},
+                                      "model_version": {"type": "string"},
+                                      "policy": {"type": "string"}}},
+    "RewardRequest": {"type": "object", "required": ["event_id", "reward"], "properties": {
+        "event_id": _ID, "reward": {"type": "number"},
+        "slot": {"type": "integer", "minimum": 1}, "kind": {"type": "string"}}},
+    "Accepted": {"type": "object", "required": ["event_id", "status"],
+                 "properties": {"event_id": {"type": "string"}, "status": {"type": "string"}}},
+    "ModelInfo": {"type": "object", "required": ["version", "policy", "events_learned"],
+                  "properties": {"version": {"type": "string"},
+                                 "checksum": {"type": ["string", "null"]},
+                                 "policy": {"type": "string"},
+                                 "events_learned": {"type": "integer"},
+                                 "created_at": {"type": ["string", "null"]}}},
+    "RankRequest": {"type": "object", "required": ["actions"], "properties": {
+        "contextFeatures": _FEATURE_LIST,
+        "actions": {"type": "array", "minItems": 1, "maxItems": 50, "items": {
+            "type": "object", "required": ["id"],
+            "properties": {"id": _ID, "features": _FEATURE_LIST}}},
+        "excludedActions": {"type": "array", "items": {"type": "string"}},
+        "eventId": _ID,
+        "deferActivation": {"type": "boolean", "default": False}}},
+    "RankResponse": {"type": "object", "required": ["ranking", "eventId", "rewardActionId"],
+                     "properties": {"ranking": {"type": "array", "items": _RANKED},
+                                    "eventId": {"type": "string"},
+                                    "rewardActionId": {"type": "string"}}},
+    "RewardValue": {"type": "object", "required": ["value"],
+                    "properties": {"value": {"type": "number"}}},
+}
+
+
+def _post(summary: str, body: str | None, ok: str, ok_schema: str | None,
+          params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": dict(_ERRORS)}
+    if body:
+        op["requestBody"] = {"required": True,
+                             "content": {"application/json": {"schema": _ref(body)}}}
+    op["responses"][ok] = (_json(_ref(ok_schema), "Success") if ok_schema
+                           else {"description": "Success"})
+    if params:
+        op["parameters"] = params
+    return {"post": op}
+
+
+def _path_param(name: str) -> list[dict[str, Any]]:
+    return [{"name": name, "in": "path", "required": True, "schema": _ID}]
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/v1/decide": _post("Rank offers and choose the shown ones", "DecideRequest", "200",
+                            "DecideResponse"),
+        "/v1/rewards": _post("Report a reward for a decision (unknown event ids are accepted; "
+                             "the learner drops them)", "RewardRequest", "202", "Accepted"),
+        "/v1/events/{event_id}/activate": _post("Activate a deferred decision", None, "202",
+                                                "Accepted", _path_param("event_id")),
+        "/v1/model": {"get": {"summary": "The model being served",
+                              "responses": {"200": _json(_ref("ModelInfo"), "Model")}}},
+        "/healthz": {"get": {"summary": "Process alive",
+                             "responses": {"200": {"description": "alive"}}}},
+        "/readyz": {"get": {"summary": "Model loaded and event sink ready",
+                            "responses": {"200": {"description": "ready"},
+                                          "503": {"description": "not ready"}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics",
+                             "responses": {"200": {"description": "text exposition"}}}},
+    }
+    for base in BASES:
+        paths[f"{base}/rank"] = _post("Personalizer Rank", "RankRequest", "201", "RankResponse")
+        paths[f"{base}/events/{{eventId}}/reward"] = _post(
+            "Personalizer Reward", "RewardValue", "204", None, _path_param("eventId"))
+        paths[f"{base}/events/{{eventId}}/activate"] = _post(
+            "Personalizer Activate", None, "204", None, _path_param("eventId"))
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "offer-bandit", "version": __version__},
+        "paths": paths,
+        "components": {"schemas": SCHEMAS},
+    }

@@ -1,0 +1,134 @@
+"""The request handlers' collaborators in one place: parse → decide → emit → reply."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bandit.errors import BadRequest
+from bandit.events import activation_event, decision_event, reward_event
+from bandit.metrics import Metrics
+from bandit.modelstore import Manifest, ModelStore, ModelStoreError
+from bandit.policy import VWPolicy
+from bandit.schema import RequestParser
+from bandit.settings import Settings
+from bandit.sinks import EventSink
+from bandit.types import Decision, DecideRequest, Reward
+
+log = logging.getLogger("bandit.server")
+
+
+class SinkUnavailable(BadRequest):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"the {what} could not be recorded; retry later",
+                         code="ServiceUnavailable", status=503)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    policy: VWPolicy
+    sink: EventSink
+    metrics: Metrics
+    store: ModelStore | None = None
+    manifest: Manifest | None = None
+    parser: RequestParser = field(init=False)
+    _refused: set[tuple[str, str]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.parser = RequestParser(self.settings)
+        self.metrics.set_model(self.policy.version, self.policy.name)
+
+    # -- the decision path ----------------------------------------------------------------
+    def decide(self, request: DecideRequest) -> Decision:
+        t0 = time.perf_counter()
+        decision = self.policy.decide(request)
+        event = decision_event(request, decision)
+        try:
+            self.sink.decision(request.event_id, event)
+        except Exception:
+            log.exception("event sink refused a decision")
+            self.metrics.sink_errors.inc()
+            raise SinkUnavailable("decision") from None
+        self.metrics.decisions.labels(decision.policy,
+                                      "explore" if request.explore else "exploit").inc()
+        self.metrics.decide_latency.observe(time.perf_counter() - t0)
+        return decision
+
+    def reward(self, reward: Reward) -> None:
+        try:
+            self.sink.reward(reward.event_id, reward_event(reward))
+        except Exception:
+            log.exception("event sink refused a reward")
+            self.metrics.sink_errors.inc()
+            raise SinkUnavailable("reward") from None
+        self.metrics.rewards.labels(reward.kind or "default").inc()
+
+    def activate(self, event_id: str) -> None:
+        try:
+            self.sink.reward(event_id, activation_event(event_id))
+        except Exception:
+            log.exception("event sink refused an activation")
+            self.metrics.sink_errors.inc()
+            raise SinkUnavailable("activation") from None
+        self.metrics.activations.inc()
+
+    # -- model information and hot swap ---------------------------------------------------
+    def model_info(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "version": self.policy.version,
+            "checksum": m.sha256 if m else None,
+            "policy": m.policy if m else self.policy.name,
+            "events_learned": m.events_learned if m else 0,
+            "created_at": m.created_at if m else None,
+        }
+
+    async def refresh_model(self) -> bool:
+        """Load the store's current model if it is new; True when a swap happened.
+
+        Loading and checksum verification run in a thread; the swap itself is one
+        reference assignment on the event loop, so no request sees a half-loaded model.
+        """
+        if self.store is None:
+            return False
+        try:
+            manifest = self.store.current()
+        except ModelStoreError as exc:
+            self._refuse(("manifest", str(exc)), f"manifest refused: {exc}")
+            return False
+        if manifest is None or manifest.version == self.policy.version:
+            return False
+        key = (manifest.version, manifest.sha256)
+        if key in self._refused:
+            return False
+        try:
+            model = await asyncio.to_thread(self.store.load, manifest)
+        except ModelStoreError as exc:
+            self._refuse(key, f"model {manifest.version} refused, keeping "
+                              f"{self.policy.version}: {exc}")
+            return False
+        previous = self.policy.version
+        self.policy.swap(model, manifest.version)
+        self.manifest = manifest
+        self.metrics.model_swaps.labels("ok").inc()
+        self.metrics.set_model(manifest.version, self.policy.name, previous)
+        log.info("serving model %s (was %s)", manifest.version, previous)
+        return True
+
+    def _refuse(self, key: tuple[str, str], message: str) -> None:
+        if key not in self._refused:  # count and log each bad model once, not every poll
+            self._refused.add(key)
+            log.warning(message)
+            self.metrics.model_swaps.labels("refused").inc()
+
+    async def poll_models(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.model_poll)
+            try:
+                await self.refresh_model()
+            except Exception:  # keep polling whatever happens; the old model keeps serving
+                log.exception("model poll failed")

@@ -1,0 +1,183 @@
+"""Service configuration: one frozen dataclass built from ``BANDIT_*`` variables.
+
+Every field has a default that works on one machine (``make demo``); a bad value
+stops start-up with a :class:`~bandit.errors.ConfigError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from bandit.errors import ConfigError
+
+PREFIX = "BANDIT_"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name}={raw!r} is not an integer") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{PREFIX}{name}={value} must be between {lo} and {hi}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name}={raw!r} is not a number") from None
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise ConfigError(f"{PREFIX}{name}={raw} must be a finite number in [{lo}, {hi}]")
+    return value
+
+
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(PREFIX + name)
+    return default if raw is None or raw == "" else raw
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _str(env, name, default)
+    if value not in choices:
+        raise ConfigError(f"{PREFIX}{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{PREFIX}{name}={raw!r} must be true or false")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All runtime configuration. Field ``foo_bar`` is read from ``BANDIT_FOO_BAR``."""
+
+    # serving
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    policy: str = "epsilon:0.05"
+    seed: int = 0
+    # storage
+    model_dir: str = "var/models"
+    model_poll: float = 2.0
+    model_keep: int = 20
+    event_sink: str = "auto"
+    event_dir: str = "var/events"
+    spool_dir: str = "var/spool"
+    # kafka
+    kafka_bootstrap: str = ""
+    topic_prefix: str = "offers."
+    partitions: int = 4
+    # learner
+    reward_wait: float = 600.0
+    reward_function: str = "earliest"
+    default_reward: float = 0.0
+    checkpoint_events: int = 5000
+    checkpoint_seconds: float = 5.0
+    # request limits
+    max_offers: int = 50
+    max_body_bytes: int = 1 << 20
+    max_id_bytes: int = 256
+    max_features: int = 256
+    max_name_bytes: int = 256
+    max_depth: int = 4
+    max_slots: int = 3
+    reward_min: float = -1.0
+    reward_max: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e: Mapping[str, str] = os.environ if env is None else env
+        s = cls(
+            host=_str(e, "HOST", cls.host),
+            port=_int(e, "PORT", cls.port, 0, 65535),
+            workers=_int(e, "WORKERS", cls.workers, 1, 256),
+            policy=_str(e, "POLICY", cls.policy),
+            seed=_int(e, "SEED", cls.seed, 0, 2**31 - 1),
+            model_dir=_str(e, "MODEL_DIR", cls.model_dir),
+            model_poll=_float(e, "MODEL_POLL", cls.model_poll, 0.05, 3600.0),
+            model_keep=_int(e, "MODEL_KEEP", cls.model_keep, 1, 100000),
+            event_sink=_choice(e, "EVENT_SINK", cls.event_sink, ("auto", "file", "kafka", "none")),
+            event_dir=_str(e, "EVENT_DIR", cls.event_dir),
+            spool_dir=_str(e, "SPOOL_DIR", cls.spool_dir),
+            kafka_bootstrap=_str(e, "KAFKA_BOOTSTRAP", cls.kafka_bootstrap),
+            topic_prefix=_str(e, "TOPIC_PREFIX", cls.topic_prefix),
+            partitions=_int(e, "PARTITIONS", cls.partitions, 1, 1024),
+            reward_wait=_float(e, "REWARD_WAIT", cls.reward_wait, 0.0, 30 * 86400.0),
+            reward_function=_choice(e, "REWARD_FUNCTION", cls.reward_function,
+                                    ("earliest", "sum", "max", "last")),
+            default_reward=_float(e, "DEFAULT_REWARD", cls.default_reward, -1e9, 1e9),
+            checkpoint_events=_int(e, "CHECKPOINT_EVENTS", cls.checkpoint_events, 1, 10**9),
+            checkpoint_seconds=_float(e, "CHECKPOINT_SECONDS", cls.checkpoint_seconds,
+                                      0.01, 86400.0),
+            max_offers=_int(e, "MAX_OFFERS", cls.max_offers, 1, 10000),
+            max_body_bytes=_int(e, "MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 30),
+            max_id_bytes=_int(e, "MAX_ID_BYTES", cls.max_id_bytes, 8, 65536),
+            max_features=_int(e, "MAX_FEATURES", cls.max_features, 1, 100000),
+            max_name_bytes=_int(e, "MAX_NAME_BYTES", cls.max_name_bytes, 8, 65536),
+            max_depth=_int(e, "MAX_DEPTH", cls.max_depth, 1, 32),
+            max_slots=_int(e, "MAX_SLOTS", cls.max_slots, 1, 50),
+            reward_min=_float(e, "REWARD_MIN", cls.reward_min, -1e12, 1e12),
+            reward_max=_float(e, "REWARD_MAX", cls.reward_max, -1e12, 1e12),
+        )
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        """Cross-field checks, and that the policy spec parses."""
+        from bandit.policy_spec import PolicySpec
+
+        if self.reward_min >= self.reward_max:
+            raise ConfigError(f"{PREFIX}REWARD_MIN ({self.reward_min}) must be below "
+                              f"{PREFIX}REWARD_MAX ({self.reward_max})")
+        try:
+            PolicySpec.parse(self.policy)
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}POLICY={self.policy!r}: {exc}") from None
+        if self.event_sink == "kafka" and not self.kafka_bootstrap:
+            raise ConfigError(f"{PREFIX}EVENT_SINK=kafka needs {PREFIX}KAFKA_BOOTSTRAP")
+
+    @property
+    def sink_kind(self) -> str:
+        """The event sink actually used: ``auto`` means Kafka when a bootstrap is set."""
+        if self.event_sink == "auto":
+            return "kafka" if self.kafka_bootstrap else "file"
+        return self.event_sink
+
+    def topic(self, name: str) -> str:
+        """Full topic name, e.g. ``topic("decisions") == "offers.decisions"``."""
+        return f"{self.topic_prefix}{name}"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (used by CLI flags), validated again."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        s = replace(self, **changes)
+        s.validate()
+        return s
+
+    def to_env(self) -> dict[str, str]:
+        """The ``BANDIT_*`` variables that reproduce these settings (for worker processes)."""
+        return {PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}

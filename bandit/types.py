@@ -1,0 +1,68 @@
+"""Typed, already-validated objects that the core works with.
+
+Only :mod:`bandit.schema` (HTTP), the Kafka decoders and file readers build these
+from untrusted input; everything after the boundary trusts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bandit.features import Namespaces
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One eligible offer: its id, canonical features and cached VW text line."""
+
+    id: str
+    features: Namespaces
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecideRequest:
+    event_id: str
+    context: Namespaces
+    offers: tuple[Offer, ...]
+    slots: int = 1
+    explore: bool = True
+    defer: bool = False
+    user_id: str | None = None
+    explain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """An offer with the probability the policy gave it."""
+
+    id: str
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of ``policy.decide``.
+
+    ``order`` lists 0-based indices into the request's offers, chosen first;
+    ``probabilities`` is aligned with ``order``: for the shown slots it is the
+    probability with which each slot's offer was chosen (slot k conditional on the
+    offers of slots before it), for the rest the policy's probability of the offer.
+    """
+
+    event_id: str
+    order: tuple[int, ...]
+    probabilities: tuple[float, ...]
+    slots: int
+    model_version: str
+    policy: str
+    explored: bool
+    info: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reward:
+    event_id: str
+    value: float
+    slot: int | None = None
+    kind: str | None = None

@@ -1,0 +1,122 @@
+"""The one place that talks to Vowpal Wabbit.
+
+It owns the text format (via :mod:`bandit.features`), the label (reward → cost is
+flipped here and nowhere else), ``finish_example`` and the cache of parsed offer
+examples. Parsing text is most of VW's predict time, so each distinct offer line
+is parsed once and kept (bounded LRU); a request parses only its shared context.
+
+Examples parsed from a Workspace must go back to it through ``finish_example``:
+dropping them leaks native memory, so evicted cache entries are finished and a
+model is :meth:`close`-d when it is retired.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import vowpalwabbit
+from vowpalwabbit import pyvw
+
+from bandit.features import Namespaces, render
+
+_lib: Any = pyvw.pylibvw.vw
+
+
+def cost_label(reward: float, probability: float) -> str:
+    """The CB label of the chosen action: VW minimises cost, we maximise reward."""
+    return f"0:{-reward!r}:{probability!r}"
+
+
+def shared_line(context: Namespaces) -> str:
+    return "shared " + render(context) if context else "shared |c"
+
+
+def action_line(features: Namespaces) -> str:
+    return render(features) if features else "|o"
+
+
+class VWModel:
+    """A VW ``--cb_explore_adf`` workspace with a cache of parsed offer examples.
+
+    All methods are serialised by a lock, so one instance is safe to share between
+    the threads of a worker.
+    """
+
+    def __init__(self, args: str, *, cache_size: int = 20000) -> None:
+        self.args = args
+        self._ws = vowpalwabbit.Workspace(args)
+        self._ptype = self._ws.get_prediction_type()
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def load(cls, path: str | Path, extra: str = "--quiet") -> VWModel:
+        return cls(f"-i {Path(path)} {extra}")
+
+    # -- predicting -----------------------------------------------------------------
+    def _action(self, line: str) -> Any:
+        ex = self._cache.get(line)
+        if ex is not None:
+            self._cache.move_to_end(line)
+            return ex
+        ex = self._ws.parse(line)[0]
+        self._cache[line] = ex
+        if len(self._cache) > self._cache_size:
+            _, old = self._cache.popitem(last=False)
+            _lib._finish_example_multi_ex(self._ws, [old])
+        return ex
+
+    def predict(self, context: Namespaces, offer_lines: Sequence[str]) -> list[float]:
+        """Probability of each offer (in the given order) under the exploration policy."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("model is closed")
+            actions = [self._action(line) for line in offer_lines]
+            shared = self._ws.parse(shared_line(context))
+            try:
+                _lib.predict_multi(self._ws, shared + actions)
+                pmf = shared[0].get_prediction(self._ptype)
+            finally:
+                _lib._finish_example_multi_ex(self._ws, shared)
+        return [float(x) for x in pmf]
+
+    # -- learning -------------------------------------------------------------------
+    def learn(self, context: Namespaces, offer_lines: Sequence[str], chosen: int,
+              reward: float, probability: float) -> None:
+        """One CB update: offer ``chosen`` (0-based) was shown with ``probability``."""
+        lines = [shared_line(context)]
+        for i, line in enumerate(offer_lines):
+            lines.append(f"{cost_label(reward, probability)} {line}" if i == chosen else line)
+        with self._lock:
+            examples = self._ws.parse("\n".join(lines))
+            try:
+                _lib.learn_multi(self._ws, examples)
+            finally:
+                _lib._finish_example_multi_ex(self._ws, examples)
+
+    # -- persistence and lifecycle --------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        with self._lock:
+            self._ws.save(str(path))
+
+    def weight(self, namespace: str, feature: str) -> float:
+        """Learned weight of a single (non-interacted) feature, for explanations."""
+        with self._lock:
+            return float(self._ws.get_weight_from_name(feature, namespace))
+
+    def close(self) -> None:
+        """Return cached examples to VW and release the workspace."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            while self._cache:
+                _, ex = self._cache.popitem()
+                _lib._finish_example_multi_ex(self._ws, [ex])
+            self._ws.finish()
