@@ -21,7 +21,7 @@ every offer namespace). Top-level scalar features land in the namespace ``c`` / 
 The offer id is the feature ``id=<id>`` in namespace ``o_id``.
 
 Escaping: ``%``, ``|``, ``:``, every whitespace character and a leading ``_`` are
-percent-encoded, so no input can break a VW text line or hide as a DSJSON keyword.
+percent-encoded (and the empty name is ``%_``), so no input can break a VW text line or hide as a DSJSON keyword.
 """
 
 from __future__ import annotations
@@ -39,7 +39,17 @@ CONTEXT_PREFIX = "c"
 OFFER_PREFIX = "o"
 ID_NAMESPACE = "o_id"
 
+# VW stores values as float32: anything larger would become infinity inside the model,
+# magnitudes below 1e-20 are flushed to zero here (VW's text parser reads some as zero).
+MAX_VALUE = 3.0e38
+MIN_VALUE = 1e-20
+
 _UNSAFE = re.compile(r"[%|:\s]|^_")
+
+
+def finite(x: float) -> bool:
+    """True for a value VW can hold (finite as a float32)."""
+    return math.isfinite(x) and abs(x) <= MAX_VALUE
 
 
 def _quote(match: re.Match[str]) -> str:
@@ -47,7 +57,13 @@ def _quote(match: re.Match[str]) -> str:
 
 
 def escape(text: str) -> str:
-    """Make ``text`` safe as a VW namespace or feature name (reversible)."""
+    """Make ``text`` safe as a VW namespace or feature name (reversible).
+
+    The empty string becomes ``%_``, which quoting never produces otherwise, so an
+    empty feature name is still a feature VW can see.
+    """
+    if not text:
+        return "%_"
     if _UNSAFE.search(text) is None:
         return text
     return _UNSAFE.sub(_quote, text)
@@ -93,9 +109,10 @@ class _Encoder:
             self._put(ns, escape(name) + "=" + escape(value), 1.0, path)
         elif isinstance(value, (int, float)):
             x = float(value)
-            if not math.isfinite(x):
-                raise BadRequest("feature values must be finite numbers", field=path)
-            self._put(ns, escape(name), x, path)
+            if not finite(x):
+                raise BadRequest("feature values must be finite numbers within ±3e38",
+                                 field=path)
+            self._put(ns, escape(name), x if abs(x) >= MIN_VALUE else 0.0, path)
         elif isinstance(value, list):
             self._list(ns, name, value, path)
         elif isinstance(value, dict):
@@ -117,10 +134,10 @@ class _Encoder:
             base = escape(name) + "#"
             for i, v in enumerate(items):
                 x = float(v)
-                if not math.isfinite(x):
-                    raise BadRequest("feature values must be finite numbers",
+                if not finite(x):
+                    raise BadRequest("feature values must be finite numbers within ±3e38",
                                      field=f"{path}[{i}]")
-                self._put(ns, f"{base}{i}", x, path)
+                self._put(ns, f"{base}{i}", x if abs(x) >= MIN_VALUE else 0.0, path)
         else:
             raise BadRequest("a feature list must hold only strings or only numbers",
                              field=path)
@@ -171,7 +188,9 @@ def merge(*parts: Namespaces) -> Namespaces:
 def _value(name: str, v: float) -> str:
     if v == 1.0:
         return name
-    return f"{name}:{v!r}"
+    # 9 significant digits round-trip a float32 exactly; VW's own float parser
+    # mis-reads long mantissas with large exponents (e.g. 3.0292007304744154e-27 → 0).
+    return f"{name}:{v:.9g}"
 
 
 def render(namespaces: Namespaces) -> str:

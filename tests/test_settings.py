@@ -1,0 +1,56 @@
+import pytest
+
+from bandit.errors import ConfigError
+from bandit.settings import Settings
+
+
+def test_defaults_are_valid():
+    s = Settings.from_env({})
+    assert s.port == 8080 and s.policy == "epsilon:0.05" and s.max_offers == 50
+    assert s.sink_kind == "file"
+    assert s.topic("decisions") == "offers.decisions"
+
+
+def test_reads_prefixed_variables():
+    s = Settings.from_env({"BANDIT_PORT": "9000", "BANDIT_POLICY": "bag:5",
+                           "BANDIT_KAFKA_BOOTSTRAP": "127.0.0.1:9092", "BANDIT_MODEL_POLL": "0.5"})
+    assert (s.port, s.policy, s.model_poll) == (9000, "bag:5", 0.5)
+    assert s.sink_kind == "kafka"
+
+
+@pytest.mark.parametrize("name,value", [
+    ("BANDIT_PORT", "eighty"),
+    ("BANDIT_PORT", "70000"),
+    ("BANDIT_WORKERS", "0"),
+    ("BANDIT_MODEL_POLL", "nan"),
+    ("BANDIT_POLICY", "thompson"),
+    ("BANDIT_POLICY", "epsilon:2"),
+    ("BANDIT_EVENT_SINK", "s3"),
+    ("BANDIT_REWARD_FUNCTION", "median"),
+    ("BANDIT_REWARD_MIN", "5"),
+])
+def test_bad_values_name_the_variable(name, value):
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({name: value})
+    assert name.split("_", 1)[1] in str(err.value)
+
+
+def test_kafka_sink_needs_bootstrap():
+    with pytest.raises(ConfigError, match="BANDIT_KAFKA_BOOTSTRAP"):
+        Settings.from_env({"BANDIT_EVENT_SINK": "kafka"})
+
+
+def test_frozen_and_overrides_validate():
+    s = Settings.from_env({})
+    with pytest.raises(AttributeError):
+        s.port = 1  # type: ignore[misc]
+    assert s.with_overrides(port=1234).port == 1234
+    with pytest.raises(ConfigError):
+        s.with_overrides(policy="nope")
+    with pytest.raises(ConfigError, match="unknown"):
+        s.with_overrides(colour="red")
+
+
+def test_env_round_trip():
+    s = Settings.from_env({"BANDIT_POLICY": "bag:3", "BANDIT_PORT": "1"})
+    assert Settings.from_env(s.to_env()) == s
