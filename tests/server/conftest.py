@@ -1,0 +1,64 @@
+"""In-process HTTP client for the Starlette app (real ASGI, real VW, file sink)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from bandit.policy import VWPolicy
+from bandit.policy_spec import PolicySpec
+from bandit.server.app import create_app
+from bandit.settings import Settings
+from bandit.sinks import FileSink
+
+
+class Client:
+    """A synchronous façade over ``httpx.AsyncClient`` + ``ASGITransport``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url="http://testserver")
+
+    def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        return self.loop.run_until_complete(self._client.request(method, url, **kw))
+
+    def get(self, url: str, **kw: Any) -> httpx.Response:
+        return self.request("GET", url, **kw)
+
+    def post(self, url: str, **kw: Any) -> httpx.Response:
+        return self.request("POST", url, **kw)
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self._client.aclose())
+        self.loop.close()
+
+
+def offers(n: int = 5) -> list[dict[str, Any]]:
+    return [{"id": f"o{i}", "features": {"cat": {"c": str(i % 3)}, "price": float(i)}}
+            for i in range(n)]
+
+
+@pytest.fixture
+def app_parts(tmp_path):
+    settings = Settings(event_dir=str(tmp_path / "events"), model_dir=str(tmp_path / "models"))
+    policy = VWPolicy.fresh(PolicySpec.parse("epsilon:0.1"), seed=1)
+    sink = FileSink(settings.event_dir)
+    return settings, policy, sink
+
+
+@pytest.fixture
+def client(app_parts) -> Iterator[Client]:
+    settings, policy, sink = app_parts
+    app = create_app(settings, policy, sink, registry=CollectorRegistry())
+    c = Client(app)
+    yield c
+    c.close()
+    sink.close()
+    policy.close()

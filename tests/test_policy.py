@@ -1,0 +1,102 @@
+import random
+from collections import Counter
+
+import pytest
+
+from bandit.features import ID_NAMESPACE
+from bandit.policy import VWPolicy, event_rng, sample_slots
+from bandit.policy_spec import PolicySpec
+from bandit.types import DecideRequest, Offer
+from bandit.vw_adapter import action_line
+
+
+def offers(n):
+    out = []
+    for i in range(n):
+        ns = {ID_NAMESPACE: {f"id=o{i}": 1.0}}
+        out.append(Offer(f"o{i}", ns, action_line(ns)))
+    return tuple(out)
+
+
+def test_sampling_matches_the_pmf():
+    pmf = [0.7, 0.2, 0.1]
+    rng = random.Random(0)
+    n = 20000
+    counts = Counter(sample_slots(pmf, 1, True, rng)[0][0] for _ in range(n))
+    for i, p in enumerate(pmf):
+        assert counts[i] / n == pytest.approx(p, abs=0.015)  # > 4 standard errors
+
+
+def test_later_slots_report_conditional_probabilities():
+    pmf = [0.5, 0.3, 0.2]
+    rng = random.Random(1)
+    for _ in range(200):
+        order, probs = sample_slots(pmf, 2, True, rng)
+        assert sorted(order) == [0, 1, 2]
+        first, second = order[0], order[1]
+        assert probs[0] == pytest.approx(pmf[first])
+        assert probs[1] == pytest.approx(pmf[second] / (1 - pmf[first]))
+        assert probs[2] == pytest.approx(pmf[order[2]])
+
+
+def test_exploit_is_greedy_with_probability_one():
+    order, probs = sample_slots([0.1, 0.6, 0.3], 2, False, random.Random(0))
+    assert order == [1, 2, 0] and probs == [1.0, 1.0, 0.0]
+
+
+def test_degenerate_pmf_falls_back_to_uniform_over_the_rest():
+    order, probs = sample_slots([1.0, 0.0, 0.0], 2, True, random.Random(0))
+    assert order[0] == 0 and probs[0] == 1.0 and probs[1] == 0.5
+
+
+def test_event_rng_is_reproducible():
+    assert event_rng("e1", 0).random() == event_rng("e1", 0).random()
+    assert event_rng("e1", 0).random() != event_rng("e2", 0).random()
+    assert event_rng("e1", 0).random() != event_rng("e1", 1).random()
+
+
+@pytest.mark.parametrize("spec", ["epsilon:0.1", "bag:5", "squarecb", "softmax:5"])
+def test_learns_the_best_offer_per_context(spec):
+    """5,000 synthetic events: o1 is best for segment a, o3 for segment b."""
+    rng = random.Random(42)
+    policy = VWPolicy.fresh(PolicySpec.parse(spec), seed=7)
+    offs = offers(5)
+    lines = [o.line for o in offs]
+    best = {"a": 1, "b": 3}
+    for _ in range(5000):
+        seg = rng.choice("ab")
+        ctx = {"cuser": {f"seg={seg}": 1.0}}
+        chosen = rng.randrange(5)
+        rate = 0.6 if chosen == best[seg] else 0.2
+        reward = 1.0 if rng.random() < rate else 0.0
+        policy.model.learn(ctx, lines, chosen, reward, 0.2)
+    for seg, want in best.items():
+        req = DecideRequest(f"q-{seg}", {"cuser": {f"seg={seg}": 1.0}}, offs, explore=False)
+        d = policy.decide(req)
+        assert d.order[0] == want, (spec, seg, d)
+        assert d.probabilities[0] == 1.0
+    policy.close()
+
+
+def test_decide_returns_every_offer_with_probabilities():
+    policy = VWPolicy.fresh(PolicySpec.parse("epsilon:0.2"))
+    d = policy.decide(DecideRequest("e", {}, offers(6), slots=3))
+    assert sorted(d.order) == list(range(6)) and len(d.probabilities) == 6
+    assert all(0 < p <= 1 for p in d.probabilities[:3])
+    assert d.model_version == "0" and d.policy == "epsilon:0.2"
+    policy.close()
+
+
+def test_swap_serves_the_new_model_and_closes_the_old_one_later():
+    spec = PolicySpec.parse("epsilon")
+    policy = VWPolicy.fresh(spec)
+    first = policy.model
+    from bandit.vw_adapter import VWModel
+
+    second, third = VWModel(spec.vw_args()), VWModel(spec.vw_args())
+    policy.swap(second, "2")
+    assert policy.version == "2" and not first._closed
+    policy.swap(third, "3")
+    assert first._closed and not second._closed
+    assert policy.decide(DecideRequest("e", {}, offers(2))).model_version == "3"
+    policy.close()
