@@ -27,7 +27,7 @@ import orjson
 
 from bandit.errors import BadRequest
 from bandit.features import Namespaces
-from bandit.types import Decision, DecideRequest, Reward
+from bandit.types import DecideRequest, Decision, Reward
 
 
 def utc_now() -> str:

@@ -21,7 +21,8 @@ every offer namespace). Top-level scalar features land in the namespace ``c`` / 
 The offer id is the feature ``id=<id>`` in namespace ``o_id``.
 
 Escaping: ``%``, ``|``, ``:``, every whitespace character and a leading ``_`` are
-percent-encoded (and the empty name is ``%_``), so no input can break a VW text line or hide as a DSJSON keyword.
+percent-encoded (and the empty name is ``%_``), so no input can break a VW text
+line or hide as a DSJSON keyword.
 """
 
 from __future__ import annotations

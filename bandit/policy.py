@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bandit.policy_spec import PolicySpec
-from bandit.types import Decision, DecideRequest
+from bandit.types import DecideRequest, Decision
 from bandit.vw_adapter import VWModel
 
 

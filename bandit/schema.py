@@ -15,8 +15,15 @@ from typing import Any
 import orjson
 
 from bandit.errors import BadRequest
-from bandit.features import ID_NAMESPACE, OFFER_PREFIX, CONTEXT_PREFIX, Limits, encode, \
-    merge, offer_id_feature
+from bandit.features import (
+    CONTEXT_PREFIX,
+    ID_NAMESPACE,
+    OFFER_PREFIX,
+    Limits,
+    encode,
+    merge,
+    offer_id_feature,
+)
 from bandit.settings import Settings
 from bandit.types import DecideRequest, Offer, Reward
 from bandit.vw_adapter import action_line

@@ -94,4 +94,5 @@ def make_sink(settings: Settings) -> EventSink:
         return FileSink(settings.event_dir)
     from bandit.kafka_sink import KafkaSink
 
-    return KafkaSink(settings)
+    sink: EventSink = KafkaSink(settings)
+    return sink

@@ -5,8 +5,14 @@ import orjson
 import pytest
 
 from bandit.errors import BadRequest
-from bandit.events import (activation_event, decision_event, joined_event, parse_decision,
-                           parse_reward, reward_event)
+from bandit.events import (
+    activation_event,
+    decision_event,
+    joined_event,
+    parse_decision,
+    parse_reward,
+    reward_event,
+)
 from bandit.policy import VWPolicy
 from bandit.policy_spec import PolicySpec
 from bandit.schema import RequestParser

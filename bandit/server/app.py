@@ -29,7 +29,7 @@ from bandit.server.openapi import openapi_document
 from bandit.server.service import Service
 from bandit.settings import Settings
 from bandit.sinks import EventSink, make_sink
-from bandit.types import Decision, DecideRequest
+from bandit.types import DecideRequest, Decision
 
 log = logging.getLogger("bandit.server")
 

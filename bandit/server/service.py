@@ -16,7 +16,7 @@ from bandit.policy import VWPolicy
 from bandit.schema import RequestParser
 from bandit.settings import Settings
 from bandit.sinks import EventSink
-from bandit.types import Decision, DecideRequest, Reward
+from bandit.types import DecideRequest, Decision, Reward
 
 log = logging.getLogger("bandit.server")
 

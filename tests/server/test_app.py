@@ -7,7 +7,6 @@ from prometheus_client import CollectorRegistry
 
 from bandit.events import parse_decision, parse_reward
 from bandit.modelstore import ModelStore
-from bandit.policy import VWPolicy
 from bandit.policy_spec import PolicySpec
 from bandit.server.app import create_app
 from bandit.vw_adapter import VWModel
