@@ -63,3 +63,36 @@ def test_save_and_load_round_trip(tmp_path):
         assert loaded.predict(ctx, LINES) == pytest.approx(model.predict(ctx, LINES), abs=1e-6)
     loaded.close()
     model.close()
+
+
+def test_dsjson_learner_matches_the_text_format():
+    """A learner reading joined DSJSON trains the model a text-format server expects."""
+    import orjson
+
+    from bandit.events import joined_event
+
+    rng = random.Random(11)
+    args = PolicySpec.parse("epsilon:0.1").vw_args(3)
+    text, js = VWModel(args), VWModel(args, json_input=True)
+    for i, ctx in enumerate(contexts(400, rng)):
+        a = rng.randrange(len(LINES))
+        reward = float(rng.random() < 0.3)
+        text.learn(ctx, LINES, a, reward, 0.125)
+        decision = {"EventId": f"e{i}", "a": [a + 1], "p": [0.125],
+                    "c": {**ctx, "_multi": OFFERS}}
+        js.learn_dsjson(orjson.dumps(joined_event(decision, reward, [])).decode())
+    with pytest.raises(RuntimeError, match="does not serve"):
+        js.predict({}, LINES)
+    with pytest.raises(RuntimeError, match="not DSJSON"):
+        text.learn_dsjson("{}")
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        js.save(Path(d) / "m.vw")
+        served = VWModel.load(Path(d) / "m.vw")
+        for ctx in contexts(30, rng):
+            assert served.predict(ctx, LINES) == pytest.approx(text.predict(ctx, LINES), abs=1e-6)
+        served.close()
+    text.close()
+    js.close()
