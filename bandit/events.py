@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from bandit.errors import BadRequest
-from bandit.features import Namespaces
+from bandit.features import Namespaces, finite
 from bandit.types import DecideRequest, Decision, Reward
 
 
@@ -127,8 +127,8 @@ def _namespaces(obj: Any, where: str) -> Namespaces:
             raise BadRequest("namespace must be an object", field=f"{where}.{ns}")
         clean: dict[str, float] = {}
         for k, v in feats.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise BadRequest("feature value must be a finite number",
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not finite(v):
+                raise BadRequest("feature value must be a finite number within ±3e38",
                                  field=f"{where}.{ns}.{k}")
             clean[k] = float(v)
         out[ns] = clean

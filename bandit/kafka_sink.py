@@ -1,0 +1,239 @@
+"""The Kafka event sink: write-ahead spool on the request path, shipping off it.
+
+``decision``/``reward`` append one line to this process's spool (one ``write``;
+nothing on the request path waits for the network). A background thread ships the
+spool to Kafka in batches, advancing the spool cursor only after the broker
+acknowledged a batch, fsyncs the spool in batches, and adopts spools left behind by
+processes that died. When the broker is down or slow the spool simply grows and is
+shipped in order when it is back; ``health()`` reports its depth and the producer
+errors, for ``/readyz`` and ``/metrics``.
+
+Messages are keyed by event id. Re-shipping after a crash can duplicate a message;
+consumers deduplicate by event id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bandit.broker import port_open
+from bandit.events import dumps
+from bandit.settings import Settings
+from bandit.spool import SpoolReader, SpoolWriter, adopt_orphans
+from bandit.topics import Topics, ensure_topics
+
+log = logging.getLogger("bandit.kafka_sink")
+
+BATCH = 5000
+
+
+def make_producer(bootstrap: str) -> Any:
+    from kafka import KafkaProducer
+
+    # Idempotence is off: Tansu's idempotent producer breaks after a broker restart;
+    # duplicates are removed by event id downstream instead.
+    return KafkaProducer(bootstrap_servers=bootstrap, acks=1, enable_idempotence=False,
+                         linger_ms=5, batch_size=1 << 18, max_block_ms=3000,
+                         request_timeout_ms=5000, retries=2, reconnect_backoff_ms=100,
+                         reconnect_backoff_max_ms=1000)
+
+
+@dataclass
+class _Source:
+    reader: SpoolReader
+    lock_fd: int | None  # held while draining an adopted spool
+    pending: int
+
+
+class KafkaSink:
+    def __init__(self, settings: Settings, *, drain_timeout: float = 5.0) -> None:
+        self.bootstrap = settings.kafka_bootstrap
+        self.topics = Topics.from_settings(settings)
+        self.partitions = settings.partitions
+        self._topic_of = {"d": self.topics.decisions, "r": self.topics.rewards}
+        self.writer = SpoolWriter(settings.spool_dir)
+        self.own = _Source(SpoolReader(self.writer.dir, owned=True), None, 0)
+        self.adopted: list[_Source] = []
+        self.drain_timeout = drain_timeout
+        self.shipped = 0
+        self._own_shipped = 0
+        self.producer_errors = 0
+        self.connected = False
+        self.last_error: str | None = None
+        self._producer: Any = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kafka-sink", daemon=True)
+        self._thread.start()
+
+    # -- request path -----------------------------------------------------------------
+    def decision(self, event_id: str, event: dict[str, Any]) -> None:
+        self.writer.append("d", event_id, dumps(event))
+        self._wake.set()
+
+    def reward(self, event_id: str, event: dict[str, Any]) -> None:
+        self.writer.append("r", event_id, dumps(event))
+        self._wake.set()
+
+    def health(self) -> dict[str, Any]:
+        own = self.writer.appended - self._own_shipped
+        return {
+            "ready": self.writer.error is None,
+            "kind": "kafka",
+            "connected": self.connected,
+            "spool_depth": own + sum(s.pending for s in self.adopted),
+            "shipped": self.shipped,
+            "producer_errors": self.producer_errors,
+            "last_error": self.writer.error or self.last_error,
+        }
+
+    def close(self) -> None:
+        """Ship what is spooled (up to ``drain_timeout``), then stop; the rest stays
+        on disk and is shipped by the next process."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(self.drain_timeout + 15)
+        self.writer.close()
+        if self.writer.appended == self._own_shipped:
+            self.own.reader.remove()  # fully shipped: nothing for a successor to adopt
+        for s in self.adopted:
+            if s.lock_fd is not None:
+                os.close(s.lock_fd)
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                self._producer.close(timeout=1)
+
+    # -- shipping thread ---------------------------------------------------------------
+    def _connect(self) -> bool:
+        # kafka-python spends ~30 s trying to bootstrap from a closed port; a plain TCP
+        # probe first keeps outages cheap to detect and quick to recover from.
+        if not any_reachable(self.bootstrap):
+            self._fail(f"cannot reach Kafka at {self.bootstrap}: connection refused")
+            return False
+        try:
+            ensure_topics(self.bootstrap, self.topics, self.partitions)
+            self._producer = make_producer(self.bootstrap)
+        except Exception as exc:  # any client error means "not now"
+            self._fail(f"cannot reach Kafka at {self.bootstrap}: {exc}")
+            return False
+        self.connected = True
+        self.last_error = None
+        log.info("shipping events to Kafka at %s", self.bootstrap)
+        return True
+
+    def _fail(self, message: str) -> None:
+        if self.connected or self.last_error != message:
+            log.warning(message)
+        self.producer_errors += 1
+        self.connected = False
+        self.last_error = message
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                producer.close(timeout=0)
+
+    def _ship(self, source: _Source) -> int:
+        """Ship one batch from ``source``; the number of records shipped."""
+        is_own = source is self.own
+        records = source.reader.read(BATCH, self.writer.position() if is_own else None)
+        if not records:
+            return 0
+        try:
+            futures = [self._producer.send(self._topic_of.get(r.kind, self.topics.deadletter),
+                                           key=r.key.encode("utf-8"), value=r.value)
+                       for r in records]
+            self._producer.flush(timeout=10)
+            failed = [f for f in futures if not f.succeeded()]
+        except Exception as exc:
+            self._fail(f"Kafka send failed: {exc}")
+            return 0
+        if failed:
+            self._fail(f"Kafka refused {len(failed)} of {len(records)} events: "
+                       f"{failed[0].exception}")
+            return 0
+        source.reader.commit(records[-1].end)
+        if is_own:
+            self._own_shipped += len(records)
+        else:
+            source.pending = max(0, source.pending - len(records))
+        self.shipped += len(records)
+        return len(records)
+
+    def _adopt(self) -> None:
+        for path, fd in adopt_orphans(self.writer.root, exclude=self.writer.dir):
+            reader = SpoolReader(path, owned=False)
+            pending = sum(1 for _ in _lines(reader))
+            log.info("adopting spool %s with %d events", path.name, pending)
+            self.adopted.append(_Source(reader, fd, pending))
+
+    def _run(self) -> None:
+        last_sync = last_scan = 0.0
+        backoff = 0.2
+        stop_deadline: float | None = None
+        while True:
+            now = time.monotonic()
+            if self._stop.is_set() and stop_deadline is None:
+                stop_deadline = now + self.drain_timeout
+            if now - last_sync >= 0.05:
+                try:
+                    self.writer.sync()
+                except OSError as exc:
+                    self.writer.error = f"spool fsync failed: {exc}"
+                last_sync = now
+            if now - last_scan >= 10.0:
+                try:
+                    self._adopt()
+                except OSError as exc:
+                    log.warning("could not scan the spool directory: %s", exc)
+                last_scan = now
+            if self._producer is None and not self._connect():
+                if stop_deadline is not None and now >= stop_deadline:
+                    return
+                self._wake.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.2
+            shipped = 0
+            for source in list(self.adopted):
+                shipped += self._ship(source)
+                if source.reader.drained():
+                    source.reader.remove()
+                    if source.lock_fd is not None:
+                        os.close(source.lock_fd)
+                    self.adopted.remove(source)
+            if self._producer is not None:
+                shipped += self._ship(self.own)
+            if stop_deadline is not None:
+                if shipped == 0 and not self.adopted and \
+                        self.writer.appended == self._own_shipped:
+                    return
+                if time.monotonic() >= stop_deadline:
+                    return
+            if shipped == 0:
+                self._wake.wait(0.05)
+                self._wake.clear()
+
+
+def any_reachable(bootstrap: str) -> bool:
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if host and port.isdigit() and port_open(host.strip("[]"), int(port), timeout=0.5):
+            return True
+    return False
+
+
+def _lines(reader: SpoolReader) -> Any:
+    cursor = reader.cursor
+    while True:
+        batch = reader.read(BATCH)
+        if not batch:
+            break
+        yield from batch
+        reader.cursor = batch[-1].end
+    reader.cursor = cursor

@@ -1,0 +1,1 @@
+"""The learner daemon: join decisions with rewards, learn, checkpoint exactly once."""

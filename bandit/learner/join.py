@@ -1,0 +1,212 @@
+"""Joining decisions with their rewards inside a wait window (no I/O here).
+
+A decision waits ``wait`` seconds for rewards. The reward function decides what is
+learned: ``earliest`` finalises on the first reward (so feedback reaches the model
+fast), ``sum``/``max``/``last`` finalise when the window closes. A decision with no
+reward by then is learned with the default reward. A deferred decision is learned
+only if it was activated before its window closed; otherwise it is dropped.
+
+Rewards may arrive before their decision (two topics are consumed independently):
+they wait as *orphans* for up to ``wait`` seconds, then count as unmatched. A reward
+for a decision that was already learned counts as late and is not learned again. A
+decision id seen again (a re-shipped duplicate) is ignored.
+
+The whole state is a plain dict snapshot, written with each checkpoint, so that a
+restarted learner resumes with exactly the joins it had at the checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bandit.events import LoggedDecision, LoggedReward
+
+REWARD_FUNCTIONS = ("earliest", "sum", "max", "last")
+
+
+@dataclass
+class Pending:
+    decision: dict[str, Any]
+    deadline: float
+    deferred: bool
+    activated: bool = False
+    rewards: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Orphan:
+    deadline: float
+    rewards: list[dict[str, Any]] = field(default_factory=list)
+    activated: bool = False
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A decision ready to learn with the reward the reward function gave it."""
+
+    decision: dict[str, Any]
+    reward: float
+    rewards: list[dict[str, Any]]
+
+
+def id_digest(event_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).digest(),
+                          "little")
+
+
+@dataclass
+class Counters:
+    learned: int = 0
+    defaulted: int = 0
+    duplicates: int = 0
+    late_rewards: int = 0
+    unmatched_rewards: int = 0
+    not_activated: int = 0
+    digest: int = 0  # sum of id_digest over learned event ids, mod 2**64
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def _reward_value(r: dict[str, Any]) -> float:
+    return float(r["v"])
+
+
+class JoinState:
+    def __init__(self, wait: float, reward_function: str = "earliest",
+                 default_reward: float = 0.0, retention: float | None = None) -> None:
+        if reward_function not in REWARD_FUNCTIONS:
+            raise ValueError(f"reward function must be one of {', '.join(REWARD_FUNCTIONS)}")
+        self.wait = wait
+        self.reward_function = reward_function
+        self.default_reward = default_reward
+        # finished ids are remembered this long to drop duplicates and late rewards
+        self.retention = retention if retention is not None else max(2 * wait, 60.0)
+        self.pending: dict[str, Pending] = {}
+        self.orphans: dict[str, Orphan] = {}
+        self.done: dict[str, float] = {}
+        self.counters = Counters()
+
+    # -- events ----------------------------------------------------------------------
+    def add_decision(self, d: LoggedDecision, now: float) -> list[Joined]:
+        eid = d.event_id
+        if eid in self.pending or eid in self.done:
+            self.counters.duplicates += 1
+            return []
+        p = Pending(d.raw, now + self.wait, d.deferred)
+        orphan = self.orphans.pop(eid, None)
+        if orphan is not None:
+            p.rewards = orphan.rewards
+            p.activated = orphan.activated
+        self.pending[eid] = p
+        return self._maybe_early(eid, p, now)
+
+    def add_reward(self, r: LoggedReward, now: float) -> list[Joined]:
+        eid = r.event_id
+        if eid in self.done:
+            if not r.activate:
+                self.counters.late_rewards += 1
+            return []
+        p = self.pending.get(eid)
+        if p is None:
+            o = self.orphans.get(eid)
+            if o is None:
+                o = self.orphans[eid] = Orphan(now + self.wait)
+            if r.activate:
+                o.activated = True
+            else:
+                o.rewards.append(_reward_dict(r))
+            return []
+        if r.activate:
+            p.activated = True
+        else:
+            p.rewards.append(_reward_dict(r))
+        return self._maybe_early(eid, p, now)
+
+    def expire(self, now: float) -> list[Joined]:
+        """Close every window that has ended; forget old finished ids and orphans."""
+        out: list[Joined] = []
+        for eid in [e for e, p in self.pending.items() if p.deadline <= now]:
+            p = self.pending.pop(eid)
+            if p.deferred and not p.activated:
+                self.counters.not_activated += 1
+                self.done[eid] = now + self.retention
+                continue
+            out.append(self._finish(eid, p, now))
+        for eid in [e for e, o in self.orphans.items() if o.deadline <= now]:
+            o = self.orphans.pop(eid)
+            self.counters.unmatched_rewards += len(o.rewards)
+        for eid in [e for e, t in self.done.items() if t <= now]:
+            del self.done[eid]
+        return out
+
+    def _maybe_early(self, eid: str, p: Pending, now: float) -> list[Joined]:
+        if self.reward_function != "earliest" or not p.rewards:
+            return []
+        if p.deferred and not p.activated:
+            return []
+        del self.pending[eid]
+        return [self._finish(eid, p, now)]
+
+    def _finish(self, eid: str, p: Pending, now: float) -> Joined:
+        values = [_reward_value(r) for r in p.rewards]
+        if not values:
+            reward = self.default_reward
+            self.counters.defaulted += 1
+        elif self.reward_function == "earliest":
+            reward = values[0]
+        elif self.reward_function == "sum":
+            reward = sum(values)
+        elif self.reward_function == "max":
+            reward = max(values)
+        else:
+            reward = values[-1]
+        self.counters.learned += 1
+        self.counters.digest = (self.counters.digest + id_digest(eid)) % (1 << 64)
+        self.done[eid] = now + self.retention
+        return Joined(p.decision, reward, p.rewards)
+
+    # -- snapshot --------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "pending": {e: [p.decision, p.deadline, p.deferred, p.activated, p.rewards]
+                        for e, p in self.pending.items()},
+            "orphans": {e: [o.deadline, o.rewards, o.activated] for e, o in self.orphans.items()},
+            "done": self.done,
+            "counters": self.counters.as_dict(),
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        self.pending = {e: Pending(v[0], float(v[1]), bool(v[2]), bool(v[3]), list(v[4]))
+                        for e, v in snap.get("pending", {}).items()}
+        self.orphans = {e: Orphan(float(v[0]), list(v[1]), bool(v[2]))
+                        for e, v in snap.get("orphans", {}).items()}
+        self.done = {e: float(t) for e, t in snap.get("done", {}).items()}
+        self.counters = Counters(**{k: int(v) for k, v in snap.get("counters", {}).items()})
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"pending": len(self.pending), "orphans": len(self.orphans),
+                "done": len(self.done)}
+
+
+def _reward_dict(r: LoggedReward) -> dict[str, Any]:
+    out: dict[str, Any] = {"v": r.value, "EventId": r.event_id}
+    if r.timestamp:
+        out["Timestamp"] = r.timestamp
+    if r.slot is not None:
+        out["slot"] = r.slot
+    if r.kind is not None:
+        out["kind"] = r.kind
+    return out
+
+
+def digest_of(event_ids: Iterable[str]) -> int:
+    """The digest a learner reports after learning exactly these ids once each."""
+    total = 0
+    for e in event_ids:
+        total = (total + id_digest(e)) % (1 << 64)
+    return total

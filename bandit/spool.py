@@ -1,0 +1,232 @@
+"""A local write-ahead spool: every accepted event is on disk before it is shipped.
+
+Layout: ``<spool_dir>/<owner>/seg-000001.log`` … plus ``cursor`` (the shipped
+position) and ``lock`` (held with ``flock`` by the live owner process). A record is
+one line: ``{"t": kind, "k": key}<TAB><value JSON>`` — orjson output never holds a
+raw tab or newline, so the first tab splits header from value.
+
+* The request path appends one line with a single ``write`` (O_APPEND); a
+  background thread fsyncs in batches.
+* A :class:`SpoolReader` reads records from the cursor on; once they are shipped
+  the cursor advances and finished segments are deleted. A crash between shipping
+  and advancing the cursor re-ships a few records: consumers deduplicate by event id.
+* Spools whose owner died (their ``lock`` is free) are adopted by the next process
+  and drained first, so a restart with a non-empty spool loses nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+SEGMENT_BYTES = 16 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    kind: str
+    key: str
+    value: bytes
+    end: tuple[int, int]  # (segment number, byte offset just after this record)
+
+
+def _segments(directory: Path) -> list[int]:
+    out = []
+    for p in directory.glob("seg-*.log"):
+        with contextlib.suppress(ValueError):
+            out.append(int(p.stem[4:]))
+    return sorted(out)
+
+
+def _seg_path(directory: Path, n: int) -> Path:
+    return directory / f"seg-{n:06d}.log"
+
+
+def encode_record(kind: str, key: str, value: bytes) -> bytes:
+    return orjson.dumps({"t": kind, "k": key}) + b"\t" + value + b"\n"
+
+
+class SpoolWriter:
+    """Appends records to this process's spool directory (thread-safe)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        owner = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
+        self.dir = self.root / owner
+        self.dir.mkdir()
+        self._lock_fd = os.open(self.dir / "lock", os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._mutex = threading.Lock()
+        self.segment = 1
+        self._fd = self._open(self.segment)
+        self._size = 0
+        self._dirty = False
+        self.appended = 0
+        self.error: str | None = None
+
+    def _open(self, n: int) -> int:
+        return os.open(_seg_path(self.dir, n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def append(self, kind: str, key: str, value: bytes) -> None:
+        line = encode_record(kind, key, value)
+        with self._mutex:
+            try:
+                if self._size + len(line) > SEGMENT_BYTES and self._size:
+                    os.fsync(self._fd)
+                    os.close(self._fd)
+                    self.segment += 1
+                    self._fd = self._open(self.segment)
+                    self._size = 0
+                os.write(self._fd, line)
+            except OSError as exc:
+                self.error = f"spool write failed: {exc.strerror or exc}"
+                raise
+            self.error = None
+            self._size += len(line)
+            self._dirty = True
+            self.appended += 1
+
+    def position(self) -> tuple[int, int]:
+        with self._mutex:
+            return self.segment, self._size
+
+    def sync(self) -> None:
+        """fsync what was appended since the last call (called in batches)."""
+        with self._mutex:
+            if self._dirty:
+                os.fsync(self._fd)
+                self._dirty = False
+
+    def close(self) -> None:
+        with self._mutex:
+            with contextlib.suppress(OSError):
+                os.fsync(self._fd)
+            os.close(self._fd)
+            os.close(self._lock_fd)  # releases the flock: the spool may now be adopted
+
+
+class SpoolReader:
+    """Reads a spool directory from its cursor; ``commit`` advances the cursor."""
+
+    def __init__(self, directory: Path, *, owned: bool) -> None:
+        self.dir = directory
+        self.owned = owned
+        self.cursor = self._load_cursor()
+
+    def _load_cursor(self) -> tuple[int, int]:
+        try:
+            seg, off = (self.dir / "cursor").read_text().split()
+            return int(seg), int(off)
+        except (FileNotFoundError, ValueError):
+            segs = _segments(self.dir)
+            return (segs[0] if segs else 1), 0
+
+    def read(self, limit: int, writer_position: tuple[int, int] | None = None) -> list[Record]:
+        """Up to ``limit`` complete records after the cursor."""
+        out: list[Record] = []
+        seg, off = self.cursor
+        while len(out) < limit:
+            path = _seg_path(self.dir, seg)
+            if not path.exists():
+                later = [s for s in _segments(self.dir) if s > seg]
+                if not later:
+                    break
+                seg, off = later[0], 0
+                continue
+            with open(path, "rb") as f:
+                f.seek(off)
+                data = f.read(8 << 20)
+            pos = 0
+            while len(out) < limit:
+                nl = data.find(b"\n", pos)
+                if nl < 0:
+                    break
+                line = data[pos:nl]
+                tab = line.find(b"\t")
+                if tab > 0:
+                    try:
+                        head = orjson.loads(line[:tab])
+                        out.append(Record(str(head["t"]), str(head["k"]), line[tab + 1:],
+                                          (seg, off + nl + 1)))
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        pass  # a torn line from a crash mid-write: skip it
+                pos = nl + 1
+            if len(out) >= limit:
+                break
+            finished = writer_position is None or seg < writer_position[0]
+            if pos < len(data) or not finished:
+                break  # the writer may still be appending to this segment
+            later = [s for s in _segments(self.dir) if s > seg]
+            if not later:
+                break
+            seg, off = later[0], 0
+        return out
+
+    def commit(self, position: tuple[int, int]) -> None:
+        """Everything up to ``position`` was shipped: persist and drop finished segments."""
+        self.cursor = position
+        tmp = self.dir / "cursor.tmp"
+        tmp.write_text(f"{position[0]} {position[1]}")
+        os.replace(tmp, self.dir / "cursor")
+        for s in _segments(self.dir):
+            if s < position[0]:
+                _seg_path(self.dir, s).unlink(missing_ok=True)
+
+    def pending_bytes(self) -> int:
+        total = 0
+        for s in _segments(self.dir):
+            size = _seg_path(self.dir, s).stat().st_size
+            if s == self.cursor[0]:
+                total += max(0, size - self.cursor[1])
+            elif s > self.cursor[0]:
+                total += size
+        return total
+
+    def drained(self) -> bool:
+        return self.pending_bytes() == 0
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def adopt_orphans(root: Path, exclude: Path | None = None) -> list[tuple[Path, int]]:
+    """Spool directories whose owner process is gone, oldest first.
+
+    Each is renamed (so no one else adopts it) while its ``lock`` is held; the
+    returned descriptor keeps holding it until the caller closes it after draining.
+    """
+    out: list[tuple[Path, int]] = []
+    if not root.exists():
+        return out
+    for d in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime):
+        if not d.is_dir() or d == exclude:
+            continue
+        try:
+            fd = os.open(d / "lock", os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # a live process owns it
+        adopted = d if ".adopted-" in d.name else d.with_name(d.name + ".adopted")
+        adopted = adopted.with_name(adopted.name.split(".adopted")[0] +
+                                    f".adopted-{os.getpid()}-{time.time_ns()}")
+        try:
+            os.rename(d, adopted)
+        except OSError:
+            os.close(fd)
+            continue
+        out.append((adopted, fd))
+    return out

@@ -1,0 +1,101 @@
+"""Shared fixtures: free ports, a real Tansu broker process, real server processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bandit.broker import EmbeddedBroker
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    """One Tansu broker for the session; tests isolate themselves by topic prefix.
+    Tests that stop or kill a broker start their own (see ``own_broker``)."""
+    b = EmbeddedBroker(free_port())
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def own_broker() -> Iterator[EmbeddedBroker]:
+    """A broker this test may stop, kill or restart (not started yet)."""
+    b = EmbeddedBroker(free_port())
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A unique topic prefix, so tests sharing the session broker never meet."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+class ServerProcess:
+    """A real ``bandit-serve`` process on 127.0.0.1 (uvicorn)."""
+
+    def __init__(self, env: dict[str, str], workers: int = 1, log: Path | None = None) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        full = {**os.environ, **env}
+        full.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self._log = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bandit.cli.serve", "--port", str(self.port),
+             "--workers", str(workers)], env=full, stdout=self._log, stderr=self._log)
+
+    def wait_ready(self, timeout: float = 60.0, path: str = "/healthz") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}")
+            try:
+                if httpx.get(self.base + path, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("server did not become ready")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()  # type: ignore[union-attr]
+        return int(self.proc.returncode)
+
+
+@pytest.fixture
+def start_server(tmp_path) -> Iterator:
+    started: list[ServerProcess] = []
+
+    def start(env: dict[str, str], workers: int = 1) -> ServerProcess:
+        p = ServerProcess(env, workers, tmp_path / f"server-{len(started)}.log")
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()

@@ -1,0 +1,75 @@
+import pytest
+
+from bandit.events import LoggedDecision, LoggedReward
+from bandit.learner.join import JoinState, digest_of
+
+
+def dec(eid, deferred=False):
+    raw = {"EventId": eid, "a": [1, 2], "p": [0.5, 0.5],
+           "c": {"_multi": [{"o_id": {"id=a": 1.0}}, {"o_id": {"id=b": 1.0}}]}}
+    return LoggedDecision(eid, "", {}, ({}, {}), ("a", "b"), (0, 1), (0.5, 0.5), "0", 1,
+                          deferred, raw)
+
+
+def rew(eid, v=1.0, activate=False):
+    return LoggedReward(eid, "", v, None, None, activate)
+
+
+def test_earliest_learns_on_the_first_reward():
+    s = JoinState(wait=10)
+    assert s.add_decision(dec("e1"), 0) == []
+    (j,) = s.add_reward(rew("e1", 0.5), 1)
+    assert j.reward == 0.5 and j.decision["EventId"] == "e1"
+    assert s.add_reward(rew("e1", 1.0), 2) == []  # late: counted, not learned twice
+    assert s.counters.late_rewards == 1 and s.counters.learned == 1
+
+
+@pytest.mark.parametrize("fn,expect", [("sum", 1.5), ("max", 1.0), ("last", 0.5)])
+def test_window_functions_wait_for_the_window(fn, expect):
+    s = JoinState(wait=10, reward_function=fn)
+    s.add_decision(dec("e"), 0)
+    assert s.add_reward(rew("e", 1.0), 1) == [] and s.add_reward(rew("e", 0.5), 2) == []
+    assert s.expire(9.9) == []
+    (j,) = s.expire(10)
+    assert j.reward == pytest.approx(expect) and len(j.rewards) == 2
+
+
+def test_default_reward_at_expiry_and_orphans():
+    s = JoinState(wait=5, default_reward=-0.1)
+    s.add_decision(dec("e"), 0)
+    (j,) = s.expire(5)
+    assert j.reward == -0.1 and s.counters.defaulted == 1
+    # a reward before its decision waits as an orphan, then joins
+    s.add_reward(rew("x", 1.0), 6)
+    (j,) = s.add_decision(dec("x"), 7)
+    assert j.reward == 1.0
+    # an orphan that never meets its decision is counted as unmatched
+    s.add_reward(rew("ghost"), 8)
+    s.expire(14)
+    assert s.counters.unmatched_rewards == 1
+
+
+def test_deferred_needs_activation():
+    s = JoinState(wait=5)
+    s.add_decision(dec("d1", deferred=True), 0)
+    assert s.add_reward(rew("d1"), 1) == []  # not active yet
+    (j,) = s.add_reward(rew("d1", activate=True), 2)
+    assert j.reward == 1.0
+    s.add_decision(dec("d2", deferred=True), 0)
+    assert s.expire(6) == [] and s.counters.not_activated == 1
+
+
+def test_duplicates_are_ignored_and_snapshot_round_trips():
+    s = JoinState(wait=5)
+    s.add_decision(dec("a"), 0)
+    s.add_decision(dec("a"), 0)
+    s.add_reward(rew("orph"), 0)
+    s.add_decision(dec("b"), 0)
+    s.add_reward(rew("b"), 1)
+    assert s.counters.duplicates == 1
+    t = JoinState(wait=5)
+    t.restore(s.snapshot())
+    assert t.snapshot() == s.snapshot()
+    assert t.add_decision(dec("b"), 2) == [] and t.counters.duplicates == 2
+    assert [j.decision["EventId"] for j in t.expire(5)] == ["a"]
+    assert t.counters.digest == digest_of(["a", "b"])
