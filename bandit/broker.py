@@ -82,7 +82,8 @@ class EmbeddedBroker:
             self.proc = subprocess.Popen(
                 [broker_binary(), "broker", "--listener-url", url,
                  "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)  # Ctrl-C reaches its owner, who stops it in order
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()  # type: ignore[union-attr]

@@ -204,6 +204,7 @@ def app_from_env() -> Starlette:
     """uvicorn factory: ``uvicorn --factory bandit.server.app:app_from_env``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s "
                                                    "%(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per-connection chatter
     settings = Settings.from_env()
     store = ModelStore(settings.model_dir, settings.model_keep)
     policy = load_policy(settings, store)
