@@ -62,6 +62,9 @@ def check_id(value: Any, field: str, max_bytes: int, *, required: bool = True) -
     return value
 
 
+LIST_CACHE_SIZE = 2048
+
+
 class OfferCache:
     """Encoded offers by their raw JSON, so a recurring offer is validated and
     encoded once (offers repeat across requests; contexts do not)."""
@@ -91,15 +94,33 @@ class RequestParser:
         self.s = settings
         self.limits = Limits(settings.max_features, settings.max_name_bytes, settings.max_depth)
         self.offers = OfferCache()
+        self._lists: OrderedDict[tuple[str, bytes], tuple[Offer, ...]] = OrderedDict()
 
     # -- shared pieces ------------------------------------------------------------------
     def _offers(self, items: Any, field: str, exclude: set[str],
                 features_of: Any) -> tuple[Offer, ...]:
+        """The eligible offers. A whole list seen before (the usual case: one catalogue
+        per placement) is one dictionary lookup; otherwise each offer is validated,
+        and each offer seen before is still a lookup in the offer cache."""
         if not isinstance(items, list) or not items:
             raise BadRequest(f"{field} must be a non-empty list", field=field)
         if len(items) > self.s.max_offers:
             raise BadRequest(f"{field} has {len(items)} entries; at most {self.s.max_offers} "
                              "are allowed", field=field)
+        key = (field, orjson.dumps(items))
+        every = self._lists.get(key)
+        if every is None:
+            every = self._validate_offers(items, field, features_of)
+            self._lists[key] = every
+            if len(self._lists) > LIST_CACHE_SIZE:
+                self._lists.popitem(last=False)
+        out = every if not exclude else tuple(o for o in every if o.id not in exclude)
+        if not out:
+            raise BadRequest("every offer is excluded", field="exclude")
+        return out
+
+    def _validate_offers(self, items: list[Any], field: str,
+                         features_of: Any) -> tuple[Offer, ...]:
         seen: set[str] = set()
         out = []
         for i, item in enumerate(items):
@@ -112,11 +133,7 @@ class RequestParser:
                 raise BadRequest(f"duplicate offer id {oid!r}", field=f"{where}.id")
             seen.add(oid)
             feats = features_of(item.get("features"), f"{where}.features")
-            if oid in exclude:
-                continue
             out.append(self.offers.get(oid, feats, f"{where}.features", self.limits))
-        if not out:
-            raise BadRequest("every offer is excluded", field="exclude")
         return tuple(out)
 
     def _exclude(self, value: Any, field: str) -> set[str]:

@@ -29,16 +29,16 @@ def free_port() -> int:
 
 
 class Child:
-    """One ``python -m MODULE`` child process with its log file."""
+    """One ``python -m MODULE ARGS`` child process (or any ``argv``) with its log file."""
 
     def __init__(self, name: str, module: str, args: list[str], env: dict[str, str],
-                 log: Path) -> None:
+                 log: Path, argv: list[str] | None = None) -> None:
         self.name = name
         self.log_path = log
         full = {**os.environ, **env}
         full.pop("PROMETHEUS_MULTIPROC_DIR", None)
         with open(log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", module, *args], env=full,
+            self.proc = subprocess.Popen(argv or [sys.executable, "-m", module, *args], env=full,
                                          stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
 
