@@ -39,20 +39,19 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
 
 def wait_until_answers(bootstrap: str, timeout: float = 30.0) -> None:
     """Block until a Kafka metadata request succeeds (not just the TCP port)."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
+    from bandit.kafka_client import KafkaException, admin
 
     deadline = time.monotonic() + timeout
     last: Exception | None = None
+    host, _, port = bootstrap.rpartition(":")
     while time.monotonic() < deadline:
+        if not port_open(host, int(port)):
+            time.sleep(0.1)
+            continue
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
-            try:
-                admin.list_topics()
-                return
-            finally:
-                admin.close()
-        except (KafkaError, OSError, ValueError) as exc:  # not up yet
+            admin(bootstrap).list_topics(timeout=2)
+            return
+        except KafkaException as exc:  # not up yet
             last = exc
             time.sleep(0.2)
     raise BrokerError(f"broker at {bootstrap} did not answer within {timeout:.0f}s: {last}")

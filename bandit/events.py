@@ -21,12 +21,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import chain
 from typing import Any
 
 import orjson
 
 from bandit.errors import BadRequest
-from bandit.features import Namespaces, finite
+from bandit.features import MAX_VALUE, Namespaces, finite
 from bandit.types import DecideRequest, Decision, Reward
 
 
@@ -118,21 +119,37 @@ class LoggedReward:
     activate: bool
 
 
+_NUMBER_TYPES = {int, float}
+
+
+def _valid_fast(objs: list[Any]) -> bool:
+    """True when every object is ``{namespace: {feature: number within ±3e38}}``.
+
+    This runs for every logged decision the learner reads, so it uses C-level
+    builtins only; on False the slow path finds and names the bad field.
+    """
+    if not set(map(type, objs)) <= {dict}:
+        return False
+    spaces = list(chain.from_iterable(map(dict.values, objs)))
+    if not set(map(type, spaces)) <= {dict}:
+        return False
+    vals = list(chain.from_iterable(map(dict.values, spaces)))
+    return not vals or (set(map(type, vals)) <= _NUMBER_TYPES and
+                        -MAX_VALUE <= min(vals) and max(vals) <= MAX_VALUE)
+
+
 def _namespaces(obj: Any, where: str) -> Namespaces:
+    """Check canonical namespaces, naming the first bad field (the slow path)."""
     if not isinstance(obj, dict):
         raise BadRequest("expected an object of namespaces", field=where)
-    out: Namespaces = {}
     for ns, feats in obj.items():
         if not isinstance(feats, dict):
             raise BadRequest("namespace must be an object", field=f"{where}.{ns}")
-        clean: dict[str, float] = {}
         for k, v in feats.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not finite(v):
                 raise BadRequest("feature value must be a finite number within ±3e38",
                                  field=f"{where}.{ns}.{k}")
-            clean[k] = float(v)
-        out[ns] = clean
-    return out
+    return obj
 
 
 def _event_id(obj: dict[str, Any]) -> str:
@@ -150,23 +167,26 @@ def parse_decision(obj: Any) -> LoggedDecision:
     c = obj.get("c")
     if not isinstance(c, dict) or not isinstance(c.get("_multi"), list) or not c["_multi"]:
         raise BadRequest("c._multi must be a non-empty list", field="c._multi")
-    offers = tuple(_namespaces(o, f"c._multi[{i}]") for i, o in enumerate(c["_multi"]))
-    context = _namespaces({k: v for k, v in c.items() if k != "_multi"}, "c")
+    context = {k: v for k, v in c.items() if k != "_multi"}
+    offers = tuple(c["_multi"])
+    if not _valid_fast([context, *offers]):
+        _namespaces(context, "c")
+        for i, o in enumerate(offers):
+            _namespaces(o, f"c._multi[{i}]")
     a, p = obj.get("a"), obj.get("p")
     n = len(offers)
-    if (not isinstance(a, list) or not a or
-            not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= n for x in a)):
+    if (not isinstance(a, list) or not a or not set(map(type, a)) <= {int} or
+            min(a) < 1 or max(a) > n):
         raise BadRequest(f"a must list action indices in 1..{n}", field="a")
-    if (not isinstance(p, list) or len(p) != len(a) or
-            not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1
-                    for x in p)):
+    if (not isinstance(p, list) or len(p) != len(a) or not set(map(type, p)) <= _NUMBER_TYPES
+            or min(p) < 0 or max(p) > 1):
         raise BadRequest("p must be probabilities aligned with a", field="p")
     if not 0 < p[0] <= 1:
         raise BadRequest("the chosen action's probability must be in (0, 1]", field="p")
     ids = obj.get("ids")
     if ids is None:
         ids = [str(i) for i in range(n)]
-    if not isinstance(ids, list) or len(ids) != n or not all(isinstance(x, str) for x in ids):
+    if not isinstance(ids, list) or len(ids) != n or not set(map(type, ids)) <= {str}:
         raise BadRequest("ids must list one string per action", field="ids")
     slots = obj.get("slots", 1)
     if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bandit import kafka_client
 from bandit.broker import port_open
 from bandit.events import dumps
 from bandit.settings import Settings
@@ -31,17 +32,7 @@ from bandit.topics import Topics, ensure_topics
 log = logging.getLogger("bandit.kafka_sink")
 
 BATCH = 5000
-
-
-def make_producer(bootstrap: str) -> Any:
-    from kafka import KafkaProducer
-
-    # Idempotence is off: Tansu's idempotent producer breaks after a broker restart;
-    # duplicates are removed by event id downstream instead.
-    return KafkaProducer(bootstrap_servers=bootstrap, acks=1, enable_idempotence=False,
-                         linger_ms=5, batch_size=1 << 18, max_block_ms=3000,
-                         request_timeout_ms=5000, retries=2, reconnect_backoff_ms=100,
-                         reconnect_backoff_max_ms=1000)
+SHIP_TIMEOUT = 15.0  # > the producer's message.timeout.ms, so every send is settled
 
 
 @dataclass
@@ -107,18 +98,18 @@ class KafkaSink:
                 os.close(s.lock_fd)
         if self._producer is not None:
             with contextlib.suppress(Exception):
-                self._producer.close(timeout=1)
+                self._producer.flush(1)
 
     # -- shipping thread ---------------------------------------------------------------
     def _connect(self) -> bool:
-        # kafka-python spends ~30 s trying to bootstrap from a closed port; a plain TCP
-        # probe first keeps outages cheap to detect and quick to recover from.
+        # A plain TCP probe first keeps outages cheap to detect and quick to recover
+        # from (a client would retry its bootstrap for many seconds).
         if not any_reachable(self.bootstrap):
             self._fail(f"cannot reach Kafka at {self.bootstrap}: connection refused")
             return False
         try:
             ensure_topics(self.bootstrap, self.topics, self.partitions)
-            self._producer = make_producer(self.bootstrap)
+            self._producer = kafka_client.producer(self.bootstrap)
         except Exception as exc:  # any client error means "not now"
             self._fail(f"cannot reach Kafka at {self.bootstrap}: {exc}")
             return False
@@ -136,7 +127,7 @@ class KafkaSink:
         producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(Exception):
-                producer.close(timeout=0)
+                producer.purge()  # what it still holds is in the spool, shipped again later
 
     def _ship(self, source: _Source) -> int:
         """Ship one batch from ``source``; the number of records shipped."""
@@ -144,18 +135,30 @@ class KafkaSink:
         records = source.reader.read(BATCH, self.writer.position() if is_own else None)
         if not records:
             return 0
+        errors: list[str] = []
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                errors.append(str(err))
+
         try:
-            futures = [self._producer.send(self._topic_of.get(r.kind, self.topics.deadletter),
-                                           key=r.key.encode("utf-8"), value=r.value)
-                       for r in records]
-            self._producer.flush(timeout=10)
-            failed = [f for f in futures if not f.succeeded()]
+            for r in records:
+                topic = self._topic_of.get(r.kind, self.topics.deadletter)
+                while True:
+                    try:
+                        self._producer.produce(topic, key=r.key.encode("utf-8"), value=r.value,
+                                               on_delivery=delivered)
+                        break
+                    except BufferError:  # librdkafka's queue is full: let it drain
+                        self._producer.poll(0.05)
+            undelivered = self._producer.flush(SHIP_TIMEOUT)
         except Exception as exc:
             self._fail(f"Kafka send failed: {exc}")
             return 0
-        if failed:
-            self._fail(f"Kafka refused {len(failed)} of {len(records)} events: "
-                       f"{failed[0].exception}")
+        if undelivered or errors:
+            reason = errors[0] if errors else f"{undelivered} not acknowledged in time"
+            self._fail(f"Kafka refused {len(errors) or undelivered} of {len(records)} events: "
+                       f"{reason}")
             return 0
         source.reader.commit(records[-1].end)
         if is_own:

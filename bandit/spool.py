@@ -71,6 +71,7 @@ class SpoolWriter:
         self._fd = self._open(self.segment)
         self._size = 0
         self._dirty = False
+        self._retired: list[int] = []  # full segments' fds, fsynced and closed by sync()
         self.appended = 0
         self.error: str | None = None
 
@@ -82,8 +83,7 @@ class SpoolWriter:
         with self._mutex:
             try:
                 if self._size + len(line) > SEGMENT_BYTES and self._size:
-                    os.fsync(self._fd)
-                    os.close(self._fd)
+                    self._retired.append(self._fd)
                     self.segment += 1
                     self._fd = self._open(self.segment)
                     self._size = 0
@@ -101,14 +101,33 @@ class SpoolWriter:
             return self.segment, self._size
 
     def sync(self) -> None:
-        """fsync what was appended since the last call (called in batches)."""
+        """fsync what was appended since the last call (called in batches).
+
+        The fsync runs on a duplicate descriptor *outside* the lock: a slow disk
+        must never stall the request threads that append."""
         with self._mutex:
-            if self._dirty:
-                os.fsync(self._fd)
-                self._dirty = False
+            retired, self._retired = self._retired, []
+            fd = os.dup(self._fd) if self._dirty else None
+            self._dirty = False
+        try:
+            for old in retired:
+                try:
+                    os.fsync(old)
+                finally:
+                    os.close(old)
+            if fd is not None:
+                os.fsync(fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def close(self) -> None:
         with self._mutex:
+            for old in self._retired:
+                with contextlib.suppress(OSError):
+                    os.fsync(old)
+                os.close(old)
+            self._retired = []
             with contextlib.suppress(OSError):
                 os.fsync(self._fd)
             os.close(self._fd)

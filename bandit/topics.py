@@ -29,19 +29,6 @@ class Topics:
 
 def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> list[str]:
     """Create the topics that do not exist yet; return the ones created."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from bandit.kafka_client import create_topics
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-    try:
-        existing = set(admin.list_topics())
-        missing = [t for t in topics.all() if t not in existing]
-        if missing:
-            try:
-                admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another process
-        return missing
-    finally:
-        admin.close()
+    return create_topics(bootstrap, list(topics.all()), partitions)

@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
+from bandit import kafka_client
 from bandit.errors import BadRequest
 from bandit.events import decode, joined_event, parse_decision, parse_reward
-from bandit.kafka_sink import make_producer
 from bandit.learner.join import Joined, JoinState
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError
 from bandit.policy_spec import PolicySpec
@@ -86,62 +86,61 @@ class Learner:
 
     # -- Kafka -------------------------------------------------------------------------
     def connect(self, timeout: float = 30.0) -> None:
-        from kafka import KafkaConsumer, TopicPartition
-
         ensure_topics(self.s.kafka_bootstrap, self.topics, self.s.partitions)
-        consumer = KafkaConsumer(bootstrap_servers=self.s.kafka_bootstrap, group_id=self.group,
-                                 enable_auto_commit=False, auto_offset_reset="earliest",
-                                 max_poll_records=POLL_RECORDS, fetch_max_wait_ms=100)
+        consumer = kafka_client.consumer(self.s.kafka_bootstrap, self.group)
         tps = []
         deadline = time.monotonic() + timeout
         for topic in (self.topics.decisions, self.topics.rewards):
-            parts = consumer.partitions_for_topic(topic)
+            parts = kafka_client.topic_partitions(consumer, topic)
             while not parts and time.monotonic() < deadline:
                 time.sleep(0.2)
-                parts = consumer.partitions_for_topic(topic)
+                parts = kafka_client.topic_partitions(consumer, topic)
             if not parts:
                 raise RuntimeError(f"topic {topic} has no partitions")
-            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+            for p in parts:
+                # the checkpoint's offsets are the truth; a new learner starts at the start
+                off = self.offsets.get(f"{topic}:{p}", kafka_client.OFFSET_BEGINNING)
+                tps.append(kafka_client.TopicPartition(topic, p, off))
         consumer.assign(tps)  # manual assignment: no group rebalance delay
-        for tp in tps:
-            off = self.offsets.get(f"{tp.topic}:{tp.partition}")
-            if off is None:
-                consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, off)
         self.consumer = consumer
-        self.producer = make_producer(self.s.kafka_bootstrap)
+        self.producer = kafka_client.producer(self.s.kafka_bootstrap, **{"linger.ms": 20})
 
     def close(self) -> None:
         if self.consumer is not None:
             self.consumer.close()
+            self.consumer = None
         if self.producer is not None:
-            self.producer.close(timeout=5)
+            self.producer.flush(5)
+            self.producer = None
         self.model.close()
 
     # -- the loop ----------------------------------------------------------------------
     def step(self, timeout_ms: int = 200) -> int:
         """Poll once, learn what joined, checkpoint when due. Returns events learned."""
-        batch = self.consumer.poll(timeout_ms=timeout_ms, max_records=POLL_RECORDS)
+        messages = self.consumer.consume(POLL_RECORDS, timeout_ms / 1000)
         now = self.clock()
         joined: list[Joined] = []
-        for tp, messages in batch.items():
-            key = f"{tp.topic}:{tp.partition}"
-            for m in messages:
-                joined += self._handle(tp.topic, m, now)
-                self.offsets[key] = m.offset + 1
+        for m in messages:
+            err = m.error()
+            if err is not None:  # a transient client condition, not a message
+                log.warning("consumer: %s", err)
+                continue
+            topic = m.topic()
+            joined += self._handle(topic, m, now)
+            self.offsets[f"{topic}:{m.partition()}"] = m.offset() + 1
             self._dirty = True
         joined += self.state.expire(now)
         for j in joined:
             self._learn(j)
         self._since_checkpoint += len(joined)
+        self.producer.poll(0)  # serve delivery reports
         if self._checkpoint_due():
             self.checkpoint()
         return len(joined)
 
     def _handle(self, topic: str, m: Any, now: float) -> list[Joined]:
         try:
-            obj = decode(m.value)
+            obj = decode(m.value() or b"")
             if topic == self.topics.decisions:
                 return self.state.add_decision(parse_decision(obj), now)
             return self.state.add_reward(parse_reward(obj), now)
@@ -151,11 +150,19 @@ class Learner:
 
     def _dead_letter(self, topic: str, m: Any, reason: str) -> None:
         self.dead_letters += 1
-        log.warning("dead-lettering %s[%d]@%d: %s", topic, m.partition, m.offset, reason)
-        value = m.value if isinstance(m.value, bytes) else b""
-        self.producer.send(self.topics.deadletter, key=m.key, value=value,
-                           headers=[("source", f"{topic}:{m.partition}:{m.offset}".encode()),
-                                    ("error", reason.encode("utf-8", "replace")[:1000])])
+        log.warning("dead-lettering %s[%d]@%d: %s", topic, m.partition(), m.offset(), reason)
+        self._produce(self.topics.deadletter, m.key(), m.value() or b"",
+                      [("source", f"{topic}:{m.partition()}:{m.offset()}".encode()),
+                       ("error", reason.encode("utf-8", "replace")[:1000])])
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes,
+                 headers: list[tuple[str, bytes]] | None = None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=key, headers=headers)
+                return
+            except BufferError:  # librdkafka's queue is full: let it drain
+                self.producer.poll(0.05)
 
     def _learn(self, j: Joined) -> None:
         line = orjson.dumps(joined_event(j.decision, j.reward, j.rewards))
@@ -165,8 +172,7 @@ class Learner:
             self.learn_errors += 1
             log.warning("VW could not learn event %s: %s", j.decision.get("EventId"), exc)
             return
-        self.producer.send(self.topics.joined, key=str(j.decision["EventId"]).encode(),
-                           value=line)
+        self._produce(self.topics.joined, str(j.decision["EventId"]).encode(), line)
 
     def _checkpoint_due(self) -> bool:
         if not self._dirty and self._since_checkpoint == 0:
@@ -176,7 +182,9 @@ class Learner:
 
     def checkpoint(self) -> Manifest:
         """Model + join state + offsets, atomically; then commit offsets for monitoring."""
-        self.producer.flush(timeout=30)
+        left = self.producer.flush(30)
+        if left:
+            log.warning("%d joined/dead-letter messages not yet acknowledged", left)
         ref = self.store.write_attachment("state", orjson.dumps(self.state.snapshot()))
         extra: dict[str, Any] = {"join_state": ref, "counters": self.state.counters.as_dict(),
                                  "dead_letters": self.dead_letters, "sizes": self.state.sizes}
@@ -194,25 +202,26 @@ class Learner:
         return self.manifest
 
     def _commit_offsets(self) -> None:
-        from kafka import TopicPartition
-        from kafka.structs import OffsetAndMetadata
-
-        offsets = {}
+        tps = []
         for key, off in self.offsets.items():
             topic, _, part = key.rpartition(":")
-            offsets[TopicPartition(topic, int(part))] = OffsetAndMetadata(off, "", -1)
+            tps.append(kafka_client.TopicPartition(topic, int(part), off))
         try:
-            self.consumer.commit(offsets)
+            self.consumer.commit(offsets=tps, asynchronous=True)
         except Exception as exc:  # monitoring only: the manifest holds the real offsets
             log.debug("offset commit failed: %s", exc)
 
     def lag(self) -> int:
-        """Messages not yet consumed (from the fetch high-water marks)."""
+        """Messages not yet consumed (from the brokers' high-water marks)."""
         total = 0
         for tp in self.consumer.assignment():
-            hw = self.consumer.highwater(tp)
-            if hw is not None:
-                total += max(0, hw - self.consumer.position(tp))
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+            except Exception as exc:  # lag is informational: skip a partition that times out
+                log.debug("no high-water mark for %s: %s", tp, exc)
+                continue
+            pos = self.offsets.get(f"{tp.topic}:{tp.partition}", 0)
+            total += max(0, high - pos)
         return total
 
     def status(self) -> dict[str, Any]:

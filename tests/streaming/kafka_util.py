@@ -43,9 +43,11 @@ def read_topic(bootstrap: str, topic: str, expect: int | None = None,
 
 
 def produce(bootstrap: str, topic: str, items: list[tuple[str, bytes]]) -> None:
-    from bandit.kafka_sink import make_producer
+    """Produce with an independent client (kafka-python), not the service's own."""
+    from kafka import KafkaProducer
 
-    p = make_producer(bootstrap)
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks=1, enable_idempotence=False,
+                      linger_ms=5, batch_size=1 << 18)
     for key, value in items:
         p.send(topic, key=key.encode(), value=value)
     p.flush(timeout=30)

@@ -1,0 +1,1 @@
+"""Offline replay: what a candidate policy would have earned on logged traffic."""

@@ -1,0 +1,135 @@
+"""``bandit-replay``: estimate what candidate policies would have earned on logged traffic.
+
+    bandit-replay evaluate LOGS [--format dsjson|obd|kafka] [--behavior bts --campaign men]
+                           --policy uniform --policy spec:bag:5 ... [--estimators ips,snips,dm,dr]
+                           [--json] [--report report.html] [--seed N]
+
+LOGS is a DSJSON file or directory (plain or gzipped), ``kafka://host:port/topic``
+(read to the high-water mark), or an Open Bandit Dataset directory (``--format obd``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+import orjson
+
+from replay.errors import LogError
+
+POLICY_HELP = ("policy to evaluate (repeatable): uniform, logged, best-constant, lgbm[:FRACTION], "
+               "vw:PATH (a saved model), spec:SPEC (e.g. spec:bag:5, learned progressively "
+               "over the logs)")
+
+
+def _fmt(x: float) -> str:
+    return "nan" if not math.isfinite(x) else f"{x:.5f}"
+
+
+def table(result: Any) -> str:
+    names = list(result.policies)
+    ests = list(next(iter(result.policies.values())).estimates) if names else []
+    width = max([len(n) for n in names] + [6])
+    lines = [f"{result.n} rows ({result.skipped} skipped)", ""]
+    head = f"{'policy':<{width}}  {'n':>7}  " + "  ".join(f"{e:>27}" for e in ests)
+    lines += [head, "-" * len(head)]
+    for name, r in result.policies.items():
+        cells = []
+        for e in ests:
+            est = r.estimates[e]
+            cells.append(f"{_fmt(est.value):>9} [{_fmt(est.ci[0])}, {_fmt(est.ci[1])}]")
+        lines.append(f"{name:<{width}}  {r.n:>7}  " + "  ".join(f"{c:>27}" for c in cells))
+    lines.append("")
+    rates = result.metrics.get("rates", {})
+    lines.append("logged: " + ", ".join(f"{k}={_fmt(v)}" for k, v in rates.items()))
+    rm = result.metrics.get("reward_model")
+    if rm:
+        parts = [f"{k}={_fmt(rm[k])}" for k in ("auc", "log_loss", "ece", "rmse") if k in rm]
+        lines.append(f"reward model ({rm['kind']}, {rm['folds']}-fold cross-fitted): "
+                     + ", ".join(parts))
+    for name, r in result.policies.items():
+        if r.ranking:
+            lines.append(f"ranking {name}: " + ", ".join(
+                f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in r.ranking.items()))
+    return "\n".join(lines)
+
+
+def evaluate_cmd(args: argparse.Namespace) -> int:
+    from replay.estimators import by_name
+    from replay.evaluate import evaluate
+    from replay.policies import parse_policy
+    from replay.readers import read
+
+    try:
+        policies = [parse_policy(p, args.seed) for p in (args.policy or ["uniform", "logged"])]
+        estimators = by_name(args.estimators)
+    except ValueError as exc:
+        print(f"bandit-replay: {exc}", file=sys.stderr)
+        return 2
+    needs_rows = any(p.name.startswith(("vw:", "spec:")) for p in policies)
+    progress = not args.quiet and sys.stderr.isatty()
+    try:
+        logs = read(args.logs, args.format, strict=args.strict, keep_rows=needs_rows,
+                    behavior=args.behavior, campaign=args.campaign, progress=progress)
+    except LogError as exc:
+        print(f"bandit-replay: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"bandit-replay: {args.logs}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    for problem in logs.problems[:10]:
+        print(f"skipped {problem}", file=sys.stderr)
+    if logs.skipped > 10:
+        print(f"... and {logs.skipped - 10} more skipped", file=sys.stderr)
+    try:
+        result = evaluate(logs, policies, estimators, reward_model=args.reward_model,
+                          folds=args.folds, seed=args.seed, n_bootstrap=args.bootstrap,
+                          alpha=args.alpha, interval=args.interval, progress=progress)
+    except ValueError as exc:
+        print(f"bandit-replay: {exc}", file=sys.stderr)
+        return 2
+    if args.report:
+        from replay.report import write_report
+
+        write_report(result, args.report, title=f"bandit-replay: {args.logs}")
+    if args.json:
+        print(orjson.dumps(result.as_json(), option=orjson.OPT_SERIALIZE_NUMPY).decode())
+    else:
+        print(table(result))
+        if args.report:
+            print(f"\nreport written to {args.report}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bandit-replay", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("evaluate", help="counterfactual policy values with intervals")
+    e.add_argument("logs", help="DSJSON file/dir, kafka://host:port/topic, or an OBD dir")
+    e.add_argument("--format", default="auto", choices=("auto", "dsjson", "obd", "kafka"))
+    e.add_argument("--behavior", default="bts", help="OBD behaviour policy (random, bts)")
+    e.add_argument("--campaign", default="all", help="OBD campaign (all, men, women)")
+    e.add_argument("--policy", action="append", help=POLICY_HELP)
+    e.add_argument("--estimators", default="ips,snips,dm,dr",
+                   help="comma-separated: ips, ips@CLIP, snips, dm, dr, sndr")
+    e.add_argument("--reward-model", default="lgbm", choices=("lgbm", "logistic"))
+    e.add_argument("--folds", type=int, default=5, help="cross-fitting folds")
+    e.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
+    e.add_argument("--interval", default="bootstrap", choices=("bootstrap", "normal"))
+    e.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--strict", action="store_true", help="fail on the first malformed line")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--report", help="write a self-contained HTML report here")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    if args.command == "evaluate":
+        return evaluate_cmd(args)
+    return 2  # pragma: no cover - argparse enforces the sub-command
+
+
+if __name__ == "__main__":
+    sys.exit(main())
