@@ -224,8 +224,16 @@ def read_dsjson(paths: Sequence[str | Path], *, strict: bool = False,
 
 
 def read_kafka(url: str, *, strict: bool = False, keep_rows: bool = False,
-               timeout: float = 30.0) -> Logs:
-    """``kafka://host:port/topic``: every message up to the high-water mark at start."""
+               timeout: float = 30.0, idle: float = 2.0) -> Logs:
+    """``kafka://host:port/topic``: every message up to each partition's high-water mark.
+
+    The mark is taken from the first fetch response of each partition (a ListOffsets
+    answer can under-report on some brokers); a partition that returns nothing for
+    ``idle`` seconds is treated as empty. Messages produced after the mark are left
+    for the next run.
+    """
+    import time
+
     from bandit import kafka_client
 
     rest = url.removeprefix("kafka://")
@@ -239,39 +247,43 @@ def read_kafka(url: str, *, strict: bool = False, keep_rows: bool = False,
         parts = kafka_client.topic_partitions(consumer, topic, timeout)
         if not parts:
             raise LogError(f"{url}: topic {topic!r} not found")
-        ends = {}
-        tps = []
-        for p in parts:
-            _, high = consumer.get_watermark_offsets(kafka_client.TopicPartition(topic, p),
-                                                     timeout=timeout, cached=False)
-            if high > 0:
-                ends[p] = high
-                tps.append(kafka_client.TopicPartition(topic, p, kafka_client.OFFSET_BEGINNING))
-        consumer.assign(tps)
+        tps = {p: kafka_client.TopicPartition(topic, p) for p in parts}
+        consumer.assign([kafka_client.TopicPartition(topic, p, kafka_client.OFFSET_BEGINNING)
+                         for p in parts])
+        ends: dict[int, int] = {}
+        done: set[int] = set()
         index = 0
-        import time
-
         deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
-            for m in consumer.consume(5000, 0.5):
+        last_message = time.monotonic()
+        while len(done) < len(parts):
+            now = time.monotonic()
+            if now > deadline:
+                raise LogError(f"{url}: timed out reading partitions "
+                               f"{sorted(set(parts) - done)}")
+            if now - last_message > idle:
+                break  # whatever has not answered by now holds nothing
+            for m in consumer.consume(5000, 0.2):
                 if m.error() is not None:
                     continue
                 p, off = int(m.partition() or 0), int(m.offset() or 0)
-                if p not in ends or off >= ends[p]:
+                if p not in ends:
+                    _, high = consumer.get_watermark_offsets(tps[p], cached=True)
+                    ends[p] = max(int(high), off + 1)
+                if p in done or off >= ends[p]:
+                    done.add(p)
                     continue
+                last_message = time.monotonic()
+                deadline = last_message + timeout
                 index += 1
+                where = f"{topic}[{p}]@{off}"
                 try:
                     parser.add(orjson.loads(m.value() or b""), index)
                 except orjson.JSONDecodeError as exc:
-                    b.skip(f"{topic}[{p}]@{off}", f"not valid JSON ({exc})", strict)
+                    b.skip(where, f"not valid JSON ({exc})", strict)
                 except ValueError as exc:
-                    b.skip(f"{topic}[{p}]@{off}", str(exc), strict)
+                    b.skip(where, str(exc), strict)
                 if off + 1 >= ends[p]:
-                    del ends[p]
-                deadline = time.monotonic() + timeout
-        if ends:
-            raise LogError(f"{url}: timed out before the high-water mark of partitions "
-                           f"{sorted(ends)}")
+                    done.add(p)
     finally:
         consumer.close()
     return b.build(keep_rows)

@@ -17,9 +17,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from replay.logs import Logs
+from replay.logs import CONTEXT_DIM, Logs
 
-CHUNK = 50_000  # rows scored per batch (rows × candidates × features stays bounded)
+CHUNK = 50_000
+MAX_INTERACTION_ACTIONS = 64  # rows scored per batch (rows × candidates × features stays bounded)
 
 
 def design(logs: Logs, rows: np.ndarray, actions: np.ndarray,
@@ -73,7 +74,8 @@ class LGBMModel:
 @dataclass
 class LogisticModel:
     """L2-regularised logistic (or ridge, for non-binary rewards) regression on
-    standardised features plus one-hot action ids: the light fallback."""
+    standardised features, one-hot action ids and context × action interactions
+    (while there are at most ``MAX_INTERACTION_ACTIONS`` actions): the light fallback."""
 
     binary: bool
     l2: float = 1.0
@@ -81,6 +83,7 @@ class LogisticModel:
     mu: np.ndarray | None = None
     sd: np.ndarray | None = None
     n_actions: int = 0
+    context_dim: int = CONTEXT_DIM
 
     def _features(self, x: np.ndarray) -> np.ndarray:
         assert self.mu is not None and self.sd is not None
@@ -88,7 +91,11 @@ class LogisticModel:
         onehot = np.zeros((x.shape[0], self.n_actions + 1), dtype=np.float64)
         ids = np.clip(x[:, -2].astype(int), 0, self.n_actions)
         onehot[np.arange(x.shape[0]), ids] = 1.0
-        return np.hstack([dense, onehot, x[:, -1:], np.ones((x.shape[0], 1))])
+        parts = [dense, onehot, x[:, -1:], np.ones((x.shape[0], 1))]
+        if self.n_actions <= MAX_INTERACTION_ACTIONS:
+            ctx = dense[:, :self.context_dim]
+            parts.append((ctx[:, :, None] * onehot[:, None, :]).reshape(x.shape[0], -1))
+        return np.hstack(parts)
 
     def fit(self, x: np.ndarray, y: np.ndarray, action_col: int) -> LogisticModel:
         from scipy.optimize import minimize

@@ -1,0 +1,143 @@
+"""Readers: this service's joined DSJSON, VW/Personalizer DSJSON, CCB DSJSON, gzip,
+the Kafka topic, OBD CSV; malformed input is reported as file:line: reason."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import orjson
+import pytest
+
+from replay.errors import LogError
+from replay.readers import read, read_dsjson, read_obd
+from tests.replay.simlogs import make_logs
+
+PERSONALIZER = {
+    "_label_cost": -1.0, "_label_probability": 0.8, "_label_Action": 2, "_labelIndex": 1,
+    "o": [{"v": 1.0, "EventId": "p1", "ActionTaken": False}],
+    "Timestamp": "2023-01-02T10:00:00.0000000Z", "Version": "1", "EventId": "p1",
+    "a": [2, 1, 3],
+    "c": {"FromUrl": [{"timeOfDay": "morning", "weather": "sunny"}],
+          "_multi": [{"_tag": "Cappucino", "i": {"constant": 1, "id": "Cappucino"},
+                      "j": [{"type": "hot"}]},
+                     {"_tag": "Latte", "i": {"constant": 1, "id": "Latte"}},
+                     {"_tag": "Iced", "i": {"constant": 1, "id": "Iced"}}]},
+    "p": [0.8, 0.1, 0.1], "VWState": {"m": "abc/def"},
+}
+
+CCB = {
+    "Timestamp": "2023-01-02T10:00:00Z", "Version": "1", "EventId": "c1",
+    "c": {"user": {"age": 30}, "_multi": [{"a": {"id": "x"}}, {"a": {"id": "y"}},
+                                          {"a": {"id": "z"}}],
+          "_slots": [{"_id": "s1"}, {"_id": "s2"}]},
+    "_outcomes": [{"_id": "s1", "_label_cost": -1.0, "_a": [2, 0, 1], "_p": [0.7, 0.2, 0.1]},
+                  {"_id": "s2", "_label_cost": 0.0, "_a": [0, 1], "_p": [0.6, 0.4]}],
+    "VWState": {"m": "v1"},
+}
+
+
+def write_lines(path, objs, raw=()):
+    with open(path, "wb") as f:
+        for o in objs:
+            f.write(orjson.dumps(o) + b"\n")
+        for r in raw:
+            f.write(r + b"\n")
+
+
+def test_own_joined_events(tmp_path):
+    events, truth = make_logs(tmp_path / "j.dsjson", 300, seed=1)
+    logs = read_dsjson([tmp_path / "j.dsjson"])
+    assert logs.n == 300 and logs.skipped == 0
+    assert np.allclose(logs.pscore, 0.1)
+    assert logs.reward.sum() == sum(1 for e in events if e["_label_cost"] < 0)
+    # the chosen action is the logged a[0], by offer id
+    first = events[0]
+    assert logs.action_names[logs.chosen_action[0]] == first["ids"][first["a"][0] - 1]
+    assert logs.logged_dist is not None and np.allclose(logs.logged_dist.sum(axis=1), 1)
+    assert "click" in logs.kinds and logs.kinds["click"].sum() == logs.reward.sum()
+
+
+def test_multi_slot_events_become_one_row_per_slot(tmp_path):
+    make_logs(tmp_path / "m.dsjson", 100, seed=2, slots=3)
+    logs = read_dsjson([tmp_path / "m.dsjson"])
+    assert logs.n == 300
+    assert sorted(set(logs.position.tolist())) == [0, 1, 2]
+    # slot 2 chooses among the 9 offers left, slot 3 among 8, each uniformly
+    assert np.allclose(logs.pscore[logs.position == 1], 1 / 9)
+    assert (logs.mask[logs.position == 2].sum(axis=1) == 8).all()
+
+
+def test_personalizer_and_ccb_dsjson_gzipped(tmp_path):
+    path = tmp_path / "p.json.gz"
+    with gzip.open(path, "wb") as f:
+        for o in (PERSONALIZER, CCB, {**PERSONALIZER, "EventId": "p2", "_skipLearn": True}):
+            f.write(orjson.dumps(o) + b"\n")
+    logs = read_dsjson([path])
+    assert logs.n == 3  # one Personalizer row, two CCB slots; the skipped event is not read
+    names = [logs.action_names[a] for a in logs.chosen_action]
+    assert names[0] == "Latte" and logs.pscore[0] == 0.8 and logs.reward[0] == 1.0
+    assert logs.position.tolist() == [0, 0, 1]
+    assert logs.pscore[1:].tolist() == [0.7, 0.6]
+    assert logs.reward[1:].tolist() == [1.0, 0.0]
+    assert logs.mask[2].sum() == 2  # slot 2 chooses among what slot 1 left
+
+
+def test_malformed_lines_are_named_skipped_and_counted(tmp_path):
+    path = tmp_path / "bad.dsjson"
+    write_lines(path, [PERSONALIZER, {**PERSONALIZER, "EventId": "p3", "_label_probability": 0},
+                       {**PERSONALIZER, "EventId": "p4", "a": [9]},
+                       {**PERSONALIZER, "EventId": "p1"}],  # a duplicate, dropped silently
+                raw=[b"{not json", b"[]"])
+    logs = read_dsjson([path])
+    assert logs.n == 1 and logs.skipped == 4
+    assert logs.problems[0].startswith(f"{path}:2: _label_probability 0 is outside (0, 1]")
+    assert logs.problems[1].startswith(f"{path}:3: a must list action indices")
+    assert logs.problems[2].startswith(f"{path}:5: not valid JSON")
+    with pytest.raises(LogError, match=rf"{path}:2: _label_probability"):
+        read_dsjson([path], strict=True)
+    with pytest.raises(LogError, match="no such file"):
+        read(str(tmp_path / "missing.dsjson"))
+
+
+def test_unjoined_decisions_are_explained(tmp_path):
+    path = tmp_path / "d.dsjson"
+    ev = {k: v for k, v in PERSONALIZER.items() if not k.startswith("_label")}
+    write_lines(path, [ev])
+    logs = read_dsjson([path])
+    assert logs.skipped == 1 and "read the joined topic" in logs.problems[0]
+
+
+def test_obd_bad_rows(tmp_path):
+    d = tmp_path / "bts" / "men"
+    d.mkdir(parents=True)
+    (d / "item_context.csv").write_text(",item_id,item_feature_0\n0,0,1.0\n1,1,2.0\n")
+    (d / "men.csv").write_text(
+        ",timestamp,item_id,position,click,propensity_score,user_feature_0\n"
+        "0,2019-11-24 00:00:00,0,1,0,0.5,a\n"
+        "1,2019-11-24 00:00:01,1,2,1,1.5,b\n"
+        "2,2019-11-24 00:00:02,7,1,0,0.5,a\n"
+        "3,2019-11-24 00:00:03,1,2,1,0.25,b\n")
+    logs = read_obd(tmp_path, "bts", "men")
+    assert logs.n == 2 and logs.skipped == 2
+    assert logs.problems[0] == f"{d / 'men.csv'}:3: propensity_score 1.5 is outside (0, 1]"
+    assert "item_id 7 is not in item_context.csv" in logs.problems[1]
+    assert logs.position.tolist() == [0, 1]
+    with pytest.raises(LogError, match="no such file"):
+        read_obd(tmp_path, "random", "men")
+
+
+@pytest.mark.integration
+def test_kafka_topic_read_to_the_high_water_mark(broker, prefix, tmp_path):
+    from tests.streaming.kafka_util import produce
+
+    events, _ = make_logs(tmp_path / "k.dsjson", 200, seed=3)
+    topic = prefix + "joined"
+    # at-least-once: a re-shipped duplicate and a poison message on the topic
+    items = [(e["EventId"], orjson.dumps(e)) for e in events]
+    produce(broker.bootstrap, topic, items + [items[0], ("x", b"garbage")])
+    logs = read(f"kafka://{broker.bootstrap}/{topic}")
+    assert logs.n == 200 and logs.skipped == 1
+    assert sorted(logs.event_ids) == sorted(e["EventId"] for e in events)
+    with pytest.raises(LogError, match="not found"):
+        read(f"kafka://{broker.bootstrap}/{prefix}nothing", "kafka")
