@@ -127,7 +127,7 @@ def test_clipping_bounds_the_weights():
 def test_bootstrap_many_matches_single_estimators():
     d, _ = simulate(5)
     many = bootstrap_many([IPS(), SNIPS()], d, 80, seed=11)
-    assert many["ips"] == IPS().estimate(d, n_bootstrap=80, seed=11).ci
+    assert many["ips"] == pytest.approx(IPS().estimate(d, n_bootstrap=80, seed=11).ci, rel=1e-12)
 
 
 def test_bad_inputs_are_refused():
@@ -140,3 +140,20 @@ def test_bad_inputs_are_refused():
         DR().estimate(OPEData(r, np.array([0.5, 0.5]), np.array([0.5, 0.5])))
     with pytest.raises(ValueError, match="unknown estimator"):
         by_name("ips,magic")
+
+
+def test_block_bootstrap_matches_the_row_bootstrap_on_large_logs(monkeypatch):
+    """Above BLOCK_ABOVE rows the bootstrap resamples blocks; on independent rows its
+    interval matches the row bootstrap's to within resampling noise."""
+    import replay.estimators as E
+
+    d, _ = simulate(8, n=300_000)
+    blocked = bootstrap_many([IPS(), SNIPS(), DR()], d, 200, seed=1)
+    monkeypatch.setattr(E, "BLOCK_ABOVE", 10**9)
+    rows = bootstrap_many([IPS(), SNIPS(), DR()], d, 200, seed=1)
+    for name in ("ips", "snips", "dr"):
+        w_block = blocked[name][1] - blocked[name][0]
+        w_rows = rows[name][1] - rows[name][0]
+        assert abs(w_block - w_rows) < 0.15 * w_rows, (name, blocked[name], rows[name])
+        mid_b, mid_r = sum(blocked[name]) / 2, sum(rows[name]) / 2
+        assert abs(mid_b - mid_r) < 0.1 * w_rows

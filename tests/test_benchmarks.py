@@ -1,0 +1,53 @@
+"""Every benchmark runs (in its --quick form) and prints the JSON its issue names.
+
+Speed is not asserted here (this machine is noisy); the figures come from full runs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def run(name: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick",
+                          *args], capture_output=True, timeout=400, check=True, cwd=ROOT)
+    return orjson.loads(out.stdout)
+
+
+def test_decide_latency():
+    r = run("decide_latency")
+    for server in ("bare", "decide", "decide_kafka"):
+        ol = r[server]["open_loop"]
+        assert ol["errors"] == 0 and ol["requests"] > 0
+        assert 0 < ol["p50_ms"] <= ol["p99_ms"] <= ol["p999_ms"]
+        assert r[server]["peak_rps"] > 0 and r[server]["peak_errors"] == 0
+    assert set(r["ratios"]) == {"decide_peak_vs_bare", "kafka_sink_p99_delta_ms"}
+
+
+def test_learner_throughput():
+    r = run("learner_throughput")
+    assert r["learned"] == r["events"] == 20_000
+    assert r["learner_events_per_s"] > 0 and r["raw_vw_events_per_s"] > 0
+    assert 0 < r["ratio_vs_raw_vw"]
+
+
+def test_feedback_latency():
+    r = run("feedback_latency")
+    assert r["measured"] == r["probes"] == 5
+    assert 0 < r["median_s"] <= r["max_s"] < 60
+
+
+def test_replay_speed():
+    r = run("replay_speed")
+    assert r["rows"] == 100_000 and r["seconds"] > 0
+    for name in ("ips", "snips", "dr"):
+        e = r["estimates"][name]
+        assert e["ci"][0] <= e["value"] <= e["ci"][1]
