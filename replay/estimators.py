@@ -202,7 +202,8 @@ class SNIPS(_Base):
 
     def stats(self, d: OPEData) -> np.ndarray:
         w = _weights(d)
-        return np.column_stack([d.reward * w, w])
+        out: np.ndarray = np.column_stack([d.reward * w, w])
+        return out
 
     def from_sums(self, sums: np.ndarray, n: np.ndarray) -> np.ndarray:
         out: np.ndarray = sums[:, 0] / sums[:, 1]
@@ -287,7 +288,8 @@ class SNDR(_Base):
     def stats(self, d: OPEData) -> np.ndarray:
         assert d.q_hat is not None and d.v_hat is not None
         w = _weights(d)
-        return np.column_stack([d.v_hat, w * (d.reward - d.q_hat), w])
+        out: np.ndarray = np.column_stack([d.v_hat, w * (d.reward - d.q_hat), w])
+        return out
 
     def from_sums(self, sums: np.ndarray, n: np.ndarray) -> np.ndarray:
         out: np.ndarray = sums[:, 0] / n + sums[:, 1] / sums[:, 2]
