@@ -178,7 +178,8 @@ class IPS(_Base):
         return _mean_interval(d.reward * _weights(d, self.clip), alpha)
 
     def stats(self, d: OPEData) -> np.ndarray:
-        return (d.reward * _weights(d, self.clip))[:, None]
+        out: np.ndarray = (d.reward * _weights(d, self.clip))[:, None]
+        return out
 
     def from_sums(self, sums: np.ndarray, n: np.ndarray) -> np.ndarray:
         out: np.ndarray = sums[:, 0] / n
