@@ -52,6 +52,9 @@ def decision_event(request: DecideRequest, decision: Decision,
         "explore": request.explore,
         "DeferredAction": request.defer,
     }
+    path = decision.info.get("path")
+    if path is not None:
+        event["path"] = path
     if request.user_id is not None:
         event["user"] = request.user_id
     event.update(extra)

@@ -70,6 +70,21 @@ def escape(text: str) -> str:
     return _UNSAFE.sub(_quote, text)
 
 
+_ESCAPED: dict[str, str] = {}
+_ESCAPED_MAX = 100_000
+
+
+def escape_cached(text: str) -> str:
+    """:func:`escape` through a bounded cache: feature names and categorical values
+    repeat across requests, and a dict lookup is cheaper than the regex."""
+    out = _ESCAPED.get(text)
+    if out is None:
+        out = escape(text)
+        if len(_ESCAPED) < _ESCAPED_MAX:
+            _ESCAPED[text] = out
+    return out
+
+
 def offer_id_feature(offer_id: str) -> str:
     return "id=" + escape(offer_id)
 
@@ -170,8 +185,17 @@ def encode(obj: Any, prefix: str, field: str, limits: Limits) -> Namespaces:
                 raise BadRequest(f"namespace name longer than {limits.max_name_bytes} bytes",
                                  field=path)
             ns = enc.ns(prefix + escape(key))
+            quick = limits.max_name_bytes // 4  # a name this short is within the byte limit
             for k, v in value.items():
-                enc.add(ns, k, v, f"{path}.{k}", 2)
+                tv = type(v)
+                # fast path for the common flat features; anything else takes the full path
+                if tv is str and len(k) <= quick:
+                    enc._put(ns, escape_cached(k) + "=" + escape_cached(v), 1.0, path)
+                elif (tv is float or tv is int) and len(k) <= quick and \
+                        -MAX_VALUE <= v <= MAX_VALUE:
+                    enc._put(ns, escape_cached(k), float(v) if abs(v) >= MIN_VALUE else 0.0, path)
+                else:
+                    enc.add(ns, k, v, f"{path}.{k}", 2)
         else:
             enc.add(enc.ns(prefix), key, value, path, 1)
     return {k: v for k, v in enc.out.items() if v}

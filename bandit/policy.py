@@ -4,11 +4,19 @@
 eligible offers and samples from it. Sampling uses a generator seeded by the
 event id, so a decision can be reproduced from its log.
 
-Slots: slot 1 is drawn from the pmf; each later slot is drawn from the pmf
-renormalised over the offers not yet shown, and its logged probability is that
-conditional probability (what a conditional contextual bandit logs per slot).
-With ``explore=false`` the offers are taken greedily, and the logged probability
-of each shown offer is 1: that is the probability with which it was shown.
+Slots (a conditional contextual bandit built on the CB model): slot 1 is drawn
+from the model's pmf over the eligible offers; slot *k* ≥ 2 from a second prediction
+over the offers not yet shown, with the slot position as a shared feature
+(namespace ``cslot``), so position effects are learned. The learner learns each
+shown slot the same way. Each slot's logged probability is the conditional
+probability with which its offer was drawn. With ``explore=false`` offers are taken
+greedily and the logged probability of each shown offer is 1.
+
+Every adjustment happens *before* sampling and is part of the distribution that is
+logged, so replay stays unbiased: the exploration floor for new offers, the
+popularity fallback while the model is young, and the diversity penalty for slots
+2-3. Offers removed by constraints (exclusions, frequency and budget caps) never
+enter the distribution.
 """
 
 from __future__ import annotations
@@ -19,9 +27,56 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
+from bandit.features import Namespaces
+from bandit.offerstats import OfferStats
 from bandit.policy_spec import PolicySpec
 from bandit.types import DecideRequest, Decision
 from bandit.vw_adapter import VWModel
+
+SLOT_NAMESPACE = "cslot"
+
+
+@dataclass(frozen=True)
+class RankingOptions:
+    """Cold start and diversity settings (see :class:`bandit.settings.Settings`)."""
+
+    warmup_events: int = 0           # popularity fallback until the model learned this many
+    popularity_epsilon: float = 0.2  # exploration of the popularity fallback
+    new_offer_impressions: int = 100  # an offer is new until it has this many impressions
+    new_offer_floor: float = 0.02    # minimum probability of each new offer per slot
+    diversity: float = 0.0           # λ: 0 = off, 1 = never repeat a category in slots 2-3
+    diversity_feature: str = "category"
+
+
+def _category(features: Namespaces, name: str) -> str | None:
+    prefix = name + "="
+    for feats in features.values():
+        for key in feats:
+            if key.startswith(prefix):
+                return key[len(prefix):]
+    return None
+
+
+def _normalise(w: list[float]) -> list[float]:
+    total = sum(w)
+    if total <= 0 or total != total:
+        return [1.0 / len(w)] * len(w)
+    return [x / total for x in w]
+
+
+def _draw(pmf: list[float], explore: bool, rng: random.Random) -> tuple[int, float]:
+    """Index drawn from ``pmf`` and its probability (greedy with probability 1 when
+    not exploring)."""
+    if not explore:
+        return max(range(len(pmf)), key=pmf.__getitem__), 1.0
+    u = rng.random()
+    acc = 0.0
+    for i, p in enumerate(pmf):
+        acc += p
+        if u < acc:
+            return i, p
+    last = max(i for i, p in enumerate(pmf) if p > 0)
+    return last, pmf[last]
 
 
 class Policy(Protocol):
@@ -84,23 +139,28 @@ def sample_slots(pmf: list[float], slots: int, explore: bool,
 class _Current:
     model: VWModel
     version: str
+    stats: OfferStats | None = None
+    events_learned: int = 0
 
 
 class VWPolicy:
     """A VW contextual-bandit policy whose model can be swapped while serving."""
 
     def __init__(self, spec: PolicySpec, model: VWModel, version: str = "0",
-                 seed: int = 0) -> None:
+                 seed: int = 0, options: RankingOptions | None = None,
+                 stats: OfferStats | None = None, events_learned: int = 0) -> None:
         self.spec = spec
         self.name = str(spec)
         self.seed = seed
-        self._current = _Current(model, version)
+        self.options = options or RankingOptions()
+        self._current = _Current(model, version, stats, events_learned)
         self._retired: list[VWModel] = []
         self._swap_lock = threading.Lock()
 
     @classmethod
-    def fresh(cls, spec: PolicySpec, seed: int = 0) -> VWPolicy:
-        return cls(spec, VWModel(spec.vw_args(seed)), "0", seed)
+    def fresh(cls, spec: PolicySpec, seed: int = 0,
+              options: RankingOptions | None = None) -> VWPolicy:
+        return cls(spec, VWModel(spec.vw_args(seed)), "0", seed, options)
 
     @property
     def version(self) -> str:
@@ -112,19 +172,105 @@ class VWPolicy:
 
     def decide(self, request: DecideRequest) -> Decision:
         current = self._current  # one read: a swap mid-request cannot mix models
-        pmf = current.model.predict(request.context, [o.line for o in request.offers])
+        opts, stats = self.options, current.stats
+        offers = request.offers
+        popularity = stats is not None and current.events_learned < opts.warmup_events
+        mean = stats.global_mean() if stats is not None else 0.0
         rng = event_rng(request.event_id, self.seed)
-        order, probs = sample_slots(pmf, request.slots, request.explore, rng)
-        explored = request.explore and order[0] != max(range(len(pmf)), key=pmf.__getitem__)
+        remaining = list(range(len(offers)))
+        order: list[int] = []
+        probs: list[float] = []
+        first_pmf: list[float] = []
+        explored = False
+        categories: set[str | None] = set()
+        for k in range(min(request.slots, len(offers))):
+            if popularity:
+                assert stats is not None
+                vals = [stats.value(offers[i].id, mean) for i in remaining]
+                best = max(range(len(vals)), key=vals.__getitem__)
+                eps = opts.popularity_epsilon
+                pmf = [eps / len(vals) + (1 - eps if j == best else 0.0)
+                       for j in range(len(vals))]
+            else:
+                context = request.context if k == 0 else \
+                    {**request.context, SLOT_NAMESPACE: {f"k={k + 1}": 1.0}}
+                pmf = _normalise(current.model.predict(context,
+                                                       [offers[i].line for i in remaining]))
+            if request.explore and stats is not None and opts.new_offer_floor > 0:
+                pmf = self._floor(pmf, [offers[i].id for i in remaining], stats)
+            if k > 0 and opts.diversity > 0:
+                pmf = self._diversify(pmf, [offers[i].features for i in remaining],
+                                      categories)
+            if k == 0:
+                first_pmf = pmf
+            j, p = _draw(pmf, request.explore, rng)
+            if k == 0:
+                explored = request.explore and j != max(range(len(pmf)), key=pmf.__getitem__)
+            chosen = remaining.pop(j)
+            order.append(chosen)
+            probs.append(p)
+            if opts.diversity > 0:
+                categories.add(_category(offers[chosen].features, opts.diversity_feature))
+        # the offers not shown follow by their slot-1 probability
+        rest = {i: first_pmf[i] for i in remaining}  # slot 1 saw every offer
+        for i in sorted(remaining, key=lambda i: -rest[i]):
+            order.append(i)
+            probs.append(rest[i] if request.explore else 0.0)
+        info: dict[str, object] = {"path": "popularity" if popularity else "model"}
+        if request.explain:
+            info["explain"] = self._explain(current.model, request, order, probs)
         return Decision(request.event_id, tuple(order), tuple(probs), request.slots,
-                        current.version, self.name, explored)
+                        current.version, self.name, explored, info)
 
-    def swap(self, model: VWModel, version: str) -> None:
+    def _floor(self, pmf: list[float], ids: list[str], stats: OfferStats) -> list[float]:
+        """Give every new offer at least the floor probability (when some are known)."""
+        n_min = self.options.new_offer_impressions
+        new = [stats.impressions(i) < n_min for i in ids]
+        m = sum(new)
+        if m == 0 or m == len(ids):
+            return pmf
+        f = min(self.options.new_offer_floor, 0.5 / m)
+        return [(1 - m * f) * p + (f if is_new else 0.0) for p, is_new in zip(pmf, new,
+                                                                            strict=True)]
+
+    def _diversify(self, pmf: list[float], features: list[Namespaces],
+                   shown: set[str | None]) -> list[float]:
+        """Multiplicative maximal-marginal-relevance: an offer whose category is
+        already shown keeps (1 - λ) of its probability (none at λ = 1, unless every
+        remaining offer shares a shown category)."""
+        lam = self.options.diversity
+        name = self.options.diversity_feature
+        w = [p * (1 - lam) if (c := _category(f, name)) is not None and c in shown else p
+             for p, f in zip(pmf, features, strict=True)]
+        return _normalise(w) if sum(w) > 0 else pmf
+
+    def _explain(self, model: VWModel, request: DecideRequest, order: list[int],
+                 probs: list[float], top: int = 5) -> list[dict[str, object]]:
+        """Per shown offer: its probability and the largest first-order feature
+        contributions (weight × value) of the offer's and the context's features."""
+        out = []
+        ctx = [(ns, f, v) for ns, feats in request.context.items() for f, v in feats.items()]
+        for pos in range(request.slots):
+            offer = request.offers[order[pos]]
+            feats = ctx + [(ns, f, v) for ns, fs in offer.features.items()
+                           for f, v in fs.items()]
+            contrib = []
+            for ns, f, v in feats:
+                w = model.weight(ns, f)
+                if w != 0.0:
+                    contrib.append({"namespace": ns, "feature": f, "contribution": w * v})
+            contrib.sort(key=lambda c: -abs(float(c["contribution"])))  # type: ignore[arg-type]
+            out.append({"id": offer.id, "probability": probs[pos],
+                        "contributions": contrib[:top]})
+        return out
+
+    def swap(self, model: VWModel, version: str, stats: OfferStats | None = None,
+             events_learned: int = 0) -> None:
         """Serve ``model`` from now on. The previous model is closed one swap later,
         when no request can still be using it."""
         with self._swap_lock:
             old = self._current.model
-            self._current = _Current(model, version)
+            self._current = _Current(model, version, stats, events_learned)
             for retired in self._retired:
                 retired.close()
             self._retired = [old]

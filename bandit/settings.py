@@ -10,9 +10,12 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bandit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bandit.policy import RankingOptions
 
 PREFIX = "BANDIT_"
 
@@ -104,6 +107,14 @@ class Settings:
     max_slots: int = 3
     reward_min: float = -1.0
     reward_max: float = 1.0
+    # ranking: cold start, diversity, objectives
+    warmup_events: int = 0
+    popularity_epsilon: float = 0.2
+    new_offer_impressions: int = 100
+    new_offer_floor: float = 0.02
+    diversity: float = 0.0
+    diversity_feature: str = "category"
+    reward_weights: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +150,15 @@ class Settings:
             max_slots=_int(e, "MAX_SLOTS", cls.max_slots, 1, 50),
             reward_min=_float(e, "REWARD_MIN", cls.reward_min, -1e12, 1e12),
             reward_max=_float(e, "REWARD_MAX", cls.reward_max, -1e12, 1e12),
+            warmup_events=_int(e, "WARMUP_EVENTS", cls.warmup_events, 0, 10**12),
+            popularity_epsilon=_float(e, "POPULARITY_EPSILON", cls.popularity_epsilon, 0.0,
+                                      1.0),
+            new_offer_impressions=_int(e, "NEW_OFFER_IMPRESSIONS", cls.new_offer_impressions,
+                                       0, 10**12),
+            new_offer_floor=_float(e, "NEW_OFFER_FLOOR", cls.new_offer_floor, 0.0, 0.5),
+            diversity=_float(e, "DIVERSITY", cls.diversity, 0.0, 1.0),
+            diversity_feature=_str(e, "DIVERSITY_FEATURE", cls.diversity_feature),
+            reward_weights=_str(e, "REWARD_WEIGHTS", cls.reward_weights),
         )
         s.validate()
         return s
@@ -154,8 +174,38 @@ class Settings:
             PolicySpec.parse(self.policy)
         except ValueError as exc:
             raise ConfigError(f"{PREFIX}POLICY={self.policy!r}: {exc}") from None
+        try:
+            self.weights()
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}REWARD_WEIGHTS={self.reward_weights!r}: {exc}") \
+                from None
         if self.event_sink == "kafka" and not self.kafka_bootstrap:
             raise ConfigError(f"{PREFIX}EVENT_SINK=kafka needs {PREFIX}KAFKA_BOOTSTRAP")
+
+    def weights(self) -> dict[str, float] | None:
+        """``click=1,conversion=5`` → weights per reward kind (None: no weighting)."""
+        if not self.reward_weights.strip():
+            return None
+        out: dict[str, float] = {}
+        for part in self.reward_weights.split(","):
+            kind, sep, value = part.partition("=")
+            if not sep or not kind.strip():
+                raise ValueError(f"expected KIND=WEIGHT, got {part!r}")
+            try:
+                w = float(value)
+            except ValueError:
+                raise ValueError(f"weight of {kind.strip()!r} is not a number") from None
+            if w != w or w in (float("inf"), float("-inf")):
+                raise ValueError(f"weight of {kind.strip()!r} must be finite")
+            out[kind.strip()] = w
+        return out
+
+    def ranking_options(self) -> RankingOptions:
+        from bandit.policy import RankingOptions
+
+        return RankingOptions(self.warmup_events, self.popularity_epsilon,
+                              self.new_offer_impressions, self.new_offer_floor,
+                              self.diversity, self.diversity_feature)
 
     @property
     def sink_kind(self) -> str:

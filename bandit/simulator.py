@@ -121,6 +121,14 @@ class World:
     def by_id(self, offer_id: str) -> SimOffer:
         return self.offers[int(offer_id.rsplit("-", 1)[1])]
 
+    def add_offer(self, category: str, effect: float, brand: str = "brand-new",
+                  payout: float = 10.0, conversion: float = 0.3) -> SimOffer:
+        """A new offer arriving mid-run (its id has never been seen)."""
+        offer = SimOffer(f"offer-{len(self.offers):03d}", category, brand, payout, effect,
+                         conversion)
+        object.__setattr__(self, "offers", (*self.offers, offer))
+        return offer
+
 
 @dataclass
 class Tally:

@@ -28,6 +28,8 @@ from bandit.errors import BadRequest
 from bandit.events import decode, joined_event, parse_decision, parse_reward
 from bandit.learner.join import Joined, JoinState
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError
+from bandit.offerstats import OfferStats
+from bandit.policy import SLOT_NAMESPACE
 from bandit.policy_spec import PolicySpec
 from bandit.settings import Settings
 from bandit.topics import Topics, ensure_topics
@@ -36,6 +38,21 @@ from bandit.vw_adapter import VWModel
 log = logging.getLogger("bandit.learner")
 
 POLL_RECORDS = 5000
+
+
+def slot_example(decision: dict[str, Any], k: int, reward: float) -> dict[str, Any]:
+    """The CB example of shown slot ``k`` ≥ 2 of a multi-slot decision: the offers the
+    earlier slots left, the slot position as a shared feature, the slot's chosen offer
+    with its conditional probability and reward (what the server predicted from)."""
+    a, p, c = decision["a"], decision["p"], decision["c"]
+    shown = {x - 1 for x in a[:k - 1]}
+    remaining = [i for i in range(len(c["_multi"])) if i not in shown]
+    idx = remaining.index(a[k - 1] - 1)
+    shared = {key: v for key, v in c.items() if key != "_multi"}
+    return {"_label_cost": -reward, "_label_probability": p[k - 1], "_label_Action": idx + 1,
+            "_labelIndex": idx, "a": [idx + 1], "p": [p[k - 1]],
+            "c": {**shared, SLOT_NAMESPACE: {f"k={k}": 1.0},
+                  "_multi": [c["_multi"][i] for i in remaining]}}
 
 
 class Learner:
@@ -47,7 +64,8 @@ class Learner:
         self.topics = Topics.from_settings(settings)
         self.store = ModelStore(settings.model_dir, settings.model_keep)
         self.state = JoinState(settings.reward_wait, settings.reward_function,
-                               settings.default_reward)
+                               settings.default_reward, weights=settings.weights())
+        self.offer_stats = OfferStats()
         self.policy = settings.policy
         self.offsets: dict[str, int] = {}
         self.dead_letters = 0
@@ -77,6 +95,7 @@ class Learner:
                 self.state.restore(orjson.loads(self.store.read_attachment(ref)))
                 self.offsets = dict(man.offsets)
                 self.dead_letters = int(man.extra.get("dead_letters", 0))
+                self.offer_stats = OfferStats.restore(man.extra.get("offer_stats"))
             log.info("resuming from model %s (%d events learned)", man.version,
                      self.state.counters.learned)
             return model
@@ -165,14 +184,22 @@ class Learner:
                 self.producer.poll(0.05)
 
     def _learn(self, j: Joined) -> None:
-        line = orjson.dumps(joined_event(j.decision, j.reward, j.rewards))
+        d = j.decision
+        line = orjson.dumps(joined_event(d, j.reward, j.rewards))
         try:
             self.model.learn_dsjson(line.decode())
+            for k in range(2, len(j.slot_rewards) + 1):
+                self.model.learn_dsjson(orjson.dumps(slot_example(d, k, j.slot_rewards[k - 1]))
+                                        .decode())
         except Exception as exc:  # VW refused this example: keep the model, keep going
             self.learn_errors += 1
-            log.warning("VW could not learn event %s: %s", j.decision.get("EventId"), exc)
+            log.warning("VW could not learn event %s: %s", d.get("EventId"), exc)
             return
-        self._produce(self.topics.joined, str(j.decision["EventId"]).encode(), line)
+        ids = d.get("ids") or []
+        for k, reward in enumerate(j.slot_rewards or [j.reward]):
+            if k < len(d["a"]) and d["a"][k] - 1 < len(ids):
+                self.offer_stats.add(str(ids[d["a"][k] - 1]), reward, float(d["p"][k]))
+        self._produce(self.topics.joined, str(d["EventId"]).encode(), line)
 
     def _checkpoint_due(self) -> bool:
         if not self._dirty and self._since_checkpoint == 0:
@@ -187,7 +214,8 @@ class Learner:
             log.warning("%d joined/dead-letter messages not yet acknowledged", left)
         ref = self.store.write_attachment("state", orjson.dumps(self.state.snapshot()))
         extra: dict[str, Any] = {"join_state": ref, "counters": self.state.counters.as_dict(),
-                                 "dead_letters": self.dead_letters, "sizes": self.state.sizes}
+                                 "dead_letters": self.dead_letters, "sizes": self.state.sizes,
+                                 "offer_stats": self.offer_stats.snapshot()}
         learned = self.state.counters.learned
         if self.manifest is None or learned != self._published_learned:
             self.manifest = self.store.publish(self.model, self.policy, learned,

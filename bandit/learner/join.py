@@ -27,6 +27,43 @@ from bandit.events import LoggedDecision, LoggedReward
 REWARD_FUNCTIONS = ("earliest", "sum", "max", "last")
 
 
+def combine(values: list[float], function: str) -> float:
+    if function == "earliest":
+        return values[0]
+    if function == "sum":
+        return sum(values)
+    if function == "max":
+        return max(values)
+    return values[-1]
+
+
+def slot_rewards(rewards: list[dict[str, Any]], slots: int, function: str, default: float,
+                 weights: dict[str, float] | None = None) -> list[float]:
+    """The reward learned for each shown slot (1-based slot k is entry k-1).
+
+    Without ``weights`` the reward function combines every reward of the slot. With
+    weights (multiple objectives, e.g. ``{"click": 1, "conversion": 5}``) it combines
+    the rewards of each kind separately and the slot's reward is Σ weight × value;
+    kinds without a weight count 0, rewards without a kind count as ``reward``.
+    A slot with no reward gets ``default``."""
+    out = []
+    for k in range(1, slots + 1):
+        mine = [r for r in rewards if (r.get("slot") or 1) == k]
+        if not mine:
+            out.append(default)
+        elif weights is None:
+            out.append(combine([float(r["v"]) for r in mine], function))
+        else:
+            total = 0.0
+            kinds: dict[str, list[float]] = {}
+            for r in mine:
+                kinds.setdefault(str(r.get("kind") or "reward"), []).append(float(r["v"]))
+            for kind, values in kinds.items():
+                total += weights.get(kind, 0.0) * combine(values, function)
+            out.append(total)
+    return out
+
+
 @dataclass
 class Pending:
     decision: dict[str, Any]
@@ -50,6 +87,7 @@ class Joined:
     decision: dict[str, Any]
     reward: float
     rewards: list[dict[str, Any]]
+    slot_rewards: list[float] = field(default_factory=list)
 
 
 def id_digest(event_id: str) -> int:
@@ -71,18 +109,16 @@ class Counters:
         return dict(self.__dict__)
 
 
-def _reward_value(r: dict[str, Any]) -> float:
-    return float(r["v"])
-
-
 class JoinState:
     def __init__(self, wait: float, reward_function: str = "earliest",
-                 default_reward: float = 0.0, retention: float | None = None) -> None:
+                 default_reward: float = 0.0, retention: float | None = None,
+                 weights: dict[str, float] | None = None) -> None:
         if reward_function not in REWARD_FUNCTIONS:
             raise ValueError(f"reward function must be one of {', '.join(REWARD_FUNCTIONS)}")
         self.wait = wait
         self.reward_function = reward_function
         self.default_reward = default_reward
+        self.weights = weights
         # finished ids are remembered this long to drop duplicates and late rewards
         self.retention = retention if retention is not None else max(2 * wait, 60.0)
         self.pending: dict[str, Pending] = {}
@@ -148,26 +184,28 @@ class JoinState:
             return []
         if p.deferred and not p.activated:
             return []
+        slots = p.decision.get("slots", 1)
+        if isinstance(slots, int) and slots > 1:
+            # a multi-slot decision is final once every shown slot has a reward
+            got = {r.get("slot") or 1 for r in p.rewards}
+            if not all(k in got for k in range(1, slots + 1)):
+                return []
         del self.pending[eid]
         return [self._finish(eid, p, now)]
 
     def _finish(self, eid: str, p: Pending, now: float) -> Joined:
-        values = [_reward_value(r) for r in p.rewards]
-        if not values:
-            reward = self.default_reward
+        if not p.rewards:
             self.counters.defaulted += 1
-        elif self.reward_function == "earliest":
-            reward = values[0]
-        elif self.reward_function == "sum":
-            reward = sum(values)
-        elif self.reward_function == "max":
-            reward = max(values)
-        else:
-            reward = values[-1]
+        slots = p.decision.get("slots", 1)
+        slots = slots if isinstance(slots, int) and not isinstance(slots, bool) and \
+            slots >= 1 else 1
+        per_slot = slot_rewards(p.rewards, slots, self.reward_function, self.default_reward,
+                                self.weights)
+        reward = per_slot[0]
         self.counters.learned += 1
         self.counters.digest = (self.counters.digest + id_digest(eid)) % (1 << 64)
         self.done[eid] = now + self.retention
-        return Joined(p.decision, reward, p.rewards)
+        return Joined(p.decision, reward, p.rewards, per_slot)
 
     # -- snapshot --------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

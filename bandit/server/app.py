@@ -21,6 +21,7 @@ from starlette.routing import Route
 from bandit.errors import BadRequest
 from bandit.metrics import Metrics, exposition
 from bandit.modelstore import ModelStore, ModelStoreError
+from bandit.offerstats import OfferStats
 from bandit.policy import VWPolicy
 from bandit.policy_spec import PolicySpec
 from bandit.server import personalizer
@@ -68,6 +69,7 @@ def native_routes(svc: Service) -> list[Route]:
             "slots": ranking[: decision.slots],
             "model_version": decision.model_version,
             "policy": decision.policy,
+            **{k: v for k, v in decision.info.items() if k in ("path", "explain")},
         })
 
     async def rewards(request: Request) -> Response:
@@ -194,10 +196,13 @@ def load_policy(settings: Settings, store: ModelStore) -> VWPolicy:
                 spec = PolicySpec.parse(manifest.policy)
             except ValueError:
                 pass
-            return VWPolicy(spec, model, manifest.version, settings.seed)
+            return VWPolicy(spec, model, manifest.version, settings.seed,
+                            settings.ranking_options(),
+                            OfferStats.restore(manifest.extra.get("offer_stats")),
+                            manifest.events_learned)
     except ModelStoreError as exc:
         log.warning("not serving the stored model: %s; starting from a fresh one", exc)
-    return VWPolicy.fresh(spec, settings.seed)
+    return VWPolicy.fresh(spec, settings.seed, settings.ranking_options())
 
 
 def app_from_env() -> Starlette:

@@ -12,6 +12,7 @@ from bandit.errors import BadRequest
 from bandit.events import activation_event, decision_event, reward_event
 from bandit.metrics import Metrics
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError
+from bandit.offerstats import OfferStats
 from bandit.policy import VWPolicy
 from bandit.schema import RequestParser
 from bandit.settings import Settings
@@ -112,7 +113,9 @@ class Service:
                               f"{self.policy.version}: {exc}")
             return False
         previous = self.policy.version
-        self.policy.swap(model, manifest.version)
+        self.policy.swap(model, manifest.version,
+                         OfferStats.restore(manifest.extra.get("offer_stats")),
+                         manifest.events_learned)
         self.manifest = manifest
         self.metrics.model_swaps.labels("ok").inc()
         self.metrics.set_model(manifest.version, self.policy.name, previous)

@@ -1,0 +1,69 @@
+"""Per-offer exposure and de-biased popularity, learned by the learner, used by servers.
+
+The learner counts, for every offer it learns, the impressions (shown slots) and the
+inverse-propensity-weighted reward: ``num = Σ r/p``, ``den = Σ 1/p`` over the slots
+that showed it. ``num/den`` is the self-normalised IPS estimate of the offer's mean
+reward: the exposure bias of the logging policy (popular offers shown more) is divided
+out, which raw click counts would not do. The counts travel in the checkpoint's
+manifest, so servers read them with each model swap and a restarted learner resumes
+them exactly.
+
+Servers use them for cold start: an offer with fewer than N impressions gets an
+exploration floor, and while the model has learned little the ranking falls back to
+these popularity estimates, shrunk towards the global mean (``prior`` pseudo-
+observations) so an offer seen twice and clicked once is not ranked first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_OFFERS = 20_000  # offers remembered (least recently learned are forgotten first)
+
+
+@dataclass
+class OfferStats:
+    rows: OrderedDict[str, list[float]] = field(default_factory=OrderedDict)
+    prior: float = 10.0
+
+    def add(self, offer_id: str, reward: float, probability: float) -> None:
+        w = 1.0 / probability
+        row = self.rows.get(offer_id)
+        if row is None:
+            row = self.rows[offer_id] = [0.0, 0.0, 0.0]
+        else:
+            self.rows.move_to_end(offer_id)
+        row[0] += 1
+        row[1] += w * reward
+        row[2] += w
+        if len(self.rows) > MAX_OFFERS:
+            self.rows.popitem(last=False)
+
+    def impressions(self, offer_id: str) -> int:
+        row = self.rows.get(offer_id)
+        return int(row[0]) if row else 0
+
+    def global_mean(self) -> float:
+        den = sum(r[2] for r in self.rows.values())
+        return sum(r[1] for r in self.rows.values()) / den if den else 0.0
+
+    def value(self, offer_id: str, mean: float) -> float:
+        """De-biased mean reward, shrunk towards ``mean``."""
+        row = self.rows.get(offer_id)
+        if row is None:
+            return mean
+        return (row[1] + self.prior * mean) / (row[2] + self.prior)
+
+    def snapshot(self) -> dict[str, list[float]]:
+        return {k: list(v) for k, v in self.rows.items()}
+
+    @classmethod
+    def restore(cls, snap: Any) -> OfferStats:
+        s = cls()
+        if isinstance(snap, dict):
+            for k, v in snap.items():
+                if isinstance(v, list) and len(v) == 3:
+                    s.rows[str(k)] = [float(x) for x in v]
+        return s
