@@ -55,6 +55,10 @@ def decision_event(request: DecideRequest, decision: Decision,
     path = decision.info.get("path")
     if path is not None:
         event["path"] = path
+    if request.slot_ids:
+        event["slot_ids"] = list(request.slot_ids)
+    if any(request.slot_exclude):
+        event["slot_exclude"] = [sorted(x) for x in request.slot_exclude]
     if request.user_id is not None:
         event["user"] = request.user_id
     event.update(extra)
@@ -68,6 +72,8 @@ def reward_event(reward: Reward, timestamp: str | None = None) -> dict[str, Any]
         event["slot"] = reward.slot
     if reward.kind is not None:
         event["kind"] = reward.kind
+    if reward.slot_id is not None:
+        event["slot_id"] = reward.slot_id
     return event
 
 
@@ -120,6 +126,7 @@ class LoggedReward:
     slot: int | None
     kind: str | None
     activate: bool
+    slot_id: str | None = None
 
 
 _NUMBER_TYPES = {int, float}
@@ -220,7 +227,10 @@ def parse_reward(obj: Any) -> LoggedReward:
     kind = obj.get("kind")
     if kind is not None and not isinstance(kind, str):
         raise BadRequest("kind must be a string", field="kind")
-    return LoggedReward(eid, ts, float(v), slot, kind, False)
+    slot_id = obj.get("slot_id")
+    if slot_id is not None and not isinstance(slot_id, str):
+        raise BadRequest("slot_id must be a string", field="slot_id")
+    return LoggedReward(eid, ts, float(v), slot, kind, False, slot_id)
 
 
 def decode(raw: bytes) -> Any:

@@ -180,10 +180,20 @@ class VWPolicy:
         remaining = list(range(len(offers)))
         order: list[int] = []
         probs: list[float] = []
-        first_pmf: list[float] = []
+        first: dict[int, float] = {}  # slot-1 probability of each offer it could show
         explored = False
         categories: set[str | None] = set()
+        shown_slots = 0
         for k in range(min(request.slots, len(offers))):
+            excluded = request.slot_exclude[k] if k < len(request.slot_exclude) else None
+            if excluded:
+                allowed = [i for i in remaining if offers[i].id not in excluded]
+                if not allowed:
+                    break  # nothing this slot may show: it stays empty
+                blocked = [i for i in remaining if offers[i].id in excluded]
+                remaining = allowed
+            else:
+                blocked = []
             if popularity:
                 assert stats is not None
                 vals = [stats.value(offers[i].id, mean) for i in remaining]
@@ -202,24 +212,26 @@ class VWPolicy:
                 pmf = self._diversify(pmf, [offers[i].features for i in remaining],
                                       categories)
             if k == 0:
-                first_pmf = pmf
+                first = dict(zip(remaining, pmf, strict=True))
             j, p = _draw(pmf, request.explore, rng)
             if k == 0:
                 explored = request.explore and j != max(range(len(pmf)), key=pmf.__getitem__)
             chosen = remaining.pop(j)
+            remaining += blocked
             order.append(chosen)
             probs.append(p)
+            shown_slots += 1
             if opts.diversity > 0:
                 categories.add(_category(offers[chosen].features, opts.diversity_feature))
         # the offers not shown follow by their slot-1 probability
-        rest = {i: first_pmf[i] for i in remaining}  # slot 1 saw every offer
+        rest = {i: first.get(i, 0.0) for i in remaining}
         for i in sorted(remaining, key=lambda i: -rest[i]):
             order.append(i)
             probs.append(rest[i] if request.explore else 0.0)
         info: dict[str, object] = {"path": "popularity" if popularity else "model"}
         if request.explain:
             info["explain"] = self._explain(current.model, request, order, probs)
-        return Decision(request.event_id, tuple(order), tuple(probs), request.slots,
+        return Decision(request.event_id, tuple(order), tuple(probs), shown_slots,
                         current.version, self.name, explored, info)
 
     def _floor(self, pmf: list[float], ids: list[str], stats: OfferStats) -> list[float]:
@@ -250,7 +262,7 @@ class VWPolicy:
         contributions (weight × value) of the offer's and the context's features."""
         out = []
         ctx = [(ns, f, v) for ns, feats in request.context.items() for f, v in feats.items()]
-        for pos in range(request.slots):
+        for pos in range(min(request.slots, len(order))):
             offer = request.offers[order[pos]]
             feats = ctx + [(ns, f, v) for ns, fs in offer.features.items()
                            for f, v in fs.items()]

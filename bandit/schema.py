@@ -234,6 +234,57 @@ class RequestParser:
             defer=_bool(obj, "deferActivation", False),
         )
 
+    def personalizer_multislot_rank(self, body: bytes) -> DecideRequest:
+        """Personalizer's multi-slot rank: ``slots`` lists ``{"id", "excludedActions"?,
+        "baselineAction"?, "features"?}``; slot *k* of the list is position *k*."""
+        obj = _object(body)
+        context = encode(self._feature_list(obj.get("contextFeatures"), "contextFeatures"),
+                         CONTEXT_PREFIX, "contextFeatures", self.limits)
+        offers = self._offers(obj.get("actions"), "actions", set(), self._feature_list)
+        slots = obj.get("slots")
+        if not isinstance(slots, list) or not slots:
+            raise BadRequest("slots must be a non-empty list", field="slots")
+        if len(slots) > min(self.s.max_slots, len(offers)):
+            raise BadRequest(f"at most {min(self.s.max_slots, len(offers))} slots are allowed "
+                             f"(BANDIT_MAX_SLOTS: {self.s.max_slots}, actions: {len(offers)})",
+                             field="slots")
+        ids: list[str] = []
+        exclude: list[frozenset[str]] = []
+        for i, slot in enumerate(slots):
+            where = f"slots[{i}]"
+            if not isinstance(slot, dict):
+                raise BadRequest(f"{where} must be an object", field=where)
+            sid = check_id(slot.get("id"), f"{where}.id", self.s.max_id_bytes)
+            assert sid is not None
+            if sid in ids:
+                raise BadRequest(f"duplicate slot id {sid!r}", field=f"{where}.id")
+            ids.append(sid)
+            exclude.append(frozenset(self._exclude(slot.get("excludedActions"),
+                                                   f"{where}.excludedActions")))
+        return DecideRequest(
+            event_id=self._event_id(obj.get("eventId"), "eventId"),
+            context=context, offers=offers, slots=len(slots), explore=True,
+            defer=_bool(obj, "deferActivation", False), slot_ids=tuple(ids),
+            slot_exclude=tuple(exclude))
+
+    def personalizer_multislot_reward(self, event_id: str, body: bytes) -> list[Reward]:
+        eid = check_id(event_id, "eventId", self.s.max_id_bytes)
+        assert eid is not None
+        obj = _object(body)
+        items = obj.get("reward")
+        if not isinstance(items, list) or not items:
+            raise BadRequest("reward must be a non-empty list of {slotId, value}",
+                             field="reward")
+        out = []
+        for i, item in enumerate(items):
+            where = f"reward[{i}]"
+            if not isinstance(item, dict):
+                raise BadRequest(f"{where} must be an object", field=where)
+            sid = check_id(item.get("slotId"), f"{where}.slotId", self.s.max_id_bytes)
+            out.append(Reward(eid, self.reward_value(item.get("value"), f"{where}.value"),
+                              slot_id=sid))
+        return out
+
     def personalizer_reward(self, event_id: str, body: bytes) -> Reward:
         eid = check_id(event_id, "eventId", self.s.max_id_bytes)
         assert eid is not None

@@ -30,6 +30,8 @@ class DecideRequest:
     defer: bool = False
     user_id: str | None = None
     explain: bool = False
+    slot_ids: tuple[str, ...] = ()                 # Personalizer multi-slot slot ids
+    slot_exclude: tuple[frozenset[str], ...] = ()  # per-slot excluded offer ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +68,4 @@ class Reward:
     value: float
     slot: int | None = None
     kind: str | None = None
+    slot_id: str | None = None  # Personalizer multi-slot rewards name the slot

@@ -153,13 +153,24 @@ class DSJSONParser:
                        _kinds(rewards), full, row)
             return
         remaining = list(range(n))
+        ids = obj.get("ids") if isinstance(obj.get("ids"), list) else None
+        raw_ids, raw_ex = obj.get("slot_ids"), obj.get("slot_exclude")
+        slot_ids: list[Any] = raw_ids if isinstance(raw_ids, list) else []
+        exclude: list[Any] = raw_ex if isinstance(raw_ex, list) else []
         for s in range(min(slots, len(a))):
             chosen = a[s] - 1
+            sid = slot_ids[s] if s < len(slot_ids) else None
             per_slot = [r for r in rewards if isinstance(r, dict) and
-                        (r.get("slot") or 1) == s + 1]
+                        ((r.get("slot") or 1) == s + 1 if "slot_id" not in r
+                         else r["slot_id"] == sid)]
             reward = sum(_num(r.get("v"), "o[].v") for r in per_slot)
-            cands = [gids[i] for i in remaining]
-            self.b.add(f"{obj['EventId']}#{s + 1}", cands, remaining.index(chosen), s,
+            banned = set(exclude[s]) if s < len(exclude) and isinstance(exclude[s], list) \
+                else set()
+            allowed = [i for i in remaining if ids is None or ids[i] not in banned]
+            if chosen not in allowed:
+                raise ValueError(f"slot {s + 1} shows an offer it excludes")
+            cands = [gids[i] for i in allowed]
+            self.b.add(f"{obj['EventId']}#{s + 1}", cands, allowed.index(chosen), s,
                        _prob(p[s], f"p[{s}]"), reward, ts, ctx, _kinds(per_slot), None, row)
             remaining.remove(chosen)
 

@@ -46,7 +46,13 @@ def slot_example(decision: dict[str, Any], k: int, reward: float) -> dict[str, A
     with its conditional probability and reward (what the server predicted from)."""
     a, p, c = decision["a"], decision["p"], decision["c"]
     shown = {x - 1 for x in a[:k - 1]}
-    remaining = [i for i in range(len(c["_multi"])) if i not in shown]
+    excluded: set[str] = set()
+    per_slot = decision.get("slot_exclude")
+    if isinstance(per_slot, list) and k - 1 < len(per_slot):
+        excluded = set(per_slot[k - 1])
+    ids = decision.get("ids") or []
+    remaining = [i for i in range(len(c["_multi"])) if i not in shown and
+                 not (i < len(ids) and ids[i] in excluded)]
     idx = remaining.index(a[k - 1] - 1)
     shared = {key: v for key, v in c.items() if key != "_multi"}
     return {"_label_cost": -reward, "_label_probability": p[k - 1], "_label_Action": idx + 1,

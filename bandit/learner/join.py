@@ -187,7 +187,7 @@ class JoinState:
         slots = p.decision.get("slots", 1)
         if isinstance(slots, int) and slots > 1:
             # a multi-slot decision is final once every shown slot has a reward
-            got = {r.get("slot") or 1 for r in p.rewards}
+            got = {r.get("slot") or 1 for r in _resolve_slot_ids(p.decision, p.rewards)}
             if not all(k in got for k in range(1, slots + 1)):
                 return []
         del self.pending[eid]
@@ -199,8 +199,8 @@ class JoinState:
         slots = p.decision.get("slots", 1)
         slots = slots if isinstance(slots, int) and not isinstance(slots, bool) and \
             slots >= 1 else 1
-        per_slot = slot_rewards(p.rewards, slots, self.reward_function, self.default_reward,
-                                self.weights)
+        per_slot = slot_rewards(_resolve_slot_ids(p.decision, p.rewards), slots,
+                                self.reward_function, self.default_reward, self.weights)
         reward = per_slot[0]
         self.counters.learned += 1
         self.counters.digest = (self.counters.digest + id_digest(eid)) % (1 << 64)
@@ -239,6 +239,25 @@ def _reward_dict(r: LoggedReward) -> dict[str, Any]:
         out["slot"] = r.slot
     if r.kind is not None:
         out["kind"] = r.kind
+    if r.slot_id is not None:
+        out["slot_id"] = r.slot_id
+    return out
+
+
+def _resolve_slot_ids(decision: dict[str, Any],
+                      rewards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rewards that name their slot by id (Personalizer multi-slot) get its position."""
+    ids = decision.get("slot_ids")
+    if not isinstance(ids, list) or not any("slot_id" in r for r in rewards):
+        return rewards
+    out = []
+    for r in rewards:
+        sid = r.get("slot_id")
+        if sid is not None and sid in ids:
+            r = {**r, "slot": ids.index(sid) + 1}
+        elif sid is not None:
+            continue  # a reward for a slot the decision did not have
+        out.append(r)
     return out
 
 

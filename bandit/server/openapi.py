@@ -84,6 +84,28 @@ SCHEMAS: dict[str, Any] = {
                                     "rewardActionId": {"type": "string"}}},
     "RewardValue": {"type": "object", "required": ["value"],
                     "properties": {"value": {"type": "number"}}},
+    "MultiSlotRankRequest": {"type": "object", "required": ["actions", "slots"], "properties": {
+        "contextFeatures": _FEATURE_LIST,
+        "actions": {"type": "array", "minItems": 1, "maxItems": 50, "items": {
+            "type": "object", "required": ["id"],
+            "properties": {"id": _ID, "features": _FEATURE_LIST}}},
+        "slots": {"type": "array", "minItems": 1, "maxItems": 3, "items": {
+            "type": "object", "required": ["id"],
+            "properties": {"id": _ID, "features": _FEATURE_LIST,
+                           "excludedActions": {"type": "array", "items": {"type": "string"}},
+                           "baselineAction": {"type": "string"}}}},
+        "eventId": _ID,
+        "deferActivation": {"type": "boolean", "default": False}}},
+    "MultiSlotRankResponse": {"type": "object", "required": ["slots", "eventId"], "properties": {
+        "slots": {"type": "array", "items": {
+            "type": "object", "required": ["id", "rewardActionId"],
+            "properties": {"id": {"type": "string"},
+                           "rewardActionId": {"type": ["string", "null"]}}}},
+        "eventId": {"type": "string"}}},
+    "MultiSlotReward": {"type": "object", "required": ["reward"], "properties": {
+        "reward": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["slotId", "value"],
+            "properties": {"slotId": _ID, "value": {"type": "number"}}}}}},
 }
 
 
@@ -128,6 +150,14 @@ def openapi_document() -> dict[str, Any]:
             "Personalizer Reward", "RewardValue", "204", None, _path_param("eventId"))
         paths[f"{base}/events/{{eventId}}/activate"] = _post(
             "Personalizer Activate", None, "204", None, _path_param("eventId"))
+        paths[f"{base}/multislot/rank"] = _post("Personalizer multi-slot Rank",
+                                                "MultiSlotRankRequest", "201",
+                                                "MultiSlotRankResponse")
+        paths[f"{base}/multislot/events/{{eventId}}/reward"] = _post(
+            "Personalizer multi-slot Reward", "MultiSlotReward", "204", None,
+            _path_param("eventId"))
+        paths[f"{base}/multislot/events/{{eventId}}/activate"] = _post(
+            "Personalizer multi-slot Activate", None, "204", None, _path_param("eventId"))
     return {
         "openapi": "3.1.0",
         "info": {"title": "offer-bandit", "version": __version__},

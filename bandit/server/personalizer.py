@@ -3,6 +3,15 @@
 ``POST {base}/rank``                         → 201 ``{"ranking", "eventId", "rewardActionId"}``
 ``POST {base}/events/{eventId}/reward``      → 204, body ``{"value": number}``
 ``POST {base}/events/{eventId}/activate``    → 204
+``POST {base}/multislot/rank``               → 201 ``{"slots": [{"id", "rewardActionId"}],
+                                                "eventId"}``
+``POST {base}/multislot/events/{eventId}/reward`` → 204, body ``{"reward": [{"slotId",
+                                                "value"}]}``
+``POST {base}/multislot/events/{eventId}/activate`` → 204
+
+Multi-slot: slot *k* of the request's ``slots`` list is position *k*; each slot's
+``excludedActions`` apply to it alone; slot ``features`` and ``baselineAction`` are
+accepted and not used by the model.
 
 with ``base`` = ``/personalizer/v1.0`` and ``/personalizer/v1.1-preview.3``. Requests
 use ``contextFeatures`` (list of objects), ``actions`` (``id`` + ``features`` list),
@@ -55,12 +64,32 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
         svc.activate(event_id(request))
         return Response(status_code=204)
 
+    async def multislot_rank(request: Request) -> Response:
+        req = svc.parser.personalizer_multislot_rank(await read_body(request, limit))
+        decision = svc.decide(req)
+        slots = []
+        for k, sid in enumerate(req.slot_ids):
+            action = req.offers[decision.order[k]].id if k < decision.slots else None
+            slots.append({"id": sid, "rewardActionId": action})
+        return JSONResponse({"slots": slots, "eventId": req.event_id}, status_code=201)
+
+    async def multislot_reward(request: Request) -> Response:
+        body = await read_body(request, limit)
+        for r in svc.parser.personalizer_multislot_reward(event_id(request), body):
+            svc.reward(r)
+        return Response(status_code=204)
+
     out = []
     for base in BASES:
         out += [
             Route(f"{base}/rank", guarded(svc, rank), methods=["POST"]),
             Route(f"{base}/events/{{eventId}}/reward", guarded(svc, reward), methods=["POST"]),
             Route(f"{base}/events/{{eventId}}/activate", guarded(svc, activate),
+                  methods=["POST"]),
+            Route(f"{base}/multislot/rank", guarded(svc, multislot_rank), methods=["POST"]),
+            Route(f"{base}/multislot/events/{{eventId}}/reward", guarded(svc, multislot_reward),
+                  methods=["POST"]),
+            Route(f"{base}/multislot/events/{{eventId}}/activate", guarded(svc, activate),
                   methods=["POST"]),
         ]
     return out

@@ -1,0 +1,95 @@
+"""Multi-slot decisions: native slots, Personalizer multislot routes, per-slot rewards
+joined by slot id, per-slot exclusions, explanations and the response's path."""
+
+from __future__ import annotations
+
+import orjson
+
+from bandit.events import parse_decision, parse_reward
+from bandit.learner.daemon import slot_example
+from bandit.learner.join import JoinState, slot_rewards
+from bandit.vw_adapter import VWModel
+from tests.server.conftest import offers
+from tests.server.test_app import logged
+
+BASE = "/personalizer/v1.1-preview.3"
+
+
+def test_native_three_slots(client, app_parts):
+    r = client.post("/v1/decide", json={"offers": offers(6), "slots": 3,
+                                        "context": {"u": {"a": "b"}}})
+    body = r.json()
+    assert r.status_code == 200 and len(body["slots"]) == 3
+    assert len({s["id"] for s in body["slots"]}) == 3
+    assert body["path"] == "model"
+    # slot 2 was drawn among 5 offers, slot 3 among 4: each probability is conditional
+    assert all(0 < s["probability"] <= 1 for s in body["slots"])
+
+
+def test_personalizer_multislot_rank_and_reward_reach_the_right_slot(client, app_parts):
+    settings, _, sink = app_parts
+    actions = [{"id": f"a{i}", "features": [{"kind": f"k{i % 3}"}]} for i in range(5)]
+    r = client.post(f"{BASE}/multislot/rank", json={
+        "contextFeatures": [{"user": {"country": "FR"}}], "actions": actions,
+        "slots": [{"id": "Main", "baselineAction": "a0"},
+                  {"id": "Side", "excludedActions": ["a1", "a2", "a3"]}],
+        "eventId": "ms-1"})
+    assert r.status_code == 201
+    body = r.json()
+    assert body["eventId"] == "ms-1" and [s["id"] for s in body["slots"]] == ["Main", "Side"]
+    main, side = (s["rewardActionId"] for s in body["slots"])
+    assert main != side and side in ("a0", "a4")  # the side slot honours its exclusions
+    assert client.post(f"{BASE}/multislot/events/ms-1/reward",
+                       json={"reward": [{"slotId": "Side", "value": 1.0}]}).status_code == 204
+    assert client.post(f"{BASE}/multislot/events/ms-1/activate").status_code == 204
+    # the learner joins the reward to slot 2 by its id
+    decision = next(e for e in logged(settings, "decisions") if e["EventId"] == "ms-1")
+    rewards = [e for e in logged(settings, "rewards") if e["EventId"] == "ms-1" and "v" in e]
+    assert decision["slot_ids"] == ["Main", "Side"]
+    state = JoinState(0.0, "sum")
+    state.add_decision(parse_decision(decision), 0.0)
+    for rw in rewards:
+        state.add_reward(parse_reward(rw), 0.0)
+    joined = state.expire(1.0)
+    assert joined[0].slot_rewards == [0.0, 1.0]
+    # slot 2's learning example excludes what that slot could not show
+    ex = slot_example(decision, 2, 1.0)
+    allowed = {"a0", "a4"} - {main}
+    assert len(ex["c"]["_multi"]) == len(allowed)
+    assert ex["_label_probability"] == decision["p"][1]
+    vw = VWModel("--cb_explore_adf -q co --quiet", json_input=True)
+    vw.learn_dsjson(orjson.dumps(ex).decode())
+    vw.close()
+
+
+def test_multislot_bad_requests(client):
+    actions = [{"id": "a"}, {"id": "b"}]
+    cases = [({"actions": actions}, "slots"),
+             ({"actions": actions, "slots": [{"id": "x"}, {"id": "x"}]}, "slots[1].id"),
+             ({"actions": actions, "slots": [{"id": f"s{i}"} for i in range(3)]}, "slots"),
+             ({"actions": actions, "slots": [{"id": "x", "excludedActions": "a"}]},
+              "slots[0].excludedActions")]
+    for body, field in cases:
+        r = client.post(f"{BASE}/multislot/rank", json=body)
+        assert r.status_code == 400 and r.json()["error"]["field"] == field, (body, r.json())
+    r = client.post(f"{BASE}/multislot/events/e/reward", json={"reward": [{"value": 1}]})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "reward[0].slotId"
+
+
+def test_reward_weights_combine_objectives():
+    rewards = [{"v": 1.0, "kind": "click"}, {"v": 1.0, "kind": "conversion"},
+               {"v": 1.0, "kind": "click", "slot": 2}, {"v": 0.5, "kind": "other"}]
+    assert slot_rewards(rewards, 2, "max", 0.0, {"click": 1.0, "conversion": 4.0}) == \
+        [5.0, 1.0]
+    assert slot_rewards(rewards, 3, "sum", -1.0) == [2.5, 1.0, -1.0]
+
+
+def test_explanations(client):
+    r = client.post("/v1/decide", json={"offers": offers(4), "explain": True,
+                                        "context": {"u": {"a": "b", "n": 2}}})
+    body = r.json()
+    assert r.status_code == 200 and len(body["explain"]) == 1
+    e = body["explain"][0]
+    assert e["id"] == body["slots"][0]["id"] and e["probability"] == body["slots"][0][
+        "probability"]
+    assert isinstance(e["contributions"], list)
