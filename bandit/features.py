@@ -46,6 +46,10 @@ MAX_VALUE = 3.0e38
 MIN_VALUE = 1e-20
 
 _UNSAFE = re.compile(r"[%|:\s]|^_")
+# string features with these names are free text: hashed as a bag of lower-case words
+TEXT_FEATURES = frozenset({"title", "text", "description"})
+_WORDS = re.compile(r"\w+")
+MAX_WORDS = 64
 
 
 def finite(x: float) -> bool:
@@ -122,7 +126,13 @@ class _Encoder:
         if isinstance(value, bool):
             self._put(ns, escape(name) + ("=true" if value else "=false"), 1.0, path)
         elif isinstance(value, str):
-            self._put(ns, escape(name) + "=" + escape(value), 1.0, path)
+            if name.rsplit(".", 1)[-1] in TEXT_FEATURES:  # free text: a bag of words
+                base = escape(name) + "="
+                for word in _WORDS.findall(value.lower())[:MAX_WORDS]:
+                    key = base + escape(word)
+                    self._put(ns, key, ns.get(key, 0.0) + 1.0, path)
+            else:
+                self._put(ns, escape(name) + "=" + escape(value), 1.0, path)
         elif isinstance(value, (int, float)):
             x = float(value)
             if not finite(x):
@@ -189,7 +199,7 @@ def encode(obj: Any, prefix: str, field: str, limits: Limits) -> Namespaces:
             for k, v in value.items():
                 tv = type(v)
                 # fast path for the common flat features; anything else takes the full path
-                if tv is str and len(k) <= quick:
+                if tv is str and len(k) <= quick and k not in TEXT_FEATURES:
                     enc._put(ns, escape_cached(k) + "=" + escape_cached(v), 1.0, path)
                 elif (tv is float or tv is int) and len(k) <= quick and \
                         -MAX_VALUE <= v <= MAX_VALUE:

@@ -48,7 +48,7 @@ class RankingOptions:
     diversity_feature: str = "category"
 
 
-def _category(features: Namespaces, name: str) -> str | None:
+def category_of(features: Namespaces, name: str) -> str | None:
     prefix = name + "="
     for feats in features.values():
         for key in feats:
@@ -222,7 +222,7 @@ class VWPolicy:
             probs.append(p)
             shown_slots += 1
             if opts.diversity > 0:
-                categories.add(_category(offers[chosen].features, opts.diversity_feature))
+                categories.add(category_of(offers[chosen].features, opts.diversity_feature))
         # the offers not shown follow by their slot-1 probability
         rest = {i: first.get(i, 0.0) for i in remaining}
         for i in sorted(remaining, key=lambda i: -rest[i]):
@@ -252,7 +252,7 @@ class VWPolicy:
         remaining offer shares a shown category)."""
         lam = self.options.diversity
         name = self.options.diversity_feature
-        w = [p * (1 - lam) if (c := _category(f, name)) is not None and c in shown else p
+        w = [p * (1 - lam) if (c := category_of(f, name)) is not None and c in shown else p
              for p, f in zip(pmf, features, strict=True)]
         return _normalise(w) if sum(w) > 0 else pmf
 

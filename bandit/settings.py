@@ -115,6 +115,13 @@ class Settings:
     diversity: float = 0.0
     diversity_feature: str = "category"
     reward_weights: str = ""
+    # users: signals, caps (see bandit.userstore)
+    user_store: str = "memory"
+    user_salt: str = ""
+    signal_ttl: float = 1800.0
+    frequency_cap: str = ""
+    offer_budgets: str = ""
+    max_users: int = 100_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -159,6 +166,12 @@ class Settings:
             diversity=_float(e, "DIVERSITY", cls.diversity, 0.0, 1.0),
             diversity_feature=_str(e, "DIVERSITY_FEATURE", cls.diversity_feature),
             reward_weights=_str(e, "REWARD_WEIGHTS", cls.reward_weights),
+            user_store=_str(e, "USER_STORE", cls.user_store),
+            user_salt=_str(e, "USER_SALT", cls.user_salt),
+            signal_ttl=_float(e, "SIGNAL_TTL", cls.signal_ttl, 1.0, 365 * 86400.0),
+            frequency_cap=_str(e, "FREQUENCY_CAP", cls.frequency_cap),
+            offer_budgets=_str(e, "OFFER_BUDGETS", cls.offer_budgets),
+            max_users=_int(e, "MAX_USERS", cls.max_users, 1, 10**9),
         )
         s.validate()
         return s
@@ -179,6 +192,18 @@ class Settings:
         except ValueError as exc:
             raise ConfigError(f"{PREFIX}REWARD_WEIGHTS={self.reward_weights!r}: {exc}") \
                 from None
+        from bandit.userstore import Cap, parse_budgets
+
+        for name, check in (("FREQUENCY_CAP", lambda: self.frequency_cap and
+                             Cap.parse(self.frequency_cap)),
+                            ("OFFER_BUDGETS", lambda: parse_budgets(self.offer_budgets))):
+            try:
+                check()
+            except ValueError as exc:
+                raise ConfigError(f"{PREFIX}{name}: {exc}") from None
+        if not (self.user_store in ("memory", "none") or self.user_store.startswith("sqlite:")):
+            raise ConfigError(f"{PREFIX}USER_STORE={self.user_store!r}: expected memory, "
+                              "sqlite:PATH or none")
         if self.event_sink == "kafka" and not self.kafka_bootstrap:
             raise ConfigError(f"{PREFIX}EVENT_SINK=kafka needs {PREFIX}KAFKA_BOOTSTRAP")
 

@@ -107,3 +107,15 @@ def test_any_json_gives_valid_vw_text_or_clean_error(obj):
     n_feats = sum(len(f) for f in ns.values())
     # VW drops values that are zero as float32; every other feature is seen exactly once
     assert got == n_feats - sum(1 for f in ns.values() for v in f.values() if v == 0.0)
+
+
+def test_text_is_a_bag_of_words_and_embeddings_are_dense():
+    from bandit.features import Limits, encode
+
+    out = encode({"offer": {"title": "Save 5% on flights to Paris, PARIS!",
+                            "embedding": [0.5, -0.25], "category": "travel"}}, "o", "f",
+                 Limits())["ooffer"]
+    assert out["title=paris"] == 2.0 and out["title=save"] == 1.0
+    assert not any(k.startswith("title=Save") for k in out)
+    assert out["embedding#0"] == 0.5 and out["embedding#1"] == -0.25
+    assert out["category=travel"] == 1.0

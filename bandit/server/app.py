@@ -31,6 +31,7 @@ from bandit.server.service import Service
 from bandit.settings import Settings
 from bandit.sinks import EventSink, make_sink
 from bandit.types import DecideRequest, Decision
+from bandit.userstore import load_salt, make_user_store
 
 log = logging.getLogger("bandit.server")
 
@@ -61,7 +62,7 @@ def native_routes(svc: Service) -> list[Route]:
 
     async def decide(request: Request) -> Response:
         req = svc.parser.decide(await read_body(request, limit))
-        decision = svc.decide(req)
+        req, decision = svc.decide(req)
         ranking = ranking_json(req, decision)
         return JSONResponse({
             "event_id": req.event_id,
@@ -144,7 +145,10 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
             current = store.current()
             if current is not None and current.version == policy.version:
                 manifest = current
-    svc = Service(settings, policy, sink, metrics, store, manifest)
+    users = make_user_store(settings.user_store, settings.signal_ttl, settings.frequency_cap,
+                            settings.offer_budgets, settings.max_users)
+    svc = Service(settings, policy, sink, metrics, store, manifest, users,
+                  load_salt(settings.user_salt, settings.model_dir))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -48,7 +48,7 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
 
     async def rank(request: Request) -> Response:
         req = svc.parser.personalizer_rank(await read_body(request, limit))
-        decision = svc.decide(req)
+        req, decision = svc.decide(req)
         ranking = [{"id": req.offers[i].id, "probability": p}
                    for i, p in zip(decision.order, decision.probabilities, strict=True)]
         return JSONResponse({"ranking": ranking, "eventId": req.event_id,
@@ -66,7 +66,7 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
 
     async def multislot_rank(request: Request) -> Response:
         req = svc.parser.personalizer_multislot_rank(await read_body(request, limit))
-        decision = svc.decide(req)
+        req, decision = svc.decide(req)
         slots = []
         for k, sid in enumerate(req.slot_ids):
             action = req.offers[decision.order[k]].id if k < decision.slots else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bandit.errors import BadRequest
@@ -13,11 +13,12 @@ from bandit.events import activation_event, decision_event, reward_event
 from bandit.metrics import Metrics
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError
 from bandit.offerstats import OfferStats
-from bandit.policy import VWPolicy
+from bandit.policy import VWPolicy, category_of
 from bandit.schema import RequestParser
 from bandit.settings import Settings
 from bandit.sinks import EventSink
 from bandit.types import DecideRequest, Decision, Reward
+from bandit.userstore import UserStore, hash_user
 
 log = logging.getLogger("bandit.server")
 
@@ -36,6 +37,8 @@ class Service:
     metrics: Metrics
     store: ModelStore | None = None
     manifest: Manifest | None = None
+    users: UserStore | None = None
+    salt: bytes = b""
     parser: RequestParser = field(init=False)
     _refused: set[tuple[str, str]] = field(default_factory=set)
 
@@ -44,8 +47,11 @@ class Service:
         self.metrics.set_model(self.policy.version, self.policy.name)
 
     # -- the decision path ----------------------------------------------------------------
-    def decide(self, request: DecideRequest) -> Decision:
+    def decide(self, request: DecideRequest) -> tuple[DecideRequest, Decision]:
+        """Decide; returns the request as ranked (user signals added, capped offers
+        removed, the user id replaced by its salted hash) and the decision."""
         t0 = time.perf_counter()
+        request = self._with_user(request)
         decision = self.policy.decide(request)
         event = decision_event(request, decision)
         try:
@@ -56,10 +62,40 @@ class Service:
             raise SinkUnavailable("decision") from None
         self.metrics.decisions.labels(decision.policy,
                                       "explore" if request.explore else "exploit").inc()
+        if self.users is not None:
+            name = self.settings.diversity_feature
+            shown = [(request.offers[i].id, category_of(request.offers[i].features, name))
+                     for i in decision.order[:decision.slots]]
+            self.users.record_decision(request.user_id, request.event_id, shown, time.time())
         self.metrics.decide_latency.observe(time.perf_counter() - t0)
-        return decision
+        return request, decision
+
+    def _with_user(self, request: DecideRequest) -> DecideRequest:
+        if request.user_id is None and (self.users is None or not self.settings.offer_budgets):
+            return request
+        user = hash_user(request.user_id, self.salt) if request.user_id is not None else None
+        if self.users is None:
+            return replace(request, user_id=user)
+        now = time.time()
+        capped = self.users.capped(user, [o.id for o in request.offers], now)
+        offers = request.offers
+        if capped:
+            offers = tuple(o for o in offers if o.id not in capped)
+            if not offers:
+                raise BadRequest("every eligible offer is capped for this user or out of "
+                                 "budget", code="NoEligibleOffer", status=422, field="offers")
+        context = request.context
+        if user is not None:
+            sig = self.users.signals(user, now)
+            if sig:
+                context = {**context, **sig}
+        return replace(request, user_id=user, offers=offers, context=context,
+                       slots=min(request.slots, len(offers)))
 
     def reward(self, reward: Reward) -> None:
+        if self.users is not None and reward.slot_id is None:
+            self.users.record_reward(reward.event_id, reward.slot or 1, reward.value,
+                                     time.time())
         try:
             self.sink.reward(reward.event_id, reward_event(reward))
         except Exception:

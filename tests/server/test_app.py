@@ -35,7 +35,12 @@ def test_decide_response_and_log_agree(client, app_parts):
     assert all(0 < s["probability"] <= 1 for s in out["slots"])
     (ev,) = logged(settings, "decisions")
     d = parse_decision(ev)
-    assert d.event_id == "ev-1" and d.slots == 3 and ev["user"] == "u1"
+    assert d.event_id == "ev-1" and d.slots == 3
+    # the user is logged only as a salted hash
+    from bandit.userstore import hash_user, load_salt
+
+    assert ev["user"] == hash_user("u1", load_salt("", settings.model_dir)) != "u1"
+    assert len(ev["user"]) == 32
     assert [d.ids[i] for i in d.actions] == [x["id"] for x in out["ranking"]]
     assert list(d.probabilities) == pytest.approx([x["probability"] for x in out["ranking"]])
 

@@ -15,7 +15,7 @@ import pytest
 from bandit.events import dumps
 from bandit.learner.daemon import Learner
 from bandit.learner.join import digest_of
-from bandit.modelstore import ModelStore
+from bandit.modelstore import Manifest, ModelStore, atomic_write
 from bandit.policy_spec import PolicySpec
 from bandit.settings import Settings
 from bandit.simulator import World
@@ -278,12 +278,14 @@ def test_twenty_swaps_and_a_corrupt_model_under_load(start_server, tmp_path):
     try:
         model = VWModel(spec.vw_args())
         for i in range(21):
-            m = store.publish(model, str(spec), i)
             if i == 10:
-                (store.dir / m.file).write_bytes(b"\x00" * 100)  # corrupt, mid-stream
-                bad = m
+                # a manifest that names a corrupt file (its checksum cannot match)
+                bad = Manifest(f"{int(published[-1]) + 1:06d}", "model-corrupt.vw",
+                               "0" * 64, str(spec), i, "2026-01-01T00:00:00Z", {}, {})
+                (store.dir / bad.file).write_bytes(b"\x00" * 100)
+                atomic_write(store.manifest_path, bad.to_json())
             else:
-                published.append(m.version)
+                published.append(store.publish(model, str(spec), i).version)
             time.sleep(0.4)  # four polls per worker per version
         model.close()
         last = published[-1]

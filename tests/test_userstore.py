@@ -1,0 +1,99 @@
+"""User signals and caps: salted hashes only, expiry, frequency caps and budgets, in
+memory and in SQLite shared by two real uvicorn workers."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from bandit.userstore import (
+    SIGNAL_NAMESPACE,
+    Cap,
+    MemoryUserStore,
+    SqliteUserStore,
+    hash_user,
+    load_salt,
+    parse_budgets,
+)
+from tests.server.conftest import offers
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    cap = Cap(2, 100.0)
+    budgets = {"o9": Cap(3, 50.0)}
+    if request.param == "memory":
+        return MemoryUserStore(60.0, cap, budgets, max_users=100)
+    return SqliteUserStore(str(tmp_path / "users.db"), 60.0, cap, budgets)
+
+
+def test_signals_expire_and_caps_hold(store):
+    u = "h1"
+    store.record_decision(u, "e1", [("o1", "travel"), ("o2", "food")], 1000.0)
+    store.record_decision(u, "e2", [("o1", "travel")], 1010.0)
+    store.record_reward("e2", 1, 1.0, 1011.0)
+    store.record_reward("e1", 2, 0.0, 1011.0)  # no click: not a signal
+    sig = store.signals(u, 1020.0)[SIGNAL_NAMESPACE]
+    assert sig["imp=o1"] == 2 and sig["imp=o2"] == 1 and sig["impcat=travel"] == 2
+    assert sig["clk=o1"] == 1 and sig["clkcat=travel"] == 1 and "clk=o2" not in sig
+    assert sig["since_click=1m"] == 1 and sig["depth"] == 2
+    # frequency cap: at most 2 impressions of one offer per 100 s
+    assert store.capped(u, ["o1", "o2"], 1050.0) == {"o1"}
+    assert store.capped("someone-else", ["o1"], 1050.0) == set()
+    assert store.capped(u, ["o1", "o2"], 1111.0) == set()
+    # every signal expires after the TTL (60 s)
+    assert store.signals(u, 1200.0) == {}
+    # budget: o9 at most 3 impressions per 50 s over all users
+    for i in range(3):
+        store.record_decision(f"x{i}", f"b{i}", [("o9", None)], 2000.0 + i)
+    assert "o9" in store.capped(None, ["o9"], 2005.0)
+    assert "o9" not in store.capped(None, ["o9"], 2060.0)
+
+
+def test_hashes_and_salts(tmp_path):
+    salt = load_salt("", str(tmp_path))
+    assert salt == load_salt("", str(tmp_path)) and len(salt) == 32  # stable once created
+    assert hash_user("alice", salt) != hash_user("alice", b"other")
+    assert "alice" not in hash_user("alice", salt)
+    assert load_salt("configured", str(tmp_path)) == b"configured"
+    with pytest.raises(ValueError):
+        Cap.parse("3")
+    with pytest.raises(ValueError):
+        parse_budgets("o1=3")
+    assert parse_budgets("a=1/10, b=2/20") == {"a": Cap(1, 10.0), "b": Cap(2, 20.0)}
+
+
+def test_memory_store_is_bounded():
+    s = MemoryUserStore(60.0, max_users=10)
+    for i in range(50):
+        s.record_decision(f"u{i}", f"e{i}", [("o1", None)], 100.0)
+    assert len(s.users) == 10 and "u49" in s.users and "u0" not in s.users
+
+
+@pytest.mark.integration
+def test_frequency_cap_holds_across_two_workers(start_server, tmp_path):
+    """Two uvicorn workers share the SQLite store: a user never sees one offer more
+    than twice, whichever worker answers; signals reach the logged context; the raw
+    user id is never written anywhere."""
+    srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "m"), "BANDIT_EVENT_SINK": "file",
+                        "BANDIT_EVENT_DIR": str(tmp_path / "ev"),
+                        "BANDIT_USER_STORE": f"sqlite:{tmp_path / 'users.db'}",
+                        "BANDIT_FREQUENCY_CAP": "2/3600"}, workers=2)
+    srv.wait_ready()
+    shown: dict[str, int] = {}
+    with httpx.Client(base_url=srv.base, timeout=10) as c:
+        statuses = []
+        for _ in range(12):
+            r = c.post("/v1/decide", json={"offers": offers(5), "user_id": "alice@example.com"})
+            statuses.append(r.status_code)
+            if r.status_code == 200:
+                oid = r.json()["slots"][0]["id"]
+                shown[oid] = shown.get(oid, 0) + 1
+            else:
+                assert r.json()["error"]["code"] == "NoEligibleOffer"
+    assert statuses.count(200) == 10 and statuses[10:] == [422, 422]
+    assert all(n <= 2 for n in shown.values()) and len(shown) == 5
+    srv.stop()
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "ev").glob("*.jsonl"))
+    assert b"alice" not in raw and b"csig" in raw  # signals were part of the context
+    assert b"alice" not in (tmp_path / "users.db").read_bytes()
