@@ -261,6 +261,11 @@ class RequestParser:
             ids.append(sid)
             exclude.append(frozenset(self._exclude(slot.get("excludedActions"),
                                                    f"{where}.excludedActions")))
+            baseline = slot.get("baselineAction")
+            if baseline is not None and not isinstance(baseline, str):
+                raise BadRequest("baselineAction must be an action id",
+                                 field=f"{where}.baselineAction")
+            self._feature_list(slot.get("features"), f"{where}.features")
         return DecideRequest(
             event_id=self._event_id(obj.get("eventId"), "eventId"),
             context=context, offers=offers, slots=len(slots), explore=True,

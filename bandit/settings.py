@@ -122,6 +122,12 @@ class Settings:
     frequency_cap: str = ""
     offer_budgets: str = ""
     max_users: int = 100_000
+    # access and abuse (see bandit.server.guard)
+    api_keys: str = ""
+    rate_limit: float = 0.0
+    reward_rate_limit: float = 0.0
+    request_timeout: float = 10.0
+    max_connections: int = 2048
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -172,6 +178,11 @@ class Settings:
             frequency_cap=_str(e, "FREQUENCY_CAP", cls.frequency_cap),
             offer_budgets=_str(e, "OFFER_BUDGETS", cls.offer_budgets),
             max_users=_int(e, "MAX_USERS", cls.max_users, 1, 10**9),
+            api_keys=_str(e, "API_KEYS", cls.api_keys),
+            rate_limit=_float(e, "RATE_LIMIT", cls.rate_limit, 0.0, 1e9),
+            reward_rate_limit=_float(e, "REWARD_RATE_LIMIT", cls.reward_rate_limit, 0.0, 1e9),
+            request_timeout=_float(e, "REQUEST_TIMEOUT", cls.request_timeout, 0.1, 3600.0),
+            max_connections=_int(e, "MAX_CONNECTIONS", cls.max_connections, 1, 10**6),
         )
         s.validate()
         return s
@@ -192,7 +203,13 @@ class Settings:
         except ValueError as exc:
             raise ConfigError(f"{PREFIX}REWARD_WEIGHTS={self.reward_weights!r}: {exc}") \
                 from None
+        from bandit.server.guard import parse_keys
         from bandit.userstore import Cap, parse_budgets
+
+        try:
+            parse_keys(self.api_keys)
+        except ValueError as exc:  # the message never repeats a key hash
+            raise ConfigError(f"{PREFIX}API_KEYS: {exc}") from None
 
         for name, check in (("FREQUENCY_CAP", lambda: self.frequency_cap and
                              Cap.parse(self.frequency_cap)),

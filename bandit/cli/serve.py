@@ -22,11 +22,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, help="worker processes (BANDIT_WORKERS, default 1)")
     p.add_argument("--policy", help="policy spec, e.g. epsilon:0.05 or bag:5 (BANDIT_POLICY)")
     p.add_argument("--log-level", default="warning", help="uvicorn log level")
+    p.add_argument("--hash-key", metavar="KEY",
+                   help="print the SHA-256 of an API key for BANDIT_API_KEYS and exit")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.hash_key is not None:
+        from bandit.server.guard import hash_key
+
+        print(hash_key(args.hash_key))
+        return 0
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
                                    ("workers", args.workers), ("policy", args.policy))
                  if v is not None}
@@ -43,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
     uvicorn.run("bandit.server.app:app_from_env", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers, log_level=args.log_level,
-                access_log=False, timeout_keep_alive=5)
+                access_log=False, timeout_keep_alive=5,
+                limit_concurrency=settings.max_connections)
     return 0
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -31,6 +32,7 @@ from bandit.server.service import Service
 from bandit.settings import Settings
 from bandit.sinks import EventSink, make_sink
 from bandit.types import DecideRequest, Decision
+from bandit.server.guard import Guard, parse_keys
 from bandit.userstore import load_salt, make_user_store
 
 log = logging.getLogger("bandit.server")
@@ -163,7 +165,11 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
             sink.close()
 
     routes = native_routes(svc) + personalizer.routes(svc, guarded) + ops_routes(svc)
-    app = Starlette(routes=routes, lifespan=lifespan)
+    guard = Middleware(Guard, keys=parse_keys(settings.api_keys), rate=settings.rate_limit,
+                       reward_rate=settings.reward_rate_limit,
+                       body_timeout=settings.request_timeout,
+                       on_refuse=lambda code: metrics.errors.labels(code).inc())
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[guard])
     app.state.service = svc
 
     async def on_error(request: Request, exc: Exception) -> Response:
@@ -179,9 +185,11 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
                             status_code=404)
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
+        headers = dict(getattr(exc, "headers", None) or {})  # Allow: the methods there are
         return JSONResponse({"error": {"code": "MethodNotAllowed",
                                        "message": f"{request.method} is not allowed on "
-                                                  f"{request.url.path}"}}, status_code=405)
+                                                  f"{request.url.path}"}}, status_code=405,
+                            headers=headers)
 
     app.add_exception_handler(Exception, on_error)
     app.add_exception_handler(404, not_found)

@@ -60,8 +60,12 @@ SCHEMAS: dict[str, Any] = {
                                       "model_version": {"type": "string"},
                                       "policy": {"type": "string"}}},
     "RewardRequest": {"type": "object", "required": ["event_id", "reward"], "properties": {
-        "event_id": _ID, "reward": {"type": "number"},
-        "slot": {"type": "integer", "minimum": 1}, "kind": {"type": "string"}}},
+        "event_id": _ID,
+        "reward": {"type": "number", "minimum": -1, "maximum": 1,
+                   "description": "within [BANDIT_REWARD_MIN, BANDIT_REWARD_MAX], "
+                                  "default [-1, 1]"},
+        "slot": {"type": "integer", "minimum": 1, "maximum": 3},
+        "kind": {"type": "string", "minLength": 1, "maxLength": 64}}},
     "Accepted": {"type": "object", "required": ["event_id", "status"],
                  "properties": {"event_id": {"type": "string"}, "status": {"type": "string"}}},
     "ModelInfo": {"type": "object", "required": ["version", "policy", "events_learned"],
@@ -83,7 +87,7 @@ SCHEMAS: dict[str, Any] = {
                                     "eventId": {"type": "string"},
                                     "rewardActionId": {"type": "string"}}},
     "RewardValue": {"type": "object", "required": ["value"],
-                    "properties": {"value": {"type": "number"}}},
+                    "properties": {"value": {"type": "number", "minimum": -1, "maximum": 1}}},
     "MultiSlotRankRequest": {"type": "object", "required": ["actions", "slots"], "properties": {
         "contextFeatures": _FEATURE_LIST,
         "actions": {"type": "array", "minItems": 1, "maxItems": 50, "items": {
@@ -105,7 +109,8 @@ SCHEMAS: dict[str, Any] = {
     "MultiSlotReward": {"type": "object", "required": ["reward"], "properties": {
         "reward": {"type": "array", "minItems": 1, "items": {
             "type": "object", "required": ["slotId", "value"],
-            "properties": {"slotId": _ID, "value": {"type": "number"}}}}}},
+            "properties": {"slotId": _ID,
+                           "value": {"type": "number", "minimum": -1, "maximum": 1}}}}}},
 }
 
 
@@ -124,6 +129,37 @@ def _post(summary: str, body: str | None, ok: str, ok_schema: str | None,
 
 def _path_param(name: str) -> list[dict[str, Any]]:
     return [{"name": name, "in": "path", "required": True, "schema": _ID}]
+
+
+REQUESTS = ("DecideRequest", "Offer", "RewardRequest", "RankRequest",
+            "MultiSlotRankRequest", "RewardValue", "MultiSlotReward")
+
+
+def _nullable_optionals(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` where every optional property (at any depth) may be null."""
+    out = dict(schema)
+    if "items" in out and isinstance(out["items"], dict):
+        out["items"] = _nullable_optionals(out["items"])
+    props = out.get("properties")
+    if isinstance(props, dict):
+        required = set(out.get("required", ()))
+        new = {}
+        for prop, sub in props.items():
+            sub = _nullable_optionals(sub) if isinstance(sub, dict) else sub
+            if prop not in required and not (isinstance(sub, dict) and "anyOf" in sub):
+                sub = {"anyOf": [sub, {"type": "null"}]}
+            new[prop] = sub
+        out["properties"] = new
+    return out
+
+
+def _allow_null(schemas: dict[str, Any]) -> None:
+    """The service treats ``null`` like an absent optional field: say so."""
+    for name in REQUESTS:
+        schemas[name] = _nullable_optionals(schemas[name])
+
+
+_allow_null(SCHEMAS)
 
 
 def openapi_document() -> dict[str, Any]:

@@ -1,0 +1,227 @@
+"""The gate in front of every route: API keys with scopes, rate limits, body timeouts.
+
+A pure ASGI middleware (no per-request Starlette machinery), so it costs a few
+microseconds.
+
+* **Keys.** ``BANDIT_API_KEYS`` lists ``SHA256:SCOPE+SCOPE`` entries: only hashes of
+  the keys are configured (``bandit-serve --hash-key KEY`` prints one), and a
+  presented key is hashed and compared with every configured hash in constant time.
+  Clients send ``Authorization: Bearer KEY``, ``X-API-Key: KEY`` or, as
+  Personalizer clients do, ``Ocp-Apim-Subscription-Key: KEY``. Scopes: ``decide``
+  (decide and rank routes), ``reward`` (rewards and activations), ``admin`` (model
+  pinning and rollback); any valid key may read ``/readyz``, ``/metrics``,
+  ``/v1/model`` and ``/openapi.json``; ``/healthz`` is public. No key or an unknown
+  key → 401; a known key without the route's scope → 403. Keys are never logged.
+  Without ``BANDIT_API_KEYS`` the service is open (development only).
+* **Rate limits.** A token bucket per key (per client address when keys are off):
+  ``BANDIT_RATE_LIMIT`` requests/s for everything, ``BANDIT_REWARD_RATE_LIMIT``
+  rewards/s on top (so one key cannot flood the model with rewards). Over the limit →
+  429 with ``Retry-After``. Limits hold per worker process.
+* **Timeouts.** A request body that has not fully arrived within
+  ``BANDIT_REQUEST_TIMEOUT`` seconds gets 408 and the connection is closed, so slow
+  clients cannot hold a worker's attention; idle connections cost the event loop
+  nothing and are capped by ``BANDIT_MAX_CONNECTIONS`` (uvicorn answers 503 beyond).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import math
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SCOPES = ("decide", "reward", "admin")
+PUBLIC = frozenset({"/healthz"})
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def parse_keys(text: str) -> list[tuple[bytes, frozenset[str]]]:
+    """``SHA256:scope+scope,...`` → [(digest bytes, scopes)]."""
+    out: list[tuple[bytes, frozenset[str]]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        digest, sep, scopes = part.partition(":")
+        if not sep:
+            raise ValueError(f"expected SHA256:SCOPES, got an entry without ':' "
+                             f"(entry {len(out) + 1})")
+        try:
+            raw = bytes.fromhex(digest)
+        except ValueError:
+            raise ValueError(f"entry {len(out) + 1}: the key hash is not hex") from None
+        if len(raw) != 32:
+            raise ValueError(f"entry {len(out) + 1}: a SHA-256 hash has 64 hex digits")
+        names = frozenset(s.strip() for s in scopes.split("+") if s.strip())
+        unknown = names - set(SCOPES)
+        if not names or unknown:
+            raise ValueError(f"entry {len(out) + 1}: scopes must be among "
+                             f"{', '.join(SCOPES)}")
+        out.append((raw, names))
+    return out
+
+
+def required_scope(path: str) -> str | None:
+    """The scope a path needs (None: any valid key)."""
+    if path.startswith("/v1/admin"):
+        return "admin"
+    if path.endswith(("/decide", "/rank")):
+        return "decide"
+    if path.endswith(("/rewards", "/reward", "/activate")):
+        return "reward"
+    return None
+
+
+@dataclass
+class Bucket:
+    rate: float
+    tokens: float
+    stamp: float
+
+    def take(self, now: float) -> float:
+        """0 when allowed, otherwise the seconds until a token is available."""
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+@dataclass
+class Limiter:
+    rate: float
+    buckets: dict[str, Bucket] = field(default_factory=dict)
+    max_clients: int = 100_000
+
+    def check(self, who: str, now: float) -> float:
+        b = self.buckets.get(who)
+        if b is None:
+            if len(self.buckets) >= self.max_clients:
+                self.buckets.clear()  # bounded memory; a reset only forgives, never blocks
+            b = self.buckets[who] = Bucket(self.rate, self.rate, now)
+        return b.take(now)
+
+
+class BodyTimeout(Exception):
+    pass
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for k, v in scope.get("headers", ()):
+        if k == name:
+            return bytes(v)
+    return None
+
+
+def presented_key(scope: Scope) -> str | None:
+    auth = _header(scope, b"authorization")
+    if auth is not None and auth[:7].lower() == b"bearer ":
+        return auth[7:].decode("latin-1").strip()
+    for name in (b"x-api-key", b"ocp-apim-subscription-key"):
+        v = _header(scope, name)
+        if v is not None:
+            return v.decode("latin-1").strip()
+    return None
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, keys: list[tuple[bytes, frozenset[str]]], *,
+                 rate: float = 0.0, reward_rate: float = 0.0, body_timeout: float = 10.0,
+                 on_refuse: Callable[[str], None] | None = None) -> None:
+        self.app = app
+        self.keys = keys
+        self.limiter = Limiter(rate) if rate > 0 else None
+        self.reward_limiter = Limiter(reward_rate) if reward_rate > 0 else None
+        self.body_timeout = body_timeout
+        self.on_refuse = on_refuse
+
+    def _identify(self, scope: Scope) -> tuple[str | None, frozenset[str] | None]:
+        """(client identity for limits, scopes); scopes None = no valid key."""
+        if not self.keys:
+            client = scope.get("client") or ("?", 0)
+            return f"ip:{client[0]}", frozenset(SCOPES)
+        key = presented_key(scope)
+        if not key:
+            return None, None
+        digest = hashlib.sha256(key.encode("utf-8", "replace")).digest()
+        found: frozenset[str] | None = None
+        for stored, scopes in self.keys:  # compare with every entry: no early exit
+            if hmac.compare_digest(stored, digest):
+                found = scopes
+        return (digest.hex()[:16], found) if found is not None else (None, None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC:
+            await self.app(scope, receive, send)
+            return
+        who, scopes = self._identify(scope)
+        if scopes is None:
+            await self._refuse(send, 401, "Unauthorized", "a valid API key is required",
+                               [(b"www-authenticate", b'Bearer realm="offer-bandit"')])
+            return
+        needed = required_scope(scope["path"])
+        if needed is not None and needed not in scopes:
+            await self._refuse(send, 403, "Forbidden",
+                               f"this key may not use {needed} routes")
+            return
+        now = time.monotonic()
+        assert who is not None
+        for limiter, applies in ((self.limiter, True),
+                                 (self.reward_limiter, needed == "reward")):
+            if limiter is not None and applies:
+                wait = limiter.check(who, now)
+                if wait > 0:
+                    await self._refuse(send, 429, "TooManyRequests",
+                                       "rate limit exceeded; retry later",
+                                       [(b"retry-after", str(max(1, math.ceil(wait))).encode())])
+                    return
+        await self._call_with_deadline(scope, receive, send)
+
+    async def _call_with_deadline(self, scope: Scope, receive: Receive, send: Send) -> None:
+        deadline = time.monotonic() + self.body_timeout
+        started = False
+
+        async def timed_receive() -> Message:
+            left = deadline - time.monotonic()
+            try:
+                return await asyncio.wait_for(receive(), max(left, 0.001))
+            except asyncio.TimeoutError:
+                raise BodyTimeout from None
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracking_send)
+        except BodyTimeout:
+            if not started:
+                await self._refuse(send, 408, "RequestTimeout",
+                                   f"the request body did not arrive within "
+                                   f"{self.body_timeout:g} s", [(b"connection", b"close")])
+
+    async def _refuse(self, send: Send, status: int, code: str, message: str,
+                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        if self.on_refuse is not None:
+            self.on_refuse(code)
+        body = orjson.dumps({"error": {"code": code, "message": message}})
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                *(headers or [])]})
+        await send({"type": "http.response.body", "body": body})

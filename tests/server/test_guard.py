@@ -1,0 +1,136 @@
+"""API keys and scopes, rate limits with Retry-After, body timeouts, slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from bandit.policy import VWPolicy
+from bandit.policy_spec import PolicySpec
+from bandit.server.app import create_app
+from bandit.server.guard import hash_key, parse_keys
+from bandit.settings import Settings
+from bandit.sinks import NullSink
+from tests.server.conftest import Client, offers
+
+DECIDER, REWARDER, ADMIN = "k-decide-123", "k-reward-456", "k-admin-789"
+KEYS = (f"{hash_key(DECIDER)}:decide,{hash_key(REWARDER)}:reward+decide,"
+        f"{hash_key(ADMIN)}:admin")
+
+
+def make_client(tmp_path, **kw):
+    s = Settings(model_dir=str(tmp_path / "m"), event_sink="none", api_keys=KEYS, **kw)
+    app = create_app(s, VWPolicy.fresh(PolicySpec.parse("epsilon:0.1")), NullSink(),
+                     registry=CollectorRegistry())
+    return Client(app)
+
+
+def test_keys_and_scopes(tmp_path):
+    c = make_client(tmp_path)
+    body = {"offers": offers(3)}
+    try:
+        assert c.get("/healthz").status_code == 200  # public
+        r = c.post("/v1/decide", json=body)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "Unauthorized"
+        assert "bearer" in r.headers["www-authenticate"].lower()
+        assert c.post("/v1/decide", json=body,
+                      headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.post("/v1/decide", json=body,
+                      headers={"Authorization": f"Bearer {DECIDER}"}).status_code == 200
+        assert c.post("/v1/decide", json=body, headers={"X-API-Key": DECIDER}).status_code == 200
+        # Personalizer clients send Ocp-Apim-Subscription-Key
+        r = c.post("/personalizer/v1.0/rank", json={"actions": [{"id": "a"}, {"id": "b"}]},
+                   headers={"Ocp-Apim-Subscription-Key": DECIDER})
+        assert r.status_code == 201
+        # a valid key without the route's scope: 403
+        r = c.post("/v1/rewards", json={"event_id": "e", "reward": 1},
+                   headers={"X-API-Key": DECIDER})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "Forbidden"
+        assert c.post("/v1/rewards", json={"event_id": "e", "reward": 1},
+                      headers={"X-API-Key": REWARDER}).status_code == 202
+        assert c.post("/v1/decide", json=body,
+                      headers={"X-API-Key": ADMIN}).status_code == 403
+        # reading needs some valid key
+        assert c.get("/metrics").status_code == 401
+        m = c.get("/metrics", headers={"X-API-Key": ADMIN})
+        assert m.status_code == 200 and 'bandit_errors_total{code="Unauthorized"}' in m.text
+        assert DECIDER not in m.text and hash_key(DECIDER) not in m.text
+    finally:
+        c.close()
+
+
+def test_rate_limits_answer_429_with_retry_after(tmp_path):
+    c = make_client(tmp_path, rate_limit=5.0, reward_rate_limit=2.0)
+    h = {"X-API-Key": REWARDER}
+    try:
+        codes = [c.post("/v1/decide", json={"offers": offers(2)}, headers=h).status_code
+                 for _ in range(8)]
+        assert codes[:5] == [200] * 5 and 429 in codes[5:]
+        r = c.post("/v1/decide", json={"offers": offers(2)}, headers=h)
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+        # another key has its own bucket
+        assert c.post("/v1/decide", json={"offers": offers(2)},
+                      headers={"X-API-Key": DECIDER}).status_code == 200
+        time.sleep(1.1)
+        # rewards have a tighter bucket of their own: a flood cannot reach the model
+        codes = [c.post("/v1/rewards", json={"event_id": f"e{i}", "reward": 1},
+                        headers=h).status_code for i in range(4)]
+        assert codes.count(202) == 2 and codes.count(429) == 2
+    finally:
+        c.close()
+
+
+def test_bad_key_configuration_is_refused():
+    for bad in ("abc:decide", f"{hash_key('x')}", f"{hash_key('x')}:root",
+                f"{'zz' * 32}:decide"):
+        with pytest.raises(ValueError):
+            parse_keys(bad)
+    from bandit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="BANDIT_API_KEYS") as info:
+        Settings.from_env({"BANDIT_API_KEYS": "nothex:decide"})
+    assert "nothex" not in str(info.value)
+
+
+@pytest.mark.integration
+def test_slow_clients_get_408_and_cannot_starve_a_worker(start_server, tmp_path):
+    srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "m"), "BANDIT_EVENT_SINK": "none",
+                        "BANDIT_REQUEST_TIMEOUT": "1"})
+    srv.wait_ready()
+    host, port = "127.0.0.1", srv.port
+
+    async def slow_loris(n: int) -> list[asyncio.StreamWriter]:
+        conns = []
+        for _ in range(n):
+            _, w = await asyncio.open_connection(host, port)
+            w.write(b"POST /v1/decide HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 1000\r\n\r\n{\"offers\": [")  # ... and never the rest
+            await w.drain()
+            conns.append(w)
+        return conns
+
+    async def main() -> tuple[float, bytes]:
+        conns = await slow_loris(100)
+        t0 = time.monotonic()
+        async with httpx.AsyncClient(base_url=srv.base) as c:  # a normal client meanwhile
+            r = await c.post("/v1/decide", json={"offers": offers(3)})
+            assert r.status_code == 200
+        took = time.monotonic() - t0
+        r0, w0 = await asyncio.open_connection(host, port)
+        w0.write(b"POST /v1/decide HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        await w0.drain()
+        reply = await asyncio.wait_for(r0.read(), 10)  # the server closes after the 408
+        for w in [*conns, w0]:
+            w.close()
+        return took, reply
+
+    took, reply = asyncio.run(main())
+    assert took < 2.0  # the slow clients did not hold the worker
+    assert reply.startswith(b"HTTP/1.1 408") and b"RequestTimeout" in reply
+    with socket.create_connection((host, port)):
+        pass  # still accepting
