@@ -26,13 +26,13 @@ from bandit.offerstats import OfferStats
 from bandit.policy import VWPolicy
 from bandit.policy_spec import PolicySpec
 from bandit.server import personalizer
+from bandit.server.guard import Guard, parse_keys
 from bandit.server.http import JSONResponse, error_response, read_body
 from bandit.server.openapi import openapi_document
 from bandit.server.service import Service
 from bandit.settings import Settings
 from bandit.sinks import EventSink, make_sink
 from bandit.types import DecideRequest, Decision
-from bandit.server.guard import Guard, parse_keys
 from bandit.userstore import load_salt, make_user_store
 
 log = logging.getLogger("bandit.server")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import positive_data_acceptance
 from prometheus_client import CollectorRegistry
+from schemathesis.checks import positive_data_acceptance
 
 from bandit.policy import VWPolicy
 from bandit.policy_spec import PolicySpec
