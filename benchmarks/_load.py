@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,8 +59,9 @@ async def _open(host: str, port: int, n: int) -> asyncio.Queue:
     return q
 
 
-async def open_loop(host: str, port: int, requests: list[bytes], rate: float,
-                    seconds: float, connections: int = 64) -> Result:
+async def open_loop(host: str, port: int, requests: list[bytes] | Callable[[int], bytes],
+                    rate: float, seconds: float, connections: int = 64,
+                    stamps: list[float] | None = None) -> Result:
     pool = await _open(host, port, connections)
     res = Result()
     total = int(rate * seconds)
@@ -68,10 +70,13 @@ async def open_loop(host: str, port: int, requests: list[bytes], rate: float,
     async def one(i: int, due: float) -> None:
         conn = await pool.get()
         try:
-            status = await _roundtrip(*conn, requests[i % len(requests)])
+            req = requests(i) if callable(requests) else requests[i % len(requests)]
+            status = await _roundtrip(*conn, req)
             if status >= 400:
                 res.errors += 1
             res.latencies_ms.append((time.perf_counter() - due) * 1000)
+            if stamps is not None:
+                stamps.append(due - start)
         except (OSError, asyncio.IncompleteReadError):
             res.errors += 1
             conn = await asyncio.open_connection(host, port)

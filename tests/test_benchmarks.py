@@ -51,3 +51,9 @@ def test_replay_speed():
     for name in ("ips", "snips", "dr"):
         e = r["estimates"][name]
         assert e["ci"][0] <= e["value"] <= e["ci"][1]
+
+
+def test_soak():
+    r = run("soak")
+    assert r["requests"] > 0 and r["errors"] == 0 and r["workers_alive"]
+    assert r["rss_start_kib"] > 0 and r["per_minute"]

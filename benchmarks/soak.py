@@ -1,0 +1,122 @@
+"""Soak: mixed decide/reward traffic at 1,000 req/s for 10 minutes against two
+workers producing to the embedded broker with the learner running: no errors, flat
+memory (worker RSS growth < 10%), stable p99. Prints JSON with per-minute figures.
+
+    python benchmarks/soak.py [--seconds 600] [--rate 1000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _load import build_request, open_loop  # noqa: E402
+
+from bandit.simulator import World  # noqa: E402
+from bandit.stack import Stack  # noqa: E402
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def worker_pids(parent: int) -> list[int]:
+    import subprocess
+
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True,
+                         text=True, check=False).stdout
+    return [int(x) for x in out.split()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=600.0)
+    ap.add_argument("--rate", type=float, default=1000.0)
+    ap.add_argument("--reward-share", type=float, default=0.2)
+    ap.add_argument("--quick", action="store_true", help="20 s at 300 req/s")
+    args = ap.parse_args()
+    if args.quick:
+        args.seconds, args.rate = 20.0, 300.0
+    world = World(seed=4)
+    rng = np.random.default_rng(0)
+    bodies = [orjson.dumps(world.request(rng, 10)[0]) for _ in range(500)]
+    every = max(2, round(1 / args.reward_share))
+
+    def request(i: int) -> bytes:
+        if i % every == every - 1:  # a reward for the decision just before it
+            return build_request("/v1/rewards", orjson.dumps(
+                {"event_id": f"s{i - 1}", "reward": 1.0, "kind": "click"}))
+        body = bodies[i % len(bodies)]
+        return build_request("/v1/decide", body[:-1] + f',"event_id":"s{i}"}}'.encode())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(tmp, workers=2)
+        stack.start()
+        try:
+            assert stack.server is not None
+            port = stack.port
+            pids = worker_pids(stack.server.proc.pid)
+            samples: list[tuple[float, int]] = []
+            stop = threading.Event()
+
+            def sample() -> None:
+                while not stop.wait(5.0):
+                    try:
+                        samples.append((time.monotonic(), sum(rss_kib(p) for p in pids)))
+                    except OSError:
+                        pass
+
+            warm = asyncio.run(open_loop("127.0.0.1", port, request, args.rate,
+                                         min(10.0, args.seconds / 4)))
+            rss_start = sum(rss_kib(p) for p in pids)
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            stamps: list[float] = []
+            res = asyncio.run(open_loop("127.0.0.1", port, request, args.rate, args.seconds,
+                                        stamps=stamps))
+            stop.set()
+            rss_end = sum(rss_kib(p) for p in pids)
+            alive = all(os.path.exists(f"/proc/{p}") for p in pids)
+            model = stack.model()
+        finally:
+            stack.stop()
+    lat = np.array(res.latencies_ms)
+    t = np.array(stamps)
+    per_minute = []
+    for m in range(int(np.ceil(args.seconds / 60))):
+        sel = lat[(t >= 60 * m) & (t < 60 * (m + 1))]
+        if len(sel):
+            per_minute.append({"minute": m, "requests": int(len(sel)),
+                               "p50_ms": round(float(np.percentile(sel, 50)), 3),
+                               "p99_ms": round(float(np.percentile(sel, 99)), 3)})
+    growth = (rss_end - rss_start) / rss_start if rss_start else float("nan")
+    p99s = [m["p99_ms"] for m in per_minute]
+    print(orjson.dumps({
+        "benchmark": "soak", "seconds": args.seconds, "rate_rps": args.rate, "workers": 2,
+        "cpus": os.cpu_count(), "warmup_errors": warm.errors, **res.summary(),
+        "workers_alive": alive, "rss_start_kib": rss_start, "rss_end_kib": rss_end,
+        "rss_growth": round(growth, 4), "per_minute": per_minute,
+        "p99_spread_ms": round(max(p99s) - min(p99s), 3) if p99s else None,
+        "events_learned": model.get("events_learned"),
+        "targets": {"no_errors": res.errors == 0 and warm.errors == 0,
+                    "rss_growth_lt_10pct": growth < 0.10},
+    }, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()
