@@ -127,7 +127,7 @@ def test_a_full_spool_disk_is_a_clear_503_not_a_crash(tmp_path):
                 time.sleep(0.1)
         codes = []
         with httpx.Client(base_url=base, timeout=10) as c:
-            for i in range(400):
+            for _ in range(400):
                 codes.append(c.post("/v1/decide", json={"offers": offers(5)}).status_code)
             r = c.post("/v1/decide", json={"offers": offers(5)})
             ready = c.get("/readyz")
