@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -185,6 +186,77 @@ class ModelStore:
         self._prune()
         return new
 
+    # -- pinning (rollback), export and import ------------------------------------------
+    @property
+    def pin_path(self) -> Path:
+        return self.dir / "pin.json"
+
+    def version(self, version: str) -> Manifest:
+        path = self.dir / f"model-{version}.json"
+        try:
+            return Manifest.from_json(path.read_bytes())
+        except FileNotFoundError:
+            raise ModelStoreError(f"no version {version} in {self.dir} (it may have been "
+                                  f"pruned; the store keeps {self.keep})") from None
+
+    def pin(self, version: str) -> Manifest:
+        """Serve ``version`` from now on, whatever the learner publishes (rollback)."""
+        m = self.version(version)
+        self.verify(m)
+        atomic_write(self.pin_path, orjson.dumps({"version": m.version, "pinned_at":
+                                                  utc_now()}))
+        return m
+
+    def unpin(self) -> None:
+        self.pin_path.unlink(missing_ok=True)
+
+    def pinned(self) -> Manifest | None:
+        try:
+            raw = self.pin_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return self.version(str(orjson.loads(raw)["version"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ModelStoreError(f"{self.pin_path} is unreadable: {exc}") from None
+
+    def serving(self) -> Manifest | None:
+        """What servers should serve: the pinned version, else the current one."""
+        return self.pinned() or self.current()
+
+    def export(self, version: str, target: str | Path) -> Path:
+        """Copy a version's model and manifest into ``target`` (a directory)."""
+        m = self.version(version)
+        self.verify(m)
+        out = Path(target)
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.dir / m.file, out / m.file)
+        atomic_write(out / "manifest.json", m.to_json())
+        return out
+
+    def import_(self, source: str | Path) -> Manifest:
+        """Add an exported model as a new version (checksum verified; not served until
+        pinned)."""
+        src = Path(source)
+        try:
+            m = Manifest.from_json((src / "manifest.json").read_bytes())
+        except FileNotFoundError:
+            raise ModelStoreError(f"{src}/manifest.json not found") from None
+        digest = sha256_file(src / m.file) if (src / m.file).is_file() else ""
+        if digest != m.sha256:
+            raise ModelStoreError(f"{src / m.file}: missing or checksum mismatch")
+        version = self.next_version()
+        name = f"model-{version}.vw"
+        tmp = self.dir / f".{name}.import"
+        shutil.copyfile(src / m.file, tmp)
+        os.replace(tmp, self.dir / name)
+        new = Manifest(version, name, m.sha256, m.policy, m.events_learned, utc_now(),
+                       dict(m.offsets), {"imported_from": m.version,
+                                         **{k: v for k, v in m.extra.items()
+                                            if k == "offer_stats"}})
+        atomic_write(self.dir / f"model-{version}.json", new.to_json())
+        return new
+
     def set_current(self, manifest: Manifest) -> None:
         """Point ``manifest.json`` at an existing version (rollback)."""
         self.verify(manifest)
@@ -211,8 +283,14 @@ class ModelStore:
     def _prune(self) -> None:
         versions = self.versions()
         cur = self.current()
+        try:
+            pin = self.pinned()
+        except ModelStoreError:
+            pin = None
         for m in versions[: max(0, len(versions) - self.keep)]:
             if cur is not None and m.version == cur.version:
+                continue
+            if pin is not None and m.version == pin.version:
                 continue
             for p in (self.dir / m.file, self.dir / f"model-{m.version}.json"):
                 p.unlink(missing_ok=True)

@@ -67,3 +67,55 @@ def test_rollback_points_the_manifest_back(tmp_path):
     store.set_current(first)
     assert store.current() == first
     assert store.next_version() == "000003"
+
+
+def test_pin_rollback_export_import_round_trip(tmp_path, capsys):
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from bandit.cli.learn import main as learn_main
+    from bandit.policy import VWPolicy
+    from bandit.server.app import create_app
+    from bandit.settings import Settings
+    from bandit.sinks import NullSink
+
+    store = ModelStore(tmp_path / "models", keep=3)
+    spec = PolicySpec.parse("epsilon:0.1")
+    model = VWModel(spec.vw_args())
+    versions = [store.publish(model, str(spec), i).version for i in range(3)]
+    settings = Settings(model_dir=str(tmp_path / "models"), event_sink="none")
+    app = create_app(settings, VWPolicy.fresh(spec), NullSink(), registry=CollectorRegistry(),
+                     store=store)
+    svc = app.state.service
+    assert asyncio.run(svc.refresh_model()) and svc.policy.version == versions[-1]
+    # roll back through the CLI: the server swaps to the pinned version
+    assert learn_main(["models", "--model-dir", str(store.dir), "rollback", versions[0]]) == 0
+    assert asyncio.run(svc.refresh_model()) and svc.policy.version == versions[0]
+    # the learner keeps publishing; the pin holds, and pruning keeps the pinned version
+    for i in range(4):
+        store.publish(model, str(spec), 10 + i)
+    assert not asyncio.run(svc.refresh_model()) and svc.policy.version == versions[0]
+    assert store.version(versions[0]).version == versions[0]
+    assert learn_main(["models", "--model-dir", str(store.dir), "list"]) == 0
+    listing = capsys.readouterr().out
+    assert f"{versions[0]}" in listing and "pinned" in listing and "current" in listing
+    assert learn_main(["models", "--model-dir", str(store.dir), "unpin"]) == 0
+    assert asyncio.run(svc.refresh_model()) and svc.policy.version == store.current().version
+    # export a version, import it into another store, serve it there
+    assert learn_main(["models", "--model-dir", str(store.dir), "export", versions[0],
+                       str(tmp_path / "exported")]) == 0
+    other = ModelStore(tmp_path / "other")
+    assert learn_main(["models", "--model-dir", str(other.dir), "import",
+                       str(tmp_path / "exported"), "--pin"]) == 0
+    served = other.serving()
+    assert served is not None and served.sha256 == store.version(versions[0]).sha256
+    other.load(served).close()
+    # errors are clear
+    assert learn_main(["models", "--model-dir", str(store.dir), "pin", "999999"]) == 1
+    assert "no version 999999" in capsys.readouterr().err
+    (tmp_path / "exported" / store.version(versions[0]).file).write_bytes(b"tampered")
+    assert learn_main(["models", "--model-dir", str(other.dir), "import",
+                       str(tmp_path / "exported")]) == 1
+    model.close()
+    app.state.service.policy.close()

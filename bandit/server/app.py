@@ -144,7 +144,7 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
     manifest = None
     if store is not None:
         with contextlib.suppress(ModelStoreError):
-            current = store.current()
+            current = store.serving()
             if current is not None and current.version == policy.version:
                 manifest = current
     users = make_user_store(settings.user_store, settings.signal_ttl, settings.frequency_cap,
@@ -201,7 +201,7 @@ def load_policy(settings: Settings, store: ModelStore) -> VWPolicy:
     """The store's current model if it loads and verifies, else a fresh one."""
     spec = PolicySpec.parse(settings.policy)
     try:
-        manifest = store.current()
+        manifest = store.serving()
         if manifest is not None:
             model = store.load(manifest)
             try:

@@ -133,7 +133,7 @@ class Service:
         if self.store is None:
             return False
         try:
-            manifest = self.store.current()
+            manifest = self.store.serving()  # a pinned version wins (rollback)
         except ModelStoreError as exc:
             self._refuse(("manifest", str(exc)), f"manifest refused: {exc}")
             return False
