@@ -170,11 +170,18 @@ class VWPolicy:
     def model(self) -> VWModel:
         return self._current.model
 
-    def decide(self, request: DecideRequest) -> Decision:
+    def decide(self, request: DecideRequest, mode: str = "model") -> Decision:
+        """``mode``: ``model`` (the learned policy), ``popularity``, ``uniform``,
+        ``fixed`` (the client's order, probability 1) or ``apprentice`` (the client's
+        default offer first, probability 1; the model's agreement is reported)."""
         current = self._current  # one read: a swap mid-request cannot mix models
         opts, stats = self.options, current.stats
         offers = request.offers
-        popularity = stats is not None and current.events_learned < opts.warmup_events
+        popularity = mode == "popularity" or (
+            mode == "model" and stats is not None and current.events_learned < opts.warmup_events)
+        if mode == "popularity" and stats is None:
+            stats = OfferStats()
+        agree: bool | None = None
         mean = stats.global_mean() if stats is not None else 0.0
         rng = event_rng(request.event_id, self.seed)
         remaining = list(range(len(offers)))
@@ -194,7 +201,18 @@ class VWPolicy:
                 remaining = allowed
             else:
                 blocked = []
-            if popularity:
+            if mode in ("fixed", "apprentice"):
+                first_choice = 0
+                if mode == "apprentice" and k == 0:
+                    first_choice = self._default_index(request, remaining)
+                    model_pmf = current.model.predict(request.context,
+                                                      [offers[i].line for i in remaining])
+                    agree = max(range(len(model_pmf)),
+                                key=model_pmf.__getitem__) == first_choice
+                pmf = [1.0 if j == first_choice else 0.0 for j in range(len(remaining))]
+            elif mode == "uniform":
+                pmf = [1.0 / len(remaining)] * len(remaining)
+            elif popularity:
                 assert stats is not None
                 vals = [stats.value(offers[i].id, mean) for i in remaining]
                 best = max(range(len(vals)), key=vals.__getitem__)
@@ -206,14 +224,15 @@ class VWPolicy:
                     {**request.context, SLOT_NAMESPACE: {f"k={k + 1}": 1.0}}
                 pmf = _normalise(current.model.predict(context,
                                                        [offers[i].line for i in remaining]))
-            if request.explore and stats is not None and opts.new_offer_floor > 0:
+            adjustable = mode in ("model", "popularity")
+            if adjustable and request.explore and stats is not None and opts.new_offer_floor > 0:
                 pmf = self._floor(pmf, [offers[i].id for i in remaining], stats)
-            if k > 0 and opts.diversity > 0:
+            if adjustable and k > 0 and opts.diversity > 0:
                 pmf = self._diversify(pmf, [offers[i].features for i in remaining],
                                       categories)
             if k == 0:
                 first = dict(zip(remaining, pmf, strict=True))
-            j, p = _draw(pmf, request.explore, rng)
+            j, p = _draw(pmf, request.explore or not adjustable, rng)
             if k == 0:
                 explored = request.explore and j != max(range(len(pmf)), key=pmf.__getitem__)
             chosen = remaining.pop(j)
@@ -228,11 +247,23 @@ class VWPolicy:
         for i in sorted(remaining, key=lambda i: -rest[i]):
             order.append(i)
             probs.append(rest[i] if request.explore else 0.0)
-        info: dict[str, object] = {"path": "popularity" if popularity else "model"}
+        info: dict[str, object] = {"path": "popularity" if popularity else
+                                   ("model" if mode == "model" else mode)}
+        if agree is not None:
+            info["agree"] = agree
         if request.explain:
             info["explain"] = self._explain(current.model, request, order, probs)
         return Decision(request.event_id, tuple(order), tuple(probs), shown_slots,
                         current.version, self.name, explored, info)
+
+    @staticmethod
+    def _default_index(request: DecideRequest, remaining: list[int]) -> int:
+        """Position in ``remaining`` of the client's default offer (else the first)."""
+        if request.default_id is not None:
+            for j, i in enumerate(remaining):
+                if request.offers[i].id == request.default_id:
+                    return j
+        return 0
 
     def _floor(self, pmf: list[float], ids: list[str], stats: OfferStats) -> list[float]:
         """Give every new offer at least the floor probability (when some are known)."""

@@ -128,6 +128,10 @@ class Settings:
     reward_rate_limit: float = 0.0
     request_timeout: float = 10.0
     max_connections: int = 2048
+    # experiments and rollout (see bandit.experiments)
+    experiment: str = ""
+    mode: str = "online"
+    shadow_policy: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -183,6 +187,9 @@ class Settings:
             reward_rate_limit=_float(e, "REWARD_RATE_LIMIT", cls.reward_rate_limit, 0.0, 1e9),
             request_timeout=_float(e, "REQUEST_TIMEOUT", cls.request_timeout, 0.1, 3600.0),
             max_connections=_int(e, "MAX_CONNECTIONS", cls.max_connections, 1, 10**6),
+            experiment=_str(e, "EXPERIMENT", cls.experiment),
+            mode=_choice(e, "MODE", cls.mode, ("online", "apprentice")),
+            shadow_policy=_str(e, "SHADOW_POLICY", cls.shadow_policy),
         )
         s.validate()
         return s
@@ -221,6 +228,18 @@ class Settings:
         if not (self.user_store in ("memory", "none") or self.user_store.startswith("sqlite:")):
             raise ConfigError(f"{PREFIX}USER_STORE={self.user_store!r}: expected memory, "
                               "sqlite:PATH or none")
+        if self.experiment:
+            from bandit.experiments import Experiment
+
+            try:
+                Experiment.parse(self.experiment)
+            except ValueError as exc:
+                raise ConfigError(f"{PREFIX}EXPERIMENT={self.experiment!r}: {exc}") from None
+        if self.shadow_policy and not (self.shadow_policy.startswith("vw:") or
+                                       self.shadow_policy in ("popularity", "uniform",
+                                                              "fixed")):
+            raise ConfigError(f"{PREFIX}SHADOW_POLICY={self.shadow_policy!r}: expected "
+                              "vw:PATH, popularity, uniform or fixed")
         if self.event_sink == "kafka" and not self.kafka_bootstrap:
             raise ConfigError(f"{PREFIX}EVENT_SINK=kafka needs {PREFIX}KAFKA_BOOTSTRAP")
 

@@ -32,6 +32,7 @@ class DecideRequest:
     explain: bool = False
     slot_ids: tuple[str, ...] = ()                 # Personalizer multi-slot slot ids
     slot_exclude: tuple[frozenset[str], ...] = ()  # per-slot excluded offer ids
+    default_id: str | None = None  # the client's own choice (apprentice mode baseline)
 
 
 @dataclass(frozen=True, slots=True)

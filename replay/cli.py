@@ -103,6 +103,31 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def arms_cmd(args: argparse.Namespace) -> int:
+    from replay.arms import compare_arms
+    from replay.readers import read
+
+    try:
+        logs = read(args.logs, args.format, strict=args.strict)
+        result = compare_arms(logs, args.control, args.alpha)
+    except (LogError, ValueError) as exc:
+        print(f"bandit-replay: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(orjson.dumps(result).decode())
+        return 0
+    print(f"control: {result['control']}")
+    for name, r in result["arms"].items():
+        line = (f"{name:<12} n={r['n']:>8}  mean={_fmt(r['mean_reward'])} "
+                f"[{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}]")
+        vs = r.get("vs_control")
+        if vs:
+            line += (f"  diff={_fmt(vs['difference'])} p={vs['p_value']:.4f} "
+                     f"n_needed/arm={vs['n_needed_per_arm']:.0f}")
+        print(line)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bandit-replay", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,9 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--report", help="write a self-contained HTML report here")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
+    a = sub.add_parser("arms", help="A/B comparison of experiment arms (on-policy)")
+    a.add_argument("logs")
+    a.add_argument("--format", default="auto", choices=("auto", "dsjson", "kafka"))
+    a.add_argument("--control", help="control arm (default: the first by name)")
+    a.add_argument("--alpha", type=float, default=0.05)
+    a.add_argument("--strict", action="store_true")
+    a.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.command == "evaluate":
         return evaluate_cmd(args)
+    if args.command == "arms":
+        return arms_cmd(args)
     return 2  # pragma: no cover - argparse enforces the sub-command
 
 

@@ -74,6 +74,7 @@ class Logs:
     rows: list[Any] | None = None  # per-row source for VW policies (canonical features)
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
+    arms: list[str] | None = None  # experiment arm of each row, when logged
 
     @property
     def n(self) -> int:
@@ -105,7 +106,8 @@ class Logs:
             {k: v[idx] for k, v in self.kinds.items()},
             None if self.logged_dist is None else self.logged_dist[idx],
             None if self.rows is None else [self.rows[i] for i in idx],
-            self.skipped, self.problems)
+            self.skipped, self.problems,
+            None if self.arms is None else [self.arms[i] for i in idx])
 
 
 class LogBuilder:
@@ -123,6 +125,7 @@ class LogBuilder:
         self.kinds: dict[str, list[int]] = {}
         self.dists: list[list[float] | None] = []
         self.rows: list[Any] = []
+        self.arms: list[str] = []
         self.action_index: dict[str, int] = {}
         self.action_feats: list[np.ndarray] = []
         self.skipped = 0
@@ -138,7 +141,7 @@ class LogBuilder:
     def add(self, event_id: str, candidates: list[int], chosen: int, position: int,
             pscore: float, reward: float, ts: float, context: np.ndarray,
             kinds: Iterable[str] = (), dist: list[float] | None = None,
-            row: Any = None) -> None:
+            row: Any = None, arm: str = "") -> None:
         i = len(self.ids)
         self.ids.append(event_id)
         self.cands.append(candidates)
@@ -153,6 +156,7 @@ class LogBuilder:
             self.kinds[k] += [0] * (i - len(self.kinds[k])) + [1]
         self.dists.append(dist)
         self.rows.append(row)
+        self.arms.append(arm)
 
     def skip(self, where: str, reason: str, strict: bool) -> None:
         from replay.errors import LogError
@@ -188,7 +192,7 @@ class LogBuilder:
                     np.array(self.position, np.int32), np.array(self.pscore, np.float64),
                     np.array(self.reward, np.float64), np.array(self.ts, np.float64), ctx, af,
                     names, kinds, dist, self.rows if keep_rows else None, self.skipped,
-                    self.problems)
+                    self.problems, self.arms if any(self.arms) else None)
         if n and not np.all(order == np.arange(n)):
             logs = logs.subset(order)  # time order, for progressive policies
         return logs

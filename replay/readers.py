@@ -150,7 +150,7 @@ class DSJSONParser:
         prob = _prob(obj.get("_label_probability", p[0]), "_label_probability")
         if slots == 1:
             self.b.add(str(obj["EventId"]), gids, first, 0, prob, -cost, ts, ctx,
-                       _kinds(rewards), full, row)
+                       _kinds(rewards), full, row, str(obj.get("arm") or ""))
             return
         remaining = list(range(n))
         ids = obj.get("ids") if isinstance(obj.get("ids"), list) else None
@@ -171,7 +171,8 @@ class DSJSONParser:
                 raise ValueError(f"slot {s + 1} shows an offer it excludes")
             cands = [gids[i] for i in allowed]
             self.b.add(f"{obj['EventId']}#{s + 1}", cands, allowed.index(chosen), s,
-                       _prob(p[s], f"p[{s}]"), reward, ts, ctx, _kinds(per_slot), None, row)
+                       _prob(p[s], f"p[{s}]"), reward, ts, ctx, _kinds(per_slot), None, row,
+                       str(obj.get("arm") or ""))
             remaining.remove(chosen)
 
     def _ccb(self, obj: dict[str, Any], eid: str, gids: list[int], ctx: np.ndarray, ts: float,

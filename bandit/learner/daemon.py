@@ -221,7 +221,8 @@ class Learner:
         ref = self.store.write_attachment("state", orjson.dumps(self.state.snapshot()))
         extra: dict[str, Any] = {"join_state": ref, "counters": self.state.counters.as_dict(),
                                  "dead_letters": self.dead_letters, "sizes": self.state.sizes,
-                                 "offer_stats": self.offer_stats.snapshot()}
+                                 "offer_stats": self.offer_stats.snapshot(),
+                                 "lag": self.lag()}
         learned = self.state.counters.learned
         if self.manifest is None or learned != self._published_learned:
             self.manifest = self.store.publish(self.model, self.policy, learned,

@@ -16,10 +16,11 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from bandit.errors import BadRequest
+from bandit.experiments import Experiment
 from bandit.metrics import Metrics, exposition
 from bandit.modelstore import ModelStore, ModelStoreError
 from bandit.offerstats import OfferStats
@@ -30,6 +31,7 @@ from bandit.server.guard import Guard, parse_keys
 from bandit.server.http import JSONResponse, error_response, read_body
 from bandit.server.openapi import openapi_document
 from bandit.server.service import Service
+from bandit.server.status import render as render_status
 from bandit.settings import Settings
 from bandit.sinks import EventSink, make_sink
 from bandit.types import DecideRequest, Decision
@@ -128,7 +130,11 @@ def ops_routes(svc: Service) -> list[Route]:
     async def openapi(request: Request) -> Response:
         return JSONResponse(doc)
 
+    async def status(request: Request) -> Response:
+        return HTMLResponse(render_status(svc))
+
     return [
+        Route("/", status, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -150,7 +156,9 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
     users = make_user_store(settings.user_store, settings.signal_ttl, settings.frequency_cap,
                             settings.offer_budgets, settings.max_users)
     svc = Service(settings, policy, sink, metrics, store, manifest, users,
-                  load_salt(settings.user_salt, settings.model_dir))
+                  load_salt(settings.user_salt, settings.model_dir),
+                  Experiment.parse(settings.experiment) if settings.experiment else None,
+                  make_shadow(settings, policy))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -195,6 +203,21 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_allowed)
     return app
+
+
+def make_shadow(settings: Settings, policy: VWPolicy) -> tuple[VWPolicy, str] | None:
+    """The shadow policy: a saved model (``vw:PATH``) or a baseline sharing the served
+    policy's statistics (``popularity``, ``uniform``, ``fixed``)."""
+    spec = settings.shadow_policy
+    if not spec:
+        return None
+    if spec.startswith("vw:"):
+        from bandit.vw_adapter import VWModel
+
+        model = VWModel.load(spec[3:])
+        return VWPolicy(policy.spec, model, "shadow", settings.seed,
+                        settings.ranking_options()), "model"
+    return policy, spec
 
 
 def load_policy(settings: Settings, store: ModelStore) -> VWPolicy:

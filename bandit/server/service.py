@@ -10,6 +10,8 @@ from typing import Any
 
 from bandit.errors import BadRequest
 from bandit.events import activation_event, decision_event, reward_event
+from bandit.experiments import Experiment
+from bandit.livestats import LiveStats
 from bandit.metrics import Metrics
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError
 from bandit.offerstats import OfferStats
@@ -39,7 +41,11 @@ class Service:
     manifest: Manifest | None = None
     users: UserStore | None = None
     salt: bytes = b""
+    experiment: Experiment | None = None
+    shadow: tuple[VWPolicy, str] | None = None
     parser: RequestParser = field(init=False)
+    apprentice: list[int] = field(default_factory=lambda: [0, 0])  # decisions, agreements
+    live: LiveStats = field(default_factory=LiveStats)
     _refused: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -52,8 +58,20 @@ class Service:
         removed, the user id replaced by its salted hash) and the decision."""
         t0 = time.perf_counter()
         request = self._with_user(request)
-        decision = self.policy.decide(request)
-        event = decision_event(request, decision)
+        mode = "apprentice" if self.settings.mode == "apprentice" else "model"
+        if self.experiment is not None:
+            mode = self.experiment.assign(request.user_id or request.event_id)
+        decision = self.policy.decide(request, mode)
+        extra: dict[str, Any] = {}
+        if self.experiment is not None:
+            extra.update(experiment=self.experiment.name, arm=mode)
+        if "agree" in decision.info:
+            self.apprentice[0] += 1
+            self.apprentice[1] += int(bool(decision.info["agree"]))
+            extra["agree"] = decision.info["agree"]
+        if self.shadow is not None:
+            extra["shadow"] = self._shadow(request)
+        event = decision_event(request, decision, **extra)
         try:
             self.sink.decision(request.event_id, event)
         except Exception:
@@ -68,7 +86,17 @@ class Service:
                      for i in decision.order[:decision.slots]]
             self.users.record_decision(request.user_id, request.event_id, shown, time.time())
         self.metrics.decide_latency.observe(time.perf_counter() - t0)
+        self.live.decision(mode if self.experiment is not None else decision.policy,
+                           decision.explored, request.event_id)
         return request, decision
+
+    def _shadow(self, request: DecideRequest) -> dict[str, Any]:
+        """The shadow policy's decision on the same request: logged, never shown."""
+        assert self.shadow is not None
+        policy, mode = self.shadow
+        d = policy.decide(replace(request, explain=False), mode)
+        return {"policy": self.settings.shadow_policy, "a": [i + 1 for i in d.order],
+                "p": list(d.probabilities)}
 
     def _with_user(self, request: DecideRequest) -> DecideRequest:
         if request.user_id is None and (self.users is None or not self.settings.offer_budgets):
@@ -103,6 +131,7 @@ class Service:
             self.metrics.sink_errors.inc()
             raise SinkUnavailable("reward") from None
         self.metrics.rewards.labels(reward.kind or "default").inc()
+        self.live.reward(reward.event_id, reward.value)
 
     def activate(self, event_id: str) -> None:
         try:
@@ -122,7 +151,23 @@ class Service:
             "policy": m.policy if m else self.policy.name,
             "events_learned": m.events_learned if m else 0,
             "created_at": m.created_at if m else None,
+            "pinned": bool(self.store is not None and self._pinned()),
+            "mode": self.settings.mode,
+            **({"apprentice": {"decisions": self.apprentice[0],
+                               "agreement": self.apprentice[1] / self.apprentice[0]
+                               if self.apprentice[0] else None}}
+               if self.settings.mode == "apprentice" else {}),
+            **({"experiment": {"name": self.experiment.name,
+                               "arms": {a.name: a.share for a in self.experiment.arms}}}
+               if self.experiment is not None else {}),
         }
+
+    def _pinned(self) -> bool:
+        assert self.store is not None
+        try:
+            return self.store.pinned() is not None
+        except ModelStoreError:
+            return False
 
     async def refresh_model(self) -> bool:
         """Load the store's current model if it is new; True when a swap happened.

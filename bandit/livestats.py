@@ -1,0 +1,85 @@
+"""Recent activity of this worker in 10-second buckets, for the status page.
+
+Per series (the policy, or the experiment arm): decisions, explored decisions, rewards
+and their sum. A reward is attributed to the series of the decision it names when this
+worker made that decision (rewards answered by another worker count under ``other``).
+Bounded: 60 buckets (10 minutes) and the last 100,000 event ids.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+BUCKET_SECONDS = 10.0
+BUCKETS = 60
+MAX_EVENTS = 100_000
+
+
+@dataclass
+class Counts:
+    decisions: int = 0
+    explored: int = 0
+    rewards: int = 0
+    reward_sum: float = 0.0
+
+
+@dataclass
+class LiveStats:
+    buckets: deque[tuple[float, dict[str, Counts]]] = field(default_factory=deque)
+    series_of: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _bucket(self, now: float) -> dict[str, Counts]:
+        start = now - now % BUCKET_SECONDS
+        if not self.buckets or self.buckets[-1][0] != start:
+            self.buckets.append((start, {}))
+            while len(self.buckets) > BUCKETS:
+                self.buckets.popleft()
+        return self.buckets[-1][1]
+
+    def decision(self, series: str, explored: bool, event_id: str | None = None,
+                 now: float | None = None) -> None:
+        t = time.time() if now is None else now
+        with self._lock:
+            c = self._bucket(t).setdefault(series, Counts())
+            c.decisions += 1
+            c.explored += int(explored)
+            if event_id is not None:
+                self.series_of[event_id] = series
+                if len(self.series_of) > MAX_EVENTS:
+                    self.series_of.popitem(last=False)
+
+    def reward(self, event_id: str, value: float, now: float | None = None) -> None:
+        t = time.time() if now is None else now
+        with self._lock:
+            series = self.series_of.get(event_id, "other")
+            c = self._bucket(t).setdefault(series, Counts())
+            c.rewards += int(value > 0)
+            c.reward_sum += value
+
+    def series(self) -> list[str]:
+        with self._lock:
+            names = {s for _, b in self.buckets for s in b}
+        return sorted(names)
+
+    def window(self, seconds: float, now: float | None = None) -> dict[str, Counts]:
+        t = time.time() if now is None else now
+        out: dict[str, Counts] = {}
+        with self._lock:
+            for start, b in self.buckets:
+                if start >= t - seconds:
+                    for s, c in b.items():
+                        o = out.setdefault(s, Counts())
+                        o.decisions += c.decisions
+                        o.explored += c.explored
+                        o.rewards += c.rewards
+                        o.reward_sum += c.reward_sum
+        return out
+
+    def timeline(self) -> list[tuple[float, dict[str, Counts]]]:
+        with self._lock:
+            return [(t, {s: Counts(**c.__dict__) for s, c in b.items()})
+                    for t, b in self.buckets]
