@@ -43,7 +43,7 @@ def arm_stats(name: str, reward: np.ndarray, kinds: dict[str, np.ndarray],
 
 
 def compare(a: ArmStats, control: ArmStats, alpha: float = 0.05,
-            power: float = 0.8) -> dict[str, float]:
+            power: float = 0.8) -> dict[str, Any]:
     diff = a.mean - control.mean
     se = math.sqrt(a.var / a.n + control.var / control.n) if a.n > 1 and control.n > 1 \
         else float("nan")
