@@ -30,7 +30,7 @@ from typing import Protocol
 from bandit.features import Namespaces
 from bandit.offerstats import OfferStats
 from bandit.policy_spec import PolicySpec
-from bandit.types import DecideRequest, Decision
+from bandit.types import DecideRequest, Decision, Offer
 from bandit.vw_adapter import VWModel
 
 SLOT_NAMESPACE = "cslot"
@@ -205,8 +205,8 @@ class VWPolicy:
                 first_choice = 0
                 if mode == "apprentice" and k == 0:
                     first_choice = self._default_index(request, remaining)
-                    model_pmf = current.model.predict(request.context,
-                                                      [offers[i].line for i in remaining])
+                    model_pmf = self._pmf(current, request.context,
+                                          [offers[i] for i in remaining], 0)
                     agree = max(range(len(model_pmf)),
                                 key=model_pmf.__getitem__) == first_choice
                 pmf = [1.0 if j == first_choice else 0.0 for j in range(len(remaining))]
@@ -222,8 +222,8 @@ class VWPolicy:
             else:
                 context = request.context if k == 0 else \
                     {**request.context, SLOT_NAMESPACE: {f"k={k + 1}": 1.0}}
-                pmf = _normalise(current.model.predict(context,
-                                                       [offers[i].line for i in remaining]))
+                pmf = _normalise(self._pmf(current, context, [offers[i] for i in remaining],
+                                           k))
             adjustable = mode in ("model", "popularity")
             if adjustable and request.explore and stats is not None and opts.new_offer_floor > 0:
                 pmf = self._floor(pmf, [offers[i].id for i in remaining], stats)
@@ -255,6 +255,11 @@ class VWPolicy:
             info["explain"] = self._explain(current.model, request, order, probs)
         return Decision(request.event_id, tuple(order), tuple(probs), shown_slots,
                         current.version, self.name, explored, info)
+
+    def _pmf(self, current: _Current, context: Namespaces, offers: list[Offer],
+             slot: int) -> list[float]:
+        """The model's distribution over ``offers`` for 0-based ``slot``."""
+        return current.model.predict(context, [o.line for o in offers])
 
     @staticmethod
     def _default_index(request: DecideRequest, remaining: list[int]) -> int:

@@ -202,7 +202,12 @@ class Settings:
             raise ConfigError(f"{PREFIX}REWARD_MIN ({self.reward_min}) must be below "
                               f"{PREFIX}REWARD_MAX ({self.reward_max})")
         try:
-            PolicySpec.parse(self.policy)
+            if self.policy.startswith("lgbm:"):
+                from bandit.lgbm_policy import parse_lgbm_policy
+
+                parse_lgbm_policy(self.policy)
+            else:
+                PolicySpec.parse(self.policy)
         except ValueError as exc:
             raise ConfigError(f"{PREFIX}POLICY={self.policy!r}: {exc}") from None
         try:

@@ -228,6 +228,43 @@ class LGBMRanker:
         return rank_dist(scores, logs), test
 
 
+@dataclass(frozen=True)
+class LGBMSaved:
+    """A model written by ``bandit-replay train`` (what ``lgbm:DIR`` serves), evaluated
+    as served: epsilon-greedy on its scores."""
+
+    spec: str
+    name: str = ""
+
+    def action_dist(self, logs: Logs) -> Dist:
+        from bandit.lgbm_policy import LGBMRanker, parse_lgbm_policy
+
+        path, eps = parse_lgbm_policy(self.spec)
+        ranker = LGBMRanker(path)
+        unknown = len(ranker.index)
+        remap = np.array([ranker.index.get(n, unknown) for n in logs.action_names] or [0],
+                         dtype=np.float32)
+        r_idx, c_idx = np.nonzero(logs.mask)
+        gids = logs.candidates[r_idx, c_idx]
+        x = np.hstack([logs.context[r_idx], logs.action_features[gids],
+                       remap[gids][:, None], logs.position[r_idx][:, None].astype(np.float32)])
+        scores = np.full(logs.candidates.shape, -np.inf)
+        scores[r_idx, c_idx] = ranker.booster.predict(x)
+        best = np.argmax(scores, axis=1)
+        n = logs.mask.sum(axis=1)
+        dist = logs.mask * (eps / n)[:, None]
+        dist[np.arange(logs.n), best] += 1 - eps
+        return dist, np.ones(logs.n, bool)
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_policy(text: str, seed: int = 0) -> Any:
     if text == "uniform":
         return Uniform()
@@ -235,6 +272,8 @@ def parse_policy(text: str, seed: int = 0) -> Any:
         return Logged()
     if text in ("best-constant", "popularity"):
         return BestConstant()
+    if text.startswith("lgbm:") and not _is_number(text[5:]):
+        return LGBMSaved(text, text)
     if text == "lgbm" or text.startswith("lgbm:"):
         frac = float(text.split(":", 1)[1]) if ":" in text else 0.5
         if not 0 < frac < 1:

@@ -105,7 +105,9 @@ class Learner:
             log.info("resuming from model %s (%d events learned)", man.version,
                      self.state.counters.learned)
             return model
-        spec = PolicySpec.parse(self.s.policy)
+        # a server may serve a LightGBM model; the learner always learns a VW policy
+        spec = PolicySpec.parse(self.s.policy if not self.s.policy.startswith("lgbm:")
+                                else "epsilon:0.05")
         self.policy = str(spec)
         return VWModel(spec.vw_args(self.s.seed), json_input=True)
 

@@ -246,6 +246,11 @@ def app_from_env() -> Starlette:
                                                    "%(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per-connection chatter
     settings = Settings.from_env()
+    if settings.policy.startswith("lgbm:"):  # a trained LightGBM model: no hot swap
+        from bandit.lgbm_policy import LGBMPolicy
+
+        lgbm = LGBMPolicy(settings.policy, settings.seed, settings.ranking_options())
+        return create_app(settings, lgbm, make_sink(settings), store=None)
     store = ModelStore(settings.model_dir, settings.model_keep)
     policy = load_policy(settings, store)
     return create_app(settings, policy, make_sink(settings), store=store)

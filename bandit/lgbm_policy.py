@@ -1,0 +1,119 @@
+"""A LightGBM propensity (click/conversion) model served behind the same ``decide()``.
+
+``bandit-replay train`` fits it from joined logs with the replay featurizer (hashed
+context, hashed offer features, the offer id as a category, the slot) and saves
+``model.txt`` + ``meta.json`` in a directory. ``BANDIT_POLICY="lgbm:DIR"`` (optionally
+``lgbm:DIR,epsilon=0.05``) serves it: every eligible offer is scored and the policy is
+epsilon-greedy on the scores, so it explores, logs true probabilities, can be
+compared in replay and split-tested against the VW policy. It does not learn online:
+retrain it and restart (or run it as an experiment arm next to the learning VW model).
+Explanations come from LightGBM's ``pred_contrib`` over the hashed feature groups.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from bandit.features import Namespaces
+from bandit.policy import RankingOptions, VWPolicy, _Current
+from bandit.policy_spec import PolicySpec
+from bandit.types import DecideRequest, Offer
+
+
+def parse_lgbm_policy(text: str) -> tuple[str, float]:
+    """``lgbm:DIR[,epsilon=E]`` → (DIR, E)."""
+    if not text.startswith("lgbm:"):
+        raise ValueError("expected lgbm:DIR[,epsilon=E]")
+    body = text[5:]
+    path, _, rest = body.partition(",")
+    eps = 0.05
+    if rest:
+        key, eq, value = rest.partition("=")
+        if key.strip() != "epsilon" or not eq:
+            raise ValueError("the only option of an lgbm policy is epsilon=E")
+        eps = float(value)
+        if not 0 <= eps <= 1:
+            raise ValueError("epsilon must be in [0, 1]")
+    if not path:
+        raise ValueError("lgbm:DIR needs the directory written by bandit-replay train")
+    return path, eps
+
+
+class LGBMRanker:
+    """The trained artifact: a booster and the featurizer's vocabulary."""
+
+    def __init__(self, directory: str | Path) -> None:
+        import lightgbm as lgb
+
+        d = Path(directory)
+        try:
+            self.meta: dict[str, Any] = orjson.loads((d / "meta.json").read_bytes())
+            self.booster = lgb.Booster(model_file=str(d / "model.txt"))
+        except (OSError, orjson.JSONDecodeError, lgb.basic.LightGBMError) as exc:
+            raise ValueError(f"{d} is not a model written by bandit-replay train: {exc}") \
+                from None
+        self.index = {name: i for i, name in enumerate(self.meta["action_names"])}
+        self.context_dim = int(self.meta["context_dim"])
+        self.action_dim = int(self.meta["action_dim"])
+
+    def features(self, context: Namespaces, offers: list[Offer], slot: int) -> np.ndarray:
+        from replay.logs import hash_features
+
+        ctx = hash_features(context, self.context_dim)
+        rows = []
+        unknown = len(self.index)
+        for o in offers:
+            af = hash_features(o.features, self.action_dim)
+            rows.append(np.concatenate([ctx, af, [float(self.index.get(o.id, unknown)),
+                                                  float(slot)]]))
+        return np.asarray(rows, dtype=np.float32)
+
+    def scores(self, context: Namespaces, offers: list[Offer], slot: int) -> np.ndarray:
+        return np.asarray(self.booster.predict(self.features(context, offers, slot)))
+
+    def contributions(self, context: Namespaces, offer: Offer, slot: int,
+                      top: int = 5) -> list[dict[str, object]]:
+        c = np.asarray(self.booster.predict(self.features(context, [offer], slot),
+                                            pred_contrib=True))[0]
+        names = ([f"context#{i}" for i in range(self.context_dim)] +
+                 [f"offer#{i}" for i in range(self.action_dim)] + ["offer_id", "slot"])
+        groups = list(zip(names, c[:-1], strict=True))  # the last column is the bias
+        groups.sort(key=lambda g: -abs(g[1]))
+        return [{"feature": n, "contribution": float(v)} for n, v in groups[:top] if v != 0]
+
+
+class LGBMPolicy(VWPolicy):
+    def __init__(self, text: str, seed: int = 0, options: RankingOptions | None = None) -> None:
+        path, eps = parse_lgbm_policy(text)
+        self.ranker = LGBMRanker(path)
+        self.epsilon = eps
+        super().__init__(PolicySpec.parse(f"epsilon:{eps}"), None,  # type: ignore[arg-type]
+                         f"lgbm-{Path(path).name}", seed, options)
+        self.name = text
+
+    def _pmf(self, current: _Current, context: Namespaces, offers: list[Offer],
+             slot: int) -> list[float]:
+        s = self.ranker.scores(context, offers, slot)
+        n = len(offers)
+        best = int(np.argmax(s))
+        return [self.epsilon / n + (1 - self.epsilon if j == best else 0.0) for j in range(n)]
+
+    def _explain(self, model: Any, request: DecideRequest, order: list[int],
+                 probs: list[float], top: int = 5) -> list[dict[str, object]]:
+        out = []
+        for pos in range(min(request.slots, len(order))):
+            offer = request.offers[order[pos]]
+            out.append({"id": offer.id, "probability": probs[pos],
+                        "contributions": self.ranker.contributions(request.context, offer,
+                                                                   pos, top)})
+        return out
+
+    def swap(self, *args: Any, **kwargs: Any) -> None:
+        """A LightGBM policy is not hot-swapped from the VW model store."""
+
+    def close(self) -> None:
+        pass
