@@ -46,6 +46,7 @@ class RankingOptions:
     new_offer_floor: float = 0.02    # minimum probability of each new offer per slot
     diversity: float = 0.0           # λ: 0 = off, 1 = never repeat a category in slots 2-3
     diversity_feature: str = "category"
+    safe_delta: float = 0.0          # explore only offers within δ of the best (0 = off)
 
 
 def category_of(features: Namespaces, name: str) -> str | None:
@@ -227,6 +228,8 @@ class VWPolicy:
             adjustable = mode in ("model", "popularity")
             if adjustable and request.explore and stats is not None and opts.new_offer_floor > 0:
                 pmf = self._floor(pmf, [offers[i].id for i in remaining], stats)
+            if adjustable and request.explore and stats is not None and opts.safe_delta > 0:
+                pmf = self._safe(pmf, [offers[i].id for i in remaining], stats, mean)
             if adjustable and k > 0 and opts.diversity > 0:
                 pmf = self._diversify(pmf, [offers[i].features for i in remaining],
                                       categories)
@@ -269,6 +272,17 @@ class VWPolicy:
                 if request.offers[i].id == request.default_id:
                     return j
         return 0
+
+    def _safe(self, pmf: list[float], ids: list[str], stats: OfferStats,
+              mean: float) -> list[float]:
+        """Safe exploration: keep the exploration mass only on offers whose de-biased
+        value estimate is within δ of the best offer's (the policy's greedy choice is
+        always kept), so clearly bad offers are never explored."""
+        best = max(range(len(pmf)), key=pmf.__getitem__)
+        values = [stats.value(i, mean) for i in ids]
+        bar = max(values[best], max(values)) - self.options.safe_delta
+        w = [p if (values[j] >= bar or j == best) else 0.0 for j, p in enumerate(pmf)]
+        return _normalise(w)
 
     def _floor(self, pmf: list[float], ids: list[str], stats: OfferStats) -> list[float]:
         """Give every new offer at least the floor probability (when some are known)."""

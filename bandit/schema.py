@@ -25,7 +25,7 @@ from bandit.features import (
     offer_id_feature,
 )
 from bandit.settings import Settings
-from bandit.types import DecideRequest, Offer, Reward
+from bandit.types import NONE_ID, DecideRequest, Offer, Reward
 from bandit.vw_adapter import action_line
 
 
@@ -87,6 +87,14 @@ class OfferCache:
         return offer
 
 
+def null_offer() -> Offer:
+    ns = {ID_NAMESPACE: {offer_id_feature(NONE_ID): 1.0}, OFFER_PREFIX + "none": {"none": 1.0}}
+    return Offer(NONE_ID, ns, action_line(ns))
+
+
+NULL_OFFER = null_offer()
+
+
 class RequestParser:
     """Turns request bodies into typed requests under the configured limits."""
 
@@ -131,6 +139,9 @@ class RequestParser:
             assert oid is not None
             if oid in seen:
                 raise BadRequest(f"duplicate offer id {oid!r}", field=f"{where}.id")
+            if oid == NONE_ID:
+                raise BadRequest(f"offer id {NONE_ID!r} is reserved for the null offer "
+                                 "(use allow_none)", field=f"{where}.id")
             seen.add(oid)
             feats = features_of(item.get("features"), f"{where}.features")
             out.append(self.offers.get(oid, feats, f"{where}.features", self.limits))
@@ -187,6 +198,7 @@ class RequestParser:
             defer=_bool(obj, "defer", False),
             user_id=check_id(obj.get("user_id"), "user_id", self.s.max_id_bytes, required=False),
             explain=_bool(obj, "explain", False),
+            allow_none=_bool(obj, "allow_none", False),
         )
 
     def reward(self, body: bytes) -> Reward:

@@ -132,6 +132,12 @@ class Settings:
     experiment: str = ""
     mode: str = "online"
     shadow_policy: str = ""
+    # causal value and safe exploration
+    holdout: float = 0.0
+    holdout_treatment: str = "none"
+    safe_delta: float = 0.0
+    explore_budget: int = 0
+    protected: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -190,6 +196,12 @@ class Settings:
             experiment=_str(e, "EXPERIMENT", cls.experiment),
             mode=_choice(e, "MODE", cls.mode, ("online", "apprentice")),
             shadow_policy=_str(e, "SHADOW_POLICY", cls.shadow_policy),
+            holdout=_float(e, "HOLDOUT", cls.holdout, 0.0, 0.5),
+            holdout_treatment=_choice(e, "HOLDOUT_TREATMENT", cls.holdout_treatment,
+                                      ("none", "default")),
+            safe_delta=_float(e, "SAFE_DELTA", cls.safe_delta, 0.0, 1e9),
+            explore_budget=_int(e, "EXPLORE_BUDGET", cls.explore_budget, 0, 10**9),
+            protected=_str(e, "PROTECTED", cls.protected),
         )
         s.validate()
         return s
@@ -271,7 +283,7 @@ class Settings:
 
         return RankingOptions(self.warmup_events, self.popularity_epsilon,
                               self.new_offer_impressions, self.new_offer_floor,
-                              self.diversity, self.diversity_feature)
+                              self.diversity, self.diversity_feature, self.safe_delta)
 
     @property
     def sink_kind(self) -> str:

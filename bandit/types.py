@@ -33,6 +33,7 @@ class DecideRequest:
     slot_ids: tuple[str, ...] = ()                 # Personalizer multi-slot slot ids
     slot_exclude: tuple[frozenset[str], ...] = ()  # per-slot excluded offer ids
     default_id: str | None = None  # the client's own choice (apprentice mode baseline)
+    allow_none: bool = False  # "show nothing" may be chosen (the null offer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +71,6 @@ class Reward:
     slot: int | None = None
     kind: str | None = None
     slot_id: str | None = None  # Personalizer multi-slot rewards name the slot
+
+
+NONE_ID = "__none__"  # the null offer: "show nothing" as an action the policy can choose

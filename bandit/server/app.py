@@ -34,7 +34,7 @@ from bandit.server.service import Service
 from bandit.server.status import render as render_status
 from bandit.settings import Settings
 from bandit.sinks import EventSink, make_sink
-from bandit.types import DecideRequest, Decision
+from bandit.types import NONE_ID, DecideRequest, Decision
 from bandit.userstore import load_salt, make_user_store
 
 log = logging.getLogger("bandit.server")
@@ -57,7 +57,7 @@ def guarded(service: Service, fn: Handler) -> Handler:
 
 def ranking_json(request: DecideRequest, decision: Decision) -> list[dict[str, Any]]:
     offers = request.offers
-    return [{"id": offers[i].id, "probability": p}
+    return [{"id": None if offers[i].id == NONE_ID else offers[i].id, "probability": p}
             for i, p in zip(decision.order, decision.probabilities, strict=True)]
 
 

@@ -16,13 +16,14 @@ from bandit.metrics import Metrics
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError
 from bandit.offerstats import OfferStats
 from bandit.policy import VWPolicy, category_of
-from bandit.schema import RequestParser
+from bandit.schema import NULL_OFFER, RequestParser
 from bandit.settings import Settings
 from bandit.sinks import EventSink
 from bandit.types import DecideRequest, Decision, Reward
 from bandit.userstore import UserStore, hash_user
 
 log = logging.getLogger("bandit.server")
+HOLDOUT = Experiment("holdout", ())  # its hash decides who is held out
 
 
 class SinkUnavailable(BadRequest):
@@ -45,11 +46,15 @@ class Service:
     shadow: tuple[VWPolicy, str] | None = None
     parser: RequestParser = field(init=False)
     apprentice: list[int] = field(default_factory=lambda: [0, 0])  # decisions, agreements
+    _explored: dict[str, list[float]] = field(default_factory=dict)
+    _protected: frozenset[str] = field(init=False)
     live: LiveStats = field(default_factory=LiveStats)
     _refused: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.parser = RequestParser(self.settings)
+        self._protected = frozenset(p.strip() for p in self.settings.protected.split(",")
+                                    if p.strip())
         self.metrics.set_model(self.policy.version, self.policy.name)
 
     # -- the decision path ----------------------------------------------------------------
@@ -59,12 +64,25 @@ class Service:
         t0 = time.perf_counter()
         request = self._with_user(request)
         mode = "apprentice" if self.settings.mode == "apprentice" else "model"
-        if self.experiment is not None:
-            mode = self.experiment.assign(request.user_id or request.event_id)
+        arm: str | None = None
+        if self._in_holdout(request):
+            arm, mode = "holdout", "fixed"
+            if self.settings.holdout_treatment == "none":  # show nothing, with certainty
+                request = replace(request, offers=(NULL_OFFER,), slots=1)
+        else:
+            if request.allow_none:
+                request = replace(request, offers=(*request.offers, NULL_OFFER))
+            if self.experiment is not None:
+                mode = arm = self.experiment.assign(request.user_id or request.event_id)
+            elif self.settings.holdout > 0:
+                arm = "treatment"
+            if request.explore and not self._may_explore(request):
+                request = replace(request, explore=False)
         decision = self.policy.decide(request, mode)
         extra: dict[str, Any] = {}
-        if self.experiment is not None:
-            extra.update(experiment=self.experiment.name, arm=mode)
+        if arm is not None:
+            extra.update(experiment=self.experiment.name if self.experiment else "holdout",
+                         arm=arm)
         if "agree" in decision.info:
             self.apprentice[0] += 1
             self.apprentice[1] += int(bool(decision.info["agree"]))
@@ -86,9 +104,37 @@ class Service:
                      for i in decision.order[:decision.slots]]
             self.users.record_decision(request.user_id, request.event_id, shown, time.time())
         self.metrics.decide_latency.observe(time.perf_counter() - t0)
-        self.live.decision(mode if self.experiment is not None else decision.policy,
+        # the budget counts decisions made at random (any shown probability below 1)
+        if (self.settings.explore_budget and request.user_id is not None and request.explore
+                and decision.slots and min(decision.probabilities[:decision.slots]) < 1.0):
+            self._explored.setdefault(request.user_id, []).append(time.time())
+        self.live.decision(arm if arm is not None else decision.policy,
                            decision.explored, request.event_id)
         return request, decision
+
+    def _in_holdout(self, request: DecideRequest) -> bool:
+        if self.settings.holdout <= 0:
+            return False
+        unit = request.user_id or request.event_id
+        return HOLDOUT.point(unit) < self.settings.holdout
+
+    def _may_explore(self, request: DecideRequest) -> bool:
+        """Safe exploration: never for protected segments, and at most
+        ``BANDIT_EXPLORE_BUDGET`` explored decisions per user within the signal TTL."""
+        if self._protected and any(key in feats for feats in request.context.values()
+                                   for key in self._protected):
+            return False
+        budget = self.settings.explore_budget
+        if budget and request.user_id is not None:
+            now = time.time()
+            recent = [t for t in self._explored.get(request.user_id, [])
+                      if t > now - self.settings.signal_ttl]
+            self._explored[request.user_id] = recent
+            if len(self._explored) > self.settings.max_users:
+                self._explored.clear()  # bounded; forgetting only allows exploration again
+            if len(recent) >= budget:
+                return False
+        return True
 
     def _shadow(self, request: DecideRequest) -> dict[str, Any]:
         """The shadow policy's decision on the same request: logged, never shown."""

@@ -1,0 +1,86 @@
+"""Show-nothing as an action, holdouts, and safe exploration."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from bandit.policy import RankingOptions
+from bandit.simulator import World
+from tests.ranking.harness import Loop
+from tests.server.test_app import logged
+from tests.server.conftest import offers
+from tests.test_experiments import make
+
+
+def test_show_nothing_is_an_action_with_its_probability(tmp_path):
+    s, c = make(tmp_path)
+    try:
+        outs = [c.post("/v1/decide", json={"offers": offers(3), "allow_none": True}).json()
+                for _ in range(200)]
+        bad = c.post("/v1/decide", json={"offers": [{"id": "__none__"}]})
+    finally:
+        c.close()
+    chosen = Counter(o["slots"][0]["id"] for o in outs)
+    assert None in chosen  # the empty slot was chosen sometimes, and reported as null
+    for o in outs:
+        assert len(o["ranking"]) == 4 and sum(x["id"] is None for x in o["ranking"]) == 1
+        assert 0 < o["slots"][0]["probability"] <= 1
+    assert bad.status_code == 400 and "reserved" in bad.json()["error"]["message"]
+    d = logged(s, "decisions")[0]
+    assert "__none__" in d["ids"]  # learnable: the null offer is logged like any other
+
+
+def test_holdout_share_and_treatment(tmp_path):
+    s, c = make(tmp_path, holdout=0.2)
+    try:
+        outs = [c.post("/v1/decide", json={"offers": offers(3), "user_id": f"u{i}"}).json()
+                for i in range(2000)]
+    finally:
+        c.close()
+    held = [o for o in outs if o["slots"][0]["id"] is None]
+    assert abs(len(held) / len(outs) - 0.2) < 0.03
+    assert all(o["slots"][0]["probability"] == 1.0 for o in held)
+    arms = Counter(d["arm"] for d in logged(s, "decisions"))
+    assert arms["holdout"] == len(held) and arms["treatment"] == len(outs) - len(held)
+
+
+def test_protected_segments_and_exploration_budget(tmp_path):
+    s, c = make(tmp_path, protected="tier=vip", explore_budget=2,
+                policy="epsilon:1.0")  # ε = 1: every decision explores unless prevented
+    try:
+        vip = [c.post("/v1/decide", json={"offers": offers(4), "context": {"u": {
+            "tier": "vip"}}}).json() for _ in range(30)]
+        user = [c.post("/v1/decide", json={"offers": offers(4), "user_id": "bob"}).json()
+                for _ in range(30)]
+    finally:
+        c.close()
+    assert all(o["slots"][0]["probability"] == 1.0 for o in vip)  # greedy, never explored
+    explored = [o["slots"][0]["probability"] < 1.0 for o in user]
+    assert sum(explored) <= 2 and all(not e for e in explored[2:])
+
+
+@pytest.mark.slow
+def test_safe_exploration_cuts_worst_offer_exposure(tmp_path):
+    world = World(seed=7)
+    rng = np.random.default_rng(0)
+    users = [world.user(rng) for _ in range(2000)]
+    mean_ctr = {o.id: np.mean([world.click_probability(u, o) for u in users])
+                for o in world.offers}
+    worst = min(mean_ctr, key=mean_ctr.get)
+    results = {}
+    for name, delta in (("plain", 0.0), ("safe", 0.08)):
+        loop = Loop(world, tmp_path / name, seed=5, policy_spec="epsilon:0.3",
+                    options=RankingOptions(safe_delta=delta, new_offer_impressions=0))
+        steps = loop.run(20_000)
+        loop.close()
+        last = steps[-8000:]
+        results[name] = (np.mean([s.shown[0] == worst for s in last]),
+                         np.mean([s.expected for s in last]))
+    print({k: (round(a, 4), round(v, 4)) for k, (a, v) in results.items()})
+    plain_exposure, plain_value = results["plain"]
+    safe_exposure, safe_value = results["safe"]
+    assert plain_exposure > 0.01 and safe_exposure <= 0.01
+    assert safe_value >= 0.9 * plain_value
