@@ -145,6 +145,41 @@ def train_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def uplift_cmd(args: argparse.Namespace) -> int:
+    from bandit.policy import category_of
+    from replay.readers import read
+    from replay.uplift import uplift
+
+    try:
+        logs = read(args.logs, args.format, strict=args.strict, keep_rows=bool(args.segment))
+        segment = None
+        if args.segment:
+            assert logs.rows is not None
+            segment = [category_of(r[0], args.segment) if r else None for r in logs.rows]
+        result = uplift(logs, args.kind, args.folds, args.seed, segment)
+    except (LogError, ValueError) as exc:
+        print(f"bandit-replay: {exc}", file=sys.stderr)
+        return 2
+    if args.export:
+        from pathlib import Path
+
+        Path(args.export).write_bytes(orjson.dumps(
+            {k: v["dr"] for k, v in result["offers"].items()}, option=orjson.OPT_INDENT_2))
+    if args.report:
+        from replay.report import write_uplift_report
+
+        write_uplift_report(result, args.report)
+    if args.json:
+        print(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY, default=float).decode())
+        return 0
+    print(f"{result['rows']} rows, {result['control_rows']} showed nothing; outcome "
+          f"{result['kind']}")
+    for name, r in sorted(result["offers"].items(), key=lambda kv: -kv[1]["dr"]):
+        print(f"{name:<20} T={_fmt(r['t_learner'])}  DR={_fmt(r['dr'])} "
+              f"[{_fmt(r['ci'][0])}, {_fmt(r['ci'][1])}]")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bandit-replay", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -183,7 +218,20 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--ips", action="store_true", help="weight rows by 1/p (exposure bias)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--strict", action="store_true")
+    u = sub.add_parser("uplift", help="per-offer incremental effects (T- and DR-learner)")
+    u.add_argument("logs")
+    u.add_argument("--format", default="auto", choices=("auto", "dsjson", "kafka"))
+    u.add_argument("--kind", default="reward", help="outcome: reward, or a kind (conversion)")
+    u.add_argument("--segment", help="a categorical context feature to split by")
+    u.add_argument("--folds", type=int, default=5)
+    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--export", help="write {offer: effect} JSON (priors for the policy)")
+    u.add_argument("--report", help="HTML report with Qini curves")
+    u.add_argument("--strict", action="store_true")
+    u.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.command == "uplift":
+        return uplift_cmd(args)
     if args.command == "train":
         return train_cmd(args)
     if args.command == "evaluate":

@@ -92,3 +92,36 @@ text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}img{{max-widt
 <table><tr><th>policy</th><th>estimator</th><th>n</th><th>value</th><th>interval</th>
 <th>normal interval</th></tr>{''.join(rows)}</table>{figs}</body></html>"""
     Path(path).write_text(page, encoding="utf-8")
+
+
+def write_uplift_report(result: dict[str, Any], path: str | Path,
+                        title: str = "bandit-replay uplift") -> None:
+    """Per-offer incremental effects (T-learner, DR with interval) and Qini curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{r['t_learner']:.5f}</td><td>{r['dr']:.5f}</td>"
+        f"<td>[{r['ci'][0]:.5f}, {r['ci'][1]:.5f}]</td><td>{r['treated']}</td>"
+        f"<td>{r['control']}</td></tr>"
+        for name, r in sorted(result["offers"].items(), key=lambda kv: -kv[1]["dr"]))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, pts in sorted(result["qini"].items()):
+        ax.plot([q for q, _ in pts], [g for _, g in pts], label=name)
+    ax.plot([0, 1], [0, 0], "k--", lw=1)
+    ax.set_xlabel("fraction of users targeted (by predicted uplift)")
+    ax.set_ylabel("incremental outcomes (Qini)")
+    ax.legend(loc="best", fontsize=7)
+    ax.grid(alpha=0.3)
+    img = _png(fig)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em}}td,th{{border:1px solid #ccc;
+padding:4px 8px}}table{{border-collapse:collapse}}img{{max-width:100%}}</style></head><body>
+<h1>{html.escape(title)}</h1><p>{result['rows']} rows, {result['control_rows']} showed nothing.
+Outcome: {html.escape(str(result['kind']))}.</p>
+<table><tr><th>offer</th><th>T-learner</th><th>DR</th><th>95% interval</th><th>treated</th>
+<th>control</th></tr>{rows}</table><h2>Qini curves</h2>
+<img alt="Qini curves" src="data:image/png;base64,{img}"></body></html>"""
+    Path(path).write_text(page, encoding="utf-8")

@@ -10,8 +10,8 @@ import pytest
 from bandit.policy import RankingOptions
 from bandit.simulator import World
 from tests.ranking.harness import Loop
-from tests.server.test_app import logged
 from tests.server.conftest import offers
+from tests.server.test_app import logged
 from tests.test_experiments import make
 
 
