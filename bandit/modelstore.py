@@ -199,13 +199,19 @@ class ModelStore:
             raise ModelStoreError(f"no version {version} in {self.dir} (it may have been "
                                   f"pruned; the store keeps {self.keep})") from None
 
-    def pin(self, version: str) -> Manifest:
+    def pin(self, version: str, reason: str = "manual") -> Manifest:
         """Serve ``version`` from now on, whatever the learner publishes (rollback)."""
         m = self.version(version)
         self.verify(m)
         atomic_write(self.pin_path, orjson.dumps({"version": m.version, "pinned_at":
-                                                  utc_now()}))
+                                                  utc_now(), "reason": reason}))
         return m
+
+    def pin_reason(self) -> str | None:
+        try:
+            return str(orjson.loads(self.pin_path.read_bytes()).get("reason", "manual"))
+        except (FileNotFoundError, orjson.JSONDecodeError, AttributeError):
+            return None
 
     def unpin(self) -> None:
         self.pin_path.unlink(missing_ok=True)

@@ -97,6 +97,8 @@ class Settings:
     default_reward: float = 0.0
     checkpoint_events: int = 5000
     checkpoint_seconds: float = 5.0
+    guard_margin: float = 0.0
+    guard_holdout: float = 0.1
     # request limits
     max_offers: int = 50
     max_body_bytes: int = 1 << 20
@@ -164,6 +166,8 @@ class Settings:
             checkpoint_events=_int(e, "CHECKPOINT_EVENTS", cls.checkpoint_events, 1, 10**9),
             checkpoint_seconds=_float(e, "CHECKPOINT_SECONDS", cls.checkpoint_seconds,
                                       0.01, 86400.0),
+            guard_margin=_float(e, "GUARD_MARGIN", cls.guard_margin, 0.0, 1e9),
+            guard_holdout=_float(e, "GUARD_HOLDOUT", cls.guard_holdout, 0.001, 0.5),
             max_offers=_int(e, "MAX_OFFERS", cls.max_offers, 1, 10000),
             max_body_bytes=_int(e, "MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 30),
             max_id_bytes=_int(e, "MAX_ID_BYTES", cls.max_id_bytes, 8, 65536),

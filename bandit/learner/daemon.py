@@ -26,6 +26,7 @@ import orjson
 from bandit import kafka_client
 from bandit.errors import BadRequest
 from bandit.events import decode, joined_event, parse_decision, parse_reward
+from bandit.learner.guard import PromotionGuard
 from bandit.learner.join import Joined, JoinState
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError
 from bandit.offerstats import OfferStats
@@ -72,6 +73,9 @@ class Learner:
         self.state = JoinState(settings.reward_wait, settings.reward_function,
                                settings.default_reward, weights=settings.weights())
         self.offer_stats = OfferStats()
+        self.guard = PromotionGuard(settings.guard_margin, settings.guard_holdout) \
+            if settings.guard_margin > 0 else None
+        self._promoted: Manifest | None = None
         self.policy = settings.policy
         self.offsets: dict[str, int] = {}
         self.dead_letters = 0
@@ -194,6 +198,10 @@ class Learner:
     def _learn(self, j: Joined) -> None:
         d = j.decision
         line = orjson.dumps(joined_event(d, j.reward, j.rewards))
+        if self.guard is not None and self.guard.held_out(str(d["EventId"])):
+            self.guard.add(d, j.reward)  # held out for the promotion guard, not learned
+            self._produce(self.topics.joined, str(d["EventId"]).encode(), line)
+            return
         try:
             self.model.learn_dsjson(line.decode())
             for k in range(2, len(j.slot_rewards) + 1):
@@ -230,6 +238,8 @@ class Learner:
             self.manifest = self.store.publish(self.model, self.policy, learned,
                                                self.offsets, extra)
             self._published_learned = learned
+            if self.guard is not None:
+                self._guard(self.manifest)
         else:
             self.manifest = self.store.update(self.manifest, self.offsets, extra)
         self._commit_offsets()
@@ -237,6 +247,37 @@ class Learner:
         self._dirty = False
         self._last_checkpoint = time.monotonic()
         return self.manifest
+
+    def _guard(self, candidate: Manifest) -> None:
+        """Promote ``candidate`` only if it is not worse than the promoted model."""
+        assert self.guard is not None
+        if self.store.pin_reason() not in (None, "guard"):
+            return  # a person pinned a version: leave serving alone
+        promoted = self._promoted
+        if promoted is None or not self.guard.events:
+            self._promoted = candidate
+            return
+        new = self.store.load(candidate)
+        try:
+            old = self.store.load(promoted)
+        except ModelStoreError:  # the promoted version was pruned: nothing to protect
+            new.close()
+            self._promoted = candidate
+            return
+        try:
+            ok, v_new, v_old = self.guard.passes(new, old)
+        finally:
+            new.close()
+            old.close()
+        if ok:
+            if self.store.pin_reason() == "guard":
+                self.store.unpin()
+            self._promoted = candidate
+        else:
+            log.warning("guard: version %s (%.4f) is worse than %s (%.4f) on %d held-out "
+                        "events; servers keep %s", candidate.version, v_new,
+                        promoted.version, v_old, len(self.guard.events), promoted.version)
+            self.store.pin(promoted.version, reason="guard")
 
     def _commit_offsets(self) -> None:
         tps = []
@@ -265,4 +306,5 @@ class Learner:
     def status(self) -> dict[str, Any]:
         return {"version": self.manifest.version if self.manifest else None,
                 **self.state.counters.as_dict(), **self.state.sizes,
-                "dead_letters": self.dead_letters, "learn_errors": self.learn_errors}
+                "dead_letters": self.dead_letters, "learn_errors": self.learn_errors,
+                "guard_blocked": self.guard.blocked if self.guard else 0}

@@ -305,3 +305,52 @@ def test_twenty_swaps_and_a_corrupt_model_under_load(start_server, tmp_path):
     metrics = httpx.get(srv.base + "/metrics").text
     assert 'bandit_model_swaps_total{result="refused"}' in metrics
     assert json.loads(httpx.get(srv.base + "/v1/model").text)["version"] == last
+
+
+def test_the_guard_rail_keeps_a_worse_model_from_being_served(broker, prefix, tmp_path):
+    """A published version that does worse than the promoted one on held-out events is
+    not served (the store is pinned to the promoted one) until a later one passes."""
+    from bandit.events import joined_event
+
+    s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=0.5,
+                 model_dir=str(tmp_path / "models"), checkpoint_seconds=3600,
+                 checkpoint_events=10**9, guard_margin=0.02, guard_holdout=0.2,
+                 policy="epsilon:0.2")
+    learner = Learner(s)
+    learner.connect()
+    store = ModelStore(s.model_dir)
+    rng = np.random.default_rng(0)
+
+    def stream(tag: str, n: int) -> None:
+        # offer 1 is always clicked, the others never
+        chosen = rng.integers(0, 3, n)
+        produce(broker.bootstrap, prefix + "decisions",
+                [(f"{tag}{i}", dumps(decision(f"{tag}{i}", int(c)))) for i, c in
+                 enumerate(chosen)])
+        produce(broker.bootstrap, prefix + "rewards",
+                [(f"{tag}{i}", dumps({"EventId": f"{tag}{i}", "v": 1.0}))
+                 for i, c in enumerate(chosen) if c == 1])
+
+    try:
+        stream("a", 1500)
+        run_learner(learner, lambda: learner.state.counters.learned >= 1500)
+        good = learner.checkpoint()
+        assert store.serving().version == good.version and len(learner.guard.events) > 100
+        stream("b", 600)  # the second round promotes over the first
+        run_learner(learner, lambda: learner.state.counters.learned >= 2100)
+        better = learner.checkpoint()
+        assert store.pinned() is None and store.serving().version == better.version
+        # now the model goes wrong (say, a bug teaches it the opposite of the truth)
+        for i in range(3000):
+            wrong = decision(f"x{i}", i % 2)  # offer 1 never clicked, offer 0 always
+            learner.model.learn_dsjson(orjson.dumps(joined_event(wrong, float(i % 2 == 0),
+                                                                 [])).decode())
+        stream("c", 30)
+        run_learner(learner, lambda: learner.state.counters.learned >= 2130)
+        worse = learner.checkpoint()
+        assert store.current().version == worse.version  # written, so the learner resumes
+        assert store.pinned().version == better.version  # but not served
+        assert store.pin_reason() == "guard" and learner.guard.blocked == 1
+        assert learner.status()["guard_blocked"] == 1
+    finally:
+        learner.close()
