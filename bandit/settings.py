@@ -246,9 +246,10 @@ class Settings:
                 check()
             except ValueError as exc:
                 raise ConfigError(f"{PREFIX}{name}: {exc}") from None
-        if not (self.user_store in ("memory", "none") or self.user_store.startswith("sqlite:")):
+        if not (self.user_store in ("memory", "none") or
+                self.user_store.startswith(("sqlite:", "redis://", "rediss://", "unix://"))):
             raise ConfigError(f"{PREFIX}USER_STORE={self.user_store!r}: expected memory, "
-                              "sqlite:PATH or none")
+                              "sqlite:PATH, redis://HOST:PORT[/DB] or none")
         if self.experiment:
             from bandit.experiments import Experiment
 

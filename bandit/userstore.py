@@ -34,7 +34,9 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
+
+import orjson
 
 from bandit.features import Namespaces
 
@@ -346,6 +348,114 @@ class SqliteUserStore:
                 db.execute("INSERT INTO clk VALUES (?, ?, ?, ?)", (user, offer, cat, now))
 
 
+class RedisUserStore:
+    """The same signals and caps in Redis, shared by every server of a deployment.
+
+    Keys (prefix ``bandit:``): per user sorted sets of impressions, clicks and
+    decisions scored by time; per event the shown offers (expiring with the TTL); per
+    budgeted offer a sorted set of impression times. Old entries are trimmed on write
+    and every key expires, so Redis holds only the signal window.
+    """
+
+    def __init__(self, url: str, ttl: float, frequency_cap: Cap | None = None,
+                 budgets: dict[str, Cap] | None = None) -> None:
+        import redis
+
+        self.r = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self.ttl = ttl
+        self.cap = frequency_cap
+        self.budgets = budgets or {}
+        self.horizon = max([ttl] + ([frequency_cap.period] if frequency_cap else []))
+
+    @staticmethod
+    def _member(t: float, offer: str, cat: str | None) -> str:
+        return orjson.dumps([t, offer, cat, secrets.token_hex(4)]).decode()
+
+    def signals(self, user: str, now: float) -> Namespaces:
+        start = now - self.ttl
+        p = self.r.pipeline()
+        p.zrangebyscore(f"bandit:u:{user}:imp", start, "+inf")
+        p.zrangebyscore(f"bandit:u:{user}:clk", start, "+inf")
+        p.zcount(f"bandit:u:{user}:dec", start, "+inf")
+        imps, clks, depth = p.execute()
+        feats: dict[str, float] = {}
+        for raw in imps:
+            _, offer, cat, _ = orjson.loads(raw)
+            feats["imp=" + offer] = feats.get("imp=" + offer, 0.0) + 1
+            if cat is not None:
+                feats["impcat=" + cat] = feats.get("impcat=" + cat, 0.0) + 1
+        last = None
+        for raw in clks:
+            t, offer, cat, _ = orjson.loads(raw)
+            feats["clk=" + offer] = feats.get("clk=" + offer, 0.0) + 1
+            if cat is not None:
+                feats["clkcat=" + cat] = feats.get("clkcat=" + cat, 0.0) + 1
+            last = t if last is None else max(last, t)
+        if last is not None:
+            feats["since_click=" + _since_bucket(now - last)] = 1.0
+        if depth:
+            feats["depth"] = float(depth)
+        return {SIGNAL_NAMESPACE: feats} if feats else {}
+
+    def capped(self, user: str | None, offers: list[str], now: float) -> set[str]:
+        out: set[str] = set()
+        if self.cap is not None and user is not None:
+            counts: dict[str, int] = {}
+            for raw in self.r.zrangebyscore(f"bandit:u:{user}:imp", now - self.cap.period,
+                                            "+inf"):
+                offer = orjson.loads(cast(bytes, raw))[1]
+                counts[offer] = counts.get(offer, 0) + 1
+            out |= {o for o in offers if counts.get(o, 0) >= self.cap.count}
+        budgeted = [o for o in offers if o in self.budgets]
+        if budgeted:
+            p = self.r.pipeline()
+            for o in budgeted:
+                p.zcount(f"bandit:o:{o}:imp", now - self.budgets[o].period, "+inf")
+            for o, n in zip(budgeted, p.execute(), strict=True):
+                if n >= self.budgets[o].count:
+                    out.add(o)
+        return out
+
+    def record_decision(self, user: str | None, event_id: str,
+                        shown: list[tuple[str, str | None]], now: float) -> None:
+        p = self.r.pipeline()
+        for offer, _ in shown:
+            b = self.budgets.get(offer)
+            if b is not None:
+                key = f"bandit:o:{offer}:imp"
+                p.zadd(key, {self._member(now, offer, None): now})
+                p.zremrangebyscore(key, "-inf", now - b.period)
+                p.expire(key, int(b.period) + 1)
+        if user is not None:
+            keep = int(self.horizon) + 1
+            imp, dec = f"bandit:u:{user}:imp", f"bandit:u:{user}:dec"
+            if shown:
+                p.zadd(imp, {self._member(now, o, c): now for o, c in shown})
+            p.zremrangebyscore(imp, "-inf", now - self.horizon)
+            p.expire(imp, keep)
+            p.zadd(dec, {event_id: now})
+            p.zremrangebyscore(dec, "-inf", now - self.ttl)
+            p.expire(dec, int(self.ttl) + 1)
+            p.set(f"bandit:e:{event_id}", orjson.dumps([user, shown]), ex=int(self.ttl) + 1)
+        p.execute()
+
+    def record_reward(self, event_id: str, slot: int, value: float, now: float) -> None:
+        if value <= 0:
+            return
+        raw = self.r.get(f"bandit:e:{event_id}")
+        if not isinstance(raw, (bytes, str)):
+            return
+        user, shown = orjson.loads(raw)
+        if 1 <= slot <= len(shown):
+            offer, cat = shown[slot - 1]
+            key = f"bandit:u:{user}:clk"
+            p = self.r.pipeline()
+            p.zadd(key, {self._member(now, offer, cat): now})
+            p.zremrangebyscore(key, "-inf", now - self.ttl)
+            p.expire(key, int(self.ttl) + 1)
+            p.execute()
+
+
 def make_user_store(kind: str, ttl: float, frequency_cap: str, budgets: str,
                     max_users: int) -> UserStore | None:
     cap = Cap.parse(frequency_cap) if frequency_cap else None
@@ -356,5 +466,8 @@ def make_user_store(kind: str, ttl: float, frequency_cap: str, budgets: str,
         return MemoryUserStore(ttl, cap, b, max_users)
     if kind.startswith("sqlite:"):
         return SqliteUserStore(kind[7:], ttl, cap, b)
-    raise ValueError(f"unknown user store {kind!r} (memory, sqlite:PATH, none)")
+    if kind.startswith(("redis://", "rediss://", "unix://")):
+        return RedisUserStore(kind, ttl, cap, b)
+    raise ValueError(f"unknown user store {kind!r} (memory, sqlite:PATH, redis://HOST:PORT, "
+                     "none)")
 

@@ -3,13 +3,20 @@ memory and in SQLite shared by two real uvicorn workers."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import time
+
 import httpx
 import pytest
 
+from bandit.broker import port_open
+from bandit.stack import free_port
 from bandit.userstore import (
     SIGNAL_NAMESPACE,
     Cap,
     MemoryUserStore,
+    RedisUserStore,
     SqliteUserStore,
     hash_user,
     load_salt,
@@ -18,12 +25,39 @@ from bandit.userstore import (
 from tests.server.conftest import offers
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """A real redis-server process (Debian package redis-server)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server); this "
+                    "test installs nothing at run time")
+    port = free_port()
+    d = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(d)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request, tmp_path):
     cap = Cap(2, 100.0)
     budgets = {"o9": Cap(3, 50.0)}
     if request.param == "memory":
         return MemoryUserStore(60.0, cap, budgets, max_users=100)
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        s = RedisUserStore(url, 60.0, cap, budgets)
+        s.r.flushdb()
+        return s
     return SqliteUserStore(str(tmp_path / "users.db"), 60.0, cap, budgets)
 
 
@@ -71,13 +105,21 @@ def test_memory_store_is_bounded():
 
 
 @pytest.mark.integration
-def test_frequency_cap_holds_across_two_workers(start_server, tmp_path):
-    """Two uvicorn workers share the SQLite store: a user never sees one offer more
-    than twice, whichever worker answers; signals reach the logged context; the raw
-    user id is never written anywhere."""
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_frequency_cap_holds_across_two_workers(start_server, tmp_path, backend, request):
+    """Two uvicorn workers share the store: a user never sees one offer more than
+    twice, whichever worker answers; signals reach the logged context; the raw user id
+    is never written anywhere."""
+    if backend == "redis":
+        url = request.getfixturevalue("redis_url")
+        import redis
+
+        redis.Redis.from_url(url).flushdb()
+    else:
+        url = f"sqlite:{tmp_path / 'users.db'}"
     srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "m"), "BANDIT_EVENT_SINK": "file",
                         "BANDIT_EVENT_DIR": str(tmp_path / "ev"),
-                        "BANDIT_USER_STORE": f"sqlite:{tmp_path / 'users.db'}",
+                        "BANDIT_USER_STORE": url,
                         "BANDIT_FREQUENCY_CAP": "2/3600"}, workers=2)
     srv.wait_ready()
     shown: dict[str, int] = {}
@@ -96,4 +138,10 @@ def test_frequency_cap_holds_across_two_workers(start_server, tmp_path):
     srv.stop()
     raw = b"".join(p.read_bytes() for p in (tmp_path / "ev").glob("*.jsonl"))
     assert b"alice" not in raw and b"csig" in raw  # signals were part of the context
-    assert b"alice" not in (tmp_path / "users.db").read_bytes()
+    if backend == "sqlite":
+        assert b"alice" not in (tmp_path / "users.db").read_bytes()
+    else:
+        import redis
+
+        r = redis.Redis.from_url(url)
+        assert r.keys("*") and not any(b"alice" in k for k in r.keys("*"))
