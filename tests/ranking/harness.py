@@ -66,16 +66,21 @@ class Loop:
         self._log = open(self.log, "wb") if self.log else None  # noqa: SIM115
 
     def step(self, k: int = 10, slots: int = 1, exclude: list[str] | None = None,
-             offers: list | None = None) -> Step:
+             offers: list | None = None, mode: str = "model",
+             order: Callable[[list], list] | None = None) -> Step:
         body, eligible = self.world.request(self.rng, k, slots=slots, event_id=f"e{self.n}")
         if offers is not None:
             eligible = offers
-            body["offers"] = [o.as_request_offer() for o in offers]
+        if order is not None:  # the client's own ordering (its default comes first)
+            eligible = order(list(eligible))
+        if offers is not None or order is not None:
+            body["offers"] = [o.as_request_offer() for o in eligible]
         if exclude:
             body["exclude"] = exclude
         req = self.parser.decide(orjson.dumps(body))
-        decision = self.policy.decide(req)
-        event = decision_event(req, decision)
+        decision = self.policy.decide(req, mode)
+        event = decision_event(req, decision, **({"agree": decision.info["agree"]}
+                                                 if "agree" in decision.info else {}))
         ids = [o.id for o in req.offers]
         shown = [ids[i] for i in decision.order[:slots]]
         mu = {o.id: self.world.click_probability(body["context"], o) for o in eligible}

@@ -137,3 +137,23 @@ def test_new_offers_get_the_exploration_floor(tmp_path):
                      st.event["p"][0])
     loop.close()
     assert min(probs) >= 0.05 - 1e-12
+
+
+def test_apprentice_mode_on_the_simulator(tmp_path):
+    """The client's default (its highest-payout offer) is always shown, with probability
+    1; the model learns from it and reports how often it would have chosen the same."""
+    world = World(seed=7)
+    loop = Loop(world, tmp_path, seed=2)
+
+    def by_payout(offers):
+        return sorted(offers, key=lambda o: -o.payout)
+
+    agreement = []
+    for _ in range(3):
+        steps = loop.run(2000, mode="apprentice", order=by_payout)
+        assert all(s.shown[0] == max(s.mu, key=lambda o: world.by_id(o).payout) and
+                   s.event["p"][0] == 1.0 for s in steps)
+        agreement.append(float(np.mean([s.event["agree"] for s in steps])))
+    loop.close()
+    print("apprentice agreement by 2,000-event block:", [round(a, 3) for a in agreement])
+    assert all(0.0 <= a <= 1.0 for a in agreement)
