@@ -66,8 +66,14 @@ def decision_event(request: DecideRequest, decision: Decision,
 
 
 def reward_event(reward: Reward, timestamp: str | None = None) -> dict[str, Any]:
-    event: dict[str, Any] = {"EventId": reward.event_id, "Timestamp": timestamp or utc_now(),
-                             "v": reward.value}
+    if reward.user_id is not None and not reward.event_id:
+        event: dict[str, Any] = {"User": reward.user_id, "Timestamp": timestamp or utc_now(),
+                                 "v": reward.value, "horizon": "long"}
+        if reward.kind is not None:
+            event["kind"] = reward.kind
+        return event
+    event = {"EventId": reward.event_id, "Timestamp": timestamp or utc_now(),
+             "v": reward.value}
     if reward.slot is not None:
         event["slot"] = reward.slot
     if reward.kind is not None:
@@ -127,6 +133,7 @@ class LoggedReward:
     kind: str | None
     activate: bool
     slot_id: str | None = None
+    user: str | None = None  # set for long-horizon rewards, which have no event id
 
 
 _NUMBER_TYPES = {int, float}
@@ -213,6 +220,14 @@ def parse_reward(obj: Any) -> LoggedReward:
     """Validate a decoded reward or activation event."""
     if not isinstance(obj, dict):
         raise BadRequest("event must be a JSON object")
+    if "EventId" not in obj and isinstance(obj.get("User"), str) and obj["User"]:
+        v = obj.get("v")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise BadRequest("v must be a finite number", field="v")
+        kind = obj.get("kind")
+        ts = obj.get("Timestamp")
+        return LoggedReward("", ts if isinstance(ts, str) else "", float(v), None,
+                            kind if isinstance(kind, str) else None, False, None, obj["User"])
     eid = _event_id(obj)
     ts = obj.get("Timestamp")
     ts = ts if isinstance(ts, str) else ""

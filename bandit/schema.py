@@ -203,8 +203,18 @@ class RequestParser:
 
     def reward(self, body: bytes) -> Reward:
         obj = _object(body)
+        if obj.get("event_id") is None and obj.get("user_id") is not None:
+            # a long-horizon reward (return visit, second purchase): attributed to the
+            # user's earlier decisions by the learner
+            user = check_id(obj.get("user_id"), "user_id", self.s.max_id_bytes)
+            kind = obj.get("kind")
+            if kind is not None:
+                kind = check_id(kind, "kind", 64)
+            return Reward("", self.reward_value(obj.get("reward"), "reward"), None, kind,
+                          user_id=user)
         eid = check_id(obj.get("event_id"), "event_id", self.s.max_id_bytes)
         assert eid is not None
+        check_id(obj.get("user_id"), "user_id", self.s.max_id_bytes, required=False)
         slot = obj.get("slot")
         if slot is not None and (not isinstance(slot, int) or isinstance(slot, bool)
                                  or not 1 <= slot <= self.s.max_slots):

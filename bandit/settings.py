@@ -98,6 +98,9 @@ class Settings:
     checkpoint_events: int = 5000
     checkpoint_seconds: float = 5.0
     guard_margin: float = 0.0
+    long_wait: float = 0.0
+    long_weight: float = 1.0
+    attribution: str = "last"
     guard_holdout: float = 0.1
     # request limits
     max_offers: int = 50
@@ -167,6 +170,9 @@ class Settings:
             checkpoint_seconds=_float(e, "CHECKPOINT_SECONDS", cls.checkpoint_seconds,
                                       0.01, 86400.0),
             guard_margin=_float(e, "GUARD_MARGIN", cls.guard_margin, 0.0, 1e9),
+            long_wait=_float(e, "LONG_WAIT", cls.long_wait, 0.0, 90 * 86400.0),
+            long_weight=_float(e, "LONG_WEIGHT", cls.long_weight, 0.0, 1e6),
+            attribution=_choice(e, "ATTRIBUTION", cls.attribution, ("last", "split")),
             guard_holdout=_float(e, "GUARD_HOLDOUT", cls.guard_holdout, 0.001, 0.5),
             max_offers=_int(e, "MAX_OFFERS", cls.max_offers, 1, 10000),
             max_body_bytes=_int(e, "MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 30),

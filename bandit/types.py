@@ -71,6 +71,7 @@ class Reward:
     slot: int | None = None
     kind: str | None = None
     slot_id: str | None = None  # Personalizer multi-slot rewards name the slot
+    user_id: str | None = None  # long-horizon rewards name the user, not the event
 
 
 NONE_ID = "__none__"  # the null offer: "show nothing" as an action the policy can choose

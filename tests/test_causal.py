@@ -84,3 +84,20 @@ def test_safe_exploration_cuts_worst_offer_exposure(tmp_path):
     safe_exposure, safe_value = results["safe"]
     assert plain_exposure > 0.01 and safe_exposure <= 0.01
     assert safe_value >= 0.9 * plain_value
+
+
+def test_long_horizon_rewards_name_the_user_by_its_hash(tmp_path):
+    s, c = make(tmp_path)
+    try:
+        d = c.post("/v1/decide", json={"offers": offers(3), "user_id": "alice"}).json()
+        r = c.post("/v1/rewards", json={"user_id": "alice", "reward": 1.0,
+                                        "kind": "return_visit"})
+        bad = c.post("/v1/rewards", json={"reward": 1.0})
+    finally:
+        c.close()
+    assert r.status_code == 202 and r.json()["event_id"] is None
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "event_id"
+    (rew,) = logged(s, "rewards")
+    (dec,) = logged(s, "decisions")
+    assert rew["User"] == dec["user"] != "alice" and rew["horizon"] == "long"
+    assert "EventId" not in rew and d["event_id"] == dec["EventId"]

@@ -73,3 +73,30 @@ def test_duplicates_are_ignored_and_snapshot_round_trips():
     assert t.add_decision(dec("b"), 2) == [] and t.counters.duplicates == 2
     assert [j.decision["EventId"] for j in t.expire(5)] == ["a"]
     assert t.counters.digest == digest_of(["a", "b"])
+
+
+def _dec(eid: str, user: str) -> dict:
+    return {"EventId": eid, "a": [1, 2], "p": [0.9, 0.1], "user": user,
+            "c": {"_multi": [{"o": {"x": 1.0}}, {"o": {"y": 1.0}}]}}
+
+
+def test_long_horizon_rewards_are_attributed_by_user():
+    from bandit.events import parse_decision, parse_reward
+    from bandit.learner.join import JoinState
+
+    for attribution, expect in (("last", {"d1": 0.0, "d2": 0.5 + 2 * 1.0, "d3": 0.0}),
+                                ("split", {"d1": 1.0, "d2": 0.5 + 1.0, "d3": 0.0})):
+        st = JoinState(wait=10, reward_function="sum", long_wait=100, long_weight=2.0,
+                       attribution=attribution)
+        st.add_decision(parse_decision(_dec("d1", "alice")), 0)
+        st.add_decision(parse_decision(_dec("d2", "alice")), 5)
+        st.add_decision(parse_decision(_dec("d3", "bob")), 6)
+        # a short reward for d2 does not end its window: long rewards may still come
+        assert st.add_reward(parse_reward({"EventId": "d2", "v": 0.5}), 7) == []
+        st.add_reward(parse_reward({"User": "alice", "v": 1.0, "horizon": "long"}), 50)
+        st.add_reward(parse_reward({"User": "carol", "v": 1.0}), 50)  # no decision
+        assert st.expire(60) == []  # the long window (100 s) is still open
+        joined = {j.decision["EventId"]: j.reward for j in st.expire(200)}
+        assert joined == pytest.approx(expect), attribution
+        assert st.counters.unmatched_rewards == 1 and st.counters.learned == 3
+        assert st.by_user == {}

@@ -71,7 +71,9 @@ class Learner:
         self.topics = Topics.from_settings(settings)
         self.store = ModelStore(settings.model_dir, settings.model_keep)
         self.state = JoinState(settings.reward_wait, settings.reward_function,
-                               settings.default_reward, weights=settings.weights())
+                               settings.default_reward, weights=settings.weights(),
+                               long_wait=settings.long_wait, long_weight=settings.long_weight,
+                               attribution=settings.attribution)
         self.offer_stats = OfferStats()
         self.guard = PromotionGuard(settings.guard_margin, settings.guard_holdout) \
             if settings.guard_margin > 0 else None

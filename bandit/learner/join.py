@@ -112,13 +112,20 @@ class Counters:
 class JoinState:
     def __init__(self, wait: float, reward_function: str = "earliest",
                  default_reward: float = 0.0, retention: float | None = None,
-                 weights: dict[str, float] | None = None) -> None:
+                 weights: dict[str, float] | None = None, long_wait: float = 0.0,
+                 long_weight: float = 1.0, attribution: str = "last") -> None:
         if reward_function not in REWARD_FUNCTIONS:
             raise ValueError(f"reward function must be one of {', '.join(REWARD_FUNCTIONS)}")
         self.wait = wait
         self.reward_function = reward_function
         self.default_reward = default_reward
         self.weights = weights
+        # long-horizon rewards (by user): decisions wait the long window before they are
+        # learned, and rewards naming a user are attributed to that user's decisions
+        self.long_wait = long_wait
+        self.long_weight = long_weight
+        self.attribution = attribution
+        self.by_user: dict[str, list[tuple[float, str]]] = {}
         # finished ids are remembered this long to drop duplicates and late rewards
         self.retention = retention if retention is not None else max(2 * wait, 60.0)
         self.pending: dict[str, Pending] = {}
@@ -132,7 +139,10 @@ class JoinState:
         if eid in self.pending or eid in self.done:
             self.counters.duplicates += 1
             return []
-        p = Pending(d.raw, now + self.wait, d.deferred)
+        p = Pending(d.raw, now + max(self.wait, self.long_wait), d.deferred)
+        user = d.raw.get("user")
+        if self.long_wait > 0 and isinstance(user, str):
+            self.by_user.setdefault(user, []).append((now, eid))
         orphan = self.orphans.pop(eid, None)
         if orphan is not None:
             p.rewards = orphan.rewards
@@ -141,6 +151,9 @@ class JoinState:
         return self._maybe_early(eid, p, now)
 
     def add_reward(self, r: LoggedReward, now: float) -> list[Joined]:
+        if r.user is not None and not r.event_id:
+            self._attribute(r, now)
+            return []
         eid = r.event_id
         if eid in self.done:
             if not r.activate:
@@ -177,9 +190,34 @@ class JoinState:
             self.counters.unmatched_rewards += len(o.rewards)
         for eid in [e for e, t in self.done.items() if t <= now]:
             del self.done[eid]
+        if self.by_user:
+            for user in list(self.by_user):
+                kept = [(t, e) for t, e in self.by_user[user] if e in self.pending]
+                if kept:
+                    self.by_user[user] = kept
+                else:
+                    del self.by_user[user]
         return out
 
+    def _attribute(self, r: LoggedReward, now: float) -> None:
+        """Give a user's long-horizon reward to the decisions that preceded it within
+        the long window: all of it to the last one (``last``), or equal parts to each
+        (``split``). Rewards with no such decision are counted as unmatched."""
+        assert r.user is not None
+        touches = [(t, e) for t, e in self.by_user.get(r.user, ())
+                   if t <= now and t >= now - self.long_wait and e in self.pending]
+        if not touches:
+            self.counters.unmatched_rewards += 1
+            return
+        chosen = touches[-1:] if self.attribution == "last" else touches
+        share = r.value / len(chosen)
+        for _, e in chosen:
+            self.pending[e].rewards.append({"v": share, "horizon": "long",
+                                            **({"kind": r.kind} if r.kind else {})})
+
     def _maybe_early(self, eid: str, p: Pending, now: float) -> list[Joined]:
+        if self.long_wait > 0:
+            return []  # long-horizon rewards may still come: learn when the window ends
         if self.reward_function != "earliest" or not p.rewards:
             return []
         if p.deferred and not p.activated:
@@ -199,8 +237,12 @@ class JoinState:
         slots = p.decision.get("slots", 1)
         slots = slots if isinstance(slots, int) and not isinstance(slots, bool) and \
             slots >= 1 else 1
-        per_slot = slot_rewards(_resolve_slot_ids(p.decision, p.rewards), slots,
+        short = [r for r in p.rewards if r.get("horizon") != "long"]
+        per_slot = slot_rewards(_resolve_slot_ids(p.decision, short), slots,
                                 self.reward_function, self.default_reward, self.weights)
+        long_total = sum(float(r["v"]) for r in p.rewards if r.get("horizon") == "long")
+        if long_total:
+            per_slot[0] += self.long_weight * long_total  # the long horizon credits slot 1
         reward = per_slot[0]
         self.counters.learned += 1
         self.counters.digest = (self.counters.digest + id_digest(eid)) % (1 << 64)
@@ -215,6 +257,7 @@ class JoinState:
             "orphans": {e: [o.deadline, o.rewards, o.activated] for e, o in self.orphans.items()},
             "done": self.done,
             "counters": self.counters.as_dict(),
+            "by_user": self.by_user,
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -223,6 +266,8 @@ class JoinState:
         self.orphans = {e: Orphan(float(v[0]), list(v[1]), bool(v[2]))
                         for e, v in snap.get("orphans", {}).items()}
         self.done = {e: float(t) for e, t in snap.get("done", {}).items()}
+        self.by_user = {u: [(float(t), str(e)) for t, e in v]
+                        for u, v in snap.get("by_user", {}).items()}
         self.counters = Counters(**{k: int(v) for k, v in snap.get("counters", {}).items()})
 
     @property

@@ -80,7 +80,7 @@ def native_routes(svc: Service) -> list[Route]:
     async def rewards(request: Request) -> Response:
         reward = svc.parser.reward(await read_body(request, limit))
         svc.reward(reward)
-        return JSONResponse({"event_id": reward.event_id, "status": "accepted"},
+        return JSONResponse({"event_id": reward.event_id or None, "status": "accepted"},
                             status_code=202)
 
     async def activate(request: Request) -> Response:

@@ -59,15 +59,19 @@ SCHEMAS: dict[str, Any] = {
                                       "slots": {"type": "array", "items": _RANKED},
                                       "model_version": {"type": "string"},
                                       "policy": {"type": "string"}}},
-    "RewardRequest": {"type": "object", "required": ["event_id", "reward"], "properties": {
-        "event_id": _ID,
+    "RewardRequest": {"type": "object", "required": ["reward"], "description":
+                      "Names the decision by event_id, or (a long-horizon reward such as a "
+                      "return visit) the user by user_id; one of the two is required.",
+                      "properties": {
+        "event_id": _ID, "user_id": _ID,
         "reward": {"type": "number", "minimum": -1, "maximum": 1,
                    "description": "within [BANDIT_REWARD_MIN, BANDIT_REWARD_MAX], "
                                   "default [-1, 1]"},
         "slot": {"type": "integer", "minimum": 1, "maximum": 3},
         "kind": {"type": "string", "minLength": 1, "maxLength": 64}}},
     "Accepted": {"type": "object", "required": ["event_id", "status"],
-                 "properties": {"event_id": {"type": "string"}, "status": {"type": "string"}}},
+                 "properties": {"event_id": {"type": ["string", "null"]},
+                                "status": {"type": "string"}}},
     "ModelInfo": {"type": "object", "required": ["version", "policy", "events_learned"],
                   "properties": {"version": {"type": "string"},
                                  "checksum": {"type": ["string", "null"]},

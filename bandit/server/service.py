@@ -167,6 +167,16 @@ class Service:
                        slots=min(request.slots, len(offers)))
 
     def reward(self, reward: Reward) -> None:
+        if reward.user_id is not None and not reward.event_id:
+            reward = replace(reward, user_id=hash_user(reward.user_id, self.salt))
+            try:
+                self.sink.reward(reward.user_id or "", reward_event(reward))
+            except Exception:
+                log.exception("event sink refused a reward")
+                self.metrics.sink_errors.inc()
+                raise SinkUnavailable("reward") from None
+            self.metrics.rewards.labels(reward.kind or "long").inc()
+            return
         if self.users is not None and reward.slot_id is None:
             self.users.record_reward(reward.event_id, reward.slot or 1, reward.value,
                                      time.time())
