@@ -58,8 +58,8 @@ def compare(a: ArmStats, control: ArmStats, alpha: float = 0.05,
             "n_needed_per_arm": needed}
 
 
-def compare_arms(logs: Logs, control: str | None = None,
-                 alpha: float = 0.05) -> dict[str, Any]:
+def compare_arms(logs: Logs, control: str | None = None, alpha: float = 0.05,
+                 segments: list[str | None] | None = None) -> dict[str, Any]:
     if logs.arms is None:
         raise ValueError("the logs carry no experiment arms (set BANDIT_EXPERIMENT)")
     first = logs.position == 0
@@ -82,4 +82,16 @@ def compare_arms(logs: Logs, control: str | None = None,
         if name != ctrl:
             row["vs_control"] = compare(s, stats[ctrl], alpha)
         out["arms"][name] = row
+    if segments is not None:  # the same comparison within each segment
+        seg = np.array([str(x) for x in segments], dtype=object)
+        out["segments"] = {}
+        for value in sorted(set(seg[first])):
+            sel = first & (seg == value)
+            per = {name: arm_stats(name, logs.reward[sel & (arms == name)], {}, alpha)
+                   for name in names if (sel & (arms == name)).sum() > 1}
+            if ctrl in per:
+                out["segments"][value] = {
+                    name: {"n": s.n, "mean_reward": s.mean,
+                           **({"vs_control": compare(s, per[ctrl], alpha)}
+                              if name != ctrl else {})} for name, s in per.items()}
     return out

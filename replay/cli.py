@@ -108,13 +108,19 @@ def arms_cmd(args: argparse.Namespace) -> int:
     from replay.readers import read
 
     try:
-        logs = read(args.logs, args.format, strict=args.strict)
-        result = compare_arms(logs, args.control, args.alpha)
+        logs = read(args.logs, args.format, strict=args.strict, keep_rows=bool(args.segment))
+        segments = None
+        if args.segment:
+            from bandit.policy import category_of
+
+            assert logs.rows is not None
+            segments = [category_of(r[0], args.segment) if r else None for r in logs.rows]
+        result = compare_arms(logs, args.control, args.alpha, segments)
     except (LogError, ValueError) as exc:
         print(f"bandit-replay: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(orjson.dumps(result).decode())
+        print(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode())
         return 0
     print(f"control: {result['control']}")
     for name, r in result["arms"].items():
@@ -207,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--format", default="auto", choices=("auto", "dsjson", "kafka"))
     a.add_argument("--control", help="control arm (default: the first by name)")
     a.add_argument("--alpha", type=float, default=0.05)
+    a.add_argument("--segment", help="also compare within each value of this feature")
     a.add_argument("--strict", action="store_true")
     a.add_argument("--json", action="store_true")
     t = sub.add_parser("train", help="fit a LightGBM propensity model to serve as lgbm:DIR")

@@ -171,3 +171,43 @@ def test_status_page_in_a_real_headless_chromium(start_server, tmp_path):
     orange = np.all(np.abs(rgb - [255, 127, 14]) <= 6, axis=-1).sum()
     assert blue > 50 and orange > 50  # both arms' chart lines were painted
     time.sleep(0)  # keep the screenshot for inspection in tmp_path
+
+
+def test_incremental_value_over_a_holdout_by_segment(tmp_path, capsys):
+    """Holdout users see nothing; the treatment's incremental conversion rate over them,
+    overall and per segment, with intervals."""
+    from replay.cli import main as replay_main
+
+    s, c = make(tmp_path, holdout=0.3, user_salt="fixed-for-the-test")
+    rng = np.random.default_rng(1)
+    try:
+        for i in range(3000):
+            young = i % 2 == 0
+            out = c.post("/v1/decide", json={"offers": offers(3), "user_id": f"u{i}",
+                                             "context": {"u": {"age": "young" if young
+                                                               else "old"}}}).json()
+            shown = out["slots"][0]["id"]
+            p = (0.10 if shown is None else (0.30 if young else 0.12))  # truth
+            if rng.random() < p:
+                c.post("/v1/rewards", json={"event_id": out["event_id"], "reward": 1.0,
+                                            "kind": "conversion"})
+    finally:
+        c.close()
+    rewards = {r["EventId"] for r in logged(s, "rewards")}
+    path = tmp_path / "joined.dsjson"
+    with open(path, "wb") as f:
+        for d in logged(s, "decisions"):
+            hit = d["EventId"] in rewards
+            f.write(orjson.dumps({**d, "_label_cost": -1.0 if hit else 0.0,
+                                  "_label_probability": d["p"][0],
+                                  "o": [{"v": 1.0, "kind": "conversion"}] if hit else []})
+                    + b"\n")
+    assert replay_main(["arms", str(path), "--control", "holdout", "--segment", "age",
+                        "--json"]) == 0
+    result = orjson.loads(capsys.readouterr().out)
+    lift = result["arms"]["treatment"]["vs_control"]
+    assert lift["ci"][0] <= 0.11 <= lift["ci"][1]  # true overall lift: (0.30+0.12)/2 − 0.10
+    young = result["segments"]["young"]["treatment"]["vs_control"]
+    old = result["segments"]["old"]["treatment"]["vs_control"]
+    assert young["ci"][0] <= 0.20 <= young["ci"][1] and old["ci"][0] <= 0.02 <= old["ci"][1]
+    assert young["difference"] > old["difference"]
