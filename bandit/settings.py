@@ -143,6 +143,9 @@ class Settings:
     safe_delta: float = 0.0
     explore_budget: int = 0
     protected: str = ""
+    arm_guard_margin: float = 0.0
+    arm_guard_baseline: str = "popularity"
+    arm_guard_min: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -212,6 +215,9 @@ class Settings:
             safe_delta=_float(e, "SAFE_DELTA", cls.safe_delta, 0.0, 1e9),
             explore_budget=_int(e, "EXPLORE_BUDGET", cls.explore_budget, 0, 10**9),
             protected=_str(e, "PROTECTED", cls.protected),
+            arm_guard_margin=_float(e, "ARM_GUARD_MARGIN", cls.arm_guard_margin, 0.0, 1e9),
+            arm_guard_baseline=_str(e, "ARM_GUARD_BASELINE", cls.arm_guard_baseline),
+            arm_guard_min=_int(e, "ARM_GUARD_MIN", cls.arm_guard_min, 10, 10**9),
         )
         s.validate()
         return s

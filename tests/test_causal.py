@@ -101,3 +101,47 @@ def test_long_horizon_rewards_name_the_user_by_its_hash(tmp_path):
     (dec,) = logged(s, "decisions")
     assert rew["User"] == dec["user"] != "alice" and rew["horizon"] == "long"
     assert "EventId" not in rew and d["event_id"] == dec["EventId"]
+
+
+def test_the_arm_guard_switches_a_losing_model_arm_to_its_baseline(tmp_path):
+    s, c = make(tmp_path, experiment="g:model=0.5,popularity=0.5", arm_guard_margin=0.02,
+                arm_guard_min=100, user_salt="guard-test")
+    svc = c.app.state.service
+    rng = np.random.default_rng(3)
+    try:
+        arms_before, arms_after = Counter(), Counter()
+        for i in range(1200):
+            out = c.post("/v1/decide", json={"offers": offers(3), "user_id": f"u{i}"}).json()
+            ev = out["event_id"]
+            arm = svc.live.series_of[ev]
+            # the truth: the model arm converts at 5%, the baseline at 20%
+            if rng.random() < (0.05 if arm == "model" else 0.20):
+                c.post("/v1/rewards", json={"event_id": ev, "reward": 1.0})
+            svc._arm_guard_checked = 0.0  # check on every decision in this test
+            (arms_after if svc.arm_guard_tripped else arms_before)[arm] += 1
+        assert svc.arm_guard_tripped and arms_after["model"] > 0
+        paths = [d["path"] for d in logged(s, "decisions") if d["arm"] == "model"]
+        assert paths[0] == "model" and paths[-1] == "popularity"  # switched, still logged
+        assert c.get("/v1/model").json()["arm_guard_tripped"] is True
+        assert c.post("/v1/admin/arm-guard/reset").status_code == 200
+        assert svc.arm_guard_tripped is False
+    finally:
+        c.close()
+
+
+def test_the_arm_guard_leaves_a_winning_model_arm_alone(tmp_path):
+    s, c = make(tmp_path, experiment="g:model=0.5,popularity=0.5", arm_guard_margin=0.02,
+                arm_guard_min=100, user_salt="guard-test")
+    svc = c.app.state.service
+    rng = np.random.default_rng(4)
+    try:
+        for i in range(800):
+            ev = c.post("/v1/decide", json={"offers": offers(3), "user_id": f"u{i}"}
+                        ).json()["event_id"]
+            arm = svc.live.series_of[ev]
+            if rng.random() < (0.20 if arm == "model" else 0.18):
+                c.post("/v1/rewards", json={"event_id": ev, "reward": 1.0})
+            svc._arm_guard_checked = 0.0
+        assert not svc.arm_guard_tripped
+    finally:
+        c.close()

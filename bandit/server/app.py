@@ -89,6 +89,11 @@ def native_routes(svc: Service) -> list[Route]:
         svc.activate(event_id)
         return JSONResponse({"event_id": event_id, "status": "accepted"}, status_code=202)
 
+    async def arm_guard_reset(request: Request) -> Response:
+        await read_body(request, limit)
+        svc.arm_guard_tripped = False
+        return JSONResponse({"arm_guard": "reset"})
+
     async def model(request: Request) -> Response:
         return JSONResponse(svc.model_info())
 
@@ -97,6 +102,7 @@ def native_routes(svc: Service) -> list[Route]:
         Route("/v1/rewards", guarded(svc, rewards), methods=["POST"]),
         Route("/v1/events/{event_id}/activate", guarded(svc, activate), methods=["POST"]),
         Route("/v1/model", guarded(svc, model), methods=["GET"]),
+        Route("/v1/admin/arm-guard/reset", guarded(svc, arm_guard_reset), methods=["POST"]),
     ]
 
 

@@ -174,6 +174,8 @@ def openapi_document() -> dict[str, Any]:
                              "the learner drops them)", "RewardRequest", "202", "Accepted"),
         "/v1/events/{event_id}/activate": _post("Activate a deferred decision", None, "202",
                                                 "Accepted", _path_param("event_id")),
+        "/v1/admin/arm-guard/reset": _post("Let the model arm serve its own policy again "
+                                           "(admin scope)", None, "200", None),
         "/v1/model": {"get": {"summary": "The model being served",
                               "responses": {"200": _json(_ref("ModelInfo"), "Model")}}},
         "/": {"get": {"summary": "Live status page (HTML)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -47,6 +48,8 @@ class Service:
     parser: RequestParser = field(init=False)
     apprentice: list[int] = field(default_factory=lambda: [0, 0])  # decisions, agreements
     _explored: dict[str, list[float]] = field(default_factory=dict)
+    arm_guard_tripped: bool = False
+    _arm_guard_checked: float = 0.0
     _protected: frozenset[str] = field(init=False)
     live: LiveStats = field(default_factory=LiveStats)
     _refused: set[tuple[str, str]] = field(default_factory=set)
@@ -74,6 +77,8 @@ class Service:
                 request = replace(request, offers=(*request.offers, NULL_OFFER))
             if self.experiment is not None:
                 mode = arm = self.experiment.assign(request.user_id or request.event_id)
+                if arm == "model" and self._model_arm_guarded():
+                    mode = self.settings.arm_guard_baseline  # the arm is back on its baseline
             elif self.settings.holdout > 0:
                 arm = "treatment"
             if request.explore and not self._may_explore(request):
@@ -111,6 +116,33 @@ class Service:
         self.live.decision(arm if arm is not None else decision.policy,
                            decision.explored, request.event_id)
         return request, decision
+
+    def _model_arm_guarded(self) -> bool:
+        """The arm guard: the ``model`` arm serves its baseline arm's policy once its
+        reward over the last 10 minutes is below the baseline's by more than the
+        margin, with 95% one-sided confidence (checked every 10 s; it stays switched
+        until ``POST /v1/admin/arm-guard/reset``). Both arms are measured on their own
+        traffic, so the comparison is on-policy and unbiased."""
+        margin = self.settings.arm_guard_margin
+        if margin <= 0 or self.arm_guard_tripped:
+            return self.arm_guard_tripped
+        now = time.monotonic()
+        if now - self._arm_guard_checked < 10.0:
+            return False
+        self._arm_guard_checked = now
+        w = self.live.window(600)
+        m, b = w.get("model"), w.get(self.settings.arm_guard_baseline)
+        if m is None or b is None or min(m.decisions, b.decisions) < self.settings.arm_guard_min:
+            return False
+        vm, vb = m.reward_sum / m.decisions, b.reward_sum / b.decisions
+        se = math.sqrt(max(vm * (1 - vm), 1e-9) / m.decisions +
+                       max(vb * (1 - vb), 1e-9) / b.decisions)
+        if vm - vb + margin < -1.645 * se:
+            self.arm_guard_tripped = True
+            log.warning("arm guard: the model arm (%.4f) is below %s (%.4f) by more than "
+                        "%.4f; serving %s to it", vm, self.settings.arm_guard_baseline, vb,
+                        margin, self.settings.arm_guard_baseline)
+        return self.arm_guard_tripped
 
     def _in_holdout(self, request: DecideRequest) -> bool:
         if self.settings.holdout <= 0:
@@ -208,6 +240,7 @@ class Service:
             "events_learned": m.events_learned if m else 0,
             "created_at": m.created_at if m else None,
             "pinned": bool(self.store is not None and self._pinned()),
+            "arm_guard_tripped": self.arm_guard_tripped,
             "mode": self.settings.mode,
             **({"apprentice": {"decisions": self.apprentice[0],
                                "agreement": self.apprentice[1] / self.apprentice[0]
