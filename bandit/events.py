@@ -101,6 +101,30 @@ def joined_event(decision: dict[str, Any], reward: float,
     return joined
 
 
+def ccb_joined_event(decision: dict[str, Any], slot_rewards: list[float],
+                     rewards_seen: list[dict[str, Any]]) -> dict[str, Any]:
+    """A multi-slot decision with its per-slot rewards as VW's conditional contextual
+    bandit DSJSON (``c._slots`` and ``_outcomes``), which ``vw --ccb_explore_adf
+    --dsjson`` reads: slot *k*'s outcome names its chosen action (0-based ``_a``), the
+    conditional probability it was drawn with (``_p``) and its cost (−reward)."""
+    ids = decision.get("ids") or []
+    excluded = decision.get("slot_exclude") or []
+    slots = []
+    outcomes = []
+    for k, reward in enumerate(slot_rewards):
+        slot: dict[str, Any] = {"_id": str(k + 1)}
+        if k < len(excluded) and excluded[k]:
+            slot["_inc"] = [i for i, x in enumerate(ids) if x not in set(excluded[k])]
+        slots.append(slot)
+        outcomes.append({"_id": str(k + 1), "_label_cost": -reward,
+                         "_a": [decision["a"][k] - 1], "_p": [decision["p"][k]]})
+    out = {k: v for k, v in decision.items() if k not in ("a", "p", "c")}
+    out["c"] = {**decision["c"], "_slots": slots}
+    out["_outcomes"] = outcomes
+    out["o"] = rewards_seen
+    return out
+
+
 def dumps(event: dict[str, Any]) -> bytes:
     return orjson.dumps(event)
 

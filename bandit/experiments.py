@@ -12,7 +12,8 @@ replay can compare them):
 * ``model`` — the learned VW policy with its exploration;
 * ``popularity`` — the de-biased popularity ranking (the baseline to beat);
 * ``fixed`` — the client's own order, as sent (a business ranking), probability 1;
-* ``uniform`` — uniformly random offers.
+* ``uniform`` — uniformly random offers;
+* ``lgbm`` — the LightGBM propensity model in ``BANDIT_LGBM_ARM`` (epsilon-greedy).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-ARM_KINDS = ("model", "popularity", "fixed", "uniform")
+ARM_KINDS = ("model", "popularity", "fixed", "uniform", "lgbm")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Per series (the policy, or the experiment arm): decisions, explored decisions, rewards
 and their sum. A reward is attributed to the series of the decision it names when this
 worker made that decision (rewards answered by another worker count under ``other``).
-Bounded: 60 buckets (10 minutes) and the last 100,000 event ids.
+Bounded: 60 buckets (10 minutes) and the last 20,000 event ids.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 BUCKET_SECONDS = 10.0
 BUCKETS = 60
-MAX_EVENTS = 100_000
+MAX_EVENTS = 20_000
 
 
 @dataclass

@@ -62,7 +62,7 @@ def check_id(value: Any, field: str, max_bytes: int, *, required: bool = True) -
     return value
 
 
-LIST_CACHE_SIZE = 2048
+LIST_CACHE_SIZE = 1024
 
 
 class OfferCache:

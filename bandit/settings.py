@@ -137,6 +137,7 @@ class Settings:
     experiment: str = ""
     mode: str = "online"
     shadow_policy: str = ""
+    lgbm_arm: str = ""
     # causal value and safe exploration
     holdout: float = 0.0
     holdout_treatment: str = "none"
@@ -209,6 +210,7 @@ class Settings:
             experiment=_str(e, "EXPERIMENT", cls.experiment),
             mode=_choice(e, "MODE", cls.mode, ("online", "apprentice")),
             shadow_policy=_str(e, "SHADOW_POLICY", cls.shadow_policy),
+            lgbm_arm=_str(e, "LGBM_ARM", cls.lgbm_arm),
             holdout=_float(e, "HOLDOUT", cls.holdout, 0.0, 0.5),
             holdout_treatment=_choice(e, "HOLDOUT_TREATMENT", cls.holdout_treatment,
                                       ("none", "default")),
@@ -266,9 +268,12 @@ class Settings:
             from bandit.experiments import Experiment
 
             try:
-                Experiment.parse(self.experiment)
+                exp = Experiment.parse(self.experiment)
             except ValueError as exc:
                 raise ConfigError(f"{PREFIX}EXPERIMENT={self.experiment!r}: {exc}") from None
+            if any(a.name == "lgbm" for a in exp.arms) and not self.lgbm_arm:
+                raise ConfigError(f"{PREFIX}EXPERIMENT has an lgbm arm: set {PREFIX}LGBM_ARM "
+                                  "to a directory written by bandit-replay train")
         if self.shadow_policy and not (self.shadow_policy.startswith("vw:") or
                                        self.shadow_policy in ("popularity", "uniform",
                                                               "fixed")):

@@ -22,6 +22,13 @@ import httpx
 from bandit.broker import EmbeddedBroker
 
 
+def child_pids(parent: int) -> list[int]:
+    """The direct children of a process (e.g. a uvicorn supervisor's workers)."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True,
+                         text=True, check=False).stdout
+    return [int(x) for x in out.split()]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

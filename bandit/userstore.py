@@ -70,6 +70,14 @@ def hash_user(user_id: str, salt: bytes) -> str:
     return hashlib.blake2b(user_id.encode("utf-8"), digest_size=16, key=salt[:64]).hexdigest()
 
 
+def _tally(feats: dict[str, float], what: str, offer: str, cat: str | None,
+           n: float = 1.0) -> None:
+    """Count ``n`` impressions (``imp``) or clicks (``clk``) of an offer and its category."""
+    feats[f"{what}={offer}"] = feats.get(f"{what}={offer}", 0.0) + n
+    if cat is not None:
+        feats[f"{what}cat={cat}"] = feats.get(f"{what}cat={cat}", 0.0) + n
+
+
 def _since_bucket(seconds: float) -> str:
     for limit, name in ((60, "1m"), (600, "10m"), (3600, "1h"), (86400, "1d")):
         if seconds < limit:
@@ -166,15 +174,11 @@ class MemoryUserStore:
             feats: dict[str, float] = {}
             for t, offer, cat in u.impressions:
                 if t >= start:
-                    feats["imp=" + offer] = feats.get("imp=" + offer, 0.0) + 1
-                    if cat is not None:
-                        feats["impcat=" + cat] = feats.get("impcat=" + cat, 0.0) + 1
+                    _tally(feats, "imp", offer, cat)
             last_click = None
             for t, offer, cat in u.clicks:
                 if t >= start:
-                    feats["clk=" + offer] = feats.get("clk=" + offer, 0.0) + 1
-                    if cat is not None:
-                        feats["clkcat=" + cat] = feats.get("clkcat=" + cat, 0.0) + 1
+                    _tally(feats, "clk", offer, cat)
                     last_click = t
             if last_click is not None:
                 feats["since_click=" + _since_bucket(now - last_click)] = 1.0
@@ -273,16 +277,12 @@ class SqliteUserStore:
         for offer, cat, n in db.execute(
                 "SELECT offer, cat, COUNT(*) FROM imp WHERE user=? AND t>=? GROUP BY offer, cat",
                 (user, start)):
-            feats["imp=" + offer] = feats.get("imp=" + offer, 0.0) + n
-            if cat is not None:
-                feats["impcat=" + cat] = feats.get("impcat=" + cat, 0.0) + n
+            _tally(feats, "imp", offer, cat, n)
         last = None
         for offer, cat, n, t in db.execute(
                 "SELECT offer, cat, COUNT(*), MAX(t) FROM clk WHERE user=? AND t>=? "
                 "GROUP BY offer, cat", (user, start)):
-            feats["clk=" + offer] = feats.get("clk=" + offer, 0.0) + n
-            if cat is not None:
-                feats["clkcat=" + cat] = feats.get("clkcat=" + cat, 0.0) + n
+            _tally(feats, "clk", offer, cat, n)
             last = t if last is None else max(last, t)
         if last is not None:
             feats["since_click=" + _since_bucket(now - last)] = 1.0
@@ -381,15 +381,11 @@ class RedisUserStore:
         feats: dict[str, float] = {}
         for raw in imps:
             _, offer, cat, _ = orjson.loads(raw)
-            feats["imp=" + offer] = feats.get("imp=" + offer, 0.0) + 1
-            if cat is not None:
-                feats["impcat=" + cat] = feats.get("impcat=" + cat, 0.0) + 1
+            _tally(feats, "imp", offer, cat)
         last = None
         for raw in clks:
             t, offer, cat, _ = orjson.loads(raw)
-            feats["clk=" + offer] = feats.get("clk=" + offer, 0.0) + 1
-            if cat is not None:
-                feats["clkcat=" + cat] = feats.get("clkcat=" + cat, 0.0) + 1
+            _tally(feats, "clk", offer, cat)
             last = t if last is None else max(last, t)
         if last is not None:
             feats["since_click=" + _since_bucket(now - last)] = 1.0

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _load import build_request, open_loop  # noqa: E402
 
 from bandit.simulator import World  # noqa: E402
-from bandit.stack import Stack  # noqa: E402
+from bandit.stack import Stack, child_pids  # noqa: E402
 
 
 def rss_kib(pid: int) -> int:
@@ -33,14 +33,6 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def worker_pids(parent: int) -> list[int]:
-    import subprocess
-
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True,
-                         text=True, check=False).stdout
-    return [int(x) for x in out.split()]
 
 
 def main() -> None:
@@ -70,7 +62,7 @@ def main() -> None:
         try:
             assert stack.server is not None
             port = stack.port
-            pids = worker_pids(stack.server.proc.pid)
+            pids = child_pids(stack.server.proc.pid)
             samples: list[tuple[float, int]] = []
             stop = threading.Event()
 
@@ -105,12 +97,20 @@ def main() -> None:
                                "p50_ms": round(float(np.percentile(sel, 50)), 3),
                                "p99_ms": round(float(np.percentile(sel, 99)), 3)})
     growth = (rss_end - rss_start) / rss_start if rss_start else float("nan")
+    # memory by minute: bounded caches fill during the first minutes, a leak keeps growing
+    t_start = samples[0][0] if samples else 0.0
+    rss_minutes: dict[str, int] = {}
+    for ts, kib in samples:
+        rss_minutes[str(int((ts - t_start) // 60))] = kib
+    later = [rss_minutes[m] for m in sorted(rss_minutes, key=int) if int(m) >= 2]
+    growth_after_2min = (later[-1] - later[0]) / later[0] if len(later) > 1 else float("nan")
     p99s = [m["p99_ms"] for m in per_minute]
     print(orjson.dumps({
         "benchmark": "soak", "seconds": args.seconds, "rate_rps": args.rate, "workers": 2,
         "cpus": os.cpu_count(), "warmup_errors": warm.errors, **res.summary(),
         "workers_alive": alive, "rss_start_kib": rss_start, "rss_end_kib": rss_end,
-        "rss_growth": round(growth, 4), "per_minute": per_minute,
+        "rss_growth": round(growth, 4), "rss_kib_by_minute": rss_minutes,
+        "rss_growth_after_2min": round(growth_after_2min, 4), "per_minute": per_minute,
         "p99_spread_ms": round(max(p99s) - min(p99s), 3) if p99s else None,
         "events_learned": model.get("events_learned"),
         "targets": {"no_errors": res.errors == 0 and warm.errors == 0,

@@ -181,6 +181,11 @@ class DSJSONParser:
         if not isinstance(outcomes, list) or not outcomes:
             raise ValueError("_outcomes must be a non-empty list")
         remaining = list(range(len(gids)))
+        c = obj.get("c") or {}
+        raw_slots = c.get("_slots")
+        slots: list[Any] = raw_slots if isinstance(raw_slots, list) else []
+        o = obj.get("o")
+        rewards: list[Any] = o if isinstance(o, list) else []
         for s, out in enumerate(outcomes):
             if not isinstance(out, dict):
                 raise ValueError(f"_outcomes[{s}] must be an object")
@@ -193,10 +198,17 @@ class DSJSONParser:
             if not isinstance(chosen, int) or chosen not in remaining:
                 raise ValueError(f"_outcomes[{s}]._a[0] is not an available action")
             cost = _num(out.get("_label_cost", 0.0), f"_outcomes[{s}]._label_cost")
-            cands = [gids[i] for i in remaining]
-            self.b.add(f"{eid}#{s + 1}", cands, remaining.index(chosen), s,
+            inc = slots[s].get("_inc") if s < len(slots) and isinstance(slots[s], dict) \
+                else None
+            allowed = [i for i in remaining if not isinstance(inc, list) or i in inc]
+            if chosen not in allowed:
+                raise ValueError(f"_outcomes[{s}] chose an action its slot excludes")
+            cands = [gids[i] for i in allowed]
+            seen = [r for r in rewards if isinstance(r, dict) and (r.get("slot") or 1) == s + 1]
+            kinds = _kinds(seen) if rewards else ({"reward"} if cost < 0 else set())
+            self.b.add(f"{eid}#{s + 1}", cands, allowed.index(chosen), s,
                        _prob(probs[0], f"_outcomes[{s}]._p[0]"), -cost, ts, ctx,
-                       {"reward"} if cost < 0 else set(), None, row)
+                       kinds, None, row, str(obj.get("arm") or ""))
             remaining.remove(chosen)
 
 

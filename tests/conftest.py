@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,12 +12,7 @@ import httpx
 import pytest
 
 from bandit.broker import EmbeddedBroker
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from bandit.stack import Child, free_port
 
 
 @pytest.fixture(scope="session")
@@ -48,24 +39,22 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}."
 
 
-class ServerProcess:
+class ServerProcess(Child):
     """A real ``bandit-serve`` process on 127.0.0.1 (uvicorn)."""
 
     def __init__(self, env: dict[str, str], workers: int = 1, log: Path | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        full = {**os.environ, **env}
-        full.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self._log = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bandit.cli.serve", "--port", str(self.port),
-             "--workers", str(workers)], env=full, stdout=self._log, stderr=self._log)
+        super().__init__("server", "bandit.cli.serve",
+                         ["--port", str(self.port), "--workers", str(workers)], env,
+                         log or Path(os.devnull))
 
     def wait_ready(self, timeout: float = 60.0, path: str = "/healthz") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}")
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n"
+                                   f"{self.tail()}")
             try:
                 if httpx.get(self.base + path, timeout=1).status_code == 200:
                     return
@@ -73,18 +62,6 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         raise TimeoutError("server did not become ready")
-
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self._log is not subprocess.DEVNULL:
-            self._log.close()  # type: ignore[union-attr]
-        return int(self.proc.returncode)
 
 
 @pytest.fixture

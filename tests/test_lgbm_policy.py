@@ -72,6 +72,34 @@ def test_train_serve_explain(tmp_path, capsys):
     assert lg.ci[0] > un.ci[1]  # clearly better than random, with intervals
 
 
+def test_an_lgbm_arm_next_to_the_model_arm(tmp_path):
+    world = World(seed=21)
+    make_logs(tmp_path / "logs.dsjson", 2000, seed=21, world=world)
+    out = tmp_path / "lgbm"
+    assert replay_main(["train", str(tmp_path / "logs.dsjson"), "--out", str(out)]) == 0
+    s = Settings(model_dir=str(tmp_path / "m"), event_sink="none", user_salt="arm-test",
+                 experiment="x:model=0.5,lgbm=0.5", lgbm_arm=str(out))
+    from bandit.policy import VWPolicy
+    from bandit.policy_spec import PolicySpec
+
+    app = create_app(s, VWPolicy.fresh(PolicySpec.parse("epsilon:0.05")), NullSink(),
+                     registry=CollectorRegistry())
+    c = Client(app)
+    rng = np.random.default_rng(0)
+    try:
+        policies = set()
+        for i in range(60):
+            body, _ = world.request(rng, 5, user_id=f"u{i}")
+            policies.add(c.post("/v1/decide", json=body).json()["policy"])
+        metrics = c.get("/metrics").text
+    finally:
+        c.close()
+    assert policies == {"epsilon:0.05", f"lgbm:{out}"}
+    assert 'bandit_decisions_total{mode="explore",policy="lgbm"}' in metrics
+    with pytest.raises(ConfigError, match="LGBM_ARM"):
+        Settings.from_env({"BANDIT_EXPERIMENT": "x:model=0.5,lgbm=0.5"})
+
+
 def test_bad_lgbm_policies_are_refused(tmp_path):
     with pytest.raises(ValueError):
         parse_lgbm_policy("lgbm:")

@@ -25,7 +25,7 @@ import orjson
 
 from bandit import kafka_client
 from bandit.errors import BadRequest
-from bandit.events import decode, joined_event, parse_decision, parse_reward
+from bandit.events import ccb_joined_event, decode, joined_event, parse_decision, parse_reward
 from bandit.learner.guard import PromotionGuard
 from bandit.learner.join import Joined, JoinState
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError
@@ -213,6 +213,8 @@ class Learner:
             self.learn_errors += 1
             log.warning("VW could not learn event %s: %s", d.get("EventId"), exc)
             return
+        if len(j.slot_rewards) > 1:  # the topic gets VW's CCB DSJSON for multi-slot decisions
+            line = orjson.dumps(ccb_joined_event(d, j.slot_rewards, j.rewards))
         ids = d.get("ids") or []
         for k, reward in enumerate(j.slot_rewards or [j.reward]):
             if k < len(d["a"]) and d["a"][k] - 1 < len(ids):

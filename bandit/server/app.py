@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -89,6 +90,32 @@ def native_routes(svc: Service) -> list[Route]:
         svc.activate(event_id)
         return JSONResponse({"event_id": event_id, "status": "accepted"}, status_code=202)
 
+    async def pin(request: Request) -> Response:
+        body = await read_body(request, limit)
+        try:
+            obj = orjson.loads(body) if body else {}
+        except orjson.JSONDecodeError:
+            raise BadRequest("body must be JSON: {\"version\": \"000042\"}") from None
+        version = obj.get("version") if isinstance(obj, dict) else None
+        if not isinstance(version, str) or not version:
+            raise BadRequest("version must name a stored model version", field="version")
+        if svc.store is None:
+            raise BadRequest("this server has no model store", code="Conflict", status=409)
+        try:
+            m = svc.store.pin(version)
+        except ModelStoreError as exc:
+            raise BadRequest(str(exc), field="version", code="NotFound", status=404) from None
+        await svc.refresh_model()
+        return JSONResponse({"pinned": m.version})
+
+    async def unpin(request: Request) -> Response:
+        await read_body(request, limit)
+        if svc.store is None:
+            raise BadRequest("this server has no model store", code="Conflict", status=409)
+        svc.store.unpin()
+        await svc.refresh_model()
+        return JSONResponse({"pinned": None})
+
     async def arm_guard_reset(request: Request) -> Response:
         await read_body(request, limit)
         svc.arm_guard_tripped = False
@@ -103,6 +130,8 @@ def native_routes(svc: Service) -> list[Route]:
         Route("/v1/events/{event_id}/activate", guarded(svc, activate), methods=["POST"]),
         Route("/v1/model", guarded(svc, model), methods=["GET"]),
         Route("/v1/admin/arm-guard/reset", guarded(svc, arm_guard_reset), methods=["POST"]),
+        Route("/v1/admin/pin", guarded(svc, pin), methods=["POST"]),
+        Route("/v1/admin/unpin", guarded(svc, unpin), methods=["POST"]),
     ]
 
 
@@ -164,7 +193,7 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
     svc = Service(settings, policy, sink, metrics, store, manifest, users,
                   load_salt(settings.user_salt, settings.model_dir),
                   Experiment.parse(settings.experiment) if settings.experiment else None,
-                  make_shadow(settings, policy))
+                  make_shadow(settings, policy), make_lgbm_arm(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -209,6 +238,16 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_allowed)
     return app
+
+
+def make_lgbm_arm(settings: Settings) -> VWPolicy | None:
+    if not settings.lgbm_arm:
+        return None
+    from bandit.lgbm_policy import LGBMPolicy
+
+    spec = settings.lgbm_arm if settings.lgbm_arm.startswith("lgbm:") else \
+        f"lgbm:{settings.lgbm_arm}"
+    return LGBMPolicy(spec, settings.seed, settings.ranking_options())
 
 
 def make_shadow(settings: Settings, policy: VWPolicy) -> tuple[VWPolicy, str] | None:

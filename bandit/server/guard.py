@@ -115,10 +115,6 @@ class Limiter:
         return b.take(now)
 
 
-class BodyTimeout(Exception):
-    pass
-
-
 def _header(scope: Scope, name: bytes) -> bytes | None:
     for k, v in scope.get("headers", ()):
         if k == name:
@@ -191,15 +187,9 @@ class Guard:
         await self._call_with_deadline(scope, receive, send)
 
     async def _call_with_deadline(self, scope: Scope, receive: Receive, send: Send) -> None:
-        deadline = time.monotonic() + self.body_timeout
+        """One timer per request (not one per ``receive``): handlers only wait while
+        reading the body, so the deadline can only cut a body that does not arrive."""
         started = False
-
-        async def timed_receive() -> Message:
-            left = deadline - time.monotonic()
-            try:
-                return await asyncio.wait_for(receive(), max(left, 0.001))
-            except asyncio.TimeoutError:
-                raise BodyTimeout from None
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
@@ -208,12 +198,14 @@ class Guard:
             await send(message)
 
         try:
-            await self.app(scope, timed_receive, tracking_send)
-        except BodyTimeout:
-            if not started:
-                await self._refuse(send, 408, "RequestTimeout",
-                                   f"the request body did not arrive within "
-                                   f"{self.body_timeout:g} s", [(b"connection", b"close")])
+            async with asyncio.timeout(self.body_timeout):
+                await self.app(scope, receive, tracking_send)
+        except TimeoutError:
+            if started:
+                raise  # the client stopped reading the response: drop the connection
+            await self._refuse(send, 408, "RequestTimeout",
+                               f"the request body did not arrive within "
+                               f"{self.body_timeout:g} s", [(b"connection", b"close")])
 
     async def _refuse(self, send: Send, status: int, code: str, message: str,
                       headers: list[tuple[bytes, bytes]] | None = None) -> None:

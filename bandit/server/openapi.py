@@ -31,7 +31,14 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 _ERRORS = {
     "400": _json(_ref("Error"), "Invalid request: the message names the field"),
+    "401": _json(_ref("Error"), "No valid API key"),
+    "403": _json(_ref("Error"), "The key lacks the route's scope"),
+    "404": _json(_ref("Error"), "No such model version"),
+    "408": _json(_ref("Error"), "The request body did not arrive in time"),
+    "409": _json(_ref("Error"), "Not possible in this configuration"),
     "413": _json(_ref("Error"), "Request body too large"),
+    "422": _json(_ref("Error"), "Every eligible offer is capped"),
+    "429": _json(_ref("Error"), "Rate limit exceeded (see Retry-After)"),
     "503": _json(_ref("Error"), "The event could not be recorded; retry"),
 }
 
@@ -92,6 +99,8 @@ SCHEMAS: dict[str, Any] = {
                                     "rewardActionId": {"type": "string"}}},
     "RewardValue": {"type": "object", "required": ["value"],
                     "properties": {"value": {"type": "number", "minimum": -1, "maximum": 1}}},
+    "PinRequest": {"type": "object", "required": ["version"],
+                   "properties": {"version": _ID}},
     "MultiSlotRankRequest": {"type": "object", "required": ["actions", "slots"], "properties": {
         "contextFeatures": _FEATURE_LIST,
         "actions": {"type": "array", "minItems": 1, "maxItems": 50, "items": {
@@ -174,6 +183,10 @@ def openapi_document() -> dict[str, Any]:
                              "the learner drops them)", "RewardRequest", "202", "Accepted"),
         "/v1/events/{event_id}/activate": _post("Activate a deferred decision", None, "202",
                                                 "Accepted", _path_param("event_id")),
+        "/v1/admin/pin": _post("Serve a stored model version (rollback; admin scope)",
+                               "PinRequest", "200", None),
+        "/v1/admin/unpin": _post("Serve what the learner publishes again (admin scope)",
+                                 None, "200", None),
         "/v1/admin/arm-guard/reset": _post("Let the model arm serve its own policy again "
                                            "(admin scope)", None, "200", None),
         "/v1/model": {"get": {"summary": "The model being served",

@@ -45,6 +45,7 @@ class Service:
     salt: bytes = b""
     experiment: Experiment | None = None
     shadow: tuple[VWPolicy, str] | None = None
+    lgbm_arm: VWPolicy | None = None
     parser: RequestParser = field(init=False)
     apprentice: list[int] = field(default_factory=lambda: [0, 0])  # decisions, agreements
     _explored: dict[str, list[float]] = field(default_factory=dict)
@@ -83,7 +84,10 @@ class Service:
                 arm = "treatment"
             if request.explore and not self._may_explore(request):
                 request = replace(request, explore=False)
-        decision = self.policy.decide(request, mode)
+        if mode == "lgbm" and self.lgbm_arm is not None:
+            decision = self.lgbm_arm.decide(request)
+        else:
+            decision = self.policy.decide(request, mode)
         extra: dict[str, Any] = {}
         if arm is not None:
             extra.update(experiment=self.experiment.name if self.experiment else "holdout",
@@ -101,9 +105,10 @@ class Service:
             log.exception("event sink refused a decision")
             self.metrics.sink_errors.inc()
             raise SinkUnavailable("decision") from None
-        self.metrics.decisions.labels(decision.policy,
+        self.metrics.decisions.labels(arm or decision.policy,
                                       "explore" if request.explore else "exploit").inc()
-        if self.users is not None:
+        if self.users is not None and (request.user_id is not None or
+                                       self.settings.offer_budgets):
             name = self.settings.diversity_feature
             shown = [(request.offers[i].id, category_of(request.offers[i].features, name))
                      for i in decision.order[:decision.slots]]

@@ -17,17 +17,11 @@ import pytest
 
 from bandit.modelstore import ModelStore
 from bandit.simulator import World
-from bandit.stack import Child, free_port
+from bandit.stack import Child, child_pids, free_port
 from tests.server.conftest import offers
 from tests.streaming.kafka_util import produce, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def children_of(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                         text=True, check=False).stdout
-    return [int(x) for x in out.split()]
 
 
 def test_a_killed_worker_is_replaced_and_only_in_flight_requests_fail(start_server, tmp_path):
@@ -35,7 +29,7 @@ def test_a_killed_worker_is_replaced_and_only_in_flight_requests_fail(start_serv
                        workers=2)
     srv.wait_ready()
     deadline = time.monotonic() + 20
-    while len(children_of(srv.proc.pid)) < 2 and time.monotonic() < deadline:
+    while len(child_pids(srv.proc.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     results: list[int] = []
     stop = threading.Event()
@@ -57,7 +51,7 @@ def test_a_killed_worker_is_replaced_and_only_in_flight_requests_fail(start_serv
         t.start()
     time.sleep(1.5)
     before = len(results)
-    victim = max(children_of(srv.proc.pid))
+    victim = max(child_pids(srv.proc.pid))
     os.kill(victim, signal.SIGKILL)
     time.sleep(4.0)  # the supervisor notices and starts a replacement
     mark = len(results)
@@ -68,7 +62,7 @@ def test_a_killed_worker_is_replaced_and_only_in_flight_requests_fail(start_serv
     failed = [r for r in results if r != 200]
     assert before > 50 and len(failed) <= 4, failed  # at most what was in flight
     assert all(r == 200 for r in results[mark:]) and len(results) - mark > 50
-    assert victim not in children_of(srv.proc.pid) and len(children_of(srv.proc.pid)) >= 2
+    assert victim not in child_pids(srv.proc.pid) and len(child_pids(srv.proc.pid)) >= 2
 
 
 def test_broker_restart_mid_stream_loses_nothing_sent_after_it_went_down(

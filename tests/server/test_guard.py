@@ -134,3 +134,35 @@ def test_slow_clients_get_408_and_cannot_starve_a_worker(start_server, tmp_path)
     assert reply.startswith(b"HTTP/1.1 408") and b"RequestTimeout" in reply
     with socket.create_connection((host, port)):
         pass  # still accepting
+
+
+def test_admin_routes_pin_and_need_the_admin_scope(tmp_path):
+    import asyncio
+
+    from bandit.modelstore import ModelStore
+    from bandit.vw_adapter import VWModel
+
+    store = ModelStore(tmp_path / "m")
+    spec = PolicySpec.parse("epsilon:0.1")
+    model = VWModel(spec.vw_args())
+    first = store.publish(model, str(spec), 1).version
+    store.publish(model, str(spec), 2)
+    model.close()
+    s = Settings(model_dir=str(tmp_path / "m"), event_sink="none", api_keys=KEYS)
+    app = create_app(s, VWPolicy.fresh(spec), NullSink(), registry=CollectorRegistry(),
+                     store=store)
+    c = Client(app)
+    svc = app.state.service
+    try:
+        asyncio.run(svc.refresh_model())
+        assert c.post("/v1/admin/pin", json={"version": first},
+                      headers={"X-API-Key": DECIDER}).status_code == 403
+        r = c.post("/v1/admin/pin", json={"version": first}, headers={"X-API-Key": ADMIN})
+        assert r.status_code == 200 and svc.policy.version == first
+        r = c.post("/v1/admin/pin", json={"version": "999999"},
+                   headers={"X-API-Key": ADMIN})
+        assert r.status_code == 404 and r.json()["error"]["field"] == "version"
+        assert c.post("/v1/admin/unpin", headers={"X-API-Key": ADMIN}).status_code == 200
+        assert svc.policy.version == store.current().version != first
+    finally:
+        c.close()

@@ -354,3 +354,47 @@ def test_the_guard_rail_keeps_a_worse_model_from_being_served(broker, prefix, tm
         assert learner.status()["guard_blocked"] == 1
     finally:
         learner.close()
+
+
+def test_multi_slot_decisions_are_joined_as_ccb_dsjson(broker, prefix, tmp_path):
+    """Two-slot decisions: the learner learns each slot and writes VW's CCB DSJSON,
+    which vw --ccb_explore_adf reads and the replay reader evaluates per slot."""
+    import vowpalwabbit
+
+    from replay.readers import read_kafka
+
+    s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=0.5,
+                 model_dir=str(tmp_path / "models"), partitions=1)
+    learner = Learner(s)
+    learner.connect()
+    n = 60
+    events = []
+    for i in range(n):
+        d = decision(f"m{i}", i % 3, n=4)
+        d["slots"] = 2
+        d["p"] = [0.7, 0.5, 0.1, 0.1]
+        events.append(d)
+    try:
+        produce(broker.bootstrap, prefix + "decisions",
+                [(e["EventId"], dumps(e)) for e in events])
+        produce(broker.bootstrap, prefix + "rewards",
+                [(e["EventId"], dumps({"EventId": e["EventId"], "v": 1.0, "slot": 2,
+                                       "kind": "click"})) for e in events[::2]])
+        run_learner(learner, lambda: learner.state.counters.learned == n)
+        learner.checkpoint()
+    finally:
+        learner.close()
+    joined = read_topic(broker.bootstrap, prefix + "joined", expect=n)
+    assert all("_outcomes" in j and len(j["_outcomes"]) == 2 for j in joined)
+    ws = vowpalwabbit.Workspace("--ccb_explore_adf --dsjson --quiet -q co")
+    for j in joined:
+        exs = ws.parse(orjson.dumps(j).decode())
+        ws.learn(exs)
+        ws.finish_example(exs)
+    assert ws.get_weighted_examples() == n
+    ws.finish()
+    logs = read_kafka(f"kafka://{broker.bootstrap}/{prefix}joined")
+    assert logs.n == 2 * n and sorted(set(logs.position.tolist())) == [0, 1]
+    assert logs.reward[logs.position == 1].sum() == n // 2  # slot-2 clicks, per slot
+    assert logs.reward[logs.position == 0].sum() == 0
+    assert (logs.pscore[logs.position == 1] == 0.5).all()
