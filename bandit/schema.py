@@ -203,18 +203,6 @@ class RequestParser:
 
     def reward(self, body: bytes) -> Reward:
         obj = _object(body)
-        if obj.get("event_id") is None and obj.get("user_id") is not None:
-            # a long-horizon reward (return visit, second purchase): attributed to the
-            # user's earlier decisions by the learner
-            user = check_id(obj.get("user_id"), "user_id", self.s.max_id_bytes)
-            kind = obj.get("kind")
-            if kind is not None:
-                kind = check_id(kind, "kind", 64)
-            return Reward("", self.reward_value(obj.get("reward"), "reward"), None, kind,
-                          user_id=user)
-        eid = check_id(obj.get("event_id"), "event_id", self.s.max_id_bytes)
-        assert eid is not None
-        check_id(obj.get("user_id"), "user_id", self.s.max_id_bytes, required=False)
         slot = obj.get("slot")
         if slot is not None and (not isinstance(slot, int) or isinstance(slot, bool)
                                  or not 1 <= slot <= self.s.max_slots):
@@ -223,7 +211,15 @@ class RequestParser:
         kind = obj.get("kind")
         if kind is not None:
             kind = check_id(kind, "kind", 64)
-        return Reward(eid, self.reward_value(obj.get("reward"), "reward"), slot, kind)
+        value = self.reward_value(obj.get("reward"), "reward")
+        user = check_id(obj.get("user_id"), "user_id", self.s.max_id_bytes, required=False)
+        if obj.get("event_id") is None and user is not None:
+            # a long-horizon reward (return visit, second purchase): attributed to the
+            # user's earlier decisions by the learner
+            return Reward("", value, None, kind, user_id=user)
+        eid = check_id(obj.get("event_id"), "event_id", self.s.max_id_bytes)
+        assert eid is not None
+        return Reward(eid, value, slot, kind)
 
     # -- Personalizer-compatible API ----------------------------------------------------
     def _feature_list(self, value: Any, field: str) -> dict[str, Any]:
