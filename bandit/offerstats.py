@@ -27,6 +27,7 @@ MAX_OFFERS = 20_000  # offers remembered (least recently learned are forgotten f
 class OfferStats:
     rows: OrderedDict[str, list[float]] = field(default_factory=OrderedDict)
     prior: float = 10.0
+    _mean: float | None = None  # cached global mean; servers never change their stats
 
     def add(self, offer_id: str, reward: float, probability: float) -> None:
         w = 1.0 / probability
@@ -38,6 +39,7 @@ class OfferStats:
         row[0] += 1
         row[1] += w * reward
         row[2] += w
+        self._mean = None
         if len(self.rows) > MAX_OFFERS:
             self.rows.popitem(last=False)
 
@@ -46,8 +48,11 @@ class OfferStats:
         return int(row[0]) if row else 0
 
     def global_mean(self) -> float:
-        den = sum(r[2] for r in self.rows.values())
-        return sum(r[1] for r in self.rows.values()) / den if den else 0.0
+        """The de-biased mean reward over all offers (computed once per change)."""
+        if self._mean is None:
+            den = sum(r[2] for r in self.rows.values())
+            self._mean = sum(r[1] for r in self.rows.values()) / den if den else 0.0
+        return self._mean
 
     def value(self, offer_id: str, mean: float) -> float:
         """De-biased mean reward, shrunk towards ``mean``."""

@@ -95,47 +95,6 @@ def event_rng(event_id: str, seed: int) -> random.Random:
     return random.Random(int.from_bytes(digest, "little"))
 
 
-def sample_slots(pmf: list[float], slots: int, explore: bool,
-                 rng: random.Random) -> tuple[list[int], list[float]]:
-    """Choose ``slots`` distinct indices; return (order of all indices, probabilities).
-
-    The first ``slots`` entries of the order are the shown offers with their
-    (conditional) probabilities; the rest follow by decreasing pmf with their pmf.
-    """
-    n = len(pmf)
-    total = sum(pmf)
-    weights = [p / total for p in pmf] if total > 0 else [1.0 / n] * n
-    remaining = list(range(n))
-    order: list[int] = []
-    probs: list[float] = []
-    for _ in range(min(slots, n)):
-        if explore:
-            mass = sum(weights[i] for i in remaining)
-            if mass <= 0.0:
-                k = rng.randrange(len(remaining))
-                choice, p = remaining[k], 1.0 / len(remaining)
-            else:
-                u = rng.random() * mass
-                acc = 0.0
-                choice = remaining[-1]
-                for i in remaining:
-                    acc += weights[i]
-                    if u < acc:
-                        choice = i
-                        break
-                p = weights[choice] / mass
-        else:
-            choice = max(remaining, key=lambda i: weights[i])
-            p = 1.0
-        remaining.remove(choice)
-        order.append(choice)
-        probs.append(p)
-    rest = sorted(remaining, key=lambda i: -weights[i])
-    order.extend(rest)
-    probs.extend(weights[i] if explore else 0.0 for i in rest)
-    return order, probs
-
-
 @dataclass
 class _Current:
     model: VWModel
@@ -280,7 +239,7 @@ class VWPolicy:
         always kept), so clearly bad offers are never explored."""
         best = max(range(len(pmf)), key=pmf.__getitem__)
         values = [stats.value(i, mean) for i in ids]
-        bar = max(values[best], max(values)) - self.options.safe_delta
+        bar = max(values) - self.options.safe_delta
         w = [p if (values[j] >= bar or j == best) else 0.0 for j, p in enumerate(pmf)]
         return _normalise(w)
 

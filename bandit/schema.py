@@ -127,22 +127,27 @@ class RequestParser:
             raise BadRequest("every offer is excluded", field="exclude")
         return out
 
+    def _item_id(self, item: Any, where: str, seen: set[str], what: str) -> str:
+        """The id of one object of a list whose ids must be unique (offers, slots)."""
+        if not isinstance(item, dict):
+            raise BadRequest(f"{where} must be an object", field=where)
+        oid = check_id(item.get("id"), f"{where}.id", self.s.max_id_bytes)
+        assert oid is not None
+        if oid in seen:
+            raise BadRequest(f"duplicate {what} id {oid!r}", field=f"{where}.id")
+        seen.add(oid)
+        return oid
+
     def _validate_offers(self, items: list[Any], field: str,
                          features_of: Any) -> tuple[Offer, ...]:
         seen: set[str] = set()
         out = []
         for i, item in enumerate(items):
             where = f"{field}[{i}]"
-            if not isinstance(item, dict):
-                raise BadRequest(f"{where} must be an object", field=where)
-            oid = check_id(item.get("id"), f"{where}.id", self.s.max_id_bytes)
-            assert oid is not None
-            if oid in seen:
-                raise BadRequest(f"duplicate offer id {oid!r}", field=f"{where}.id")
+            oid = self._item_id(item, where, seen, "offer")
             if oid == NONE_ID:
                 raise BadRequest(f"offer id {NONE_ID!r} is reserved for the null offer "
                                  "(use allow_none)", field=f"{where}.id")
-            seen.add(oid)
             feats = features_of(item.get("features"), f"{where}.features")
             out.append(self.offers.get(oid, feats, f"{where}.features", self.limits))
         return tuple(out)
@@ -267,16 +272,11 @@ class RequestParser:
                              f"(BANDIT_MAX_SLOTS: {self.s.max_slots}, actions: {len(offers)})",
                              field="slots")
         ids: list[str] = []
+        seen: set[str] = set()
         exclude: list[frozenset[str]] = []
         for i, slot in enumerate(slots):
             where = f"slots[{i}]"
-            if not isinstance(slot, dict):
-                raise BadRequest(f"{where} must be an object", field=where)
-            sid = check_id(slot.get("id"), f"{where}.id", self.s.max_id_bytes)
-            assert sid is not None
-            if sid in ids:
-                raise BadRequest(f"duplicate slot id {sid!r}", field=f"{where}.id")
-            ids.append(sid)
+            ids.append(self._item_id(slot, where, seen, "slot"))
             exclude.append(frozenset(self._exclude(slot.get("excludedActions"),
                                                    f"{where}.excludedActions")))
             baseline = slot.get("baselineAction")

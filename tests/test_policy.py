@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 
 from bandit.features import ID_NAMESPACE
-from bandit.policy import VWPolicy, event_rng, sample_slots
+from bandit.policy import VWPolicy, _draw, _normalise, event_rng
 from bandit.policy_spec import PolicySpec
 from bandit.types import DecideRequest, Offer
 from bandit.vw_adapter import action_line
@@ -22,31 +22,35 @@ def test_sampling_matches_the_pmf():
     pmf = [0.7, 0.2, 0.1]
     rng = random.Random(0)
     n = 20000
-    counts = Counter(sample_slots(pmf, 1, True, rng)[0][0] for _ in range(n))
+    draws = [_draw(pmf, True, rng) for _ in range(n)]
+    counts = Counter(j for j, _ in draws)
     for i, p in enumerate(pmf):
         assert counts[i] / n == pytest.approx(p, abs=0.015)  # > 4 standard errors
+    assert all(p == pmf[j] for j, p in draws)  # the logged probability is the drawn one
 
 
 def test_later_slots_report_conditional_probabilities():
-    pmf = [0.5, 0.3, 0.2]
-    rng = random.Random(1)
-    for _ in range(200):
-        order, probs = sample_slots(pmf, 2, True, rng)
-        assert sorted(order) == [0, 1, 2]
-        first, second = order[0], order[1]
-        assert probs[0] == pytest.approx(pmf[first])
-        assert probs[1] == pytest.approx(pmf[second] / (1 - pmf[first]))
-        assert probs[2] == pytest.approx(pmf[order[2]])
+    """With a uniform policy (ε = 1) over 3 offers, slot 1 is drawn with 1/3 and slot 2
+    among the 2 left with 1/2; the rest keep their slot-1 probability."""
+    policy = VWPolicy.fresh(PolicySpec.parse("epsilon:1.0"))
+    for i in range(200):
+        d = policy.decide(DecideRequest(f"e{i}", {}, offers(3), slots=2))
+        assert sorted(d.order) == [0, 1, 2]
+        assert d.probabilities == pytest.approx((1 / 3, 1 / 2, 1 / 3))
+    policy.close()
 
 
 def test_exploit_is_greedy_with_probability_one():
-    order, probs = sample_slots([0.1, 0.6, 0.3], 2, False, random.Random(0))
-    assert order == [1, 2, 0] and probs == [1.0, 1.0, 0.0]
+    assert _draw([0.1, 0.6, 0.3], False, random.Random(0)) == (1, 1.0)
+    policy = VWPolicy.fresh(PolicySpec.parse("epsilon:0.1"))
+    d = policy.decide(DecideRequest("e", {}, offers(3), slots=2, explore=False))
+    assert d.probabilities == (1.0, 1.0, 0.0)
+    policy.close()
 
 
-def test_degenerate_pmf_falls_back_to_uniform_over_the_rest():
-    order, probs = sample_slots([1.0, 0.0, 0.0], 2, True, random.Random(0))
-    assert order[0] == 0 and probs[0] == 1.0 and probs[1] == 0.5
+def test_degenerate_pmf_falls_back_to_uniform():
+    assert _normalise([0.0, 0.0, 0.0]) == [1 / 3] * 3
+    assert _normalise([float("nan"), 1.0]) == [0.5, 0.5]
 
 
 def test_event_rng_is_reproducible():

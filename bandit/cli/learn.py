@@ -17,13 +17,20 @@ from bandit.errors import ConfigError
 from bandit.settings import Settings
 
 
+def _settings() -> Settings | None:
+    """Settings from the environment, or None after saying what is wrong."""
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        print(f"bandit-learn: {exc}", file=sys.stderr)
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     from bandit.learner.daemon import Learner
 
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"bandit-learn: {exc}", file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
     if not settings.kafka_bootstrap:
         print("bandit-learn: BANDIT_KAFKA_BOOTSTRAP is not set", file=sys.stderr)
@@ -60,10 +67,8 @@ def models(args: argparse.Namespace) -> int:
     """``bandit-learn models …``: list, pin (rollback), unpin, export, import."""
     from bandit.modelstore import ModelStore, ModelStoreError
 
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"bandit-learn: {exc}", file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
     store = ModelStore(args.model_dir or settings.model_dir, settings.model_keep)
     try:

@@ -62,6 +62,19 @@ def slot_example(decision: dict[str, Any], k: int, reward: float) -> dict[str, A
                   "_multi": [c["_multi"][i] for i in remaining]}}
 
 
+def learn_joined(model: VWModel, stats: OfferStats, j: Joined, line: bytes) -> None:
+    """Learn every shown slot of a joined decision (``line``: its CB DSJSON, which is
+    slot 1's example) and count each shown offer in the offer statistics."""
+    d = j.decision
+    model.learn_dsjson(line.decode())
+    for k in range(2, len(j.slot_rewards) + 1):
+        model.learn_dsjson(orjson.dumps(slot_example(d, k, j.slot_rewards[k - 1])).decode())
+    ids = d.get("ids") or []
+    for k, reward in enumerate(j.slot_rewards or [j.reward]):
+        if k < len(d["a"]) and d["a"][k] - 1 < len(ids):
+            stats.add(str(ids[d["a"][k] - 1]), reward, float(d["p"][k]))
+
+
 class Learner:
     def __init__(self, settings: Settings, *, group: str = "bandit-learner",
                  clock: Callable[[], float] = time.time) -> None:
@@ -200,26 +213,19 @@ class Learner:
     def _learn(self, j: Joined) -> None:
         d = j.decision
         line = orjson.dumps(joined_event(d, j.reward, j.rewards))
+        # the topic gets VW's CCB DSJSON for multi-slot decisions, CB DSJSON otherwise
+        out = orjson.dumps(ccb_joined_event(d, j.slot_rewards, j.rewards)) \
+            if len(j.slot_rewards) > 1 else line
         if self.guard is not None and self.guard.held_out(str(d["EventId"])):
             self.guard.add(d, j.reward)  # held out for the promotion guard, not learned
-            self._produce(self.topics.joined, str(d["EventId"]).encode(), line)
-            return
-        try:
-            self.model.learn_dsjson(line.decode())
-            for k in range(2, len(j.slot_rewards) + 1):
-                self.model.learn_dsjson(orjson.dumps(slot_example(d, k, j.slot_rewards[k - 1]))
-                                        .decode())
-        except Exception as exc:  # VW refused this example: keep the model, keep going
-            self.learn_errors += 1
-            log.warning("VW could not learn event %s: %s", d.get("EventId"), exc)
-            return
-        if len(j.slot_rewards) > 1:  # the topic gets VW's CCB DSJSON for multi-slot decisions
-            line = orjson.dumps(ccb_joined_event(d, j.slot_rewards, j.rewards))
-        ids = d.get("ids") or []
-        for k, reward in enumerate(j.slot_rewards or [j.reward]):
-            if k < len(d["a"]) and d["a"][k] - 1 < len(ids):
-                self.offer_stats.add(str(ids[d["a"][k] - 1]), reward, float(d["p"][k]))
-        self._produce(self.topics.joined, str(d["EventId"]).encode(), line)
+        else:
+            try:
+                learn_joined(self.model, self.offer_stats, j, line)
+            except Exception as exc:  # VW refused this example: keep the model, keep going
+                self.learn_errors += 1
+                log.warning("VW could not learn event %s: %s", d.get("EventId"), exc)
+                return
+        self._produce(self.topics.joined, str(d["EventId"]).encode(), out)
 
     def _checkpoint_due(self) -> bool:
         if not self._dirty and self._since_checkpoint == 0:

@@ -98,13 +98,7 @@ class Service:
             extra["agree"] = decision.info["agree"]
         if self.shadow is not None:
             extra["shadow"] = self._shadow(request)
-        event = decision_event(request, decision, **extra)
-        try:
-            self.sink.decision(request.event_id, event)
-        except Exception:
-            log.exception("event sink refused a decision")
-            self.metrics.sink_errors.inc()
-            raise SinkUnavailable("decision") from None
+        self._emit("decision", request.event_id, decision_event(request, decision, **extra))
         self.metrics.decisions.labels(arm or decision.policy,
                                       "explore" if request.explore else "exploit").inc()
         if self.users is not None and (request.user_id is not None or
@@ -121,6 +115,17 @@ class Service:
         self.live.decision(arm if arm is not None else decision.policy,
                            decision.explored, request.event_id)
         return request, decision
+
+    def _emit(self, what: str, key: str, event: dict[str, Any]) -> None:
+        """Hand an event to the sink (decisions to its decision stream, rewards and
+        activations to its reward stream); a refusal is a 503 the client can retry."""
+        send = self.sink.decision if what == "decision" else self.sink.reward
+        try:
+            send(key, event)
+        except Exception:
+            log.exception("event sink refused the %s", what)
+            self.metrics.sink_errors.inc()
+            raise SinkUnavailable(what) from None
 
     def _model_arm_guarded(self) -> bool:
         """The arm guard: the ``model`` arm serves its baseline arm's policy once its
@@ -206,33 +211,18 @@ class Service:
     def reward(self, reward: Reward) -> None:
         if reward.user_id is not None and not reward.event_id:
             reward = replace(reward, user_id=hash_user(reward.user_id, self.salt))
-            try:
-                self.sink.reward(reward.user_id or "", reward_event(reward))
-            except Exception:
-                log.exception("event sink refused a reward")
-                self.metrics.sink_errors.inc()
-                raise SinkUnavailable("reward") from None
+            self._emit("reward", reward.user_id or "", reward_event(reward))
             self.metrics.rewards.labels(reward.kind or "long").inc()
             return
         if self.users is not None and reward.slot_id is None:
             self.users.record_reward(reward.event_id, reward.slot or 1, reward.value,
                                      time.time())
-        try:
-            self.sink.reward(reward.event_id, reward_event(reward))
-        except Exception:
-            log.exception("event sink refused a reward")
-            self.metrics.sink_errors.inc()
-            raise SinkUnavailable("reward") from None
+        self._emit("reward", reward.event_id, reward_event(reward))
         self.metrics.rewards.labels(reward.kind or "default").inc()
         self.live.reward(reward.event_id, reward.value)
 
     def activate(self, event_id: str) -> None:
-        try:
-            self.sink.reward(event_id, activation_event(event_id))
-        except Exception:
-            log.exception("event sink refused an activation")
-            self.metrics.sink_errors.inc()
-            raise SinkUnavailable("activation") from None
+        self._emit("activation", event_id, activation_event(event_id))
         self.metrics.activations.inc()
 
     # -- model information and hot swap ---------------------------------------------------

@@ -18,8 +18,8 @@ import numpy as np
 import orjson
 
 from bandit.events import decision_event, joined_event
-from bandit.learner.daemon import slot_example
-from bandit.learner.join import slot_rewards
+from bandit.learner.daemon import learn_joined
+from bandit.learner.join import Joined, slot_rewards
 from bandit.modelstore import ModelStore
 from bandit.offerstats import OfferStats
 from bandit.policy import RankingOptions, VWPolicy
@@ -101,12 +101,8 @@ class Loop:
     def _learn(self, event: dict[str, Any], rewards: list[dict[str, Any]], slots: int) -> None:
         per_slot = slot_rewards(rewards, slots, "sum", 0.0)
         line = orjson.dumps(joined_event(event, per_slot[0], rewards))
-        self.learner.learn_dsjson(line.decode())
-        for s in range(2, slots + 1):
-            self.learner.learn_dsjson(orjson.dumps(slot_example(event, s, per_slot[s - 1]))
-                                      .decode())
-        for s in range(slots):
-            self.stats.add(event["ids"][event["a"][s] - 1], per_slot[s], event["p"][s])
+        learn_joined(self.learner, self.stats, Joined(event, per_slot[0], rewards, per_slot),
+                     line)
         self.learned += 1
         if self._log is not None:
             self._log.write(line + b"\n")
