@@ -14,6 +14,12 @@ activation: ``{"EventId", "Timestamp", "activate": true}``.
 Joined (``offers.joined``): the decision plus ``_label_cost`` (= −reward),
 ``_label_probability``, ``_label_Action``, ``_labelIndex`` and ``o`` (every reward
 seen), which ``vw --dsjson --cb_explore_adf`` reads as it is.
+
+Layout on the wire: servers write a decision with ``c`` as its last key and give the
+byte offset of ``,"c":`` in the message header ``c_at`` (:func:`encode_decision`).
+The learner then decodes only the small head before ``c`` and hands the context and
+offers to VW as bytes, never as Python objects (:func:`parse_decision_head`,
+:func:`joined_line`); messages without the header are decoded whole.
 """
 
 from __future__ import annotations
@@ -129,6 +135,31 @@ def dumps(event: dict[str, Any]) -> bytes:
     return orjson.dumps(event)
 
 
+C_AT = "c_at"  # the Kafka header (and spool field) giving the offset of ``,"c":``
+
+
+def encode_decision(event: dict[str, Any]) -> tuple[bytes, int | None]:
+    """A decision's JSON with ``c`` as its last key, and the offset of ``,"c":`` in it
+    (the head before it is the decision without its context and offers); an event
+    without ``c`` is encoded as it is, with no offset."""
+    if "c" not in event:
+        return orjson.dumps(event), None
+    head = orjson.dumps({k: v for k, v in event.items() if k != "c"})
+    at = len(head) - 1
+    return head[:at] + b',"c":' + orjson.dumps(event["c"]) + b"}", at
+
+
+def joined_line(head: dict[str, Any], body: bytes, reward: float,
+                rewards_seen: list[dict[str, Any]]) -> bytes:
+    """``orjson.dumps(joined_event(decision, …))`` of the decision whose JSON is
+    ``body`` (``head`` being its fields before ``c``), by splicing the label in front
+    of the body's bytes instead of decoding and re-encoding the context."""
+    label = orjson.dumps({"_label_cost": -reward, "_label_probability": head["p"][0],
+                          "_label_Action": head["a"][0], "_labelIndex": head["a"][0] - 1,
+                          "o": rewards_seen})
+    return label[:-1] + b"," + body[1:]
+
+
 # -- decoding (boundary for Kafka messages and files) ---------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +177,7 @@ class LoggedDecision:
     slots: int
     deferred: bool
     raw: dict[str, Any]
+    body: bytes | None = None  # the whole event's JSON when ``raw`` is only its head
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,11 +232,28 @@ def _event_id(obj: dict[str, Any]) -> str:
     return eid
 
 
+def parse_decision_head(body: bytes, at: int) -> LoggedDecision | None:
+    """The decision in ``body`` (written by :func:`encode_decision`) from its head
+    alone: the fields before ``c``, validated like :func:`parse_decision` (the number
+    of offers is the length of ``ids``). ``context`` and ``offers`` are left empty and
+    ``body`` keeps the bytes. None when ``at`` does not split ``body`` as
+    :func:`encode_decision` does: decode it whole then."""
+    if not 0 < at < len(body) - 6 or body[at:at + 6] != b',"c":{' or body[-2:] != b"}}":
+        return None
+    try:
+        head = orjson.loads(body[:at] + b"}")
+    except orjson.JSONDecodeError:
+        return None  # ``at`` is not at the top level: not this layout
+    if not isinstance(head, dict) or "c" in head or not isinstance(head.get("ids"), list):
+        return None
+    return _checked(head, {}, (), len(head["ids"]), body)
+
+
 def parse_decision(obj: Any) -> LoggedDecision:
     """Validate a decoded decision event; raise :class:`BadRequest` naming the field."""
     if not isinstance(obj, dict):
         raise BadRequest("event must be a JSON object")
-    eid = _event_id(obj)
+    _event_id(obj)
     c = obj.get("c")
     if not isinstance(c, dict) or not isinstance(c.get("_multi"), list) or not c["_multi"]:
         raise BadRequest("c._multi must be a non-empty list", field="c._multi")
@@ -214,8 +263,14 @@ def parse_decision(obj: Any) -> LoggedDecision:
         _namespaces(context, "c")
         for i, o in enumerate(offers):
             _namespaces(o, f"c._multi[{i}]")
+    return _checked(obj, context, offers, len(offers), None)
+
+
+def _checked(obj: dict[str, Any], context: Namespaces, offers: tuple[Namespaces, ...],
+             n: int, body: bytes | None) -> LoggedDecision:
+    """Validate everything of a decision but its context and offers."""
+    eid = _event_id(obj)
     a, p = obj.get("a"), obj.get("p")
-    n = len(offers)
     if (not isinstance(a, list) or not a or not set(map(type, a)) <= {int} or
             min(a) < 1 or max(a) > n):
         raise BadRequest(f"a must list action indices in 1..{n}", field="a")
@@ -236,8 +291,8 @@ def parse_decision(obj: Any) -> LoggedDecision:
     version = str(state.get("m", "")) if isinstance(state, dict) else ""
     ts = obj.get("Timestamp")
     return LoggedDecision(eid, ts if isinstance(ts, str) else "", context, offers, tuple(ids),
-                          tuple(x - 1 for x in a), tuple(float(x) for x in p), version,
-                          slots, bool(obj.get("DeferredAction", False)), obj)
+                          tuple([x - 1 for x in a]), tuple(map(float, p)), version,
+                          slots, bool(obj.get("DeferredAction", False)), obj, body)
 
 
 def parse_reward(obj: Any) -> LoggedReward:

@@ -24,7 +24,7 @@ from typing import Any
 
 from bandit import kafka_client
 from bandit.broker import port_open
-from bandit.events import dumps
+from bandit.events import C_AT, dumps, encode_decision
 from bandit.settings import Settings
 from bandit.spool import SpoolReader, SpoolWriter, adopt_orphans
 from bandit.topics import Topics, ensure_topics
@@ -65,7 +65,8 @@ class KafkaSink:
 
     # -- request path -----------------------------------------------------------------
     def decision(self, event_id: str, event: dict[str, Any]) -> None:
-        self.writer.append("d", event_id, dumps(event))
+        value, c_at = encode_decision(event)  # the learner then decodes only the head
+        self.writer.append("d", event_id, value, c_at)
         self._wake.set()
 
     def reward(self, event_id: str, event: dict[str, Any]) -> None:
@@ -146,8 +147,10 @@ class KafkaSink:
                 topic = self._topic_of.get(r.kind, self.topics.deadletter)
                 while True:
                     try:
-                        self._producer.produce(topic, key=r.key.encode("utf-8"), value=r.value,
-                                               on_delivery=delivered)
+                        self._producer.produce(
+                            topic, key=r.key.encode("utf-8"), value=r.value,
+                            headers=None if r.c_at is None else [(C_AT, b"%d" % r.c_at)],
+                            on_delivery=delivered)
                         break
                     except BufferError:  # librdkafka's queue is full: let it drain
                         self._producer.poll(0.05)

@@ -23,12 +23,18 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from bandit.events import utc_now
 from bandit.vw_adapter import VWModel
+
+
+class Savable(Protocol):
+    """A model that can save itself to a file (a VW model, here or in a child)."""
+
+    def save(self, path: str | Path) -> None: ...
 
 _VERSION_FILE = re.compile(r"^model-(\d+)\.json$")
 
@@ -133,7 +139,7 @@ class ModelStore:
             nums.append(int(cur.version))
         return f"{max(nums, default=0) + 1:06d}"
 
-    def publish(self, model: VWModel, policy: str, events_learned: int,
+    def publish(self, model: Savable, policy: str, events_learned: int,
                 offsets: dict[str, int] | None = None,
                 extra: dict[str, Any] | None = None) -> Manifest:
         """Save ``model`` as a new version and make it current, atomically."""

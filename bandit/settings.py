@@ -95,8 +95,9 @@ class Settings:
     reward_wait: float = 600.0
     reward_function: str = "earliest"
     default_reward: float = 0.0
-    checkpoint_events: int = 5000
+    checkpoint_events: int = 50000
     checkpoint_seconds: float = 5.0
+    learner_process: bool = True
     guard_margin: float = 0.0
     long_wait: float = 0.0
     long_weight: float = 1.0
@@ -173,6 +174,7 @@ class Settings:
             checkpoint_events=_int(e, "CHECKPOINT_EVENTS", cls.checkpoint_events, 1, 10**9),
             checkpoint_seconds=_float(e, "CHECKPOINT_SECONDS", cls.checkpoint_seconds,
                                       0.01, 86400.0),
+            learner_process=_bool(e, "LEARNER_PROCESS", cls.learner_process),
             guard_margin=_float(e, "GUARD_MARGIN", cls.guard_margin, 0.0, 1e9),
             long_wait=_float(e, "LONG_WAIT", cls.long_wait, 0.0, 90 * 86400.0),
             long_weight=_float(e, "LONG_WEIGHT", cls.long_weight, 0.0, 1e6),

@@ -2,8 +2,9 @@
 
 Layout: ``<spool_dir>/<owner>/seg-000001.log`` … plus ``cursor`` (the shipped
 position) and ``lock`` (held with ``flock`` by the live owner process). A record is
-one line: ``{"t": kind, "k": key}<TAB><value JSON>`` — orjson output never holds a
-raw tab or newline, so the first tab splits header from value.
+one line: ``{"t": kind, "k": key, "c"?: offset}<TAB><value JSON>`` — orjson output
+never holds a raw tab or newline, so the first tab splits header from value; ``c`` is
+a decision's ``c_at`` offset (see :mod:`bandit.events`), shipped as a Kafka header.
 
 * The request path appends one line with a single ``write`` (O_APPEND); a
   background thread fsyncs in batches.
@@ -37,6 +38,7 @@ class Record:
     key: str
     value: bytes
     end: tuple[int, int]  # (segment number, byte offset just after this record)
+    c_at: int | None = None
 
 
 def _segments(directory: Path) -> list[int]:
@@ -51,8 +53,9 @@ def _seg_path(directory: Path, n: int) -> Path:
     return directory / f"seg-{n:06d}.log"
 
 
-def encode_record(kind: str, key: str, value: bytes) -> bytes:
-    return orjson.dumps({"t": kind, "k": key}) + b"\t" + value + b"\n"
+def encode_record(kind: str, key: str, value: bytes, c_at: int | None = None) -> bytes:
+    head = {"t": kind, "k": key} if c_at is None else {"t": kind, "k": key, "c": c_at}
+    return orjson.dumps(head) + b"\t" + value + b"\n"
 
 
 class SpoolWriter:
@@ -78,8 +81,8 @@ class SpoolWriter:
     def _open(self, n: int) -> int:
         return os.open(_seg_path(self.dir, n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    def append(self, kind: str, key: str, value: bytes) -> None:
-        line = encode_record(kind, key, value)
+    def append(self, kind: str, key: str, value: bytes, c_at: int | None = None) -> None:
+        line = encode_record(kind, key, value, c_at)
         with self._mutex:
             try:
                 if self._size + len(line) > SEGMENT_BYTES and self._size:
@@ -175,8 +178,10 @@ class SpoolReader:
                 if tab > 0:
                     try:
                         head = orjson.loads(line[:tab])
+                        c_at = head.get("c")
                         out.append(Record(str(head["t"]), str(head["k"]), line[tab + 1:],
-                                          (seg, off + nl + 1)))
+                                          (seg, off + nl + 1),
+                                          c_at if type(c_at) is int else None))
                     except (orjson.JSONDecodeError, KeyError, TypeError):
                         pass  # a torn line from a crash mid-write: skip it
                 pos = nl + 1

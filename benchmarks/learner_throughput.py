@@ -30,7 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bandit import kafka_client  # noqa: E402
 from bandit.broker import EmbeddedBroker  # noqa: E402
-from bandit.events import decision_event, joined_event, reward_event  # noqa: E402
+from bandit.events import (  # noqa: E402
+    C_AT,
+    decision_event,
+    encode_decision,
+    joined_event,
+    reward_event,
+)
 from bandit.learner.daemon import Learner  # noqa: E402
 from bandit.policy_spec import PolicySpec  # noqa: E402
 from bandit.schema import RequestParser  # noqa: E402
@@ -40,8 +46,9 @@ from bandit.stack import free_port  # noqa: E402
 from bandit.types import Decision, Reward  # noqa: E402
 
 
-def make_events(n: int, seed: int = 0) -> list[tuple[bytes, bytes, bytes]]:
-    """(event id, decision JSON, reward JSON) for ``n`` uniformly logged decisions."""
+def make_events(n: int, seed: int = 0) -> list[tuple[bytes, bytes, bytes, bytes]]:
+    """(event id, decision JSON, its ``c_at`` header, reward JSON) for ``n`` uniformly
+    logged decisions, encoded as the server's Kafka sink encodes them."""
     world = World(n_offers=20, seed=seed)
     rng = np.random.default_rng(seed)
     parser = RequestParser(Settings())
@@ -55,19 +62,21 @@ def make_events(n: int, seed: int = 0) -> list[tuple[bytes, bytes, bytes]]:
         ev = decision_event(req, decision)
         clicked = rng.random() < world.click_probability(body["context"], offers[order[0]])
         rw = reward_event(Reward(req.event_id, 1.0 if clicked else 0.0))
-        out.append((req.event_id.encode(), orjson.dumps(ev), orjson.dumps(rw)))
+        value, c_at = encode_decision(ev)
+        assert c_at is not None
+        out.append((req.event_id.encode(), value, b"%d" % c_at, orjson.dumps(rw)))
     return out
 
 
-def fill(bootstrap: str, prefix: str, events: list[tuple[bytes, bytes, bytes]]) -> float:
+def fill(bootstrap: str, prefix: str, events: list[tuple[bytes, bytes, bytes, bytes]]) -> float:
     t0 = time.perf_counter()
     p = kafka_client.producer(bootstrap, **{"linger.ms": 50})
-    for topic, items in ((prefix + "decisions", [(k, d) for k, d, _ in events]),
-                         (prefix + "rewards", [(k, r) for k, _, r in events])):
-        for key, value in items:
+    for topic, items in ((prefix + "decisions", [(k, d, [(C_AT, at)]) for k, d, at, _ in events]),
+                         (prefix + "rewards", [(k, r, None) for k, _, _, r in events])):
+        for key, value, headers in items:
             while True:
                 try:
-                    p.produce(topic, key=key, value=value)
+                    p.produce(topic, key=key, value=value, headers=headers)
                     break
                 except BufferError:
                     p.poll(0.05)
@@ -127,7 +136,7 @@ def main() -> None:
         checkpoint_s = time.perf_counter() - t1
         learner.close()
         joined = [orjson.dumps(joined_event(orjson.loads(d), orjson.loads(r)["v"],
-                                            [orjson.loads(r)])) for _, d, r in events]
+                                            [orjson.loads(r)])) for _, d, _, r in events]
         vw_s = raw_vw(joined, spec.vw_args(), work)
     eps = learned / learn_s
     vw_eps = n / vw_s

@@ -25,9 +25,19 @@ import orjson
 
 from bandit import kafka_client
 from bandit.errors import BadRequest
-from bandit.events import ccb_joined_event, decode, joined_event, parse_decision, parse_reward
+from bandit.events import (
+    C_AT,
+    ccb_joined_event,
+    decode,
+    joined_event,
+    joined_line,
+    parse_decision,
+    parse_decision_head,
+    parse_reward,
+)
 from bandit.learner.guard import PromotionGuard
 from bandit.learner.join import Joined, JoinState
+from bandit.learner.vw_process import VWProcess, VWProcessError
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError
 from bandit.offerstats import OfferStats
 from bandit.policy import SLOT_NAMESPACE
@@ -62,13 +72,22 @@ def slot_example(decision: dict[str, Any], k: int, reward: float) -> dict[str, A
                   "_multi": [c["_multi"][i] for i in remaining]}}
 
 
-def learn_joined(model: VWModel, stats: OfferStats, j: Joined, line: bytes) -> None:
+def whole(j: Joined) -> dict[str, Any]:
+    """The joined decision's whole event (decoded here when only its head was)."""
+    return j.decision if j.body is None else {**j.decision, "c": orjson.loads(j.body)["c"]}
+
+
+def learn_joined(model: VWModel | VWProcess, stats: OfferStats, j: Joined,
+                 line: bytes) -> None:
     """Learn every shown slot of a joined decision (``line``: its CB DSJSON, which is
     slot 1's example) and count each shown offer in the offer statistics."""
     d = j.decision
     model.learn_dsjson(line.decode())
-    for k in range(2, len(j.slot_rewards) + 1):
-        model.learn_dsjson(orjson.dumps(slot_example(d, k, j.slot_rewards[k - 1])).decode())
+    if len(j.slot_rewards) > 1:
+        full = whole(j)
+        for k in range(2, len(j.slot_rewards) + 1):
+            model.learn_dsjson(orjson.dumps(slot_example(full, k,
+                                                         j.slot_rewards[k - 1])).decode())
     ids = d.get("ids") or []
     for k, reward in enumerate(j.slot_rewards or [j.reward]):
         if k < len(d["a"]) and d["a"][k] - 1 < len(ids):
@@ -105,11 +124,17 @@ class Learner:
         self.producer: Any = None
 
     # -- restore -----------------------------------------------------------------------
-    def _restore(self) -> VWModel:
+    def _restore(self) -> VWModel | VWProcess:
         man = self.store.current()
         if man is not None:
             try:
-                model = self.store.load(man, json_input=True)
+                if self.s.learner_process:
+                    try:
+                        model: VWModel | VWProcess = VWProcess.load(self.store.verify(man))
+                    except VWProcessError as exc:
+                        raise ModelStoreError(str(exc)) from None
+                else:
+                    model = self.store.load(man, json_input=True)
             except ModelStoreError as exc:
                 raise SystemExit(f"bandit-learn: cannot resume from {man.version}: {exc}") \
                     from None
@@ -128,6 +153,8 @@ class Learner:
         spec = PolicySpec.parse(self.s.policy if not self.s.policy.startswith("lgbm:")
                                 else "epsilon:0.05")
         self.policy = str(spec)
+        if self.s.learner_process:
+            return VWProcess(spec.vw_args(self.s.seed))
         return VWModel(spec.vw_args(self.s.seed), json_input=True)
 
     # -- Kafka -------------------------------------------------------------------------
@@ -166,6 +193,7 @@ class Learner:
         messages = self.consumer.consume(POLL_RECORDS, timeout_ms / 1000)
         now = self.clock()
         joined: list[Joined] = []
+        offsets: dict[tuple[str, int], int] = {}
         for m in messages:
             err = m.error()
             if err is not None:  # a transient client condition, not a message
@@ -173,7 +201,10 @@ class Learner:
                 continue
             topic = m.topic()
             joined += self._handle(topic, m, now)
-            self.offsets[f"{topic}:{m.partition()}"] = m.offset() + 1
+            offsets[topic, m.partition()] = m.offset()
+        if offsets:
+            for (topic, part), off in offsets.items():
+                self.offsets[f"{topic}:{part}"] = off + 1
             self._dirty = True
         joined += self.state.expire(now)
         for j in joined:
@@ -186,10 +217,16 @@ class Learner:
 
     def _handle(self, topic: str, m: Any, now: float) -> list[Joined]:
         try:
-            obj = decode(m.value() or b"")
+            value = m.value() or b""
             if topic == self.topics.decisions:
-                return self.state.add_decision(parse_decision(obj), now)
-            return self.state.add_reward(parse_reward(obj), now)
+                d = None
+                headers = m.headers()
+                if headers:  # a server's decision: decode only its head
+                    at = dict(headers).get(C_AT)
+                    if at is not None and at.isdigit():
+                        d = parse_decision_head(value, int(at))
+                return self.state.add_decision(d or parse_decision(decode(value)), now)
+            return self.state.add_reward(parse_reward(decode(value)), now)
         except BadRequest as exc:
             self._dead_letter(topic, m, exc.message + (f" ({exc.field})" if exc.field else ""))
             return []
@@ -212,15 +249,18 @@ class Learner:
 
     def _learn(self, j: Joined) -> None:
         d = j.decision
-        line = orjson.dumps(joined_event(d, j.reward, j.rewards))
+        line = orjson.dumps(joined_event(d, j.reward, j.rewards)) if j.body is None else \
+            joined_line(d, j.body, j.reward, j.rewards)
         # the topic gets VW's CCB DSJSON for multi-slot decisions, CB DSJSON otherwise
-        out = orjson.dumps(ccb_joined_event(d, j.slot_rewards, j.rewards)) \
+        out = orjson.dumps(ccb_joined_event(whole(j), j.slot_rewards, j.rewards)) \
             if len(j.slot_rewards) > 1 else line
         if self.guard is not None and self.guard.held_out(str(d["EventId"])):
-            self.guard.add(d, j.reward)  # held out for the promotion guard, not learned
+            self.guard.add(whole(j), j.reward)  # held out for the promotion guard, not learned
         else:
             try:
                 learn_joined(self.model, self.offer_stats, j, line)
+            except VWProcessError:
+                raise  # the child learning VW died: stop (a restart resumes exactly-once)
             except Exception as exc:  # VW refused this example: keep the model, keep going
                 self.learn_errors += 1
                 log.warning("VW could not learn event %s: %s", d.get("EventId"), exc)
@@ -316,5 +356,6 @@ class Learner:
     def status(self) -> dict[str, Any]:
         return {"version": self.manifest.version if self.manifest else None,
                 **self.state.counters.as_dict(), **self.state.sizes,
-                "dead_letters": self.dead_letters, "learn_errors": self.learn_errors,
+                "dead_letters": self.dead_letters,
+                "learn_errors": self.learn_errors + getattr(self.model, "errors", 0),
                 "guard_blocked": self.guard.blocked if self.guard else 0}

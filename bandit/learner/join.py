@@ -18,7 +18,7 @@ restarted learner resumes with exactly the joins it had at the checkpoint.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,23 +64,24 @@ def slot_rewards(rewards: list[dict[str, Any]], slots: int, function: str, defau
     return out
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
-    decision: dict[str, Any]
+    decision: dict[str, Any]  # the whole event, or only its head when ``body`` is set
     deadline: float
     deferred: bool
     activated: bool = False
     rewards: list[dict[str, Any]] = field(default_factory=list)
+    body: bytes | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Orphan:
     deadline: float
     rewards: list[dict[str, Any]] = field(default_factory=list)
     activated: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Joined:
     """A decision ready to learn with the reward the reward function gave it."""
 
@@ -88,6 +89,7 @@ class Joined:
     reward: float
     rewards: list[dict[str, Any]]
     slot_rewards: list[float] = field(default_factory=list)
+    body: bytes | None = None  # the event's JSON when ``decision`` is only its head
 
 
 def id_digest(event_id: str) -> int:
@@ -139,7 +141,7 @@ class JoinState:
         if eid in self.pending or eid in self.done:
             self.counters.duplicates += 1
             return []
-        p = Pending(d.raw, now + max(self.wait, self.long_wait), d.deferred)
+        p = Pending(d.raw, now + max(self.wait, self.long_wait), d.deferred, body=d.body)
         user = d.raw.get("user")
         if self.long_wait > 0 and isinstance(user, str):
             self.by_user.setdefault(user, []).append((now, eid))
@@ -178,17 +180,17 @@ class JoinState:
     def expire(self, now: float) -> list[Joined]:
         """Close every window that has ended; forget old finished ids and orphans."""
         out: list[Joined] = []
-        for eid in [e for e, p in self.pending.items() if p.deadline <= now]:
+        for eid in _due(self.pending, now, lambda p: p.deadline):
             p = self.pending.pop(eid)
             if p.deferred and not p.activated:
                 self.counters.not_activated += 1
                 self.done[eid] = now + self.retention
                 continue
             out.append(self._finish(eid, p, now))
-        for eid in [e for e, o in self.orphans.items() if o.deadline <= now]:
+        for eid in _due(self.orphans, now, lambda o: o.deadline):
             o = self.orphans.pop(eid)
             self.counters.unmatched_rewards += len(o.rewards)
-        for eid in [e for e, t in self.done.items() if t <= now]:
+        for eid in _due(self.done, now, float):
             del self.done[eid]
         if self.by_user:
             for user in list(self.by_user):
@@ -237,22 +239,29 @@ class JoinState:
         slots = p.decision.get("slots", 1)
         slots = slots if isinstance(slots, int) and not isinstance(slots, bool) and \
             slots >= 1 else 1
-        short = [r for r in p.rewards if r.get("horizon") != "long"]
-        per_slot = slot_rewards(_resolve_slot_ids(p.decision, short), slots,
-                                self.reward_function, self.default_reward, self.weights)
-        long_total = sum(float(r["v"]) for r in p.rewards if r.get("horizon") == "long")
-        if long_total:
-            per_slot[0] += self.long_weight * long_total  # the long horizon credits slot 1
+        if slots == 1 and self.weights is None and self.long_wait <= 0 and \
+                all(len(r) <= 3 for r in p.rewards):
+            # the common case (rewards with only v, EventId, Timestamp): one slot
+            per_slot = [combine([r["v"] for r in p.rewards], self.reward_function)
+                        if p.rewards else self.default_reward]
+        else:
+            short = [r for r in p.rewards if r.get("horizon") != "long"]
+            per_slot = slot_rewards(_resolve_slot_ids(p.decision, short), slots,
+                                    self.reward_function, self.default_reward, self.weights)
+            long_total = sum(float(r["v"]) for r in p.rewards if r.get("horizon") == "long")
+            if long_total:
+                per_slot[0] += self.long_weight * long_total  # the long horizon: slot 1
         reward = per_slot[0]
         self.counters.learned += 1
         self.counters.digest = (self.counters.digest + id_digest(eid)) % (1 << 64)
         self.done[eid] = now + self.retention
-        return Joined(p.decision, reward, p.rewards, per_slot)
+        return Joined(p.decision, reward, p.rewards, per_slot, p.body)
 
     # -- snapshot --------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         return {
-            "pending": {e: [p.decision, p.deadline, p.deferred, p.activated, p.rewards]
+            "pending": {e: [p.decision, p.deadline, p.deferred, p.activated, p.rewards,
+                            None if p.body is None else p.body.decode()]
                         for e, p in self.pending.items()},
             "orphans": {e: [o.deadline, o.rewards, o.activated] for e, o in self.orphans.items()},
             "done": self.done,
@@ -261,7 +270,8 @@ class JoinState:
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
-        self.pending = {e: Pending(v[0], float(v[1]), bool(v[2]), bool(v[3]), list(v[4]))
+        self.pending = {e: Pending(v[0], float(v[1]), bool(v[2]), bool(v[3]), list(v[4]),
+                                   v[5].encode() if len(v) > 5 and v[5] is not None else None)
                         for e, v in snap.get("pending", {}).items()}
         self.orphans = {e: Orphan(float(v[0]), list(v[1]), bool(v[2]))
                         for e, v in snap.get("orphans", {}).items()}
@@ -303,6 +313,19 @@ def _resolve_slot_ids(decision: dict[str, Any],
         elif sid is not None:
             continue  # a reward for a slot the decision did not have
         out.append(r)
+    return out
+
+
+def _due(entries: dict[str, Any], now: float, deadline: Callable[[Any], float]) -> list[str]:
+    """The ids whose deadline has passed. Deadlines are set as now + a fixed delay, so
+    insertion order is deadline order and the scan stops at the first one not due
+    (if the wall clock steps back, entries may expire late by up to the step, never
+    early)."""
+    out = []
+    for eid, entry in entries.items():
+        if deadline(entry) > now:
+            break
+        out.append(eid)
     return out
 
 
