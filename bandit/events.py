@@ -162,9 +162,10 @@ def joined_line(head: dict[str, Any], body: bytes, reward: float,
 
 # -- decoding (boundary for Kafka messages and files) ---------------------------------
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoggedDecision:
-    """A decision event read back from a log, validated."""
+    """A decision event read back from a log, validated (read-only by convention: not
+    frozen, because the learner builds one per message and frozen init is slower)."""
 
     event_id: str
     timestamp: str
@@ -180,7 +181,7 @@ class LoggedDecision:
     body: bytes | None = None  # the whole event's JSON when ``raw`` is only its head
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoggedReward:
     event_id: str
     timestamp: str

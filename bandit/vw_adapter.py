@@ -106,11 +106,11 @@ class VWModel:
             lines.append(f"{cost_label(reward, probability)} {line}" if i == chosen else line)
         self._learn_raw("\n".join(lines))
 
-    def learn_dsjson(self, line: str) -> None:
+    def learn_dsjson(self, line: str | bytes) -> None:
         """Learn one joined DSJSON line (needs ``json_input=True``)."""
         if not self.json_input:
             raise RuntimeError("this workspace reads the text format, not DSJSON")
-        self._learn_raw(line)
+        self._learn_raw(line if isinstance(line, str) else line.decode())
 
     def _learn_raw(self, text: str) -> None:
         with self._lock:

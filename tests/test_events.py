@@ -8,8 +8,11 @@ from bandit.errors import BadRequest
 from bandit.events import (
     activation_event,
     decision_event,
+    encode_decision,
     joined_event,
+    joined_line,
     parse_decision,
+    parse_decision_head,
     parse_reward,
     reward_event,
 )
@@ -98,3 +101,54 @@ def test_joined_label_uses_the_chosen_action():
     assert j["_label_cost"] == -0.75
     assert j["_label_Action"] == d.order[0] + 1 and j["_labelIndex"] == d.order[0]
     assert j["_label_probability"] == d.probabilities[0]
+
+
+def test_encoded_decision_puts_c_last_and_its_head_parses_like_the_whole():
+    req, d, ev = make_decision()
+    ev["user"] = "h:abc"
+    value, at = encode_decision(ev)
+    assert at is not None and value[at:at + 6] == b',"c":{'
+    assert orjson.loads(value) == ev and list(orjson.loads(value))[-1] == "c"
+    whole = parse_decision(orjson.loads(value))
+    head = parse_decision_head(value, at)
+    assert head is not None and head.body == value and "c" not in head.raw
+    for name in ("event_id", "timestamp", "ids", "actions", "probabilities",
+                 "model_version", "slots", "deferred"):
+        assert getattr(head, name) == getattr(whole, name), name
+    assert head.raw == {k: v for k, v in ev.items() if k != "c"}
+
+
+def test_joined_line_is_the_joined_event_byte_for_byte():
+    _, _, ev = make_decision()
+    value, at = encode_decision(ev)
+    assert at is not None
+    head = parse_decision_head(value, at)
+    assert head is not None
+    seen = [{"v": 1.0, "EventId": "e1", "Timestamp": "2026-01-01T00:00:00.000Z"}]
+    decoded = orjson.loads(value)
+    assert joined_line(head.raw, value, 1.0, seen) == \
+        orjson.dumps(joined_event(decoded, 1.0, seen))
+
+
+@pytest.mark.parametrize("shift", [-1, 1, 5, 10_000, -10_000])
+def test_a_wrong_c_offset_means_decode_the_whole_event(shift):
+    _, _, ev = make_decision()
+    value, at = encode_decision(ev)
+    assert at is not None
+    assert parse_decision_head(value, at + shift) is None
+    # c nested deeper than the top level is not taken for the decision's c
+    nested = orjson.dumps({"EventId": "x", "x": {"y": 1, "c": {"z": 1}}, "c": {}})
+    assert parse_decision_head(nested, nested.index(b',"c":{')) is None
+
+
+def test_a_bad_head_is_refused_naming_the_field():
+    _, _, ev = make_decision()
+    value, at = encode_decision({**ev, "p": [2.0] * len(ev["p"])})
+    assert at is not None
+    with pytest.raises(BadRequest) as e:
+        parse_decision_head(value, at)
+    assert e.value.field == "p"
+    value, at = encode_decision({**ev, "a": [99] + ev["a"][1:]})
+    with pytest.raises(BadRequest) as e:
+        parse_decision_head(value, at)  # type: ignore[arg-type]
+    assert e.value.field == "a"

@@ -62,3 +62,12 @@ def test_orphans_are_adopted_once_their_owner_is_gone(tmp_path):
     assert adopt_orphans(tmp_path, exclude=live.dir) == []  # held while draining
     os.close(fd)
     live.close()
+
+
+def test_a_decision_keeps_its_c_offset_through_the_spool(tmp_path):
+    w = SpoolWriter(tmp_path)
+    w.append("d", "k0", b'{"EventId":"k0","c":{}}', 15)
+    w.append("r", "k0", b'{"EventId":"k0","v":1}')
+    recs = SpoolReader(w.dir, owned=True).read(10, w.position())
+    assert [(x.kind, x.c_at) for x in recs] == [("d", 15), ("r", None)]
+    w.close()

@@ -16,6 +16,7 @@ the last checkpoint are written again after a crash. Readers deduplicate by
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -82,12 +83,11 @@ def learn_joined(model: VWModel | VWProcess, stats: OfferStats, j: Joined,
     """Learn every shown slot of a joined decision (``line``: its CB DSJSON, which is
     slot 1's example) and count each shown offer in the offer statistics."""
     d = j.decision
-    model.learn_dsjson(line.decode())
+    model.learn_dsjson(line)
     if len(j.slot_rewards) > 1:
         full = whole(j)
         for k in range(2, len(j.slot_rewards) + 1):
-            model.learn_dsjson(orjson.dumps(slot_example(full, k,
-                                                         j.slot_rewards[k - 1])).decode())
+            model.learn_dsjson(orjson.dumps(slot_example(full, k, j.slot_rewards[k - 1])))
     ids = d.get("ids") or []
     for k, reward in enumerate(j.slot_rewards or [j.reward]):
         if k < len(d["a"]) and d["a"][k] - 1 < len(ids):
@@ -175,6 +175,10 @@ class Learner:
                 off = self.offsets.get(f"{topic}:{p}", kafka_client.OFFSET_BEGINNING)
                 tps.append(kafka_client.TopicPartition(topic, p, off))
         consumer.assign(tps)  # manual assignment: no group rebalance delay
+        # The join state holds many long-lived objects and every message allocates a
+        # few: collect young objects less often, and never rescan what restore loaded.
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
         self.consumer = consumer
         self.producer = kafka_client.producer(self.s.kafka_bootstrap, **{"linger.ms": 20})
 
@@ -194,7 +198,10 @@ class Learner:
         now = self.clock()
         joined: list[Joined] = []
         offsets: dict[tuple[str, int], int] = {}
-        for m in messages:
+        feed = self.model.pump if isinstance(self.model, VWProcess) else None
+        for i, m in enumerate(messages):
+            if feed is not None and i % 128 == 0:
+                feed()  # keep the VW child busy while this batch is decoded and joined
             err = m.error()
             if err is not None:  # a transient client condition, not a message
                 log.warning("consumer: %s", err)
@@ -209,6 +216,8 @@ class Learner:
         joined += self.state.expire(now)
         for j in joined:
             self._learn(j)
+        if feed is not None:
+            feed()
         self._since_checkpoint += len(joined)
         self.producer.poll(0)  # serve delivery reports
         if self._checkpoint_due():
@@ -220,10 +229,8 @@ class Learner:
             value = m.value() or b""
             if topic == self.topics.decisions:
                 d = None
-                headers = m.headers()
-                if headers:  # a server's decision: decode only its head
-                    at = dict(headers).get(C_AT)
-                    if at is not None and at.isdigit():
+                for name, at in m.headers() or ():
+                    if name == C_AT and at and at.isdigit():  # a server's: decode the head
                         d = parse_decision_head(value, int(at))
                 return self.state.add_decision(d or parse_decision(decode(value)), now)
             return self.state.add_reward(parse_reward(decode(value)), now)

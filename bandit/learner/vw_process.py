@@ -1,9 +1,13 @@
 """VW learning in a child process: VW parses and learns on its own core while the
 learner daemon consumes, joins and encodes on another.
 
-The daemon queues joined DSJSON lines in chunks of ~256 kB; a writer thread feeds
-them to the child's stdin (up to ``QUEUE`` chunks ahead, so the daemon works on its
-next batch while the child learns the last one); the child learns them in order. A line starting with ``!``
+The daemon writes joined DSJSON lines to the child's stdin without blocking: every
+~64 kB of lines it moves as much of its backlog into the (1 MB) pipe as fits and goes
+back to work, so both processes run at once; it waits only when the backlog passes
+``BACKLOG`` bytes (the child is behind) or at a save. The child learns the lines in
+order. (A writer thread would need the GIL for every write, and the busy daemon
+holds it for up to the 5 ms switch interval at a time: the child would starve.)
+A line starting with ``!``
 is a command: ``!save PATH`` saves the model after every line before it and answers
 ``ok LEARNED ERRORS`` on stdout, so a checkpoint holds exactly the lines sent before
 it. At EOF the child exits without saving: a killed daemon takes its child with it,
@@ -21,16 +25,16 @@ import contextlib
 import fcntl
 import logging
 import os
-import queue
+import select
 import subprocess
 import sys
-import threading
+from collections import deque
 from pathlib import Path
 
 log = logging.getLogger("bandit.learner")
 
-CHUNK = 256 << 10
-QUEUE = 256  # chunks in flight to the child (≤ 64 MB)
+CHUNK = 64 << 10
+BACKLOG = 64 << 20  # bytes not yet taken by the child before the daemon waits
 _F_SETPIPE_SZ = 1031  # Linux: grow the pipe so the daemon rarely waits for the child
 
 
@@ -54,14 +58,14 @@ class VWProcess:
             [sys.executable, "-m", "bandit.learner.vw_process", args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._in = self._proc.stdin.fileno()
+        self._stdin = self._proc.stdin
+        self._in = self._stdin.fileno()
         self._out = self._proc.stdout
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._in, _F_SETPIPE_SZ, 1 << 20)
-        self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUE)
-        self._write_error: str | None = None
-        self._writer = threading.Thread(target=self._write_loop, name="vw-feed", daemon=True)
-        self._writer.start()
+        os.set_blocking(self._in, False)
+        self._backlog: deque[memoryview] = deque()
+        self._backlog_bytes = 0
         answer = self._answer()
         if answer != "ready":
             self.close()
@@ -82,13 +86,19 @@ class VWProcess:
         if self._size >= self.chunk:
             self._flush()
 
+    def pump(self) -> None:
+        """Move buffered lines into the pipe as far as it takes them now (call it often
+        while doing other work, so the child is never left idle with lines queued)."""
+        if self._backlog or self._size:
+            self._flush()
+
     def save(self, path: str | Path) -> None:
         """Save the model after every line sent so far (waits for the child)."""
         p = str(path).encode()
         if b"\n" in p:
             raise ValueError("model path must not contain a newline")
         self._buf.append(b"!save " + p)
-        self._flush()
+        self._flush(wait=True)
         answer = self._answer()
         parts = answer.split()
         if len(parts) != 3 or parts[0] != "ok":
@@ -99,47 +109,46 @@ class VWProcess:
                                  f"{self.sent} were sent")
 
     def close(self) -> None:
-        if self._writer.is_alive():
-            self._queue.put(None)
-            self._writer.join(30)
         if self._proc.poll() is None:
             with contextlib.suppress(OSError):
-                os.close(self._in)
+                self._stdin.close()  # EOF: the child exits without saving
             try:
                 self._proc.wait(10)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        with contextlib.suppress(OSError):
+            self._stdin.close()
         self._out.close()
 
-    def _flush(self) -> None:
-        if self._write_error is not None:
-            raise VWProcessError(self._write_error)
-        if not self._buf:
-            return
-        data = b"\n".join(self._buf) + b"\n"
-        while True:
+    def _flush(self, wait: bool = False) -> None:
+        """Move the buffered lines to the backlog and as much of the backlog into the
+        pipe as it takes now; with ``wait`` (or a backlog past ``BACKLOG``), all of it."""
+        if self._buf:
+            data = b"\n".join(self._buf) + b"\n"
+            self._buf.clear()
+            self._size = 0
+            self._backlog.append(memoryview(data))
+            self._backlog_bytes += len(data)
+        while self._backlog:
+            head = self._backlog[0]
             try:
-                self._queue.put(data, timeout=1.0)
-                break
-            except queue.Full:
-                if not self._writer.is_alive():
-                    raise VWProcessError(self._write_error or "the VW feed stopped") from None
-        self._buf.clear()
-        self._size = 0
-
-    def _write_loop(self) -> None:
-        while True:
-            data = self._queue.get()
-            if data is None:
-                return
-            view = memoryview(data)
-            try:
-                while view:
-                    view = view[os.write(self._in, view):]
+                n = os.write(self._in, head)
+            except BlockingIOError:
+                if not wait and self._backlog_bytes <= BACKLOG:
+                    return
+                select.select([], [self._in], [], 1.0)
+                if self._proc.poll() is not None:
+                    raise VWProcessError(f"the VW learner process exited "
+                                         f"(code {self._proc.returncode})") from None
+                continue
             except OSError as exc:  # BrokenPipeError: the child died
-                self._write_error = f"the VW learner process is gone: {exc}"
-                return
+                raise VWProcessError(f"the VW learner process is gone: {exc}") from None
+            self._backlog_bytes -= n
+            if n == len(head):
+                self._backlog.popleft()
+            else:
+                self._backlog[0] = head[n:]
 
     def _answer(self) -> str:
         line = self._out.readline()

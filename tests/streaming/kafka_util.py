@@ -42,13 +42,15 @@ def read_topic(bootstrap: str, topic: str, expect: int | None = None,
         c.close()
 
 
-def produce(bootstrap: str, topic: str, items: list[tuple[str, bytes]]) -> None:
+def produce(bootstrap: str, topic: str, items: list[tuple[str, bytes]],
+            headers: list[list[tuple[str, bytes]] | None] | None = None) -> None:
     """Produce with an independent client (kafka-python), not the service's own."""
     from kafka import KafkaProducer
 
     p = KafkaProducer(bootstrap_servers=bootstrap, acks=1, enable_idempotence=False,
                       linger_ms=5, batch_size=1 << 18)
-    for key, value in items:
-        p.send(topic, key=key.encode(), value=value)
+    for i, (key, value) in enumerate(items):
+        p.send(topic, key=key.encode(), value=value,
+               headers=headers[i] if headers is not None else None)
     p.flush(timeout=30)
     p.close(timeout=5)

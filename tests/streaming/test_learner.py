@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
-from bandit.events import dumps
+from bandit.events import C_AT, dumps, encode_decision
 from bandit.learner.daemon import Learner
 from bandit.learner.join import digest_of
 from bandit.modelstore import Manifest, ModelStore, atomic_write
@@ -400,3 +400,53 @@ def test_multi_slot_decisions_are_joined_as_ccb_dsjson(broker, prefix, tmp_path)
     assert logs.reward[logs.position == 1].sum() == n // 2  # slot-2 clicks, per slot
     assert logs.reward[logs.position == 0].sum() == 0
     assert (logs.pscore[logs.position == 1] == 0.5).all()
+
+
+def test_server_encoded_decisions_learn_like_whole_ones(broker, tmp_path):
+    """Decisions with the server's ``c_at`` header (only their head decoded, the label
+    spliced onto their bytes) give the same joined events and the same model as the
+    same decisions without it (decoded whole), learned in-process or in a child."""
+    n = 300
+    events = [decision(f"h{i}", i % 3, n=4, deferred=(i % 50 == 0)) for i in range(n)]
+    for i, e in enumerate(events):
+        e["Timestamp"] = f"2026-01-01T00:00:{i % 60:02d}.000Z"
+    out = {}
+    for tag, with_header, child in (("whole", False, False), ("head", True, True),
+                                    ("head_here", True, False)):
+        prefix = f"cat{tag}{time.time_ns()}."
+        s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=0.5,
+                     model_dir=str(tmp_path / tag), partitions=1, learner_process=child)
+        learner = Learner(s)
+        learner.connect()
+        try:
+            encoded = [encode_decision(e) for e in events]
+            produce(broker.bootstrap, prefix + "decisions",
+                    [(e["EventId"], v if with_header else dumps(e))
+                     for e, (v, _) in zip(events, encoded, strict=True)],
+                    headers=[[(C_AT, b"%d" % at)] if with_header else None
+                             for _, at in encoded])
+            produce(broker.bootstrap, prefix + "rewards",
+                    [(f"h{i}", dumps({"EventId": f"h{i}", "v": 1.0}))
+                     for i in range(n) if i % 3 == 1] +
+                    [(f"h{i}", dumps({"EventId": f"h{i}", "activate": True}))
+                     for i in range(0, n, 100)])
+            expect = n - 3  # h50, h150, h250 are deferred and never activated
+
+            def done(lrn: Learner = learner, want: int = expect) -> bool:
+                return lrn.state.counters.learned == want and \
+                    lrn.state.counters.not_activated == 3
+
+            run_learner(learner, done)
+            man = learner.checkpoint()
+            joined = read_topic(broker.bootstrap, prefix + "joined", expect=expect, raw=True)
+            out[tag] = (sorted(joined, key=lambda b: orjson.loads(b)["EventId"]),
+                        (tmp_path / tag / man.file).read_bytes(),
+                        learner.state.counters.digest)
+        finally:
+            learner.close()
+    assert len(out["whole"][0]) == n - 3
+    # the same events (c is last on the head path) and byte-identical models
+    assert [orjson.loads(b) for b in out["head"][0]] == \
+        [orjson.loads(b) for b in out["whole"][0]]
+    assert out["head"][0] == out["head_here"][0]
+    assert out["head"][1:] == out["whole"][1:] == out["head_here"][1:]

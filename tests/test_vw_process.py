@@ -1,0 +1,132 @@
+"""VW learning in a child process: the same model as learning in-process, refused
+lines counted, a dead child reported, saves that hold exactly the lines sent."""
+
+import os
+import random
+import signal
+
+import orjson
+import pytest
+
+from bandit.events import joined_event
+from bandit.learner.vw_process import VWProcess, VWProcessError
+from bandit.policy_spec import PolicySpec
+from bandit.vw_adapter import VWModel, action_line
+
+OFFERS = [{"o_id": {f"id=o{i}": 1.0}, "ocat": {f"c={i % 3}": 1.0}} for i in range(6)]
+LINES = [action_line(o) for o in OFFERS]
+
+
+def joined_lines(n: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        ctx = {"cuser": {f"seg={rng.randrange(3)}": 1.0, "x": rng.random()}}
+        a = rng.randrange(len(OFFERS))
+        reward = float(rng.random() < 0.2 + 0.1 * a)
+        d = {"EventId": f"e{i}", "a": [a + 1], "p": [1 / 6], "c": {**ctx, "_multi": OFFERS}}
+        out.append(orjson.dumps(joined_event(d, reward, [])))
+    return out
+
+
+def predictions(model: VWModel) -> list[list[float]]:
+    rng = random.Random(99)
+    return [model.predict({"cuser": {f"seg={s}": 1.0, "x": rng.random()}}, LINES)
+            for s in range(3)]
+
+
+def test_child_learns_the_same_model_as_in_process(tmp_path):
+    args = PolicySpec.parse("epsilon:0.1").vw_args(7)
+    lines = joined_lines(3000, 1)
+    here = VWModel(args, json_input=True)
+    child = VWProcess(args, chunk=4096)  # small chunks: many partial writes
+    try:
+        for i, line in enumerate(lines):
+            here.learn_dsjson(line)
+            child.learn_dsjson(line if i % 2 else line.decode())
+            if i == 1000:
+                child.save(tmp_path / "mid.vw")  # a save in the middle changes nothing
+        child.save(tmp_path / "child.vw")
+        here.save(tmp_path / "here.vw")
+        assert (child.learned, child.errors, child.sent) == (3000, 0, 3000)
+    finally:
+        child.close()
+        here.close()
+    # the same bytes as the model learned here; the mid save held only its 1,001 lines
+    assert (tmp_path / "child.vw").read_bytes() == (tmp_path / "here.vw").read_bytes()
+    assert (tmp_path / "mid.vw").read_bytes() != (tmp_path / "child.vw").read_bytes()
+    a = VWModel.load(tmp_path / "child.vw")
+    assert len(predictions(a)) == 3
+    a.close()
+
+
+def test_a_child_resumes_from_a_saved_model(tmp_path):
+    args = PolicySpec.parse("epsilon:0.1").vw_args(7)
+    lines = joined_lines(1000, 2)
+    whole = VWProcess(args)
+    first = VWProcess(args)
+    try:
+        for line in lines:
+            whole.learn_dsjson(line)
+        whole.save(tmp_path / "whole.vw")
+        for line in lines[:500]:
+            first.learn_dsjson(line)
+        first.save(tmp_path / "half.vw")
+    finally:
+        whole.close()
+        first.close()
+    second = VWProcess.load(tmp_path / "half.vw")
+    try:
+        for line in lines[500:]:
+            second.learn_dsjson(line)
+        second.save(tmp_path / "resumed.vw")
+    finally:
+        second.close()
+    a, b = VWModel.load(tmp_path / "whole.vw"), VWModel.load(tmp_path / "resumed.vw")
+    flat = [x for pmf in predictions(a) for x in pmf]
+    assert flat == pytest.approx([x for pmf in predictions(b) for x in pmf], abs=1e-5)
+    a.close()
+    b.close()
+
+
+def test_a_line_vw_cannot_use_does_not_stop_learning(tmp_path):
+    child = VWProcess(PolicySpec.parse("epsilon:0.1").vw_args(7))
+    try:
+        good = joined_lines(20, 3)
+        for line in good[:10]:
+            child.learn_dsjson(line)
+        child.learn_dsjson(b'{"_label_cost": oops')  # not JSON
+        for line in good[10:]:
+            child.learn_dsjson(line)
+        child.save(tmp_path / "m.vw")
+        # VW's JSON reader skips what it cannot parse (a refusal would count in errors)
+        assert child.learned + child.errors == child.sent == 21
+        for line in good:
+            child.learn_dsjson(line)
+        child.save(tmp_path / "m2.vw")
+        assert child.learned + child.errors == 41
+        with pytest.raises(ValueError, match="one line"):
+            child.learn_dsjson(b'{"a": 1}\n!save /tmp/x')
+    finally:
+        child.close()
+
+
+def test_a_dead_child_is_reported_not_ignored(tmp_path):
+    child = VWProcess(PolicySpec.parse("epsilon:0.1").vw_args(7))
+    try:
+        os.kill(child._proc.pid, signal.SIGKILL)
+        child._proc.wait()
+        with pytest.raises(VWProcessError):
+            for line in joined_lines(2000, 4):  # enough to fill the pipe
+                child.learn_dsjson(line)
+            child.save(tmp_path / "m.vw")
+        assert not (tmp_path / "m.vw").exists()
+    finally:
+        child.close()
+
+
+def test_a_model_vw_cannot_load_is_refused(tmp_path):
+    bad = tmp_path / "bad.vw"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(VWProcessError, match="could not start"):
+        VWProcess.load(bad)
