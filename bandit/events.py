@@ -25,6 +25,7 @@ offers to VW as bytes, never as Python objects (:func:`parse_decision_head`,
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import chain
@@ -36,9 +37,19 @@ from bandit.errors import BadRequest
 from bandit.features import MAX_VALUE, Namespaces, finite
 from bandit.types import DecideRequest, Decision, Reward
 
+_second: list[Any] = [-1, ""]  # the last whole second and its ISO-8601 text
+
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now as ISO-8601 UTC with milliseconds (``2026-01-01T00:00:00.000Z``); the text
+    of the current second is formatted once per second."""
+    t = time.time()
+    sec = int(t)
+    cached = _second
+    if cached[0] != sec:
+        cached[1] = datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        cached[0] = sec
+    return f"{cached[1]}.{min(999, int((t - sec) * 1000)):03d}Z"
 
 
 def decision_event(request: DecideRequest, decision: Decision,

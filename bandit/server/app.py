@@ -28,6 +28,7 @@ from bandit.offerstats import OfferStats
 from bandit.policy import VWPolicy
 from bandit.policy_spec import PolicySpec
 from bandit.server import personalizer
+from bandit.server.fast import BodyHandler, FastRoutes
 from bandit.server.guard import Guard, parse_keys
 from bandit.server.http import JSONResponse, error_response, read_body
 from bandit.server.openapi import openapi_document
@@ -62,27 +63,41 @@ def ranking_json(request: DecideRequest, decision: Decision) -> list[dict[str, A
             for i, p in zip(decision.order, decision.probabilities, strict=True)]
 
 
-def native_routes(svc: Service) -> list[Route]:
-    limit = svc.settings.max_body_bytes
+def hot_routes(svc: Service) -> dict[str, BodyHandler]:
+    """The POST routes served by :class:`~bandit.server.fast.FastRoutes`: body → reply."""
 
-    async def decide(request: Request) -> Response:
-        req = svc.parser.decide(await read_body(request, limit))
-        req, decision = svc.decide(req)
+    def decide(body: bytes) -> tuple[int, Any]:
+        req, decision = svc.decide(svc.parser.decide(body))
         ranking = ranking_json(req, decision)
-        return JSONResponse({
+        return 200, {
             "event_id": req.event_id,
             "ranking": ranking,
             "slots": ranking[: decision.slots],
             "model_version": decision.model_version,
             "policy": decision.policy,
             **{k: v for k, v in decision.info.items() if k in ("path", "explain")},
-        })
+        }
 
-    async def rewards(request: Request) -> Response:
-        reward = svc.parser.reward(await read_body(request, limit))
+    def rewards(body: bytes) -> tuple[int, Any]:
+        reward = svc.parser.reward(body)
         svc.reward(reward)
-        return JSONResponse({"event_id": reward.event_id or None, "status": "accepted"},
-                            status_code=202)
+        return 202, {"event_id": reward.event_id or None, "status": "accepted"}
+
+    return {"/v1/decide": decide, "/v1/rewards": rewards}
+
+
+def native_routes(svc: Service) -> list[Route]:
+    limit = svc.settings.max_body_bytes
+    hot = hot_routes(svc)
+
+    def via_hot(path: str) -> Handler:
+        # the same handler behind the router (FastRoutes normally answers first)
+        async def route(request: Request) -> Response:
+            status, payload = hot[path](await read_body(request, limit))
+            return JSONResponse(payload, status_code=status)
+        return route
+
+    decide, rewards = via_hot("/v1/decide"), via_hot("/v1/rewards")
 
     async def activate(request: Request) -> Response:
         await read_body(request, limit)
@@ -212,7 +227,12 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
                        reward_rate=settings.reward_rate_limit,
                        body_timeout=settings.request_timeout,
                        on_refuse=lambda code: metrics.errors.labels(code).inc())
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[guard])
+    def count_error(exc: BadRequest) -> None:
+        metrics.errors.labels(exc.code).inc()
+
+    fast = Middleware(FastRoutes, routes=hot_routes(svc), limit=settings.max_body_bytes,
+                      on_error=count_error)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[guard, fast])
     app.state.service = svc
 
     async def on_error(request: Request, exc: Exception) -> Response:

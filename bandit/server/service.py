@@ -19,7 +19,7 @@ from bandit.offerstats import OfferStats
 from bandit.policy import VWPolicy, category_of
 from bandit.schema import NULL_OFFER, RequestParser
 from bandit.settings import Settings
-from bandit.sinks import EventSink
+from bandit.sinks import EventSink, NullSink
 from bandit.types import DecideRequest, Decision, Reward
 from bandit.userstore import UserStore, hash_user
 
@@ -98,7 +98,8 @@ class Service:
             extra["agree"] = decision.info["agree"]
         if self.shadow is not None:
             extra["shadow"] = self._shadow(request)
-        self._emit("decision", request.event_id, decision_event(request, decision, **extra))
+        if not isinstance(self.sink, NullSink):  # no sink: no event to build
+            self._emit("decision", request.event_id, decision_event(request, decision, **extra))
         self.metrics.decisions.labels(arm or decision.policy,
                                       "explore" if request.explore else "exploit").inc()
         if self.users is not None and (request.user_id is not None or

@@ -1,0 +1,88 @@
+"""A direct ASGI path for the two hot routes, ``POST /v1/decide`` and
+``POST /v1/rewards``.
+
+They are served by the same body → payload functions as their Starlette routes, but
+without the router, the per-request ``Request``/``Response`` objects and the
+exception middleware: on one worker that is a large share of a decision's cost. It
+sits inside :class:`~bandit.server.guard.Guard` (keys, rate limits and body
+deadlines apply as to every route) and inside Starlette's server-error middleware
+(a bug still gets the JSON 500). Any other method or path goes on to the router,
+which answers 404/405 as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bandit.errors import BadRequest
+
+BodyHandler = Callable[[bytes], tuple[int, Any]]  # body → (status, JSON payload)
+
+_JSON = (b"content-type", b"application/json")
+
+
+class FastRoutes:
+    def __init__(self, app: ASGIApp, *, routes: dict[str, BodyHandler], limit: int,
+                 on_error: Callable[[BadRequest], None]) -> None:
+        self.app = app
+        self.routes = routes
+        self.limit = limit
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = self.routes.get(scope["path"])
+            if handler is not None:
+                await self._serve(handler, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _serve(self, handler: BodyHandler, scope: Scope, receive: Receive,
+                     send: Send) -> None:
+        try:
+            body = await read_body(scope, receive, self.limit)
+            if body is None:
+                return  # the client went away
+            status, payload = handler(body)
+        except BadRequest as exc:
+            self.on_error(exc)
+            status, payload = exc.status, exc.to_json()
+        data = orjson.dumps(payload)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [_JSON, (b"content-length", b"%d" % len(data))]})
+        await send({"type": "http.response.body", "body": data})
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The request body (None if the client disconnected), or a 413
+    :class:`BadRequest` once it exceeds ``limit`` bytes (checked against
+    Content-Length first, then against what arrives)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                size = int(value)
+            except ValueError:
+                raise BadRequest("Content-Length is not an integer",
+                                 field="Content-Length") from None
+            if size > limit:
+                raise BadRequest(f"request body larger than {limit} bytes",
+                                 code="PayloadTooLarge", status=413)
+            break
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        total += len(chunk)
+        if total > limit:
+            raise BadRequest(f"request body larger than {limit} bytes", code="PayloadTooLarge",
+                             status=413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
