@@ -133,6 +133,13 @@ def presented_key(scope: Scope) -> str | None:
     return None
 
 
+@dataclass(slots=True)
+class _InFlight:
+    deadline: float
+    started: bool = False
+    expired: bool = False
+
+
 class Guard:
     def __init__(self, app: ASGIApp, keys: list[tuple[bytes, frozenset[str]]], *,
                  rate: float = 0.0, reward_rate: float = 0.0, body_timeout: float = 10.0,
@@ -143,6 +150,9 @@ class Guard:
         self.reward_limiter = Limiter(reward_rate) if reward_rate > 0 else None
         self.body_timeout = body_timeout
         self.on_refuse = on_refuse
+        self._inflight: dict[asyncio.Task[Any], _InFlight] = {}
+        self._sweep_loop: asyncio.AbstractEventLoop | None = None
+        self._tick = min(0.25, body_timeout / 4)
 
     def _identify(self, scope: Scope) -> tuple[str | None, frozenset[str] | None]:
         """(client identity for limits, scopes); scopes None = no valid key."""
@@ -187,25 +197,52 @@ class Guard:
         await self._call_with_deadline(scope, receive, send)
 
     async def _call_with_deadline(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """One timer per request (not one per ``receive``): handlers only wait while
-        reading the body, so the deadline can only cut a body that does not arrive."""
-        started = False
+        """The body deadline, with one timer for all requests: each request in flight
+        is registered with its deadline, and a sweeper task (every ``tick`` seconds)
+        cancels those past it. Handlers only wait while reading the body, so it can
+        only cut a body that does not arrive (answered 408), or a response the client
+        stopped reading (the connection is dropped)."""
+        task = asyncio.current_task()
+        assert task is not None
+        state = _InFlight(time.monotonic() + self.body_timeout)
+        self._inflight[task] = state
+        loop = asyncio.get_running_loop()
+        if self._sweep_loop is not loop:  # no sweep armed on this loop yet
+            self._sweep_loop = loop
+            loop.call_later(self._tick, self._sweep)
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
+                state.started = True
             await send(message)
 
         try:
-            async with asyncio.timeout(self.body_timeout):
-                await self.app(scope, receive, tracking_send)
-        except TimeoutError:
-            if started:
-                raise  # the client stopped reading the response: drop the connection
+            await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            if not state.expired:
+                raise  # cancelled by someone else (shutdown): not ours to answer
+            task.uncancel()
+            if state.started:  # the client stopped reading the response: drop it
+                raise TimeoutError("response not read in time") from None
             await self._refuse(send, 408, "RequestTimeout",
                                f"the request body did not arrive within "
                                f"{self.body_timeout:g} s", [(b"connection", b"close")])
+        finally:
+            del self._inflight[task]
+
+    def _sweep(self) -> None:
+        """A timer callback (not a task): cancel what is past its deadline, and stay
+        armed while requests are in flight."""
+        now = time.monotonic()
+        for task, state in list(self._inflight.items()):
+            if state.deadline <= now and not state.expired:
+                state.expired = True
+                task.cancel()
+        loop = self._sweep_loop
+        if self._inflight and loop is not None and not loop.is_closed():
+            loop.call_later(self._tick, self._sweep)
+        else:
+            self._sweep_loop = None
 
     async def _refuse(self, send: Send, status: int, code: str, message: str,
                       headers: list[tuple[bytes, bytes]] | None = None) -> None:
