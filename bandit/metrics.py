@@ -8,6 +8,7 @@ With several uvicorn workers, ``PROMETHEUS_MULTIPROC_DIR`` is set by
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -44,6 +45,14 @@ class Metrics:
                                    registry=registry)
         self.spool_depth = Gauge("bandit_spool_depth", "Events waiting in the local spool",
                                  registry=registry, multiprocess_mode="livesum")
+        self._decided: dict[tuple[str, str], Any] = {}
+
+    def decided(self, policy: str, mode: str) -> None:
+        """Count one decision (the labelled child is looked up once per label pair)."""
+        child = self._decided.get((policy, mode))
+        if child is None:
+            child = self._decided[policy, mode] = self.decisions.labels(policy, mode)
+        child.inc()
 
     def set_model(self, version: str, policy: str, previous: str | None = None,
                   previous_policy: str | None = None) -> None:

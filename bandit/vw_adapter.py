@@ -47,6 +47,9 @@ def action_line(features: Namespaces) -> str:
     return render(features) if features else "|o"
 
 
+LIST_CACHE = 256  # offer lists remembered whole by a model
+
+
 class VWModel:
     """A VW ``--cb_explore_adf`` workspace with a cache of parsed offer examples.
 
@@ -60,6 +63,9 @@ class VWModel:
         self._ws = vowpalwabbit.Workspace(args + (" --dsjson" if json_input else ""))
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._cache_size = cache_size
+        # whole offer lists (a catalogue recurs); holds examples of ``_cache`` only, and
+        # is cleared whenever one of those is evicted and finished
+        self._lists: dict[tuple[str, ...], list[Any]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -78,6 +84,7 @@ class VWModel:
         self._cache[line] = ex
         if len(self._cache) > self._cache_size:
             _, old = self._cache.popitem(last=False)
+            self._lists.clear()  # a cached list may hold the example finished here
             _lib._finish_example_multi_ex(self._ws, [old])
         return ex
 
@@ -88,7 +95,13 @@ class VWModel:
         with self._lock:
             if self._closed:
                 raise RuntimeError("model is closed")
-            actions = [self._action(line) for line in offer_lines]
+            key = tuple(offer_lines)
+            actions = self._lists.get(key)
+            if actions is None:
+                actions = [self._action(line) for line in offer_lines]
+                if len(self._lists) >= LIST_CACHE:
+                    self._lists.clear()
+                self._lists[key] = actions
             shared = self._ws._parse(shared_line(context))
             try:
                 _lib.predict_multi(self._ws, shared + actions)
@@ -138,6 +151,7 @@ class VWModel:
             if self._closed:
                 return
             self._closed = True
+            self._lists.clear()
             while self._cache:
                 _, ex = self._cache.popitem()
                 _lib._finish_example_multi_ex(self._ws, [ex])

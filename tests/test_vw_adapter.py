@@ -46,6 +46,16 @@ def test_cache_is_bounded_and_evicts_cleanly():
         pmf = model.predict({"cuser": {"a": 1.0}}, lines)
         assert len(pmf) == 3 and sum(pmf) == pytest.approx(1.0, abs=1e-6)
     assert len(model._cache) == 5
+    # a whole list remembered, then its examples evicted by others: predictions stay
+    # those of a fresh parse (a finished example is never used again)
+    rng = random.Random(8)
+    first = [action_line({"o_id": {f"id=f{k}": 1.0}}) for k in range(3)]
+    for ctx in contexts(30, rng):
+        model.learn(ctx, first, rng.randrange(3), rng.random(), 1 / 3)
+    want = model.predict({"cuser": {"seg=1": 1.0}}, first)
+    for i in range(20):
+        model.predict({"cuser": {"a": 1.0}}, [action_line({"o_id": {f"id=x{i}": 1.0}})])
+        assert model.predict({"cuser": {"seg=1": 1.0}}, first) == want
     model.close()
     with pytest.raises(RuntimeError, match="closed"):
         model.predict({}, LINES)

@@ -100,8 +100,7 @@ class Service:
             extra["shadow"] = self._shadow(request)
         if not isinstance(self.sink, NullSink):  # no sink: no event to build
             self._emit("decision", request.event_id, decision_event(request, decision, **extra))
-        self.metrics.decisions.labels(arm or decision.policy,
-                                      "explore" if request.explore else "exploit").inc()
+        self.metrics.decided(arm or decision.policy, "explore" if request.explore else "exploit")
         if self.users is not None and (request.user_id is not None or
                                        self.settings.offer_budgets):
             name = self.settings.diversity_feature
