@@ -152,3 +152,35 @@ def test_a_bad_head_is_refused_naming_the_field():
     with pytest.raises(BadRequest) as e:
         parse_decision_head(value, at)  # type: ignore[arg-type]
     assert e.value.field == "a"
+
+
+@pytest.mark.parametrize("spec", ["epsilon:0.1", "bag:3", "squarecb", "softmax"])
+def test_vw_learns_the_same_model_from_the_short_learn_line(spec, tmp_path):
+    import random
+
+    from bandit.events import learn_line
+    from bandit.vw_adapter import VWModel
+
+    rng = random.Random(4)
+    args = PolicySpec.parse(spec).vw_args(3)
+    full, short = VWModel(args, json_input=True), VWModel(args, json_input=True)
+    for i in range(400):
+        n = 5
+        order = rng.sample(range(n), n)
+        ev = {"EventId": f"e{i}", "Timestamp": "2026-01-01T00:00:00.000Z", "Version": "1",
+              "a": [k + 1 for k in order], "p": [0.6] + [0.1] * (n - 1),
+              "c": {"cuser": {f"seg={i % 3}": 1.0, "x": rng.random()},
+                    "_multi": [{"o_id": {f"id=o{k}": 1.0}} for k in range(n)]},
+              "VWState": {"m": "0"}, "ids": [f"o{k}" for k in range(n)], "slots": 1}
+        value, at = encode_decision(ev)
+        assert at is not None
+        head = parse_decision_head(value, at)
+        assert head is not None and head.c_at == at
+        reward = float(rng.random() < 0.3)
+        full.learn_dsjson(joined_line(head.raw, value, reward, [{"v": reward}]))
+        short.learn_dsjson(learn_line(head.raw, value, at, reward))
+    full.save(tmp_path / "full.vw")
+    short.save(tmp_path / "short.vw")
+    full.close()
+    short.close()
+    assert (tmp_path / "full.vw").read_bytes() == (tmp_path / "short.vw").read_bytes()

@@ -32,6 +32,7 @@ from bandit.events import (
     decode,
     joined_event,
     joined_line,
+    learn_line,
     parse_decision,
     parse_decision_head,
     parse_reward,
@@ -256,8 +257,11 @@ class Learner:
 
     def _learn(self, j: Joined) -> None:
         d = j.decision
-        line = orjson.dumps(joined_event(d, j.reward, j.rewards)) if j.body is None else \
-            joined_line(d, j.body, j.reward, j.rewards)
+        if j.body is None:
+            line = learn = orjson.dumps(joined_event(d, j.reward, j.rewards))
+        else:  # spliced from the body's bytes; VW gets the short line it learns the same from
+            line = joined_line(d, j.body, j.reward, j.rewards)
+            learn = learn_line(d, j.body, j.c_at, j.reward)
         # the topic gets VW's CCB DSJSON for multi-slot decisions, CB DSJSON otherwise
         out = orjson.dumps(ccb_joined_event(whole(j), j.slot_rewards, j.rewards)) \
             if len(j.slot_rewards) > 1 else line
@@ -265,7 +269,7 @@ class Learner:
             self.guard.add(whole(j), j.reward)  # held out for the promotion guard, not learned
         else:
             try:
-                learn_joined(self.model, self.offer_stats, j, line)
+                learn_joined(self.model, self.offer_stats, j, learn)
             except VWProcessError:
                 raise  # the child learning VW died: stop (a restart resumes exactly-once)
             except Exception as exc:  # VW refused this example: keep the model, keep going

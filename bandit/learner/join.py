@@ -72,6 +72,7 @@ class Pending:
     activated: bool = False
     rewards: list[dict[str, Any]] = field(default_factory=list)
     body: bytes | None = None
+    c_at: int = 0
 
 
 @dataclass(slots=True)
@@ -90,6 +91,7 @@ class Joined:
     rewards: list[dict[str, Any]]
     slot_rewards: list[float] = field(default_factory=list)
     body: bytes | None = None  # the event's JSON when ``decision`` is only its head
+    c_at: int = 0  # where ``,"c":`` starts in ``body``
 
 
 def id_digest(event_id: str) -> int:
@@ -141,7 +143,8 @@ class JoinState:
         if eid in self.pending or eid in self.done:
             self.counters.duplicates += 1
             return []
-        p = Pending(d.raw, now + max(self.wait, self.long_wait), d.deferred, body=d.body)
+        p = Pending(d.raw, now + max(self.wait, self.long_wait), d.deferred, body=d.body,
+                    c_at=d.c_at)
         user = d.raw.get("user")
         if self.long_wait > 0 and isinstance(user, str):
             self.by_user.setdefault(user, []).append((now, eid))
@@ -255,13 +258,13 @@ class JoinState:
         self.counters.learned += 1
         self.counters.digest = (self.counters.digest + id_digest(eid)) % (1 << 64)
         self.done[eid] = now + self.retention
-        return Joined(p.decision, reward, p.rewards, per_slot, p.body)
+        return Joined(p.decision, reward, p.rewards, per_slot, p.body, p.c_at)
 
     # -- snapshot --------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         return {
             "pending": {e: [p.decision, p.deadline, p.deferred, p.activated, p.rewards,
-                            None if p.body is None else p.body.decode()]
+                            None if p.body is None else p.body.decode(), p.c_at]
                         for e, p in self.pending.items()},
             "orphans": {e: [o.deadline, o.rewards, o.activated] for e, o in self.orphans.items()},
             "done": self.done,
@@ -271,7 +274,8 @@ class JoinState:
 
     def restore(self, snap: dict[str, Any]) -> None:
         self.pending = {e: Pending(v[0], float(v[1]), bool(v[2]), bool(v[3]), list(v[4]),
-                                   v[5].encode() if len(v) > 5 and v[5] is not None else None)
+                                   v[5].encode() if len(v) > 5 and v[5] is not None else None,
+                                   int(v[6]) if len(v) > 6 else 0)
                         for e, v in snap.get("pending", {}).items()}
         self.orphans = {e: Orphan(float(v[0]), list(v[1]), bool(v[2]))
                         for e, v in snap.get("orphans", {}).items()}
