@@ -31,6 +31,19 @@ from bandit.events import utc_now
 from bandit.vw_adapter import VWModel
 
 
+@dataclass(frozen=True)
+class Slot:
+    """A version reserved for a model being saved (see :meth:`ModelStore.reserve`)."""
+
+    version: str
+    name: str
+    tmp: str
+
+    def discard(self) -> None:
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
+
 class Savable(Protocol):
     """A model that can save itself to a file (a VW model, here or in a child)."""
 
@@ -143,23 +156,38 @@ class ModelStore:
                 offsets: dict[str, int] | None = None,
                 extra: dict[str, Any] | None = None) -> Manifest:
         """Save ``model`` as a new version and make it current, atomically."""
+        slot = self.reserve()
+        try:
+            model.save(slot.tmp)
+        except BaseException:
+            slot.discard()
+            raise
+        return self.publish_file(slot, policy, events_learned, offsets, extra)
+
+    def reserve(self) -> Slot:
+        """The next version's name and a temporary path for its model file (for a model
+        saved asynchronously, then :meth:`publish_file`)."""
         version = self.next_version()
         name = f"model-{version}.vw"
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{name}.")
         os.close(fd)
+        return Slot(version, name, tmp)
+
+    def publish_file(self, slot: Slot, policy: str, events_learned: int,
+                     offsets: dict[str, int] | None = None,
+                     extra: dict[str, Any] | None = None) -> Manifest:
+        """Make the model saved at ``slot.tmp`` the new current version, atomically."""
         try:
-            model.save(tmp)
-            with open(tmp, "rb") as f:
+            with open(slot.tmp, "rb") as f:
                 os.fsync(f.fileno())
-            digest = sha256_file(Path(tmp))
-            os.replace(tmp, self.dir / name)
+            digest = sha256_file(Path(slot.tmp))
+            os.replace(slot.tmp, self.dir / slot.name)
         except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            slot.discard()
             raise
-        manifest = Manifest(version, name, digest, policy, events_learned, utc_now(),
+        manifest = Manifest(slot.version, slot.name, digest, policy, events_learned, utc_now(),
                             dict(offsets or {}), dict(extra or {}))
-        atomic_write(self.dir / f"model-{version}.json", manifest.to_json())
+        atomic_write(self.dir / f"model-{slot.version}.json", manifest.to_json())
         atomic_write(self.manifest_path, manifest.to_json())
         self._prune()
         return manifest

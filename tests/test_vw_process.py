@@ -130,3 +130,29 @@ def test_a_model_vw_cannot_load_is_refused(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(VWProcessError, match="could not start"):
         VWProcess.load(bad)
+
+
+def test_a_save_begun_holds_exactly_the_lines_sent_before_it(tmp_path):
+    args = PolicySpec.parse("epsilon:0.1").vw_args(7)
+    lines = joined_lines(1500, 5)
+    child, here = VWProcess(args), VWModel(args, json_input=True)
+    try:
+        for line in lines[:1000]:
+            child.learn_dsjson(line)
+            here.learn_dsjson(line)
+        here.save(tmp_path / "here.vw")
+        child.save_begin(tmp_path / "child.vw")
+        with pytest.raises(VWProcessError, match="in progress"):
+            child.save_begin(tmp_path / "other.vw")
+        for line in lines[1000:]:  # sent while the child saves: after the save
+            child.learn_dsjson(line)
+            child.save_done()
+        assert child.save_done(wait=True)
+        assert (child.learned, child.errors) == (1000, 0)
+        child.save(tmp_path / "all.vw")
+        assert child.learned == 1500
+    finally:
+        child.close()
+        here.close()
+    assert (tmp_path / "child.vw").read_bytes() == (tmp_path / "here.vw").read_bytes()
+    assert (tmp_path / "all.vw").read_bytes() != (tmp_path / "here.vw").read_bytes()

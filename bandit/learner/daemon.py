@@ -20,6 +20,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -40,7 +41,7 @@ from bandit.events import (
 from bandit.learner.guard import PromotionGuard
 from bandit.learner.join import Joined, JoinState
 from bandit.learner.vw_process import VWProcess, VWProcessError
-from bandit.modelstore import Manifest, ModelStore, ModelStoreError
+from bandit.modelstore import Manifest, ModelStore, ModelStoreError, Slot
 from bandit.offerstats import OfferStats
 from bandit.policy import SLOT_NAMESPACE
 from bandit.policy_spec import PolicySpec
@@ -95,6 +96,16 @@ def learn_joined(model: VWModel | VWProcess, stats: OfferStats, j: Joined,
             stats.add(str(ids[d["a"][k] - 1]), reward, float(d["p"][k]))
 
 
+@dataclass
+class _Checkpoint:
+    """A checkpoint whose model is being saved: the rest was captured when begun."""
+
+    slot: Slot
+    learned: int
+    offsets: dict[str, int]
+    extra: dict[str, Any]
+
+
 class Learner:
     def __init__(self, settings: Settings, *, group: str = "bandit-learner",
                  clock: Callable[[], float] = time.time) -> None:
@@ -121,6 +132,7 @@ class Learner:
         self._last_checkpoint = time.monotonic()
         self._since_checkpoint = 0
         self._dirty = False
+        self._ckpt: _Checkpoint | None = None  # begun, its model still being saved
         self.consumer: Any = None
         self.producer: Any = None
 
@@ -191,6 +203,9 @@ class Learner:
             self.producer.flush(5)
             self.producer = None
         self.model.close()
+        if self._ckpt is not None:  # begun, never published: its file is not a version
+            self._ckpt.slot.discard()
+            self._ckpt = None
 
     # -- the loop ----------------------------------------------------------------------
     def step(self, timeout_ms: int = 200) -> int:
@@ -221,8 +236,10 @@ class Learner:
             feed()
         self._since_checkpoint += len(joined)
         self.producer.poll(0)  # serve delivery reports
-        if self._checkpoint_due():
-            self.checkpoint()
+        if self._ckpt is not None:
+            self._finish_checkpoint(wait=False)
+        elif self._checkpoint_due():
+            self._begin_checkpoint()
         return len(joined)
 
     def _handle(self, topic: str, m: Any, now: float) -> list[Joined]:
@@ -285,29 +302,76 @@ class Learner:
                 time.monotonic() - self._last_checkpoint >= self.s.checkpoint_seconds)
 
     def checkpoint(self) -> Manifest:
-        """Model + join state + offsets, atomically; then commit offsets for monitoring."""
-        left = self.producer.flush(30)
-        if left:
-            log.warning("%d joined/dead-letter messages not yet acknowledged", left)
+        """Model + join state + offsets, atomically; then commit offsets for monitoring.
+        Waits until it is written (``step`` starts checkpoints without waiting)."""
+        if self._ckpt is not None:
+            self._finish_checkpoint(wait=True)
+        manifest = self._begin_checkpoint()
+        if manifest is None:
+            manifest = self._finish_checkpoint(wait=True)
+        assert manifest is not None
+        return manifest
+
+    def _begin_checkpoint(self) -> Manifest | None:
+        """Capture the join state, offsets and counters now and ask for the model saved
+        after exactly the events learned so far. A VW child saves while the daemon goes
+        on (the lines it is sent later come after the save in its pipe); the manifest
+        is written by :meth:`_finish_checkpoint` once the file is on disk. Returns the
+        manifest when it is written at once (nothing new learned, or VW in-process)."""
         ref = self.store.write_attachment("state", orjson.dumps(self.state.snapshot()))
         extra: dict[str, Any] = {"join_state": ref, "counters": self.state.counters.as_dict(),
                                  "dead_letters": self.dead_letters, "sizes": self.state.sizes,
                                  "offer_stats": self.offer_stats.snapshot(),
                                  "lag": self.lag()}
         learned = self.state.counters.learned
-        if self.manifest is None or learned != self._published_learned:
-            self.manifest = self.store.publish(self.model, self.policy, learned,
-                                               self.offsets, extra)
-            self._published_learned = learned
-            if self.guard is not None:
-                self._guard(self.manifest)
-        else:
-            self.manifest = self.store.update(self.manifest, self.offsets, extra)
-        self._commit_offsets()
+        offsets = dict(self.offsets)
         self._since_checkpoint = 0
         self._dirty = False
         self._last_checkpoint = time.monotonic()
+        if self.manifest is not None and learned == self._published_learned:
+            self._flush_outputs()
+            self.manifest = self.store.update(self.manifest, offsets, extra)
+            self._commit_offsets(offsets)
+            return self.manifest
+        slot = self.store.reserve()
+        self._ckpt = _Checkpoint(slot, learned, offsets, extra)
+        try:
+            if isinstance(self.model, VWProcess):
+                self.model.save_begin(slot.tmp)
+                return None
+            self.model.save(slot.tmp)
+        except BaseException:
+            self._ckpt = None
+            slot.discard()
+            raise
+        return self._finish_checkpoint(wait=True)
+
+    def _finish_checkpoint(self, wait: bool) -> Manifest | None:
+        """Publish the checkpoint begun last, once its model is saved (None until then,
+        unless ``wait``)."""
+        ck = self._ckpt
+        assert ck is not None
+        try:
+            if isinstance(self.model, VWProcess) and not self.model.save_done(wait=wait):
+                return None
+        except BaseException:
+            self._ckpt = None
+            ck.slot.discard()
+            raise
+        self._ckpt = None
+        self._flush_outputs()  # the joined events up to this point are acknowledged
+        self.manifest = self.store.publish_file(ck.slot, self.policy, ck.learned, ck.offsets,
+                                                ck.extra)
+        self._published_learned = ck.learned
+        if self.guard is not None:
+            self._guard(self.manifest)
+        self._commit_offsets(ck.offsets)
         return self.manifest
+
+    def _flush_outputs(self) -> None:
+        left = self.producer.flush(30)
+        if left:
+            log.warning("%d joined/dead-letter messages not yet acknowledged", left)
 
     def _guard(self, candidate: Manifest) -> None:
         """Promote ``candidate`` only if it is not worse than the promoted model."""
@@ -340,9 +404,9 @@ class Learner:
                         promoted.version, v_old, len(self.guard.events), promoted.version)
             self.store.pin(promoted.version, reason="guard")
 
-    def _commit_offsets(self) -> None:
+    def _commit_offsets(self, offsets: dict[str, int]) -> None:
         tps = []
-        for key, off in self.offsets.items():
+        for key, off in offsets.items():
             topic, _, part = key.rpartition(":")
             tps.append(kafka_client.TopicPartition(topic, int(part), off))
         try:

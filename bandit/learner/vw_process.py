@@ -66,6 +66,7 @@ class VWProcess:
         os.set_blocking(self._in, False)
         self._backlog: deque[memoryview] = deque()
         self._backlog_bytes = 0
+        self._saving: tuple[str, int] | None = None  # (path, lines before it)
         answer = self._answer()
         if answer != "ready":
             self.close()
@@ -94,19 +95,45 @@ class VWProcess:
 
     def save(self, path: str | Path) -> None:
         """Save the model after every line sent so far (waits for the child)."""
+        self.save_begin(path)
+        self.save_done(wait=True)
+
+    def save_begin(self, path: str | Path) -> None:
+        """Ask the child to save the model after every line sent so far, without
+        waiting: keep sending lines (and calling :meth:`pump`), and call
+        :meth:`save_done` until it returns True."""
+        if self._saving is not None:
+            raise VWProcessError("a save is already in progress")
         p = str(path).encode()
         if b"\n" in p:
             raise ValueError("model path must not contain a newline")
         self._buf.append(b"!save " + p)
-        self._flush(wait=True)
+        self._size += len(p) + 7
+        self._saving = (str(path), self.sent)
+        self._flush()
+
+    def save_done(self, wait: bool = False) -> bool:
+        """True once the save asked by :meth:`save_begin` is on disk (raises if the
+        child could not save); with ``wait``, waits for it."""
+        if self._saving is None:
+            return True
+        if wait:
+            self._flush(wait=True)
+        else:
+            self.pump()
+            if self._backlog or not select.select([self._out], [], [], 0)[0]:
+                return False
         answer = self._answer()
+        path, sent = self._saving
+        self._saving = None
         parts = answer.split()
         if len(parts) != 3 or parts[0] != "ok":
             raise VWProcessError(f"VW could not save {path}: {answer}")
         self.learned, self.errors = int(parts[1]), int(parts[2])
-        if self.learned + self.errors != self.sent:
+        if self.learned + self.errors != sent:
             raise VWProcessError(f"VW child saw {self.learned + self.errors} lines, "
-                                 f"{self.sent} were sent")
+                                 f"{sent} were sent")
+        return True
 
     def close(self) -> None:
         if self._proc.poll() is None:
