@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from bandit.errors import BadRequest
 from bandit.experiments import Experiment
@@ -192,6 +193,21 @@ def ops_routes(svc: Service) -> list[Route]:
     ]
 
 
+class _App(Starlette):
+    """Starlette with the guard and the fast routes outside its own middleware stack
+    (see :mod:`bandit.server.fast`)."""
+
+    def __init__(self, *, outer: list[Middleware], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._outer = outer
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        for cls, args, kwargs in reversed(self._outer):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
 def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
                registry: CollectorRegistry | None = None,
                store: ModelStore | None = None) -> Starlette:
@@ -230,9 +246,13 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
     def count_error(exc: BadRequest) -> None:
         metrics.errors.labels(exc.code).inc()
 
+    def crashed(path: str, exc: Exception) -> None:
+        log.exception("unhandled error on %s", path, exc_info=exc)
+        metrics.errors.labels("InternalError").inc()
+
     fast = Middleware(FastRoutes, routes=hot_routes(svc), limit=settings.max_body_bytes,
-                      on_error=count_error)
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[guard, fast])
+                      on_error=count_error, on_crash=crashed)
+    app = _App(routes=routes, lifespan=lifespan, outer=[guard, fast])
     app.state.service = svc
 
     async def on_error(request: Request, exc: Exception) -> Response:

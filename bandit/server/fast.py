@@ -5,9 +5,10 @@ They are served by the same body → payload functions as their Starlette routes
 without the router, the per-request ``Request``/``Response`` objects and the
 exception middleware: on one worker that is a large share of a decision's cost. It
 sits inside :class:`~bandit.server.guard.Guard` (keys, rate limits and body
-deadlines apply as to every route) and inside Starlette's server-error middleware
-(a bug still gets the JSON 500). Any other method or path goes on to the router,
-which answers 404/405 as usual.
+deadlines apply as to every route) but outside Starlette's server-error middleware,
+which would wrap every ``send``: a bug in a handler is answered here, with the same
+JSON 500 and count. Any other method or path goes on to Starlette, whose router
+answers 404/405 as usual.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ _JSON = (b"content-type", b"application/json")
 
 class FastRoutes:
     def __init__(self, app: ASGIApp, *, routes: dict[str, BodyHandler], limit: int,
-                 on_error: Callable[[BadRequest], None]) -> None:
+                 on_error: Callable[[BadRequest], None],
+                 on_crash: Callable[[str, Exception], None]) -> None:
         self.app = app
         self.routes = routes
         self.limit = limit
         self.on_error = on_error
+        self.on_crash = on_crash
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -51,6 +54,10 @@ class FastRoutes:
         except BadRequest as exc:
             self.on_error(exc)
             status, payload = exc.status, exc.to_json()
+        except Exception as exc:  # a bug: say so without leaking internals, keep serving
+            self.on_crash(scope["path"], exc)
+            status, payload = 500, {"error": {"code": "InternalError",
+                                              "message": "internal error"}}
         data = orjson.dumps(payload)
         await send({"type": "http.response.start", "status": status,
                     "headers": [_JSON, (b"content-length", b"%d" % len(data))]})

@@ -141,3 +141,19 @@ def test_sink_failure_is_503_not_500(client, app_parts):
     sink.decision = broken
     r = client.post("/v1/decide", json={"offers": offers(2)})
     assert r.status_code == 503 and r.json()["error"]["code"] == "ServiceUnavailable"
+
+
+def test_a_bug_on_a_fast_route_is_a_json_500_and_the_next_request_works(client, caplog):
+    svc = client.app.state.service
+    real = svc.decide
+    svc.decide = lambda req: (_ for _ in ()).throw(RuntimeError("boom"))  # a bug
+    r = client.post("/v1/decide", json={"offers": offers(2)})
+    assert r.status_code == 500
+    assert r.json() == {"error": {"code": "InternalError", "message": "internal error"}}
+    assert "boom" not in r.text and "unhandled error on /v1/decide" in caplog.text
+    assert 'bandit_errors_total{code="InternalError"} 1.0' in client.get("/metrics").text
+    svc.decide = real
+    assert client.post("/v1/decide", json={"offers": offers(2)}).status_code == 200
+    # the router still answers what the fast routes do not take
+    assert client.get("/v1/decide").status_code == 405
+    assert client.post("/v1/nowhere", json={}).status_code == 404
