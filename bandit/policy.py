@@ -21,8 +21,8 @@ enter the distribution.
 
 from __future__ import annotations
 
+import _random
 import hashlib
-import random
 import threading
 from dataclasses import dataclass
 from typing import Protocol
@@ -65,7 +65,7 @@ def _normalise(w: list[float]) -> list[float]:
     return [x / total for x in w]
 
 
-def _draw(pmf: list[float], explore: bool, rng: random.Random) -> tuple[int, float]:
+def _draw(pmf: list[float], explore: bool, rng: _random.Random) -> tuple[int, float]:
     """Index drawn from ``pmf`` and its probability (greedy with probability 1 when
     not exploring)."""
     if not explore:
@@ -89,10 +89,13 @@ class Policy(Protocol):
     def version(self) -> str: ...
 
 
-def event_rng(event_id: str, seed: int) -> random.Random:
+def event_rng(event_id: str, seed: int) -> _random.Random:
+    """The draws of one decision, fixed by its event id and the seed. The C generator
+    gives exactly ``random.Random``'s stream for an int seed, without its Python-level
+    seeding."""
     digest = hashlib.blake2b(event_id.encode("utf-8"), digest_size=8,
                              key=seed.to_bytes(8, "little")).digest()
-    return random.Random(int.from_bytes(digest, "little"))
+    return _random.Random(int.from_bytes(digest, "little"))
 
 
 @dataclass

@@ -104,3 +104,14 @@ def test_swap_serves_the_new_model_and_closes_the_old_one_later():
     assert first._closed and not second._closed
     assert policy.decide(DecideRequest("e", {}, offers(2))).model_version == "3"
     policy.close()
+
+
+def test_event_draws_are_random_random_seeded_by_the_event_hash():
+    import hashlib
+
+    for eid, seed in (("e1", 0), ("é|x", 7), ("a" * 200, 2**40)):
+        digest = hashlib.blake2b(eid.encode(), digest_size=8,
+                                 key=seed.to_bytes(8, "little")).digest()
+        want = random.Random(int.from_bytes(digest, "little"))
+        got = event_rng(eid, seed)
+        assert [got.random() for _ in range(5)] == [want.random() for _ in range(5)]

@@ -202,11 +202,11 @@ class Guard:
         cancels those past it. Handlers only wait while reading the body, so it can
         only cut a body that does not arrive (answered 408), or a response the client
         stopped reading (the connection is dropped)."""
-        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         assert task is not None
         state = _InFlight(time.monotonic() + self.body_timeout)
         self._inflight[task] = state
-        loop = asyncio.get_running_loop()
         if self._sweep_loop is not loop:  # no sweep armed on this loop yet
             self._sweep_loop = loop
             loop.call_later(self._tick, self._sweep)
