@@ -197,14 +197,17 @@ class SpoolReader:
         return out
 
     def commit(self, position: tuple[int, int]) -> None:
-        """Everything up to ``position`` was shipped: persist and drop finished segments."""
+        """Everything up to ``position`` was shipped: persist and drop finished segments
+        (the directory is listed only when the cursor moved to a later segment)."""
+        moved_on = position[0] > self.cursor[0]
         self.cursor = position
         tmp = self.dir / "cursor.tmp"
         tmp.write_text(f"{position[0]} {position[1]}")
         os.replace(tmp, self.dir / "cursor")
-        for s in _segments(self.dir):
-            if s < position[0]:
-                _seg_path(self.dir, s).unlink(missing_ok=True)
+        if moved_on:
+            for s in _segments(self.dir):
+                if s < position[0]:
+                    _seg_path(self.dir, s).unlink(missing_ok=True)
 
     def pending_bytes(self) -> int:
         total = 0
