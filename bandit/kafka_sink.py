@@ -33,8 +33,6 @@ log = logging.getLogger("bandit.kafka_sink")
 
 BATCH = 5000
 SHIP_TIMEOUT = 15.0  # > the producer's message.timeout.ms, so every send is settled
-GATHER_BELOW = 200
-GATHER_SECONDS = 0.01
 
 
 @dataclass
@@ -232,10 +230,6 @@ class KafkaSink:
             if shipped == 0:
                 self._wake.wait(0.05)
                 self._wake.clear()
-            elif shipped < GATHER_BELOW:
-                # a small batch: let a few milliseconds of events gather, so that each
-                # flush and cursor write serves many (this thread competes for the GIL)
-                self._stop.wait(GATHER_SECONDS)
 
 
 def any_reachable(bootstrap: str) -> bool:
