@@ -100,3 +100,14 @@ def test_long_horizon_rewards_are_attributed_by_user():
         assert joined == pytest.approx(expect), attribution
         assert st.counters.unmatched_rewards == 1 and st.counters.learned == 3
         assert st.by_user == {}
+
+
+def test_a_reward_for_another_slot_is_not_learned_on_a_one_slot_decision():
+    """Rewards of a one-slot decision that name slot 2 do not count, whatever other
+    fields they carry (no Timestamp here)."""
+    s = JoinState(wait=10, reward_function="sum")
+    s.add_decision(dec("e"), 0)
+    s.add_reward(rew("e", 1.0), 1)
+    s.add_reward(LoggedReward("e", "", 5.0, 2, None, False), 2)
+    (j,) = s.expire(10)
+    assert j.reward == pytest.approx(1.0) and len(j.rewards) == 2

@@ -243,8 +243,9 @@ class JoinState:
         slots = slots if isinstance(slots, int) and not isinstance(slots, bool) and \
             slots >= 1 else 1
         if slots == 1 and self.weights is None and self.long_wait <= 0 and \
-                all(len(r) <= 3 for r in p.rewards):
-            # the common case (rewards with only v, EventId, Timestamp): one slot
+                not any("slot" in r or "slot_id" in r for r in p.rewards):
+            # the common case: one slot, and no reward names a slot (what slot_rewards
+            # would give, without its per-slot filtering)
             per_slot = [combine([r["v"] for r in p.rewards], self.reward_function)
                         if p.rewards else self.default_reward]
         else:
