@@ -81,13 +81,14 @@ def whole(j: Joined) -> dict[str, Any]:
 
 
 def learn_joined(model: VWModel | VWProcess, stats: OfferStats, j: Joined,
-                 line: bytes) -> None:
+                 line: bytes, full: dict[str, Any] | None = None) -> None:
     """Learn every shown slot of a joined decision (``line``: its CB DSJSON, which is
-    slot 1's example) and count each shown offer in the offer statistics."""
+    slot 1's example; ``full``: its whole event if already decoded) and count each
+    shown offer in the offer statistics."""
     d = j.decision
     model.learn_dsjson(line)
     if len(j.slot_rewards) > 1:
-        full = whole(j)
+        full = full if full is not None else whole(j)
         for k in range(2, len(j.slot_rewards) + 1):
             model.learn_dsjson(orjson.dumps(slot_example(full, k, j.slot_rewards[k - 1])))
     ids = d.get("ids") or []
@@ -279,14 +280,18 @@ class Learner:
         else:  # spliced from the body's bytes; VW gets the short line it learns the same from
             line = joined_line(d, j.body, j.reward, j.rewards)
             learn = learn_line(d, j.body, j.c_at, j.reward)
+        multi = len(j.slot_rewards) > 1
+        held = self.guard is not None and self.guard.held_out(str(d["EventId"]))
+        full = whole(j) if multi or held else None  # decoded once, only when needed
         # the topic gets VW's CCB DSJSON for multi-slot decisions, CB DSJSON otherwise
-        out = orjson.dumps(ccb_joined_event(whole(j), j.slot_rewards, j.rewards)) \
-            if len(j.slot_rewards) > 1 else line
-        if self.guard is not None and self.guard.held_out(str(d["EventId"])):
-            self.guard.add(whole(j), j.reward)  # held out for the promotion guard, not learned
+        out = orjson.dumps(ccb_joined_event(full, j.slot_rewards, j.rewards)) \
+            if full is not None and multi else line
+        if held:
+            assert self.guard is not None and full is not None
+            self.guard.add(full, j.reward)  # held out for the promotion guard, not learned
         else:
             try:
-                learn_joined(self.model, self.offer_stats, j, learn)
+                learn_joined(self.model, self.offer_stats, j, learn, full)
             except VWProcessError:
                 raise  # the child learning VW died: stop (a restart resumes exactly-once)
             except Exception as exc:  # VW refused this example: keep the model, keep going
