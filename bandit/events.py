@@ -104,16 +104,17 @@ def activation_event(event_id: str, timestamp: str | None = None) -> dict[str, A
     return {"EventId": event_id, "Timestamp": timestamp or utc_now(), "activate": True}
 
 
+def cb_label(decision: dict[str, Any], reward: float) -> dict[str, Any]:
+    """The CB label fields of a decision (whole or its head): the chosen action is
+    ``a[0]``, the cost is −reward."""
+    return {"_label_cost": -reward, "_label_probability": decision["p"][0],
+            "_label_Action": decision["a"][0], "_labelIndex": decision["a"][0] - 1}
+
+
 def joined_event(decision: dict[str, Any], reward: float,
                  rewards_seen: list[dict[str, Any]]) -> dict[str, Any]:
-    """Attach the CB label to a decision: the chosen action is ``a[0]``."""
-    joined = {
-        "_label_cost": -reward,
-        "_label_probability": decision["p"][0],
-        "_label_Action": decision["a"][0],
-        "_labelIndex": decision["a"][0] - 1,
-        "o": rewards_seen,
-    }
+    """Attach the CB label to a decision."""
+    joined = {**cb_label(decision, reward), "o": rewards_seen}
     joined.update(decision)
     return joined
 
@@ -165,9 +166,7 @@ def joined_line(head: dict[str, Any], body: bytes, reward: float,
     """``orjson.dumps(joined_event(decision, …))`` of the decision whose JSON is
     ``body`` (``head`` being its fields before ``c``), by splicing the label in front
     of the body's bytes instead of decoding and re-encoding the context."""
-    label = orjson.dumps({"_label_cost": -reward, "_label_probability": head["p"][0],
-                          "_label_Action": head["a"][0], "_labelIndex": head["a"][0] - 1,
-                          "o": rewards_seen})
+    label = orjson.dumps({**cb_label(head, reward), "o": rewards_seen})
     return label[:-1] + b"," + body[1:]
 
 
@@ -176,9 +175,7 @@ def learn_line(head: dict[str, Any], body: bytes, c_at: int, reward: float) -> b
     line: the label, ``a`` (VW's reader uses it with the label) and ``c`` (the bytes
     from ``c_at`` on, ``,"c":{…}}``). The other fields of a decision are skipped, which
     makes VW's JSON parse a good deal cheaper."""
-    label = orjson.dumps({"_label_cost": -reward, "_label_probability": head["p"][0],
-                          "_label_Action": head["a"][0], "_labelIndex": head["a"][0] - 1,
-                          "a": head["a"]})
+    label = orjson.dumps({**cb_label(head, reward), "a": head["a"]})
     return label[:-1] + body[c_at:]
 
 
@@ -270,9 +267,7 @@ def parse_decision_head(body: bytes, at: int) -> LoggedDecision | None:
         return None  # ``at`` is not at the top level: not this layout
     if not isinstance(head, dict) or "c" in head or not isinstance(head.get("ids"), list):
         return None
-    d = _checked(head, {}, (), len(head["ids"]), body)
-    d.c_at = at
-    return d
+    return _checked(head, {}, (), len(head["ids"]), body, at)
 
 
 def parse_decision(obj: Any) -> LoggedDecision:
@@ -293,7 +288,7 @@ def parse_decision(obj: Any) -> LoggedDecision:
 
 
 def _checked(obj: dict[str, Any], context: Namespaces, offers: tuple[Namespaces, ...],
-             n: int, body: bytes | None) -> LoggedDecision:
+             n: int, body: bytes | None, c_at: int = 0) -> LoggedDecision:
     """Validate everything of a decision but its context and offers."""
     eid = _event_id(obj)
     a, p = obj.get("a"), obj.get("p")
@@ -318,7 +313,7 @@ def _checked(obj: dict[str, Any], context: Namespaces, offers: tuple[Namespaces,
     ts = obj.get("Timestamp")
     return LoggedDecision(eid, ts if isinstance(ts, str) else "", context, offers, tuple(ids),
                           tuple([x - 1 for x in a]), tuple(map(float, p)), version,
-                          slots, bool(obj.get("DeferredAction", False)), obj, body)
+                          slots, bool(obj.get("DeferredAction", False)), obj, body, c_at)
 
 
 def parse_reward(obj: Any) -> LoggedReward:
