@@ -21,7 +21,6 @@ enter the distribution.
 
 from __future__ import annotations
 
-import _random
 import hashlib
 import threading
 from dataclasses import dataclass
@@ -65,7 +64,7 @@ def _normalise(w: list[float]) -> list[float]:
     return [x / total for x in w]
 
 
-def _draw(pmf: list[float], explore: bool, rng: _random.Random) -> tuple[int, float]:
+def _draw(pmf: list[float], explore: bool, rng: EventDraws) -> tuple[int, float]:
     """Index drawn from ``pmf`` and its probability (greedy with probability 1 when
     not exploring)."""
     if not explore:
@@ -89,13 +88,39 @@ class Policy(Protocol):
     def version(self) -> str: ...
 
 
-def event_rng(event_id: str, seed: int) -> _random.Random:
-    """The draws of one decision, fixed by its event id and the seed. The C generator
-    gives exactly ``random.Random``'s stream for an int seed, without its Python-level
-    seeding."""
-    digest = hashlib.blake2b(event_id.encode("utf-8"), digest_size=8,
-                             key=seed.to_bytes(8, "little")).digest()
-    return _random.Random(int.from_bytes(digest, "little"))
+class EventDraws:
+    """The uniform draws of one decision, fixed by its event id and the seed: draw *k*
+    is 53 bits of ``blake2b(event id, key=seed, salt=k // 4)`` (four draws per digest),
+    so a decision can be reproduced from its log. Nothing is hashed until the first
+    draw: greedy decisions cost nothing. Cheaper than seeding a Mersenne Twister per
+    decision (~1 µs against ~5 µs)."""
+
+    __slots__ = ("_event", "_key", "_buf", "_next")
+
+    def __init__(self, event_id: str, seed: int) -> None:
+        self._event = event_id
+        self._key = seed.to_bytes(8, "little")
+        self._buf = b""
+        self._next = 0
+
+    def random(self) -> float:
+        """The next draw, uniform on [0, 1)."""
+        k = self._next
+        self._next = k + 1
+        i = (k % 4) * 8
+        if i == 0:
+            self._buf = hashlib.blake2b(self._event.encode("utf-8"), digest_size=32,
+                                        key=self._key, salt=(k // 4).to_bytes(16, "little")
+                                        ).digest()
+        return (int.from_bytes(self._buf[i:i + 8], "little") >> 11) * _TO_UNIT
+
+
+_TO_UNIT = 2.0 ** -53
+
+
+def event_rng(event_id: str, seed: int) -> EventDraws:
+    """The draws of one decision (see :class:`EventDraws`)."""
+    return EventDraws(event_id, seed)
 
 
 @dataclass

