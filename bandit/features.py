@@ -196,16 +196,23 @@ def encode(obj: Any, prefix: str, field: str, limits: Limits) -> Namespaces:
                                  field=path)
             ns = enc.ns(prefix + escape(key))
             quick = limits.max_name_bytes // 4  # a name this short is within the byte limit
+            cached = _ESCAPED.get
             for k, v in value.items():
                 tv = type(v)
-                # fast path for the common flat features; anything else takes the full path
+                # fast path for the common flat features (one feature each, counted
+                # here); anything else takes the full path
                 if tv is str and len(k) <= quick and k not in TEXT_FEATURES:
-                    enc._put(ns, escape_cached(k) + "=" + escape_cached(v), 1.0, path)
+                    enc.count += 1
+                    ns[(cached(k) or escape_cached(k)) + "=" +
+                       (cached(v) or escape_cached(v))] = 1.0
                 elif (tv is float or tv is int) and len(k) <= quick and \
                         -MAX_VALUE <= v <= MAX_VALUE:
-                    enc._put(ns, escape_cached(k), float(v) if abs(v) >= MIN_VALUE else 0.0, path)
+                    enc.count += 1
+                    ns[cached(k) or escape_cached(k)] = float(v) if abs(v) >= MIN_VALUE else 0.0
                 else:
                     enc.add(ns, k, v, f"{path}.{k}", 2)
+            if enc.count > limits.max_features:
+                raise BadRequest(f"more than {limits.max_features} features", field=field)
         else:
             enc.add(enc.ns(prefix), key, value, path, 1)
     return {k: v for k, v in enc.out.items() if v}
@@ -220,17 +227,12 @@ def merge(*parts: Namespaces) -> Namespaces:
     return out
 
 
-def _value(name: str, v: float) -> str:
-    if v == 1.0:
-        return name
-    # 9 significant digits round-trip a float32 exactly; VW's own float parser
-    # mis-reads long mantissas with large exponents (e.g. 3.0292007304744154e-27 → 0).
-    return f"{name}:{v:.9g}"
-
-
 def render(namespaces: Namespaces) -> str:
-    """VW text for the namespaces, e.g. ``|cuser age:30 country=US |cdev os=ios``."""
-    parts = []
-    for ns, feats in namespaces.items():
-        parts.append("|" + ns + " " + " ".join(_value(k, v) for k, v in feats.items()))
-    return " ".join(parts)
+    """VW text for the namespaces, e.g. ``|cuser age:30 country=US |cdev os=ios``.
+
+    A value of 1 is left out; others have 9 significant digits, which round-trip a
+    float32 exactly (VW's own float parser mis-reads long mantissas with large
+    exponents, e.g. 3.0292007304744154e-27 → 0)."""
+    return " ".join(["|" + ns + " " + " ".join([k if v == 1.0 else f"{k}:{v:.9g}"
+                                                for k, v in feats.items()])
+                     for ns, feats in namespaces.items()])

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Protocol
 
 from bandit.features import Namespaces
@@ -68,14 +70,11 @@ def _draw(pmf: list[float], explore: bool, rng: EventDraws) -> tuple[int, float]
     """Index drawn from ``pmf`` and its probability (greedy with probability 1 when
     not exploring)."""
     if not explore:
-        return max(range(len(pmf)), key=pmf.__getitem__), 1.0
-    u = rng.random()
-    acc = 0.0
-    for i, p in enumerate(pmf):
-        acc += p
-        if u < acc:
-            return i, p
-    last = max(i for i, p in enumerate(pmf) if p > 0)
+        return pmf.index(max(pmf)), 1.0
+    i = bisect_right(list(accumulate(pmf)), rng.random())  # the first i with u < Σ p[:i+1]
+    if i < len(pmf):
+        return i, pmf[i]
+    last = max(i for i, p in enumerate(pmf) if p > 0)  # u beyond a sum rounded below 1
     return last, pmf[last]
 
 
@@ -165,78 +164,90 @@ class VWPolicy:
         current = self._current  # one read: a swap mid-request cannot mix models
         opts, stats = self.options, current.stats
         offers = request.offers
+        n = len(offers)
         popularity = mode == "popularity" or (
             mode == "model" and stats is not None and current.events_learned < opts.warmup_events)
         if mode == "popularity" and stats is None:
             stats = OfferStats()
+        adjustable = mode == "model" or mode == "popularity"
+        sample = request.explore or not adjustable  # else greedy, with probability 1
+        adjusted = adjustable and request.explore and stats is not None
+        floor = adjusted and opts.new_offer_floor > 0
+        safe = adjusted and opts.safe_delta > 0
+        diversify = adjustable and opts.diversity > 0
         agree: bool | None = None
         mean = stats.global_mean() if stats is not None else 0.0
         rng = event_rng(request.event_id, self.seed)
-        remaining = list(range(len(offers)))
+        remaining = list(range(n))
         order: list[int] = []
         probs: list[float] = []
         first: dict[int, float] = {}  # slot-1 probability of each offer it could show
+        whole_first = True  # every offer could be shown in slot 1 (none was excluded)
         explored = False
         categories: set[str | None] = set()
-        shown_slots = 0
-        for k in range(min(request.slots, len(offers))):
-            excluded = request.slot_exclude[k] if k < len(request.slot_exclude) else None
+        slot_exclude = request.slot_exclude
+        for k in range(min(request.slots, n)):
+            excluded = slot_exclude[k] if k < len(slot_exclude) else None
+            blocked: list[int] = []
             if excluded:
                 allowed = [i for i in remaining if offers[i].id not in excluded]
                 if not allowed:
                     break  # nothing this slot may show: it stays empty
                 blocked = [i for i in remaining if offers[i].id in excluded]
                 remaining = allowed
-            else:
-                blocked = []
-            if mode in ("fixed", "apprentice"):
+                if k == 0:
+                    whole_first = not blocked
+            eligible = offers if k == 0 and whole_first else [offers[i] for i in remaining]
+            if mode == "fixed" or mode == "apprentice":
                 first_choice = 0
                 if mode == "apprentice" and k == 0:
                     first_choice = self._default_index(request, remaining)
-                    model_pmf = self._pmf(current, request.context,
-                                          [offers[i] for i in remaining], 0)
-                    agree = max(range(len(model_pmf)),
-                                key=model_pmf.__getitem__) == first_choice
-                pmf = [1.0 if j == first_choice else 0.0 for j in range(len(remaining))]
+                    model_pmf = self._pmf(current, request.context, list(eligible), 0)
+                    agree = model_pmf.index(max(model_pmf)) == first_choice
+                pmf = [0.0] * len(remaining)
+                pmf[first_choice] = 1.0
             elif mode == "uniform":
                 pmf = [1.0 / len(remaining)] * len(remaining)
             elif popularity:
                 assert stats is not None
-                vals = [stats.value(offers[i].id, mean) for i in remaining]
-                best = max(range(len(vals)), key=vals.__getitem__)
+                vals = [stats.value(o.id, mean) for o in eligible]
+                best = vals.index(max(vals))
                 eps = opts.popularity_epsilon
-                pmf = [eps / len(vals) + (1 - eps if j == best else 0.0)
-                       for j in range(len(vals))]
+                pmf = [eps / len(vals)] * len(vals)
+                pmf[best] += 1 - eps
             else:
                 context = request.context if k == 0 else \
                     {**request.context, SLOT_NAMESPACE: {f"k={k + 1}": 1.0}}
-                pmf = _normalise(self._pmf(current, context, [offers[i] for i in remaining],
-                                           k))
-            adjustable = mode in ("model", "popularity")
-            if adjustable and request.explore and stats is not None and opts.new_offer_floor > 0:
-                pmf = self._floor(pmf, [offers[i].id for i in remaining], stats)
-            if adjustable and request.explore and stats is not None and opts.safe_delta > 0:
-                pmf = self._safe(pmf, [offers[i].id for i in remaining], stats, mean)
-            if adjustable and k > 0 and opts.diversity > 0:
-                pmf = self._diversify(pmf, [offers[i].features for i in remaining],
-                                      categories)
+                pmf = _normalise(self._pmf(current, context, list(eligible), k))
+            if floor:
+                assert stats is not None
+                pmf = self._floor(pmf, [o.id for o in eligible], stats)
+            if safe:
+                assert stats is not None
+                pmf = self._safe(pmf, [o.id for o in eligible], stats, mean)
+            if diversify and k > 0:
+                pmf = self._diversify(pmf, [o.features for o in eligible], categories)
+            j, p = _draw(pmf, sample, rng)
             if k == 0:
                 first = dict(zip(remaining, pmf, strict=True))
-            j, p = _draw(pmf, request.explore or not adjustable, rng)
-            if k == 0:
-                explored = request.explore and j != max(range(len(pmf)), key=pmf.__getitem__)
+                explored = request.explore and j != pmf.index(max(pmf))
             chosen = remaining.pop(j)
-            remaining += blocked
+            if blocked:
+                remaining += blocked
             order.append(chosen)
             probs.append(p)
-            shown_slots += 1
-            if opts.diversity > 0:
+            if diversify:
                 categories.add(category_of(offers[chosen].features, opts.diversity_feature))
-        # the offers not shown follow by their slot-1 probability
-        rest = {i: first.get(i, 0.0) for i in remaining}
-        for i in sorted(remaining, key=lambda i: -rest[i]):
-            order.append(i)
-            probs.append(rest[i] if request.explore else 0.0)
+        shown_slots = len(order)
+        # the offers not shown follow by their slot-1 probability (ties in their order)
+        if whole_first and first:  # each of them had one
+            tail = sorted(remaining, key=first.__getitem__, reverse=True)
+            rest = first
+        else:
+            rest = {i: first.get(i, 0.0) for i in remaining}
+            tail = sorted(remaining, key=rest.__getitem__, reverse=True)
+        order += tail
+        probs += map(rest.__getitem__, tail) if request.explore else [0.0] * len(tail)
         info: dict[str, object] = {"path": "popularity" if popularity else
                                    ("model" if mode == "model" else mode)}
         if agree is not None:

@@ -11,6 +11,7 @@ import math
 import os
 import random
 from collections import OrderedDict
+from collections.abc import Set
 from itertools import islice
 from typing import Any
 
@@ -113,6 +114,25 @@ def null_offer() -> Offer:
 NULL_OFFER = null_offer()
 
 
+_PLAIN_DECIDE = frozenset({"context", "offers", "event_id"})
+_NO_IDS: frozenset[str] = frozenset()
+
+
+def _as_given(features: Any, where: str) -> Any:
+    return features
+
+
+class _KnownList:
+    """A validated offer list, and how many bytes followed it in the last body it was
+    found in."""
+
+    __slots__ = ("offers", "tail")
+
+    def __init__(self, offers: tuple[Offer, ...]) -> None:
+        self.offers = offers
+        self.tail = 1  # ``…]}``: the list is the body's last member
+
+
 class RequestParser:
     """Turns request bodies into typed requests under the configured limits."""
 
@@ -120,7 +140,7 @@ class RequestParser:
         self.s = settings
         self.limits = Limits(settings.max_features, settings.max_name_bytes, settings.max_depth)
         self.offers = OfferCache()
-        self._lists: OrderedDict[tuple[str, bytes], tuple[Offer, ...]] = OrderedDict()
+        self._lists: OrderedDict[tuple[str, bytes], _KnownList] = OrderedDict()
 
     # -- shared pieces ------------------------------------------------------------------
     def _body(self, body: bytes, field: str) -> tuple[dict[str, Any], Any]:
@@ -130,24 +150,30 @@ class RequestParser:
         is decoded, with a placeholder in its place, and the list is returned already
         validated (a tuple of offers). Finding the placeholder as ``field`` proves the
         bytes replaced were that field's value; otherwise the body is decoded whole."""
-        for (f, raw), every in islice(reversed(self._lists.items()), RECENT_LISTS):
+        n = len(body)
+        for (f, raw), known in islice(reversed(self._lists.items()), RECENT_LISTS):
             if f != field:
                 continue
-            i = body.find(raw)
-            if i < 0:
-                continue
+            # where it ended last time first (a client's bodies share their layout):
+            # one comparison instead of a search
+            i = n - known.tail - len(raw)
+            if i < 0 or not body.startswith(raw, i):
+                i = body.find(raw)
+                if i < 0:
+                    continue
+                known.tail = n - i - len(raw)
             try:
                 obj = orjson.loads(body[:i] + _PLACEHOLDER_JSON + body[i + len(raw):])
             except orjson.JSONDecodeError:
                 break
             if isinstance(obj, dict) and obj.get(field) == _PLACEHOLDER:
                 self._lists.move_to_end((f, raw))
-                return obj, every
+                return obj, known.offers
             break
         obj = _object(body)
         return obj, obj.get(field)
 
-    def _offers(self, items: Any, field: str, exclude: set[str],
+    def _offers(self, items: Any, field: str, exclude: Set[str],
                 features_of: Any) -> tuple[Offer, ...]:
         """The eligible offers. A whole list seen before (the usual case: one catalogue
         per placement) is one dictionary lookup (or was found by :meth:`_body`);
@@ -162,13 +188,14 @@ class RequestParser:
                 raise BadRequest(f"{field} has {len(items)} entries; at most "
                                  f"{self.s.max_offers} are allowed", field=field)
             key = (field, orjson.dumps(items))
-            every = self._lists.get(key)
-            if every is None:
+            known = self._lists.get(key)
+            if known is None:
                 every = self._validate_offers(items, field, features_of)
-                self._lists[key] = every
+                self._lists[key] = _KnownList(every)
                 if len(self._lists) > LIST_CACHE_SIZE:
                     self._lists.popitem(last=False)
             else:
+                every = known.offers
                 self._lists.move_to_end(key)
         assert every is not None
         out = every if not exclude else tuple(o for o in every if o.id not in exclude)
@@ -241,8 +268,12 @@ class RequestParser:
     def decide(self, body: bytes) -> DecideRequest:
         obj, items = self._body(body, "offers")
         context = encode(obj.get("context"), CONTEXT_PREFIX, "context", self.limits)
+        if obj.keys() <= _PLAIN_DECIDE:  # no options given: their defaults
+            offers = self._offers(items, "offers", _NO_IDS, _as_given)
+            return DecideRequest(self._event_id(obj.get("event_id"), "event_id"), context,
+                                 offers)
         exclude = self._exclude(obj.get("exclude"), "exclude")
-        offers = self._offers(items, "offers", exclude, lambda f, w: f)
+        offers = self._offers(items, "offers", exclude, _as_given)
         return DecideRequest(
             event_id=self._event_id(obj.get("event_id"), "event_id"),
             context=context,

@@ -105,10 +105,10 @@ class VWModel:
             shared = self._ws._parse(shared_line(context))
             try:
                 _lib.predict_multi(self._ws, shared + actions)
-                pmf = shared[0].get_action_scores()  # probabilities by offer position
+                pmf: list[float] = shared[0].get_action_scores()  # by offer position
             finally:
                 _lib._finish_example_multi_ex(self._ws, shared)
-        return [float(x) for x in pmf]
+        return pmf
 
     # -- learning -------------------------------------------------------------------
     def learn(self, context: Namespaces, offer_lines: Sequence[str], chosen: int,

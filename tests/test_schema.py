@@ -57,6 +57,21 @@ def test_the_same_bytes_elsewhere_in_a_body_are_not_taken_for_the_list():
     assert [o.id for o in p.decide(two).offers] == ["z"]  # the last key wins, as in JSON
 
 
+def test_the_list_is_found_wherever_it_sits_in_the_body():
+    """The parser looks first where the list ended in the last body; bodies whose
+    layouts alternate still parse exactly as a fresh parser parses them."""
+    warm = RequestParser(Settings())
+    raw = orjson.dumps(OFFERS)
+    layouts = [body(event_id="last"),
+               b'{"offers":' + raw + b',"event_id":"first","context":{"user":{"u":"b"}}}',
+               b'{"event_id":"mid","offers":' + raw + b',"slots":2}',
+               b'{"event_id":"e","context":{"user":{"u":"' + b"x" * 40 + b'"}},"offers":' +
+               raw + b'}']
+    for _ in range(3):
+        for b in layouts:
+            assert warm.decide(b) == RequestParser(Settings()).decide(b)
+
+
 def test_event_ids_are_unique_and_differ_in_a_forked_worker():
     ids = {new_event_id() for _ in range(10_000)}
     assert len(ids) == 10_000 and all(len(i) == 32 for i in ids)

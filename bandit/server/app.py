@@ -70,14 +70,14 @@ def hot_routes(svc: Service) -> dict[str, BodyHandler]:
     def decide(body: bytes) -> tuple[int, Any]:
         req, decision = svc.decide(svc.parser.decide(body))
         ranking = ranking_json(req, decision)
-        return 200, {
-            "event_id": req.event_id,
-            "ranking": ranking,
-            "slots": ranking[: decision.slots],
-            "model_version": decision.model_version,
-            "policy": decision.policy,
-            **{k: v for k, v in decision.info.items() if k in ("path", "explain")},
-        }
+        out: dict[str, Any] = {
+            "event_id": req.event_id, "ranking": ranking, "slots": ranking[: decision.slots],
+            "model_version": decision.model_version, "policy": decision.policy}
+        info = decision.info
+        for key in ("path", "explain"):
+            if key in info:
+                out[key] = info[key]
+        return 200, out
 
     def rewards(body: bytes) -> tuple[int, Any]:
         reward = svc.parser.reward(body)

@@ -52,6 +52,8 @@ class Service:
     arm_guard_tripped: bool = False
     _arm_guard_checked: float = 0.0
     _protected: frozenset[str] = field(init=False)
+    _limits_exploration: bool = field(init=False)  # protected segments or a budget
+    _budgets: bool = field(init=False)  # offer budgets need the user store
     live: LiveStats = field(default_factory=LiveStats)
     _refused: set[tuple[str, str]] = field(default_factory=set)
 
@@ -59,6 +61,8 @@ class Service:
         self.parser = RequestParser(self.settings)
         self._protected = frozenset(p.strip() for p in self.settings.protected.split(",")
                                     if p.strip())
+        self._limits_exploration = bool(self._protected) or self.settings.explore_budget > 0
+        self._budgets = self.users is not None and bool(self.settings.offer_budgets)
         self.metrics.set_model(self.policy.version, self.policy.name)
 
     # -- the decision path ----------------------------------------------------------------
@@ -66,10 +70,11 @@ class Service:
         """Decide; returns the request as ranked (user signals added, capped offers
         removed, the user id replaced by its salted hash) and the decision."""
         t0 = time.perf_counter()
-        request = self._with_user(request)
+        if request.user_id is not None or self._budgets:
+            request = self._with_user(request)
         mode = "apprentice" if self.settings.mode == "apprentice" else "model"
         arm: str | None = None
-        if self._in_holdout(request):
+        if self.settings.holdout > 0 and self._in_holdout(request):
             arm, mode = "holdout", "fixed"
             if self.settings.holdout_treatment == "none":  # show nothing, with certainty
                 request = replace(request, offers=(NULL_OFFER,), slots=1)
@@ -82,7 +87,7 @@ class Service:
                     mode = self.settings.arm_guard_baseline  # the arm is back on its baseline
             elif self.settings.holdout > 0:
                 arm = "treatment"
-            if request.explore and not self._may_explore(request):
+            if request.explore and self._limits_exploration and not self._may_explore(request):
                 request = replace(request, explore=False)
         if mode == "lgbm" and self.lgbm_arm is not None:
             decision = self.lgbm_arm.decide(request)
