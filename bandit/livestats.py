@@ -44,7 +44,10 @@ class LiveStats:
                  now: float | None = None) -> None:
         t = time.time() if now is None else now
         with self._lock:
-            c = self._bucket(t).setdefault(series, Counts())
+            bucket = self._bucket(t)
+            c = bucket.get(series)
+            if c is None:
+                c = bucket[series] = Counts()
             c.decisions += 1
             c.explored += int(explored)
             if event_id is not None:

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     uvicorn.run("bandit.server.app:app_from_env", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers, log_level=args.log_level,
-                access_log=False, timeout_keep_alive=5,
+                access_log=False, timeout_keep_alive=5, server_header=False,
                 limit_concurrency=settings.max_connections)
     return 0
 

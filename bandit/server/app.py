@@ -60,7 +60,7 @@ def guarded(service: Service, fn: Handler) -> Handler:
 
 def ranking_json(request: DecideRequest, decision: Decision) -> list[dict[str, Any]]:
     offers = request.offers
-    return [{"id": None if offers[i].id == NONE_ID else offers[i].id, "probability": p}
+    return [{"id": oid if (oid := offers[i].id) != NONE_ID else None, "probability": p}
             for i, p in zip(decision.order, decision.probabilities, strict=True)]
 
 
