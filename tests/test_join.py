@@ -111,3 +111,41 @@ def test_a_reward_for_another_slot_is_not_learned_on_a_one_slot_decision():
     s.add_reward(LoggedReward("e", "", 5.0, 2, None, False), 2)
     (j,) = s.expire(10)
     assert j.reward == pytest.approx(1.0) and len(j.rewards) == 2
+
+
+def test_a_decision_read_from_a_topic_is_snapshotted_by_its_offset():
+    """The snapshot holds (partition, offset) instead of the event; after a restore the
+    decision is listed as unloaded, and once read back it joins as if never stored."""
+    import orjson
+
+    s = JoinState(wait=10)
+    s.add_decision(dec("e1"), 0, ref=(2, 41))
+    s.add_decision(dec("e2"), 0)  # not from a topic: stored whole, as before
+    s.add_reward(rew("e1", 0.25), 1)  # 'earliest': learned on its first reward
+    snap = orjson.loads(orjson.dumps(s.snapshot()))
+    assert "e1" not in snap["pending"]  # e1 was learned on its first reward
+    s.add_decision(dec("e3"), 0, ref=(2, 42))
+    snap = orjson.loads(orjson.dumps(s.snapshot()))
+    assert snap["pending"]["e3"][0] is None and snap["pending"]["e3"][7:] == [2, 42]
+    assert snap["pending"]["e2"][0]["EventId"] == "e2"
+    assert len(orjson.dumps(snap["pending"]["e3"])) < 60  # no event in it
+
+    r = JoinState(wait=10)
+    r.restore(snap)
+    assert r.unloaded() == {2: {42: "e3"}}
+    with pytest.raises(ValueError):
+        r.reload("e3", dec("other"))  # the offset must hold the same event
+    r.reload("e3", dec("e3"))
+    assert r.unloaded() == {}
+    (j,) = r.add_reward(rew("e3", 0.75), 2)
+    assert j.decision == dec("e3").raw and j.reward == 0.75
+
+
+def test_a_pending_decision_the_topic_lost_is_forgotten_and_counted():
+    s = JoinState(wait=10)
+    s.add_decision(dec("e1"), 0, ref=(0, 5))
+    r = JoinState(wait=10)
+    r.restore(s.snapshot())
+    r.forget("e1")
+    assert r.sizes["pending"] == 0 and r.counters.lost == 1
+    assert r.add_reward(rew("e1"), 1) == []  # its reward is an orphan now, not a crash

@@ -29,6 +29,7 @@ from bandit import kafka_client
 from bandit.errors import BadRequest
 from bandit.events import (
     C_AT,
+    LoggedDecision,
     ccb_joined_event,
     decode,
     joined_event,
@@ -52,6 +53,17 @@ from bandit.vw_adapter import VWModel
 log = logging.getLogger("bandit.learner")
 
 POLL_RECORDS = 5000
+
+
+def _decision(m: Any) -> LoggedDecision:
+    """The decision in a message: from its head alone when the server's ``c_at``
+    header says where its context starts, else decoded whole."""
+    value = m.value() or b""
+    d = None
+    for name, at in m.headers() or ():
+        if name == C_AT and at and at.isdigit():
+            d = parse_decision_head(value, int(at))
+    return d or parse_decision(decode(value))
 
 
 def slot_example(decision: dict[str, Any], k: int, reward: float) -> dict[str, Any]:
@@ -189,12 +201,53 @@ class Learner:
                 off = self.offsets.get(f"{topic}:{p}", kafka_client.OFFSET_BEGINNING)
                 tps.append(kafka_client.TopicPartition(topic, p, off))
         consumer.assign(tps)  # manual assignment: no group rebalance delay
+        self._reload_pending(timeout)
         # The join state holds many long-lived objects and every message allocates a
         # few: collect young objects less often, and never rescan what restore loaded.
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
         self.consumer = consumer
         self.producer = kafka_client.producer(self.s.kafka_bootstrap, **{"linger.ms": 20})
+
+    def _reload_pending(self, timeout: float) -> None:
+        """Read back the pending decisions the checkpoint stored by offset. One the
+        topic no longer holds (its retention is shorter than the reward window) is
+        logged and counted as lost; one that cannot be read in ``timeout`` stops the
+        start, since learning without it would break exactly-once."""
+        want = self.state.unloaded()
+        if not want:
+            return
+        topic = self.topics.decisions
+        reader = kafka_client.consumer(self.s.kafka_bootstrap, self.group + "-reload")
+        try:
+            left: dict[int, set[int]] = {}
+            lost = self.state.counters.lost
+            for part, offsets in want.items():
+                low, _ = reader.get_watermark_offsets(
+                    kafka_client.TopicPartition(topic, part), timeout=timeout)
+                for off in [o for o in offsets if o < low]:
+                    self.state.forget(offsets.pop(off))
+                if offsets:
+                    left[part] = set(offsets)
+            if self.state.counters.lost > lost:
+                log.error("%d pending decisions were no longer in %s (retention shorter "
+                          "than the reward window?): they are not learned",
+                          self.state.counters.lost - lost, topic)
+            reader.assign([kafka_client.TopicPartition(topic, p, min(o)) for p, o in left.items()])
+            deadline = time.monotonic() + timeout
+            while any(left.values()):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"could not read back {sum(map(len, left.values()))} "
+                                       f"pending decisions from {topic}")
+                for m in reader.consume(POLL_RECORDS, 0.5):
+                    mp, mo = m.partition(), m.offset()
+                    if (m.error() is None and mp is not None and mo is not None
+                            and mo in left.get(mp, ())):
+                        left[mp].discard(mo)
+                        self.state.reload(want[mp][mo], _decision(m))
+        finally:
+            reader.close()
+        log.info("read back %d pending decisions", sum(map(len, want.values())))
 
     def close(self) -> None:
         if self.consumer is not None:
@@ -245,14 +298,11 @@ class Learner:
 
     def _handle(self, topic: str, m: Any, now: float) -> list[Joined]:
         try:
-            value = m.value() or b""
             if topic == self.topics.decisions:
-                d = None
-                for name, at in m.headers() or ():
-                    if name == C_AT and at and at.isdigit():  # a server's: decode the head
-                        d = parse_decision_head(value, int(at))
-                return self.state.add_decision(d or parse_decision(decode(value)), now)
-            return self.state.add_reward(parse_reward(decode(value)), now)
+                part, off = m.partition(), m.offset()
+                ref = (part, off) if part is not None and off is not None else None
+                return self.state.add_decision(_decision(m), now, ref)
+            return self.state.add_reward(parse_reward(decode(m.value() or b"")), now)
         except BadRequest as exc:
             self._dead_letter(topic, m, exc.message + (f" ({exc.field})" if exc.field else ""))
             return []

@@ -73,6 +73,9 @@ class Pending:
     rewards: list[dict[str, Any]] = field(default_factory=list)
     body: bytes | None = None
     c_at: int = 0
+    # (partition, offset) of the decision in its topic: a checkpoint stores this
+    # instead of the event, and a restarted learner reads the event back
+    ref: tuple[int, int] | None = None
 
 
 @dataclass(slots=True)
@@ -107,6 +110,7 @@ class Counters:
     late_rewards: int = 0
     unmatched_rewards: int = 0
     not_activated: int = 0
+    lost: int = 0  # pending decisions the topic no longer held after a restart
     digest: int = 0  # sum of id_digest over learned event ids, mod 2**64
 
     def as_dict(self) -> dict[str, int]:
@@ -138,13 +142,15 @@ class JoinState:
         self.counters = Counters()
 
     # -- events ----------------------------------------------------------------------
-    def add_decision(self, d: LoggedDecision, now: float) -> list[Joined]:
+    def add_decision(self, d: LoggedDecision, now: float,
+                     ref: tuple[int, int] | None = None) -> list[Joined]:
+        """A decision; ``ref`` is where it can be read again (see :class:`Pending`)."""
         eid = d.event_id
         if eid in self.pending or eid in self.done:
             self.counters.duplicates += 1
             return []
         p = Pending(d.raw, now + max(self.wait, self.long_wait), d.deferred, body=d.body,
-                    c_at=d.c_at)
+                    c_at=d.c_at, ref=ref)
         user = d.raw.get("user")
         if self.long_wait > 0 and isinstance(user, str):
             self.by_user.setdefault(user, []).append((now, eid))
@@ -263,9 +269,15 @@ class JoinState:
 
     # -- snapshot --------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
+        """The state as JSON-ready data. A pending decision read from a topic is stored
+        as its (partition, offset), not as its event (~3 kB each, and a ten-minute
+        window can hold hundreds of thousands): :meth:`unloaded` lists them after a
+        restore, to be read back and given to :meth:`reload`."""
         return {
-            "pending": {e: [p.decision, p.deadline, p.deferred, p.activated, p.rewards,
-                            None if p.body is None else p.body.decode(), p.c_at]
+            "pending": {e: [None, p.deadline, p.deferred, p.activated, p.rewards, None, 0,
+                            p.ref[0], p.ref[1]] if p.ref is not None else
+                        [p.decision, p.deadline, p.deferred, p.activated, p.rewards,
+                         None if p.body is None else p.body.decode(), p.c_at]
                         for e, p in self.pending.items()},
             "orphans": {e: [o.deadline, o.rewards, o.activated] for e, o in self.orphans.items()},
             "done": self.done,
@@ -274,9 +286,11 @@ class JoinState:
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
-        self.pending = {e: Pending(v[0], float(v[1]), bool(v[2]), bool(v[3]), list(v[4]),
+        self.pending = {e: Pending(v[0] if v[0] is not None else {}, float(v[1]), bool(v[2]),
+                                   bool(v[3]), list(v[4]),
                                    v[5].encode() if len(v) > 5 and v[5] is not None else None,
-                                   int(v[6]) if len(v) > 6 else 0)
+                                   int(v[6]) if len(v) > 6 else 0,
+                                   (int(v[7]), int(v[8])) if len(v) > 8 else None)
                         for e, v in snap.get("pending", {}).items()}
         self.orphans = {e: Orphan(float(v[0]), list(v[1]), bool(v[2]))
                         for e, v in snap.get("orphans", {}).items()}
@@ -284,6 +298,26 @@ class JoinState:
         self.by_user = {u: [(float(t), str(e)) for t, e in v]
                         for u, v in snap.get("by_user", {}).items()}
         self.counters = Counters(**{k: int(v) for k, v in snap.get("counters", {}).items()})
+
+    def unloaded(self) -> dict[int, dict[int, str]]:
+        """Restored pending decisions stored by reference: partition → offset → id."""
+        out: dict[int, dict[int, str]] = {}
+        for eid, p in self.pending.items():
+            if not p.decision and p.ref is not None:
+                out.setdefault(p.ref[0], {})[p.ref[1]] = eid
+        return out
+
+    def reload(self, eid: str, d: LoggedDecision) -> None:
+        """Give a restored pending decision its event back (read again from its topic)."""
+        p = self.pending[eid]
+        if d.event_id != eid:
+            raise ValueError(f"offset {p.ref} holds {d.event_id!r}, not {eid!r}")
+        p.decision, p.body, p.c_at = d.raw, d.body, d.c_at
+
+    def forget(self, eid: str) -> None:
+        """Drop a pending decision that cannot be read back (counted as lost)."""
+        if self.pending.pop(eid, None) is not None:
+            self.counters.lost += 1
 
     @property
     def sizes(self) -> dict[str, int]:

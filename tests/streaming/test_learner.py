@@ -199,7 +199,14 @@ def test_exactly_once_across_kill_9(broker, prefix, tmp_path):
     assert counters["digest"] == digest_of(ids)  # each id exactly once
     assert counters["duplicates"] == 0
     assert counters["defaulted"] == n // 2
+    assert counters["lost"] == 0
     assert store.load(man) is not None  # the final model is a valid VW model
+    # the checkpoints held the pending decisions by offset, and the restarts read
+    # them back from the topic
+    log = (tmp_path / "learner.log").read_text()
+    read_back = [int(x.split("read back ")[1].split()[0]) for x in log.splitlines()
+                 if "read back " in x]
+    assert len(read_back) >= 3 and sum(read_back) > 0, read_back
 
 
 def test_whole_loop_learns_and_hot_swaps_under_load(broker, prefix, tmp_path):
