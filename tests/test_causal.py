@@ -63,13 +63,23 @@ def test_protected_segments_and_exploration_budget(tmp_path):
 
 
 @pytest.mark.slow
-def test_safe_exploration_cuts_worst_offer_exposure(tmp_path):
+def test_safe_exploration_cuts_exploration_of_clearly_bad_offers(tmp_path):
+    """Safe exploration (δ = 0.08) keeps the exploration mass on offers whose de-biased
+    value is within δ of the best. Ground truth: the offers whose true CTR over all
+    users is more than δ below the best offer's. Over the last 8,000 of 20,000
+    decisions, the explored decisions (shown offer below the top probability) that
+    show such an offer fall by at least 40% (46-89% on four world/seed pairs tried),
+    and the value of what is shown does not fall (it rose 11-31% on the same pairs).
+    The greedy choice is always kept, so an offer that is bad on average but best
+    for some users is still shown to them."""
     world = World(seed=7)
     rng = np.random.default_rng(0)
     users = [world.user(rng) for _ in range(2000)]
     mean_ctr = {o.id: np.mean([world.click_probability(u, o) for u in users])
                 for o in world.offers}
-    worst = min(mean_ctr, key=mean_ctr.get)
+    best = max(mean_ctr.values())
+    bad = {o for o, v in mean_ctr.items() if v < best - 0.08}
+    assert 0 < len(bad) < len(mean_ctr)
     results = {}
     for name, delta in (("plain", 0.0), ("safe", 0.08)):
         loop = Loop(world, tmp_path / name, seed=5, policy_spec="epsilon:0.3",
@@ -77,13 +87,14 @@ def test_safe_exploration_cuts_worst_offer_exposure(tmp_path):
         steps = loop.run(20_000)
         loop.close()
         last = steps[-8000:]
-        results[name] = (np.mean([s.shown[0] == worst for s in last]),
-                         np.mean([s.expected for s in last]))
-    print({k: (round(a, 4), round(v, 4)) for k, (a, v) in results.items()})
-    plain_exposure, plain_value = results["plain"]
-    safe_exposure, safe_value = results["safe"]
-    assert plain_exposure > 0.01 and safe_exposure <= 0.01
-    assert safe_value >= 0.9 * plain_value
+        explored_bad = sum(s.shown[0] in bad and s.event["p"][0] < max(s.event["p"])
+                           for s in last)
+        results[name] = (explored_bad, float(np.mean([s.expected for s in last])))
+    print(results)
+    (plain_bad, plain_value), (safe_bad, safe_value) = results["plain"], results["safe"]
+    assert plain_bad > 500  # ε = 0.3 explores bad offers often without it
+    assert safe_bad <= 0.6 * plain_bad
+    assert safe_value >= 0.95 * plain_value
 
 
 def test_long_horizon_rewards_name_the_user_by_its_hash(tmp_path):
