@@ -161,22 +161,32 @@ def encode_decision(event: dict[str, Any]) -> tuple[bytes, int | None]:
     return head[:at] + b',"c":' + orjson.dumps(event["c"]) + b"}", at
 
 
+def open_label(head: dict[str, Any], reward: float) -> bytes:
+    """The JSON of :func:`cb_label` without its closing brace, for the two lines below
+    to share."""
+    return orjson.dumps(cb_label(head, reward))[:-1]
+
+
 def joined_line(head: dict[str, Any], body: bytes, reward: float,
-                rewards_seen: list[dict[str, Any]]) -> bytes:
+                rewards_seen: list[dict[str, Any]], label: bytes | None = None) -> bytes:
     """``orjson.dumps(joined_event(decision, …))`` of the decision whose JSON is
     ``body`` (``head`` being its fields before ``c``), by splicing the label in front
-    of the body's bytes instead of decoding and re-encoding the context."""
-    label = orjson.dumps({**cb_label(head, reward), "o": rewards_seen})
-    return label[:-1] + b"," + body[1:]
+    of the body's bytes instead of decoding and re-encoding the context. ``label``:
+    :func:`open_label`, if already made."""
+    if label is None:
+        label = open_label(head, reward)
+    return label + b',"o":' + orjson.dumps(rewards_seen) + b"," + body[1:]
 
 
-def learn_line(head: dict[str, Any], body: bytes, c_at: int, reward: float) -> bytes:
+def learn_line(head: dict[str, Any], body: bytes, c_at: int, reward: float,
+               label: bytes | None = None) -> bytes:
     """The shortest DSJSON from which VW learns exactly what it learns from the joined
     line: the label, ``a`` (VW's reader uses it with the label) and ``c`` (the bytes
     from ``c_at`` on, ``,"c":{…}}``). The other fields of a decision are skipped, which
     makes VW's JSON parse a good deal cheaper."""
-    label = orjson.dumps({**cb_label(head, reward), "a": head["a"]})
-    return label[:-1] + body[c_at:]
+    if label is None:
+        label = open_label(head, reward)
+    return label + b',"a":' + orjson.dumps(head["a"]) + body[c_at:]
 
 
 # -- decoding (boundary for Kafka messages and files) ---------------------------------

@@ -35,6 +35,7 @@ from bandit.events import (
     joined_event,
     joined_line,
     learn_line,
+    open_label,
     parse_decision,
     parse_decision_head,
     parse_reward,
@@ -212,8 +213,9 @@ class Learner:
     def _reload_pending(self, timeout: float) -> None:
         """Read back the pending decisions the checkpoint stored by offset. One the
         topic no longer holds (its retention is shorter than the reward window) is
-        logged and counted as lost; one that cannot be read in ``timeout`` stops the
-        start, since learning without it would break exactly-once."""
+        logged and counted as lost. If reading makes no progress for ``timeout``
+        seconds, or an offset holds another event, the start fails: learning without
+        those decisions would break exactly-once."""
         want = self.state.unloaded()
         if not want:
             return
@@ -244,7 +246,12 @@ class Learner:
                     if (m.error() is None and mp is not None and mo is not None
                             and mo in left.get(mp, ())):
                         left[mp].discard(mo)
-                        self.state.reload(want[mp][mo], _decision(m))
+                        try:
+                            self.state.reload(want[mp][mo], _decision(m))
+                        except (BadRequest, ValueError) as exc:
+                            raise RuntimeError(f"{topic} partition {mp} offset {mo} does not "
+                                               f"hold the pending decision: {exc}") from None
+                        deadline = time.monotonic() + timeout  # progress: wait again
         finally:
             reader.close()
         log.info("read back %d pending decisions", sum(map(len, want.values())))
@@ -328,8 +335,9 @@ class Learner:
         if j.body is None:
             line = learn = orjson.dumps(joined_event(d, j.reward, j.rewards))
         else:  # spliced from the body's bytes; VW gets the short line it learns the same from
-            line = joined_line(d, j.body, j.reward, j.rewards)
-            learn = learn_line(d, j.body, j.c_at, j.reward)
+            label = open_label(d, j.reward)
+            line = joined_line(d, j.body, j.reward, j.rewards, label)
+            learn = learn_line(d, j.body, j.c_at, j.reward, label)
         multi = len(j.slot_rewards) > 1
         held = self.guard is not None and self.guard.held_out(str(d["EventId"]))
         full = whole(j) if multi or held else None  # decoded once, only when needed
