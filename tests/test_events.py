@@ -184,3 +184,28 @@ def test_vw_learns_the_same_model_from_the_short_learn_line(spec, tmp_path):
     full.close()
     short.close()
     assert (tmp_path / "full.vw").read_bytes() == (tmp_path / "short.vw").read_bytes()
+
+
+def test_encoded_decisions_are_the_event_with_c_last_whatever_the_offer_list_cache_holds():
+    """``c._multi`` comes from a cache of recent offer lists, keyed by the identity of
+    their feature dicts: the bytes must still be ``orjson.dumps`` of the event with
+    ``c`` last, for a repeated list, a list of equal but different dicts, an empty
+    context, and a ``c`` whose last key is not ``_multi``."""
+    offers = [{"o": {f"id=o{i}": 1.0, "x": i / 7}} for i in range(5)]
+    same_values = [{"o": dict(f["o"])} for f in offers]
+
+    def event(c):
+        return {"EventId": "e", "a": [2, 1, 3, 4, 5], "p": [0.6, 0.1, 0.1, 0.1, 0.1],
+                "c": c, "ids": [f"o{i}" for i in range(5)]}
+
+    cases = [{"u": {"k=v": 1.0}, "_multi": offers},
+             {"u": {"k=w": 0.5}, "_multi": offers},  # a cache hit
+             {"u": {"k=v": 1.0}, "_multi": same_values},
+             {"_multi": offers},
+             {"_multi": offers, "u": {"k=v": 1.0}},
+             {"u": {"k=v": 1.0}, "_multi": offers[:3] + same_values[3:]}]
+    for c in cases:
+        ev = event(c)
+        value, at = encode_decision(ev)
+        want = orjson.dumps({**{k: v for k, v in ev.items() if k != "c"}, "c": c})
+        assert value == want and value[at:at + 6] == b',"c":{'
