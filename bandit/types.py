@@ -20,8 +20,12 @@ class Offer:
     line: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DecideRequest:
+    """A validated decision request (read-only by convention, changed only through
+    :func:`dataclasses.replace`: not frozen, because one is built per request and a
+    frozen dataclass's init costs twice as much)."""
+
     event_id: str
     context: Namespaces
     offers: tuple[Offer, ...]
@@ -44,9 +48,10 @@ class Ranked:
     probability: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
-    """The outcome of ``policy.decide``.
+    """The outcome of ``policy.decide`` (read-only by convention; not frozen, for the
+    same reason as :class:`DecideRequest`).
 
     ``order`` lists 0-based indices into the request's offers, chosen first;
     ``probabilities`` is aligned with ``order``: for the shown slots it is the

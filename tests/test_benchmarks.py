@@ -29,7 +29,11 @@ def test_decide_latency():
         assert ol["errors"] == 0 and ol["requests"] > 0
         assert 0 < ol["p50_ms"] <= ol["p99_ms"] <= ol["p999_ms"]
         assert r[server]["peak_rps"] > 0 and r[server]["peak_errors"] == 0
-    assert set(r["ratios"]) == {"decide_peak_vs_bare", "kafka_sink_p99_delta_ms"}
+        assert len(r[server]["peak_rounds"]) == r["rounds"] == 1
+    assert set(r["ratios"]) == {"decide_peak_vs_bare", "decide_peak_vs_bare_rounds",
+                                "kafka_sink_p99_delta_ms"}
+    assert r["ratios"]["decide_peak_vs_bare"] == round(
+        r["decide"]["peak_rps"] / r["bare"]["peak_rps"], 3)
 
 
 def test_learner_throughput():
