@@ -38,7 +38,7 @@ from typing import Protocol, cast
 
 import orjson
 
-from bandit.features import Namespaces
+from bandit.features import Namespaces, escape_cached
 
 SIGNAL_NAMESPACE = "csig"
 
@@ -72,8 +72,12 @@ def hash_user(user_id: str, salt: bytes) -> str:
 
 def _tally(feats: dict[str, float], what: str, offer: str, cat: str | None,
            n: float = 1.0) -> None:
-    """Count ``n`` impressions (``imp``) or clicks (``clk``) of an offer and its category."""
-    feats[f"{what}={offer}"] = feats.get(f"{what}={offer}", 0.0) + n
+    """Count ``n`` impressions (``imp``) or clicks (``clk``) of an offer and its category.
+    The offer id is escaped like every feature name (any UTF-8 id is allowed, and an
+    id holding a newline would otherwise split VW's shared line); the category comes
+    from the offer's features, escaped already."""
+    key = f"{what}={escape_cached(offer)}"
+    feats[key] = feats.get(key, 0.0) + n
     if cat is not None:
         feats[f"{what}cat={cat}"] = feats.get(f"{what}cat={cat}", 0.0) + n
 

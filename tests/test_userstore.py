@@ -145,3 +145,24 @@ def test_frequency_cap_holds_across_two_workers(start_server, tmp_path, backend,
 
         r = redis.Redis.from_url(url)
         assert r.keys("*") and not any(b"alice" in k for k in r.keys("*"))
+
+
+def test_signals_name_offers_by_their_escaped_ids(store):
+    """An offer id may hold any UTF-8 text, a newline included: its signal is a safe
+    VW feature name, and a context holding it is one shared example (a newline in it
+    would split the shared line and give VW an extra example)."""
+    from bandit.features import escape
+    from bandit.policy_spec import PolicySpec
+    from bandit.vw_adapter import VWModel
+
+    odd = "n\n|x: y"
+    store.record_decision("h2", "e9", [(odd, None), ("plain", None)], 1000.0)
+    sig = store.signals("h2", 1001.0)
+    feats = sig[SIGNAL_NAMESPACE]
+    assert feats[f"imp={escape(odd)}"] == 1 and feats["imp=plain"] == 1
+    assert not any(c in k for k in feats for c in "\n |:")
+    model = VWModel(PolicySpec.parse("epsilon:0.1").vw_args())
+    try:
+        assert len(model.predict(sig, ["|o id=a", "|o id=b", "|o id=c"])) == 3
+    finally:
+        model.close()
