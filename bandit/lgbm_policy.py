@@ -12,6 +12,7 @@ Explanations come from LightGBM's ``pred_contrib`` over the hashed feature group
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,9 @@ class LGBMPolicy(VWPolicy):
                          f"lgbm-{Path(path).name}", seed, options)
         self.name = text
 
-    def _pmf(self, current: _Current, context: Namespaces, offers: list[Offer],
+    def _pmf(self, current: _Current, context: Namespaces, offers: Sequence[Offer],
              slot: int) -> list[float]:
-        s = self.ranker.scores(context, offers, slot)
+        s = self.ranker.scores(context, list(offers), slot)
         n = len(offers)
         best = int(np.argmax(s))
         return [self.epsilon / n + (1 - self.epsilon if j == best else 0.0) for j in range(n)]

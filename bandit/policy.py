@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Protocol
@@ -202,7 +203,7 @@ class VWPolicy:
                 first_choice = 0
                 if mode == "apprentice" and k == 0:
                     first_choice = self._default_index(request, remaining)
-                    model_pmf = self._pmf(current, request.context, list(eligible), 0)
+                    model_pmf = self._pmf(current, request.context, eligible, 0)
                     agree = model_pmf.index(max(model_pmf)) == first_choice
                 pmf = [0.0] * len(remaining)
                 pmf[first_choice] = 1.0
@@ -218,7 +219,7 @@ class VWPolicy:
             else:
                 context = request.context if k == 0 else \
                     {**request.context, SLOT_NAMESPACE: {f"k={k + 1}": 1.0}}
-                pmf = _normalise(self._pmf(current, context, list(eligible), k))
+                pmf = _normalise(self._pmf(current, context, eligible, k))
             if floor:
                 assert stats is not None
                 pmf = self._floor(pmf, [o.id for o in eligible], stats)
@@ -257,7 +258,7 @@ class VWPolicy:
         return Decision(request.event_id, tuple(order), tuple(probs), shown_slots,
                         current.version, self.name, explored, info)
 
-    def _pmf(self, current: _Current, context: Namespaces, offers: list[Offer],
+    def _pmf(self, current: _Current, context: Namespaces, offers: Sequence[Offer],
              slot: int) -> list[float]:
         """The model's distribution over ``offers`` for 0-based ``slot``."""
         return current.model.predict(context, [o.line for o in offers])

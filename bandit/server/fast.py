@@ -20,6 +20,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bandit.errors import BadRequest
+from bandit.server.http import receive_body
 
 BodyHandler = Callable[[bytes], tuple[int, Any]]  # body → (status, JSON payload)
 
@@ -47,7 +48,7 @@ class FastRoutes:
     async def _serve(self, handler: BodyHandler, scope: Scope, receive: Receive,
                      send: Send) -> None:
         try:
-            body = await read_body(scope, receive, self.limit)
+            body = await receive_body(scope, receive, self.limit)
             if body is None:
                 return  # the client went away
             status, payload = handler(body)
@@ -62,34 +63,3 @@ class FastRoutes:
         await send({"type": "http.response.start", "status": status,
                     "headers": [_JSON, (b"content-length", b"%d" % len(data))]})
         await send({"type": "http.response.body", "body": data})
-
-
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    """The request body (None if the client disconnected), or a 413
-    :class:`BadRequest` once it exceeds ``limit`` bytes (checked against
-    Content-Length first, then against what arrives)."""
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                size = int(value)
-            except ValueError:
-                raise BadRequest("Content-Length is not an integer",
-                                 field="Content-Length") from None
-            if size > limit:
-                raise BadRequest(f"request body larger than {limit} bytes",
-                                 code="PayloadTooLarge", status=413)
-            break
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        total += len(chunk)
-        if total > limit:
-            raise BadRequest(f"request body larger than {limit} bytes", code="PayloadTooLarge",
-                             status=413)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -202,10 +202,10 @@ class Guard:
 
     async def _call_with_deadline(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The body deadline, with one timer for all requests: each request in flight
-        is registered with its deadline, and a sweeper task (every ``tick`` seconds)
-        cancels those past it. Handlers only wait while reading the body, so it can
-        only cut a body that does not arrive (answered 408), or a response the client
-        stopped reading (the connection is dropped)."""
+        is registered with its deadline, and a timer callback (every ``tick`` seconds,
+        while requests are in flight) cancels those past it. Handlers only wait while
+        reading the body, so it can only cut a body that does not arrive (answered
+        408), or a response the client stopped reading (the connection is dropped)."""
         loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         assert task is not None
