@@ -13,19 +13,25 @@ The adapter calls pylibvw's ``_parse``/``learn_multi``/``predict_multi`` directl
 pyvw's ``Example`` wrappers cost more than VW's own parsing and learning (measured:
 ~9k events/s through ``Workspace.learn`` against ~45k/s this way, 20 offers).
 
-A learner built with ``json_input=True`` reads joined DSJSON lines with VW's own JSON
-parser (``--dsjson``); the features hash exactly as the text format does, so the
-model it saves is served by text-format servers unchanged.
+A learner reads joined DSJSON lines (:meth:`VWModel.learn_dsjson`). A text-format model
+turns each line into the text the servers predict from, and keeps each offer's parsed
+example (keyed by the offer's JSON bytes), so a line parses only its context and the
+chosen offer's labelled example: about 17 µs a line against 26 µs for VW's JSON parser
+on 20 offers. One built with ``json_input=True`` reads the lines with VW's own JSON
+parser (``--dsjson``). The features hash the same both ways (tested), so either model
+is served by text-format servers unchanged.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import vowpalwabbit
 from vowpalwabbit import pyvw
 
@@ -48,6 +54,52 @@ def action_line(features: Namespaces) -> str:
 
 
 LIST_CACHE = 256  # offer lists remembered whole by a model
+JOINED_OFFERS = 20000  # offers of joined lines kept parsed by a learning model
+
+# what would break VW's text format (or, for a leading underscore, mean something else
+# to its JSON reader) in a namespace or feature name of a joined line
+_UNSAFE_NAME = re.compile(r"[|:\s]|^_")
+
+
+def _joined_text(obj: Any, known: set[str]) -> str | None:
+    """The VW text of a joined line's context or offer (namespace → feature → number),
+    as :func:`bandit.features.render` writes it for the servers; None if it is not of
+    that form or a name would not survive the text format. ``known``: names already
+    checked (added to)."""
+    if type(obj) is not dict:
+        return None
+    for ns, feats in obj.items():
+        if type(feats) is not dict or (ns not in known and not _safe_name(ns, known)):
+            return None
+        for name, v in feats.items():
+            t = type(v)
+            if (t is not float and t is not int) or (name not in known and
+                                                     not _safe_name(name, known)):
+                return None
+    return render(obj)
+
+
+def _safe_name(name: Any, known: set[str]) -> bool:
+    if type(name) is not str or not name or _UNSAFE_NAME.search(name):
+        return False
+    if len(known) < 100_000:
+        known.add(name)
+    return True
+
+
+def _cb_label(label: Any, n: int) -> tuple[str, int]:
+    """The chosen offer's VW text label and index from a joined line's label fields."""
+    if type(label) is not dict:
+        raise ValueError("a joined line must be a JSON object")
+    cost: Any = label.get("_label_cost")
+    prob: Any = label.get("_label_probability")
+    idx: Any = label.get("_labelIndex")
+    if type(cost) not in (int, float) or type(prob) not in (int, float) or \
+            type(idx) is not int:
+        raise ValueError("a joined line needs _label_cost, _label_probability and _labelIndex")
+    if not 0 < prob <= 1 or not 0 <= idx < n:
+        raise ValueError(f"label probability {prob!r} or index {idx!r} out of range")
+    return f"0:{float(cost)!r}:{float(prob)!r}", idx
 
 
 class VWModel:
@@ -68,6 +120,10 @@ class VWModel:
         self._lists: dict[tuple[str, ...], list[Any]] = {}
         self._lock = threading.Lock()
         self._closed = False
+        # learning from joined lines: offer JSON bytes → (its text, its parsed example)
+        self._joined: dict[bytes, tuple[str, Any]] = {}
+        self._names: set[str] = set()
+        self._reset: list[Any] | None = None
 
     @classmethod
     def load(cls, path: str | Path, extra: str = "--quiet", *,
@@ -120,10 +176,131 @@ class VWModel:
         self._learn_raw("\n".join(lines))
 
     def learn_dsjson(self, line: str | bytes) -> None:
-        """Learn one joined DSJSON line (needs ``json_input=True``)."""
-        if not self.json_input:
-            raise RuntimeError("this workspace reads the text format, not DSJSON")
-        self._learn_raw(line if isinstance(line, str) else line.decode())
+        """Learn one joined DSJSON line (a decision with its CB label fields). Raises
+        ValueError for a line that is not one; the model is unchanged then."""
+        if self.json_input:
+            self._learn_raw(line if isinstance(line, str) else line.decode())
+            return
+        b = line.encode() if isinstance(line, str) else line
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("model is closed")
+            if not self._learn_layout(b):
+                self._learn_decoded(b)
+
+    def _learn_layout(self, line: bytes) -> bool:
+        """The common layout (what the learner sends: the label fields, then ``c`` last
+        with ``_multi`` last in it), without decoding the offers; False for anything
+        else. An offer's bytes are decoded and checked the first time they are seen. If
+        the context and every offer decode, the split was JSON's own: a list of valid
+        values joined by commas parses as exactly those values."""
+        c = line.find(b',"c":{')
+        m = line.find(b'"_multi":[{', c)
+        if c < 0 or m < 0 or line[-5:] != b"}}]}}":
+            return False
+        try:
+            label = orjson.loads(line[:c] + b"}")
+            if line[m - 1] == 44:  # ','
+                ctx = orjson.loads(line[c + 5:m - 1] + b"}")
+            elif m - 1 == c + 5:  # '{': no context
+                ctx = {}
+            else:
+                return False
+        except orjson.JSONDecodeError:
+            return False
+        shared_text = _joined_text(ctx, self._names)
+        if shared_text is None:
+            return False
+        segments = line[m + 11:-5].split(b"}},{")
+        if len(self._joined) + len(segments) > JOINED_OFFERS:
+            self._forget_joined()
+        hits = []
+        for seg in segments:
+            hit = self._joined.get(seg)
+            if hit is None:
+                try:
+                    text = _joined_text(orjson.loads(b"{" + seg + b"}}"), self._names)
+                except orjson.JSONDecodeError:
+                    return False
+                if text is None:
+                    return False
+                hit = self._keep(seg, text)
+            hits.append(hit)
+        label_text, idx = _cb_label(label, len(hits))
+        self._learn_examples(label_text, idx, shared_text, hits, [])
+        return True
+
+    def _learn_decoded(self, line: bytes) -> None:
+        """Any other layout: decoded whole; its offers are the cached examples too (so
+        the model is the same whatever the layout), but for empty ones."""
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+        c: Any = obj.get("c") if type(obj) is dict else None
+        multi = c.get("_multi") if type(c) is dict else None
+        if type(multi) is not list or not multi:
+            raise ValueError("c._multi must be a non-empty list")
+        texts = [_joined_text(o, self._names) for o in multi]
+        shared_text = _joined_text({k: v for k, v in c.items() if k != "_multi"},
+                                   self._names)
+        if shared_text is None or any(t is None for t in texts):
+            raise ValueError("context and offers must map namespaces to numeric features "
+                             "with names that fit VW's text format")
+        label_text, idx = _cb_label(obj, len(multi))
+        if len(self._joined) + len(multi) > JOINED_OFFERS:
+            self._forget_joined()
+        hits: list[tuple[str, Any]] = []
+        fresh: list[Any] = []
+        for o, t in zip(multi, texts, strict=True):
+            assert t is not None
+            key = orjson.dumps(o)
+            if key[:2] == b'{"' and key[-2:] == b"}}":  # what the common layout would see
+                hits.append(self._joined.get(key[1:-2]) or self._keep(key[1:-2], t))
+            else:  # an empty offer: parsed for this line only
+                ex = self._ws._parse(t or "|o")[0]
+                fresh.append(ex)
+                hits.append((t or "|o", ex))
+        self._learn_examples(label_text, idx, shared_text, hits, fresh)
+
+    def _keep(self, segment: bytes, text: str) -> tuple[str, Any]:
+        """Parse an offer of joined lines and keep it under its JSON bytes."""
+        text = text or "|o"
+        hit = self._joined[segment] = (text, self._ws._parse(text)[0])
+        return hit
+
+    def _learn_examples(self, label: str, idx: int, shared_text: str,
+                        offers: list[tuple[str, Any]], fresh: list[Any]) -> None:
+        """One CB update from the context's text, the offers' (text, parsed example) and
+        the chosen one's label: only the context and the labelled chosen offer are
+        parsed; ``fresh``: examples parsed for this update only, to give back."""
+        ws = self._ws
+        shared = ws._parse("shared " + shared_text if shared_text else "shared |c")
+        chosen = ws._parse(label + " " + offers[idx][0])
+        actions = [h[1] for h in offers]
+        actions[idx] = chosen[0]
+        try:
+            _lib.learn_multi(ws, shared + actions)
+        finally:
+            # VW's finish reads the label the last learn saw across the whole list;
+            # predicting an unlabelled pair first makes it read none, so only this
+            # update's own examples go back to VW and the cached ones stay parsed
+            if self._reset is None:
+                self._reset = ws._parse("shared |c x\n|o x")
+            _lib.predict_multi(ws, self._reset)
+            _lib._finish_example_multi_ex(ws, shared + chosen + fresh)
+
+    def _forget_joined(self) -> None:
+        """Give the cached offer examples back to VW. They took part in learning, so
+        they go back as VW expects a list it predicted: a shared example first, one
+        predict (finishing one alone after a learn crashes VW)."""
+        if not self._joined:
+            return
+        actions = [ex for _, ex in self._joined.values()]
+        self._joined.clear()
+        shared = self._ws._parse("shared |c")
+        _lib.predict_multi(self._ws, shared + actions)
+        _lib._finish_example_multi_ex(self._ws, shared + actions)
 
     def _learn_raw(self, text: str) -> None:
         with self._lock:
@@ -155,4 +332,7 @@ class VWModel:
             while self._cache:
                 _, ex = self._cache.popitem()
                 _lib._finish_example_multi_ex(self._ws, [ex])
+            self._forget_joined()
+            if self._reset is not None:
+                _lib._finish_example_multi_ex(self._ws, self._reset)
             self._ws.finish()

@@ -93,7 +93,7 @@ def test_dsjson_learner_matches_the_text_format():
         js.learn_dsjson(orjson.dumps(joined_event(decision, reward, [])).decode())
     with pytest.raises(RuntimeError, match="does not serve"):
         js.predict({}, LINES)
-    with pytest.raises(RuntimeError, match="not DSJSON"):
+    with pytest.raises(ValueError, match="c._multi must be a non-empty list"):
         text.learn_dsjson("{}")
     import tempfile
     from pathlib import Path
@@ -106,3 +106,134 @@ def test_dsjson_learner_matches_the_text_format():
         served.close()
     text.close()
     js.close()
+
+
+# -- learning from joined DSJSON lines through cached offer examples -------------------
+
+# escaped names as the server writes them, an empty offer and a numeric feature
+JOINED_OFFERS = [*OFFERS, {"o_id": {"id=o%20x%7Cy": 1.0}, "ocat": {"price": 12.29}}, {}]
+
+
+def joined(rng: random.Random, i: int, *, multi_slot: bool = False) -> bytes:
+    """A joined line in the learner's layouts: ``c`` last (mostly), the offers in a
+    new order each time, now and then no context or an empty offer last."""
+    import orjson
+
+    from bandit.events import joined_event
+
+    offers = rng.sample(JOINED_OFFERS, rng.randrange(2, len(JOINED_OFFERS) + 1))
+    if i % 7 == 0 and {} in offers:
+        offers.remove({})
+        offers.append({})  # the empty offer last: not the common layout
+    ctx = {} if i % 11 == 0 else {"cuser": {f"seg={rng.randrange(3)}": 1.0,
+                                            "x": rng.random()}}
+    if multi_slot:
+        ctx["cslot"] = {"k=2": 1.0}
+    a = rng.randrange(len(offers))
+    decision = {"EventId": f"e{i}", "a": [a + 1], "p": [rng.choice([0.5, 0.25, 1.0])],
+                "c": {**ctx, "_multi": offers}}
+    if i % 5 == 0:
+        decision = {"c": decision.pop("c"), **decision}  # ``c`` not last
+    return orjson.dumps(joined_event(decision, float(rng.random() < 0.4), []))
+
+
+def pmfs(model: VWModel, rng: random.Random) -> list[list[float]]:
+    lines = [action_line(o) for o in JOINED_OFFERS]
+    return [model.predict(ctx, lines) for ctx in contexts(40, rng)]
+
+
+@pytest.mark.parametrize("policy", ["epsilon:0.1", "squarecb", "bag:3"])
+def test_joined_lines_learn_the_model_the_servers_read(policy, tmp_path, monkeypatch):
+    """A text-format model learning joined lines keeps each offer parsed: it learns
+    exactly what it learns from the servers' text parsed afresh (also when its offer
+    cache is emptied, and whatever the line's layout), and what VW's JSON reader
+    learns up to float rounding."""
+    import orjson
+
+    import bandit.vw_adapter as adapter
+    from bandit.features import render
+
+    monkeypatch.setattr(adapter, "JOINED_OFFERS", 8)  # fewer than two lines' offers
+    rng = random.Random(4)
+    lines = [joined(rng, i) for i in range(1500)]
+    args = PolicySpec.parse(policy).vw_args(3)
+    cached, text, js = VWModel(args), VWModel(args), VWModel(args, json_input=True)
+    for line in lines:
+        cached.learn_dsjson(line)
+        js.learn_dsjson(line)
+        d = orjson.loads(line)
+        ctx = {k: v for k, v in d["c"].items() if k != "_multi"}
+        text.learn(ctx, [action_line(o) for o in d["c"]["_multi"]], d["_labelIndex"],
+                   -d["_label_cost"], d["_label_probability"])
+        assert render(ctx) == (shared_line(ctx)[7:] if ctx else "")
+    assert 0 < len(cached._joined) <= len(JOINED_OFFERS)
+    models = []
+    for name, m in (("cached", cached), ("text", text), ("json", js)):
+        m.save(tmp_path / name)
+        m.close()
+        models.append(VWModel.load(tmp_path / name))
+    a, b, c = (pmfs(m, random.Random(8)) for m in models)
+    assert a == b
+    assert a != pmfs(VWModel(args), random.Random(8))  # it did learn
+    for x, y in zip(a, c, strict=True):
+        assert x == pytest.approx(y, abs=1e-5)
+    for m in models:
+        m.close()
+
+
+def test_a_joined_line_is_learnt_the_same_whatever_its_layout(tmp_path):
+    """``c`` last or not, an empty offer last or not: the same model, byte for byte."""
+    import orjson
+
+    rng = random.Random(9)
+    lines = [joined(rng, i) for i in range(600)]
+    args = PolicySpec.parse("epsilon:0.1").vw_args(3)
+    common, other = VWModel(args), VWModel(args)
+    for line in lines:
+        common.learn_dsjson(line)
+        d = orjson.loads(line)
+        other.learn_dsjson(orjson.dumps({"c": d.pop("c"), **d}))  # never the common layout
+    common.save(tmp_path / "a")
+    other.save(tmp_path / "b")
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+    common.close()
+    other.close()
+
+
+@pytest.mark.parametrize("line, message", [
+    (b'{"_label_cost": oops', "not JSON"),
+    (b'{"_label_cost":-1.0,"_label_probability":0.5,"_labelIndex":0,"c":{"_multi":[]}}',
+     "c._multi must be a non-empty list"),
+    (b'{"_label_cost":-1.0,"_label_probability":0.5,"_labelIndex":0,'
+     b'"c":{"cuser":{"a b":1.0},"_multi":[{"o":{"x":1.0}}]}}', "names that fit"),
+    (b'{"_label_cost":-1.0,"_label_probability":0.5,"_labelIndex":0,'
+     b'"c":{"cuser":{"a":1.0},"_multi":[{"o":{"x|y":1.0}}]}}', "names that fit"),
+    (b'{"_label_cost":-1.0,"_label_probability":0.5,"_labelIndex":0,'
+     b'"c":{"cuser":{"a":1.0},"_multi":[{"o":{"x:2":1.0}}]}}', "names that fit"),
+    (b'{"_label_cost":-1.0,"_label_probability":0.5,"_labelIndex":0,'
+     b'"c":{"_hidden":{"a":1.0},"_multi":[{"o":{"x":1.0}}]}}', "names that fit"),
+    (b'{"_label_cost":-1.0,"_label_probability":0.5,"_labelIndex":0,'
+     b'"c":{"cuser":{"a":"b"},"_multi":[{"o":{"x":1.0}}]}}', "names that fit"),
+    (b'{"_label_cost":-1.0,"_label_probability":0.5,"_labelIndex":0,'
+     b'"c":{"cuser":{"a":1.0},"_multi":[{"o":{"x":true}}]}}', "names that fit"),
+    (b'{"_label_cost":-1.0,"_label_probability":0.0,"_labelIndex":0,'
+     b'"c":{"cuser":{"a":1.0},"_multi":[{"o":{"x":1.0}}]}}', "out of range"),
+    (b'{"_label_cost":-1.0,"_label_probability":0.5,"_labelIndex":1,'
+     b'"c":{"cuser":{"a":1.0},"_multi":[{"o":{"x":1.0}}]}}', "out of range"),
+    (b'{"EventId":"e","c":{"cuser":{"a":1.0},"_multi":[{"o":{"x":1.0}}]}}',
+     "needs _label_cost"),
+])
+def test_a_joined_line_that_is_not_one_is_refused_and_changes_nothing(line, message):
+    rng = random.Random(6)
+    good = [joined(rng, i) for i in range(300)]
+    args = PolicySpec.parse("epsilon:0.1").vw_args(3)
+    model, clean = VWModel(args), VWModel(args)
+    for i, g in enumerate(good):
+        if i == 150:
+            with pytest.raises(ValueError, match=message):
+                model.learn_dsjson(line)
+        model.learn_dsjson(g)
+        clean.learn_dsjson(g)
+    assert pmfs(model, random.Random(1)) == pmfs(clean, random.Random(1))
+    model.close()
+    clean.close()

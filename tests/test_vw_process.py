@@ -38,7 +38,7 @@ def predictions(model: VWModel) -> list[list[float]]:
 def test_child_learns_the_same_model_as_in_process(tmp_path):
     args = PolicySpec.parse("epsilon:0.1").vw_args(7)
     lines = joined_lines(3000, 1)
-    here = VWModel(args, json_input=True)
+    here = VWModel(args)
     child = VWProcess(args, chunk=4096)  # small chunks: many partial writes
     try:
         for i, line in enumerate(lines):
@@ -135,7 +135,7 @@ def test_a_model_vw_cannot_load_is_refused(tmp_path):
 def test_a_save_begun_holds_exactly_the_lines_sent_before_it(tmp_path):
     args = PolicySpec.parse("epsilon:0.1").vw_args(7)
     lines = joined_lines(1500, 5)
-    child, here = VWProcess(args), VWModel(args, json_input=True)
+    child, here = VWProcess(args), VWModel(args)
     try:
         for line in lines[:1000]:
             child.learn_dsjson(line)

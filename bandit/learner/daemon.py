@@ -161,7 +161,7 @@ class Learner:
                     except VWProcessError as exc:
                         raise ModelStoreError(str(exc)) from None
                 else:
-                    model = self.store.load(man, json_input=True)
+                    model = self.store.load(man)
             except ModelStoreError as exc:
                 raise SystemExit(f"bandit-learn: cannot resume from {man.version}: {exc}") \
                     from None
@@ -182,7 +182,7 @@ class Learner:
         self.policy = str(spec)
         if self.s.learner_process:
             return VWProcess(spec.vw_args(self.s.seed))
-        return VWModel(spec.vw_args(self.s.seed), json_input=True)
+        return VWModel(spec.vw_args(self.s.seed))
 
     # -- Kafka -------------------------------------------------------------------------
     def connect(self, timeout: float = 30.0) -> None:

@@ -191,7 +191,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out = sys.stdout.buffer
     try:
-        model = VWModel(argv[0], json_input=True)
+        model = VWModel(argv[0])
     except Exception as exc:
         out.write(f"err {exc}".replace("\n", " ").encode() + b"\n")
         out.flush()
@@ -211,7 +211,7 @@ def main(argv: list[str]) -> int:
                 out.flush()
             continue
         try:
-            model.learn_dsjson(line[:-1].decode())
+            model.learn_dsjson(line[:-1])
             learned += 1
         except Exception as exc:  # VW refused this example: keep the model, keep going
             errors += 1
