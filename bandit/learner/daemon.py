@@ -11,7 +11,10 @@ are updated after each checkpoint for monitoring only; the manifest is the truth
 
 The joined output (``offers.joined``) is at-least-once: decisions finalised after
 the last checkpoint are written again after a crash. Readers deduplicate by
-``EventId`` (``bandit-replay`` does).
+``EventId`` (``bandit-replay`` does). With VW in a child process the child produces
+the usual (one-slot, not held-out) joined events itself once it has learned them,
+and flushes them before answering a save; the daemon produces the rest. An event VW
+refuses is not written, in either mode.
 """
 
 from __future__ import annotations
@@ -98,12 +101,17 @@ def learn_joined(model: VWModel | VWProcess, stats: OfferStats, j: Joined,
     """Learn every shown slot of a joined decision (``line``: its CB DSJSON, which is
     slot 1's example; ``full``: its whole event if already decoded) and count each
     shown offer in the offer statistics."""
-    d = j.decision
     model.learn_dsjson(line)
     if len(j.slot_rewards) > 1:
         full = full if full is not None else whole(j)
         for k in range(2, len(j.slot_rewards) + 1):
             model.learn_dsjson(orjson.dumps(slot_example(full, k, j.slot_rewards[k - 1])))
+    count_offers(stats, j)
+
+
+def count_offers(stats: OfferStats, j: Joined) -> None:
+    """Count each shown offer of a joined decision in the offer statistics."""
+    d = j.decision
     ids = d.get("ids") or []
     for k, reward in enumerate(j.slot_rewards or [j.reward]):
         if k < len(d["a"]) and d["a"][k] - 1 < len(ids):
@@ -142,6 +150,8 @@ class Learner:
         self.learn_errors = 0
         self.manifest: Manifest | None = None
         self.model = self._restore()
+        # the VW child produces the joined events it learns (not in-process VW)
+        self._emit = isinstance(self.model, VWProcess) and self.model.emits
         self._published_learned = self.state.counters.learned
         self._last_checkpoint = time.monotonic()
         self._since_checkpoint = 0
@@ -157,7 +167,8 @@ class Learner:
             try:
                 if self.s.learner_process:
                     try:
-                        model: VWModel | VWProcess = VWProcess.load(self.store.verify(man))
+                        model: VWModel | VWProcess = VWProcess.load(
+                            self.store.verify(man), emit=self._emit_to())
                     except VWProcessError as exc:
                         raise ModelStoreError(str(exc)) from None
                 else:
@@ -181,8 +192,11 @@ class Learner:
                                 else "epsilon:0.05")
         self.policy = str(spec)
         if self.s.learner_process:
-            return VWProcess(spec.vw_args(self.s.seed))
+            return VWProcess(spec.vw_args(self.s.seed), emit=self._emit_to())
         return VWModel(spec.vw_args(self.s.seed))
+
+    def _emit_to(self) -> tuple[str, str] | None:
+        return (self.s.kafka_bootstrap, self.topics.joined) if self.s.kafka_bootstrap else None
 
     # -- Kafka -------------------------------------------------------------------------
     def connect(self, timeout: float = 30.0) -> None:
@@ -332,14 +346,21 @@ class Learner:
 
     def _learn(self, j: Joined) -> None:
         d = j.decision
+        multi = len(j.slot_rewards) > 1
+        held = self.guard is not None and self.guard.held_out(str(d["EventId"]))
         if j.body is None:
             line = learn = orjson.dumps(joined_event(d, j.reward, j.rewards))
         else:  # spliced from the body's bytes; VW gets the short line it learns the same from
             label = open_label(d, j.reward)
             line = joined_line(d, j.body, j.reward, j.rewards, label)
-            learn = learn_line(d, j.body, j.c_at, j.reward, label)
-        multi = len(j.slot_rewards) > 1
-        held = self.guard is not None and self.guard.held_out(str(d["EventId"]))
+            learn = line if self._emit and not multi and not held else \
+                learn_line(d, j.body, j.c_at, j.reward, label)
+        if self._emit and not multi and not held:
+            # the usual event: the VW child learns it and produces it to offers.joined
+            assert isinstance(self.model, VWProcess)
+            self.model.learn_and_emit(str(d["EventId"]).encode(), line)
+            count_offers(self.offer_stats, j)
+            return
         full = whole(j) if multi or held else None  # decoded once, only when needed
         # the topic gets VW's CCB DSJSON for multi-slot decisions, CB DSJSON otherwise
         out = orjson.dumps(ccb_joined_event(full, j.slot_rewards, j.rewards)) \

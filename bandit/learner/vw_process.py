@@ -16,7 +16,14 @@ and the next one resumes from the last checkpoint (exactly-once is unchanged).
 A line VW refuses is counted (``errors``) and logged by the child with its event id;
 the model keeps learning from the next line.
 
-    python -m bandit.learner.vw_process "VW ARGUMENTS"
+Given a Kafka bootstrap and topic, the child also writes the joined output: a line
+sent with :meth:`VWProcess.learn_and_emit` (``>KEYHEX LINE``) is learned and, if VW
+learned it, produced to that topic under its key. This takes the encoding and the
+producing of every joined event off the busy daemon. A save flushes the child's
+producer first, so a checkpoint's joined events are acknowledged before it is
+published, as when the daemon produces them.
+
+    python -m bandit.learner.vw_process "VW ARGUMENTS" [BOOTSTRAP TOPIC]
 """
 
 from __future__ import annotations
@@ -46,16 +53,20 @@ class VWProcess:
     """The part of :class:`bandit.vw_adapter.VWModel` the learner uses (``learn_dsjson``,
     ``save``, ``close``), with VW running in a child process."""
 
-    def __init__(self, args: str, *, chunk: int = CHUNK) -> None:
+    def __init__(self, args: str, *, chunk: int = CHUNK,
+                 emit: tuple[str, str] | None = None) -> None:
+        """``emit``: (Kafka bootstrap, topic) the child produces the lines sent with
+        :meth:`learn_and_emit` to."""
         self.args = args
         self.chunk = chunk
+        self.emits = emit is not None
         self.errors = 0   # lines the child's VW refused, as of the last save
         self.learned = 0  # lines the child's VW learned, as of the last save
         self.sent = 0
         self._buf: list[bytes] = []
         self._size = 0
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "bandit.learner.vw_process", args],
+            [sys.executable, "-m", "bandit.learner.vw_process", args, *(emit or ())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._stdin = self._proc.stdin
@@ -73,14 +84,29 @@ class VWProcess:
             raise VWProcessError(f"VW could not start with {args!r}: {answer}")
 
     @classmethod
-    def load(cls, path: str | Path, extra: str = "--quiet") -> VWProcess:
-        return cls(f"-i {Path(path)} {extra}")
+    def load(cls, path: str | Path, extra: str = "--quiet", *,
+             emit: tuple[str, str] | None = None) -> VWProcess:
+        return cls(f"-i {Path(path)} {extra}", emit=emit)
 
     def learn_dsjson(self, line: str | bytes) -> None:
         """Queue one joined DSJSON line (orjson output: never a raw newline)."""
         b = line.encode() if isinstance(line, str) else line
-        if b"\n" in b or b[:1] == b"!":
+        if b"\n" in b or b[:1] in (b"!", b">"):
             raise ValueError("a DSJSON line must be one line of JSON")
+        self._buf.append(b)
+        self._size += len(b) + 1
+        self.sent += 1
+        if self._size >= self.chunk:
+            self._flush()
+
+    def learn_and_emit(self, key: bytes, line: bytes) -> None:
+        """Queue one joined DSJSON line that the child also produces to its topic under
+        ``key`` once VW has learned it."""
+        if not self.emits:
+            raise VWProcessError("this VW child was started without a topic to emit to")
+        if b"\n" in line or line[:1] != b"{":
+            raise ValueError("a DSJSON line must be one line of JSON")
+        b = b">" + key.hex().encode() + b" " + line
         self._buf.append(b)
         self._size += len(b) + 1
         self.sent += 1
@@ -192,6 +218,7 @@ def main(argv: list[str]) -> int:
     out = sys.stdout.buffer
     try:
         model = VWModel(argv[0])
+        emit = _Emitter(argv[1], argv[2]) if len(argv) > 2 else None
     except Exception as exc:
         out.write(f"err {exc}".replace("\n", " ").encode() + b"\n")
         out.flush()
@@ -200,24 +227,63 @@ def main(argv: list[str]) -> int:
     out.flush()
     learned = errors = 0
     for line in sys.stdin.buffer:
-        if line[:1] == b"!":
+        first = line[:1]
+        if first == b"!":
             cmd, _, arg = line[1:].rstrip(b"\n").partition(b" ")
             if cmd == b"save":
                 try:
                     model.save(arg.decode())
+                    if emit is not None:
+                        emit.flush()  # the joined events so far are acknowledged
                     out.write(f"ok {learned} {errors}\n".encode())
                 except Exception as exc:
                     out.write(f"err {exc}".replace("\n", " ").encode() + b"\n")
                 out.flush()
             continue
+        key = None
         try:
+            if first == b">":
+                hexkey, _, line = line[1:].partition(b" ")
+                key = bytes.fromhex(hexkey.decode())
             model.learn_dsjson(line[:-1])
             learned += 1
         except Exception as exc:  # VW refused this example: keep the model, keep going
             errors += 1
             log.warning("VW could not learn %s…: %s", line[:120].decode(errors="replace"), exc)
+            continue
+        if key is not None and emit is not None:
+            emit.produce(key, line[:-1])
     model.close()
+    if emit is not None:
+        emit.flush(5)
     return 0
+
+
+class _Emitter:
+    """The child's producer of joined events."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from bandit import kafka_client
+
+        self.topic = topic
+        self.producer = kafka_client.producer(bootstrap, **{"linger.ms": 20})
+        self.count = 0
+
+    def produce(self, key: bytes, value: bytes) -> None:
+        while True:
+            try:
+                self.producer.produce(self.topic, value=value, key=key)
+                break
+            except BufferError:  # librdkafka's queue is full: let it drain
+                self.producer.poll(0.05)
+        self.count += 1
+        if self.count % 1000 == 0:
+            self.producer.poll(0)  # serve delivery reports
+
+    def flush(self, timeout: float = 30.0) -> None:
+        left = self.producer.flush(timeout)
+        if left:
+            log.warning("%d joined events not yet acknowledged", left)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,76 @@
+"""The VW child producing the joined events it learns: each learned line once, under
+its key; a refused line not at all; all of them acknowledged when a save answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from bandit import kafka_client
+from bandit.learner.vw_process import VWProcess, VWProcessError
+from bandit.policy_spec import PolicySpec
+from bandit.vw_adapter import VWModel
+from tests.test_vw_process import joined_lines
+
+
+def keyed(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list:
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tp = TopicPartition(topic, 0)
+        c.assign([tp])
+        c.seek_to_beginning(tp)
+        out: list = []
+        deadline = time.monotonic() + timeout
+        while len(out) < expect and time.monotonic() < deadline:
+            for msgs in c.poll(timeout_ms=300, max_records=10000).values():
+                out += [(m.key, m.value) for m in msgs]
+        time.sleep(0.5)  # and nothing more
+        for msgs in c.poll(timeout_ms=300).values():
+            out += [(m.key, m.value) for m in msgs]
+        return out
+    finally:
+        c.close()
+
+
+def test_the_child_produces_what_it_learned_and_a_save_waits_for_it(broker, tmp_path):
+    topic = f"emit{time.time_ns()}.joined"
+    kafka_client.create_topics(broker.bootstrap, [topic], 1)
+    args = PolicySpec.parse("epsilon:0.1").vw_args(7)
+    lines = joined_lines(600, 3)
+    keys = [f"e{i}\n\x00é".encode() for i in range(len(lines))]  # any bytes are a key
+    child = VWProcess(args, emit=(broker.bootstrap, topic), chunk=8192)
+    here = VWModel(args)
+    try:
+        for i, (key, line) in enumerate(zip(keys, lines, strict=True)):
+            if i == 300:
+                child.learn_and_emit(b"refused", b'{"_label_cost": oops}')
+            child.learn_and_emit(key, line)
+            here.learn_dsjson(line)
+        child.save(tmp_path / "child.vw")
+        assert (child.learned, child.errors, child.sent) == (600, 1, 601)
+        here.save(tmp_path / "here.vw")
+        # the save answered after the child's producer was flushed: killed at once, the
+        # child has still delivered every line it learned
+        os.kill(child._proc.pid, signal.SIGKILL)
+        child._proc.wait(10)
+    finally:
+        child.close()
+        here.close()
+    assert (tmp_path / "child.vw").read_bytes() == (tmp_path / "here.vw").read_bytes()
+    got = keyed(broker.bootstrap, topic, len(lines))
+    assert sorted(got) == sorted(zip(keys, lines, strict=True))
+
+
+def test_emitting_needs_a_topic_and_one_line_of_json():
+    child = VWProcess(PolicySpec.parse("epsilon:0.1").vw_args(1))
+    try:
+        with pytest.raises(VWProcessError, match="without a topic"):
+            child.learn_and_emit(b"k", b"{}")
+        with pytest.raises(ValueError, match="one line"):
+            child.learn_dsjson(b">00 {}")
+    finally:
+        child.close()
