@@ -227,6 +227,8 @@ def main(argv: list[str]) -> int:
     out.flush()
     learned = errors = 0
     for line in sys.stdin.buffer:
+        if line[-1:] != b"\n":
+            break  # the daemon died in the middle of a write: not a line
         first = line[:1]
         if first == b"!":
             cmd, _, arg = line[1:].rstrip(b"\n").partition(b" ")
