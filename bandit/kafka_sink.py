@@ -47,6 +47,7 @@ class KafkaSink:
         self.bootstrap = settings.kafka_bootstrap
         self.topics = Topics.from_settings(settings)
         self.partitions = settings.partitions
+        self.compression = settings.kafka_compression
         self._topic_of = {"d": self.topics.decisions, "r": self.topics.rewards}
         self.writer = SpoolWriter(settings.spool_dir)
         self.own = _Source(SpoolReader(self.writer.dir, owned=True), None, 0)
@@ -118,7 +119,7 @@ class KafkaSink:
             ensure_topics(self.bootstrap, self.topics, self.partitions)
             # delivery callbacks only for failures: no Python call per shipped event
             self._producer = kafka_client.producer(
-                self.bootstrap, **{"delivery.report.only.error": True})
+                self.bootstrap, self.compression, **{"delivery.report.only.error": True})
         except Exception as exc:  # any client error means "not now"
             self._fail(f"cannot reach Kafka at {self.bootstrap}: {exc}")
             return False

@@ -91,6 +91,7 @@ class Settings:
     kafka_bootstrap: str = ""
     topic_prefix: str = "offers."
     partitions: int = 4
+    kafka_compression: str = "lz4"  # of the batches every producer of the service sends
     # learner
     reward_wait: float = 600.0
     reward_function: str = "earliest"
@@ -167,6 +168,8 @@ class Settings:
             kafka_bootstrap=_str(e, "KAFKA_BOOTSTRAP", cls.kafka_bootstrap),
             topic_prefix=_str(e, "TOPIC_PREFIX", cls.topic_prefix),
             partitions=_int(e, "PARTITIONS", cls.partitions, 1, 1024),
+            kafka_compression=_choice(e, "KAFKA_COMPRESSION", cls.kafka_compression,
+                                      ("none", "gzip", "snappy", "lz4", "zstd")),
             reward_wait=_float(e, "REWARD_WAIT", cls.reward_wait, 0.0, 30 * 86400.0),
             reward_function=_choice(e, "REWARD_FUNCTION", cls.reward_function,
                                     ("earliest", "sum", "max", "last")),

@@ -41,6 +41,10 @@ def test_learner_throughput():
     assert r["learned"] == r["events"] == 20_000
     assert r["learner_events_per_s"] > 0 and r["raw_vw_events_per_s"] > 0
     assert 0 < r["ratio_vs_raw_vw"]
+    (only,) = r["per_round"]
+    assert r["rounds"] == 1 and only["learned"] == 20_000
+    assert only["ratio_vs_raw_vw"] == r["ratio_vs_raw_vw"]
+    assert len(only["raw_vw_events_per_s_before_after"]) == 2
 
 
 def test_feedback_latency():

@@ -195,8 +195,10 @@ class Learner:
             return VWProcess(spec.vw_args(self.s.seed), emit=self._emit_to())
         return VWModel(spec.vw_args(self.s.seed))
 
-    def _emit_to(self) -> tuple[str, str] | None:
-        return (self.s.kafka_bootstrap, self.topics.joined) if self.s.kafka_bootstrap else None
+    def _emit_to(self) -> tuple[str, str, str] | None:
+        s = self.s
+        return (s.kafka_bootstrap, self.topics.joined, s.kafka_compression) \
+            if s.kafka_bootstrap else None
 
     # -- Kafka -------------------------------------------------------------------------
     def connect(self, timeout: float = 30.0) -> None:
@@ -222,7 +224,8 @@ class Learner:
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
         self.consumer = consumer
-        self.producer = kafka_client.producer(self.s.kafka_bootstrap, **{"linger.ms": 20})
+        self.producer = kafka_client.producer(self.s.kafka_bootstrap, self.s.kafka_compression,
+                                              **{"linger.ms": 20})
 
     def _reload_pending(self, timeout: float) -> None:
         """Read back the pending decisions the checkpoint stored by offset. One the

@@ -23,7 +23,7 @@ producing of every joined event off the busy daemon. A save flushes the child's
 producer first, so a checkpoint's joined events are acknowledged before it is
 published, as when the daemon produces them.
 
-    python -m bandit.learner.vw_process "VW ARGUMENTS" [BOOTSTRAP TOPIC]
+    python -m bandit.learner.vw_process "VW ARGUMENTS" [BOOTSTRAP TOPIC COMPRESSION]
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ class VWProcess:
     ``save``, ``close``), with VW running in a child process."""
 
     def __init__(self, args: str, *, chunk: int = CHUNK,
-                 emit: tuple[str, str] | None = None) -> None:
-        """``emit``: (Kafka bootstrap, topic) the child produces the lines sent with
-        :meth:`learn_and_emit` to."""
+                 emit: tuple[str, str, str] | None = None) -> None:
+        """``emit``: (Kafka bootstrap, topic, compression) the child produces the lines
+        sent with :meth:`learn_and_emit` to."""
         self.args = args
         self.chunk = chunk
         self.emits = emit is not None
@@ -85,7 +85,7 @@ class VWProcess:
 
     @classmethod
     def load(cls, path: str | Path, extra: str = "--quiet", *,
-             emit: tuple[str, str] | None = None) -> VWProcess:
+             emit: tuple[str, str, str] | None = None) -> VWProcess:
         return cls(f"-i {Path(path)} {extra}", emit=emit)
 
     def learn_dsjson(self, line: str | bytes) -> None:
@@ -218,7 +218,7 @@ def main(argv: list[str]) -> int:
     out = sys.stdout.buffer
     try:
         model = VWModel(argv[0])
-        emit = _Emitter(argv[1], argv[2]) if len(argv) > 2 else None
+        emit = _Emitter(*argv[1:4]) if len(argv) > 3 else None
     except Exception as exc:
         out.write(f"err {exc}".replace("\n", " ").encode() + b"\n")
         out.flush()
@@ -264,11 +264,11 @@ def main(argv: list[str]) -> int:
 class _Emitter:
     """The child's producer of joined events."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, compression: str) -> None:
         from bandit import kafka_client
 
         self.topic = topic
-        self.producer = kafka_client.producer(bootstrap, **{"linger.ms": 20})
+        self.producer = kafka_client.producer(bootstrap, compression, **{"linger.ms": 20})
         self.count = 0
 
     def produce(self, key: bytes, value: bytes) -> None:

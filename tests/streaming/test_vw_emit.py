@@ -42,7 +42,7 @@ def test_the_child_produces_what_it_learned_and_a_save_waits_for_it(broker, tmp_
     args = PolicySpec.parse("epsilon:0.1").vw_args(7)
     lines = joined_lines(600, 3)
     keys = [f"e{i}\n\x00é".encode() for i in range(len(lines))]  # any bytes are a key
-    child = VWProcess(args, emit=(broker.bootstrap, topic), chunk=8192)
+    child = VWProcess(args, emit=(broker.bootstrap, topic, "lz4"), chunk=8192)
     here = VWModel(args)
     try:
         for i, (key, line) in enumerate(zip(keys, lines, strict=True)):
