@@ -259,6 +259,7 @@ class LoggedReward:
 
 
 _NUMBER_TYPES = {int, float}
+_LABEL_KEYS = ("_label_cost", "_label_probability", "_label_Action", "_labelIndex")
 
 
 def _valid_fast(objs: list[Any]) -> bool:
@@ -336,6 +337,9 @@ def _checked(obj: dict[str, Any], context: Namespaces, offers: tuple[Namespaces,
              n: int, body: bytes | None, c_at: int = 0) -> LoggedDecision:
     """Validate everything of a decision but its context and offers."""
     eid = _event_id(obj)
+    for key in _LABEL_KEYS:
+        if key in obj:  # the learner writes the label: one in a decision would win over it
+            raise BadRequest("a decision must not carry CB label fields", field=key)
     a, p = obj.get("a"), obj.get("p")
     if (not isinstance(a, list) or not a or not set(map(type, a)) <= {int} or
             min(a) < 1 or max(a) > n):

@@ -87,6 +87,24 @@ def _safe_name(name: Any, known: set[str]) -> bool:
     return True
 
 
+def _label_first(line: bytes, c: int) -> dict[str, Any] | None:
+    """The label fields when they open the line, as the learner writes them (decoding
+    only them spares the decision's other fields); else None."""
+    if not line.startswith(b'{"_label_cost":'):
+        return None
+    i = line.find(b'"_labelIndex":', 0, c)
+    end = line.find(b",", i + 14, c) if i > 0 else -1
+    if end < 0:
+        return None
+    try:
+        label = orjson.loads(line[:end] + b"}")
+    except orjson.JSONDecodeError:
+        return None
+    if "_label_probability" not in label:
+        return None
+    return label  # type: ignore[no-any-return]
+
+
 def _cb_label(label: Any, n: int) -> tuple[str, int]:
     """The chosen offer's VW text label and index from a joined line's label fields."""
     if type(label) is not dict:
@@ -199,7 +217,7 @@ class VWModel:
         if c < 0 or m < 0 or line[-5:] != b"}}]}}":
             return False
         try:
-            label = orjson.loads(line[:c] + b"}")
+            label = _label_first(line, c) or orjson.loads(line[:c] + b"}")
             if line[m - 1] == 44:  # ','
                 ctx = orjson.loads(line[c + 5:m - 1] + b"}")
             elif m - 1 == c + 5:  # '{': no context

@@ -61,6 +61,9 @@ def test_reward_and_activation_round_trip():
     (lambda e: e["c"].update(_multi=[]), "c._multi"),
     (lambda e: e["c"]["_multi"][0].update(o_id={"id=a": "x"}), "c._multi[0].o_id.id=a"),
     (lambda e: e.update(ids=["a"]), "ids"),
+    # a label in a decision would override the one the learner joins to it
+    (lambda e: e.update(_label_probability=1e-9), "_label_probability"),
+    (lambda e: e.update(_labelIndex=0), "_labelIndex"),
 ])
 def test_bad_decision_events_name_the_field(mutate, field):
     _, _, ev = make_decision()
@@ -152,6 +155,10 @@ def test_a_bad_head_is_refused_naming_the_field():
     with pytest.raises(BadRequest) as e:
         parse_decision_head(value, at)  # type: ignore[arg-type]
     assert e.value.field == "a"
+    value, at = encode_decision({**ev, "_label_cost": -1e6})
+    with pytest.raises(BadRequest) as e:
+        parse_decision_head(value, at)  # type: ignore[arg-type]
+    assert e.value.field == "_label_cost"
 
 
 @pytest.mark.parametrize("spec", ["epsilon:0.1", "bag:3", "squarecb", "softmax"])

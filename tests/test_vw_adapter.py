@@ -182,17 +182,23 @@ def test_joined_lines_learn_the_model_the_servers_read(policy, tmp_path, monkeyp
 
 
 def test_a_joined_line_is_learnt_the_same_whatever_its_layout(tmp_path):
-    """``c`` last or not, an empty offer last or not: the same model, byte for byte."""
+    """``c`` last or not, an empty offer last or not, the label's fields in any order:
+    the same model, byte for byte."""
     import orjson
 
     rng = random.Random(9)
     lines = [joined(rng, i) for i in range(600)]
     args = PolicySpec.parse("epsilon:0.1").vw_args(3)
     common, other = VWModel(args), VWModel(args)
-    for line in lines:
+    for i, line in enumerate(lines):
         common.learn_dsjson(line)
         d = orjson.loads(line)
-        other.learn_dsjson(orjson.dumps({"c": d.pop("c"), **d}))  # never the common layout
+        if i % 2:
+            other.learn_dsjson(orjson.dumps({"c": d.pop("c"), **d}))  # not the common layout
+        else:  # the common layout, but the label's fields in another order
+            label = {k: d.pop(k) for k in ("_labelIndex", "_label_cost", "_label_Action",
+                                           "_label_probability")}
+            other.learn_dsjson(orjson.dumps({**label, **d}))
     common.save(tmp_path / "a")
     other.save(tmp_path / "b")
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
