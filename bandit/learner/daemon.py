@@ -351,15 +351,16 @@ class Learner:
         d = j.decision
         multi = len(j.slot_rewards) > 1
         held = self.guard is not None and self.guard.held_out(str(d["EventId"]))
+        # the usual event, with VW in a child: the child learns it and writes it to
+        # offers.joined (the whole joined line: it reads only the label and ``c``)
+        emit = self._emit and not multi and not held
         if j.body is None:
             line = learn = orjson.dumps(joined_event(d, j.reward, j.rewards))
         else:  # spliced from the body's bytes; VW gets the short line it learns the same from
             label = open_label(d, j.reward)
             line = joined_line(d, j.body, j.reward, j.rewards, label)
-            learn = line if self._emit and not multi and not held else \
-                learn_line(d, j.body, j.c_at, j.reward, label)
-        if self._emit and not multi and not held:
-            # the usual event: the VW child learns it and produces it to offers.joined
+            learn = line if emit else learn_line(d, j.body, j.c_at, j.reward, label)
+        if emit:
             assert isinstance(self.model, VWProcess)
             self.model.learn_and_emit(str(d["EventId"]).encode(), line)
             count_offers(self.offer_stats, j)
