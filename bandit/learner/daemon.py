@@ -113,7 +113,11 @@ def count_offers(stats: OfferStats, j: Joined) -> None:
     """Count each shown offer of a joined decision in the offer statistics."""
     d = j.decision
     ids = d.get("ids") or []
-    for k, reward in enumerate(j.slot_rewards or [j.reward]):
+    if len(j.slot_rewards) <= 1:  # one slot (ids and a are validated: strings, 1..n)
+        if ids:
+            stats.add(ids[d["a"][0] - 1], j.reward, float(d["p"][0]))
+        return
+    for k, reward in enumerate(j.slot_rewards):
         if k < len(d["a"]) and d["a"][k] - 1 < len(ids):
             stats.add(str(ids[d["a"][k] - 1]), reward, float(d["p"][k]))
 

@@ -448,7 +448,11 @@ def test_server_encoded_decisions_learn_like_whole_ones(broker, tmp_path):
             joined = read_topic(broker.bootstrap, prefix + "joined", expect=expect, raw=True)
             out[tag] = (sorted(joined, key=lambda b: orjson.loads(b)["EventId"]),
                         (tmp_path / tag / man.file).read_bytes(),
-                        learner.state.counters.digest)
+                        learner.state.counters.digest, man.extra["offer_stats"])
+            # every learned decision counted its shown offer once, whatever the path
+            rows = learner.offer_stats.rows
+            assert sum(r[0] for r in rows.values()) == expect
+            assert rows.keys() == {e["ids"][e["a"][0] - 1] for e in events}
         finally:
             learner.close()
     assert len(out["whole"][0]) == n - 3
