@@ -14,6 +14,7 @@ outage surfaces as an error the spool can handle instead of an endless retry.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import (
@@ -46,6 +47,36 @@ def producer(bootstrap: str, compression: str = "lz4", **overrides: Any) -> Prod
             "linger.ms": 5, "message.timeout.ms": 10000, "compression.type": compression,
             "queue.buffering.max.messages": 200000, **overrides}
     return Producer(conf)
+
+
+def keep_trying(on_error: Callable[[Any, Any], None]) -> dict[str, Any]:
+    """Settings for a producer whose messages must never be given up (the learner's
+    outputs): they wait in the client's queue until the broker takes them, however long
+    it is away; ``on_error(error, message)`` hears of one the broker refuses for good."""
+    return {"message.timeout.ms": 0, "delivery.report.only.error": True,
+            "on_delivery": on_error}
+
+
+def send(p: Producer, topic: str, key: bytes | None, value: bytes,
+         headers: list[tuple[str, str | bytes | None]] | None = None) -> bool:
+    """Queue one message, waiting while the client's queue is full; False (logged) if
+    the client refuses it outright (larger than the broker takes, say)."""
+    while True:
+        try:
+            p.produce(topic, value=value, key=key, headers=headers)
+            return True
+        except BufferError:  # the queue is full: let it drain
+            p.poll(0.05)
+        except KafkaException as exc:
+            log.error("not sent to %s (%d bytes): %s", topic, len(value), exc)
+            return False
+
+
+def flush_all(p: Producer, what: str, wait: float = 30.0) -> None:
+    """Wait until the broker has taken every queued message, saying so every ``wait``
+    seconds (a producer made with :data:`KEEP_TRYING` never drops them)."""
+    while left := p.flush(wait):
+        log.warning("%d %s not yet taken by Kafka; waiting", left, what)
 
 
 def consumer(bootstrap: str, group: str, **overrides: Any) -> Consumer:

@@ -35,7 +35,7 @@ import orjson
 import vowpalwabbit
 from vowpalwabbit import pyvw
 
-from bandit.features import Namespaces, render
+from bandit.features import MAX_VALUE, Namespaces, render
 
 _lib: Any = pyvw.pylibvw.vw
 
@@ -54,7 +54,10 @@ def action_line(features: Namespaces) -> str:
 
 
 LIST_CACHE = 256  # offer lists remembered whole by a model
-JOINED_OFFERS = 20000  # offers of joined lines kept parsed by a learning model
+# A parsed VW example takes ~30 kB (measured), so these bound a model's memory: ~120 MB
+# each when full. Past them a model parses more often; it never fails.
+OFFER_CACHE = 4096  # offer lines kept parsed for predictions (least recently used go)
+JOINED_OFFERS = 4096  # offers of joined lines kept parsed by a learning model
 
 # what would break VW's text format (or, for a leading underscore, mean something else
 # to its JSON reader) in a namespace or feature name of a joined line
@@ -73,9 +76,9 @@ def _joined_text(obj: Any, known: set[str]) -> str | None:
             return None
         for name, v in feats.items():
             t = type(v)
-            if (t is not float and t is not int) or (name not in known and
-                                                     not _safe_name(name, known)):
-                return None
+            if (t is not float and t is not int) or not -MAX_VALUE <= v <= MAX_VALUE or \
+                    (name not in known and not _safe_name(name, known)):
+                return None  # (a value past float32's range would make VW's weights NaN)
     return render(obj)
 
 
@@ -127,7 +130,8 @@ class VWModel:
     the threads of a worker.
     """
 
-    def __init__(self, args: str, *, cache_size: int = 20000, json_input: bool = False) -> None:
+    def __init__(self, args: str, *, cache_size: int = OFFER_CACHE,
+                 json_input: bool = False) -> None:
         self.args = args
         self.json_input = json_input
         self._ws = vowpalwabbit.Workspace(args + (" --dsjson" if json_input else ""))
@@ -245,8 +249,25 @@ class VWModel:
                 hit = self._keep(seg, text)
             hits.append(hit)
         label_text, idx = _cb_label(label, len(hits))
-        self._learn_examples(label_text, idx, shared_text, hits, [])
+        self._learn_examples(label_text, idx, shared_text, *self._once_each(segments, hits))
         return True
+
+    def _once_each(self, keys: list[bytes], hits: list[tuple[str, Any]]
+                   ) -> tuple[list[tuple[str, Any]], list[Any]]:
+        """The offers with a repeated one parsed afresh: one example twice in a list
+        corrupts VW's memory (bagging) or its update. Also returns the fresh ones."""
+        if len(set(keys)) == len(keys):
+            return hits, []
+        seen: set[bytes] = set()
+        out, fresh = [], []
+        for key, hit in zip(keys, hits, strict=True):
+            if key in seen:
+                ex = self._ws._parse(hit[0])[0]
+                fresh.append(ex)
+                hit = (hit[0], ex)
+            seen.add(key)
+            out.append(hit)
+        return out, fresh
 
     def _learn_decoded(self, line: bytes) -> None:
         """Any other layout: decoded whole; its offers are the cached examples too (so
@@ -264,11 +285,12 @@ class VWModel:
                                    self._names)
         if shared_text is None or any(t is None for t in texts):
             raise ValueError("context and offers must map namespaces to numeric features "
-                             "with names that fit VW's text format")
+                             "within ±3e38, with names that fit VW's text format")
         label_text, idx = _cb_label(obj, len(multi))
         if len(self._joined) + len(multi) > JOINED_OFFERS:
             self._forget_joined()
         hits: list[tuple[str, Any]] = []
+        keys: list[bytes] = []
         fresh: list[Any] = []
         for o, t in zip(multi, texts, strict=True):
             assert t is not None
@@ -279,7 +301,9 @@ class VWModel:
                 ex = self._ws._parse(t or "|o")[0]
                 fresh.append(ex)
                 hits.append((t or "|o", ex))
-        self._learn_examples(label_text, idx, shared_text, hits, fresh)
+            keys.append(key)
+        hits, again = self._once_each(keys, hits)
+        self._learn_examples(label_text, idx, shared_text, hits, fresh + again)
 
     def _keep(self, segment: bytes, text: str) -> tuple[str, Any]:
         """Parse an offer of joined lines and keep it under its JSON bytes."""

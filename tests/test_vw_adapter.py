@@ -222,6 +222,8 @@ def test_a_joined_line_is_learnt_the_same_whatever_its_layout(tmp_path):
      b'"c":{"cuser":{"a":"b"},"_multi":[{"o":{"x":1.0}}]}}', "names that fit"),
     (b'{"_label_cost":-1.0,"_label_probability":0.5,"_labelIndex":0,'
      b'"c":{"cuser":{"a":1.0},"_multi":[{"o":{"x":true}}]}}', "names that fit"),
+    (b'{"_label_cost":-1.0,"_label_probability":0.5,"_labelIndex":0,'
+     b'"c":{"cuser":{"a":1.0},"_multi":[{"o":{"x":1e39}}]}}', "within"),
     (b'{"_label_cost":-1.0,"_label_probability":0.0,"_labelIndex":0,'
      b'"c":{"cuser":{"a":1.0},"_multi":[{"o":{"x":1.0}}]}}', "out of range"),
     (b'{"_label_cost":-1.0,"_label_probability":0.5,"_labelIndex":1,'
@@ -243,3 +245,29 @@ def test_a_joined_line_that_is_not_one_is_refused_and_changes_nothing(line, mess
     assert pmfs(model, random.Random(1)) == pmfs(clean, random.Random(1))
     model.close()
     clean.close()
+
+
+@pytest.mark.parametrize("policy", ["bag:3", "softmax,cb_type=ips", "epsilon:0.1"])
+def test_an_offer_listed_twice_is_learnt_as_two(policy, tmp_path):
+    """The same offer twice in one line (a producer other than the servers may write
+    it) is two examples, as VW's parser makes it: one cached example twice in a list
+    would corrupt VW's memory with bagging or skew its update."""
+    import orjson
+
+    rng = random.Random(12)
+    args = PolicySpec.parse(policy).vw_args(3)
+    cached, text = VWModel(args), VWModel(args)
+    for i in range(400):
+        d = orjson.loads(joined(rng, i))
+        multi = d["c"]["_multi"]
+        if i % 3 == 0:
+            multi.append(multi[0])  # listed twice
+        line = orjson.dumps(d)
+        cached.learn_dsjson(line if i % 2 else orjson.dumps({"c": d.pop("c"), **d}))
+        ctx = {k: v for k, v in (d.get("c") or orjson.loads(line)["c"]).items()
+               if k != "_multi"}
+        text.learn(ctx, [action_line(o) for o in multi], d["_labelIndex"],
+                   -d["_label_cost"], d["_label_probability"])
+    assert pmfs(cached, random.Random(2)) == pmfs(text, random.Random(2))
+    cached.close()
+    text.close()

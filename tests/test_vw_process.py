@@ -105,8 +105,15 @@ def test_a_line_vw_cannot_use_does_not_stop_learning(tmp_path):
             child.learn_dsjson(line)
         child.save(tmp_path / "m2.vw")
         assert child.learned + child.errors == 41
+        learned, errors = child.learned, child.errors
+        # a newline is whitespace to JSON: sent as a space, it cannot start a command
+        child.learn_dsjson(b'{"a": 1}\n!save ' + str(tmp_path / "x").encode())
         with pytest.raises(ValueError, match="one line"):
-            child.learn_dsjson(b'{"a": 1}\n!save /tmp/x')
+            child.learn_dsjson(b"!save /tmp/x")
+        child.learn_dsjson(good[0].replace(b',"c":', b',\n"c":\n'))  # still learned
+        child.save(tmp_path / "m3.vw")
+        assert (child.learned, child.errors) == (learned + 1, errors + 1)
+        assert not (tmp_path / "x").exists()
     finally:
         child.close()
 

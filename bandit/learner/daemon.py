@@ -11,10 +11,13 @@ are updated after each checkpoint for monitoring only; the manifest is the truth
 
 The joined output (``offers.joined``) is at-least-once: decisions finalised after
 the last checkpoint are written again after a crash. Readers deduplicate by
-``EventId`` (``bandit-replay`` does). With VW in a child process the child produces
-the usual (one-slot, not held-out) joined events itself once it has learned them,
-and flushes them before answering a save; the daemon produces the rest. An event VW
-refuses is not written, in either mode.
+``EventId`` (``bandit-replay`` does). A checkpoint is published only once the broker
+has taken every joined and dead-letter message before it (the producers never give
+one up). With VW in a child process the child produces the usual (one-slot, not
+held-out) joined events itself once it has learned them, and waits for them before
+answering a save; the daemon produces the rest. An event VW refuses is not written,
+except a multi-slot or held-out one with VW in a child (the daemon hears of the
+child's refusals only as a count).
 """
 
 from __future__ import annotations
@@ -152,6 +155,7 @@ class Learner:
         self.offsets: dict[str, int] = {}
         self.dead_letters = 0
         self.learn_errors = 0
+        self.output_errors = 0  # joined/dead-letter messages Kafka refused for good
         self.manifest: Manifest | None = None
         self.model = self._restore()
         # the VW child produces the joined events it learns (not in-process VW)
@@ -228,8 +232,9 @@ class Learner:
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
         self.consumer = consumer
-        self.producer = kafka_client.producer(self.s.kafka_bootstrap, self.s.kafka_compression,
-                                              **{"linger.ms": 20})
+        self.producer = kafka_client.producer(
+            self.s.kafka_bootstrap, self.s.kafka_compression,
+            **{"linger.ms": 20, **kafka_client.keep_trying(self._refused)})
 
     def _reload_pending(self, timeout: float) -> None:
         """Read back the pending decisions the checkpoint stored by offset. One the
@@ -268,8 +273,16 @@ class Learner:
                             and mo in left.get(mp, ())):
                         left[mp].discard(mo)
                         try:
-                            self.state.reload(want[mp][mo], _decision(m))
-                        except (BadRequest, ValueError) as exc:
+                            d = _decision(m)
+                        except BadRequest as exc:  # valid when read first, not any more
+                            log.error("pending decision %s (%s partition %d offset %d) no "
+                                      "longer passes validation, not learned: %s",
+                                      want[mp][mo], topic, mp, mo, exc.message)
+                            self.state.forget(want[mp][mo])
+                            continue
+                        try:
+                            self.state.reload(want[mp][mo], d)
+                        except ValueError as exc:
                             raise RuntimeError(f"{topic} partition {mp} offset {mo} does not "
                                                f"hold the pending decision: {exc}") from None
                         deadline = time.monotonic() + timeout  # progress: wait again
@@ -343,13 +356,13 @@ class Learner:
                        ("error", reason.encode("utf-8", "replace")[:1000])])
 
     def _produce(self, topic: str, key: bytes | None, value: bytes,
-                 headers: list[tuple[str, bytes]] | None = None) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value=value, key=key, headers=headers)
-                return
-            except BufferError:  # librdkafka's queue is full: let it drain
-                self.producer.poll(0.05)
+                 headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
+        if not kafka_client.send(self.producer, topic, key, value, headers):
+            self.output_errors += 1
+
+    def _refused(self, err: Any, msg: Any) -> None:
+        self.output_errors += 1
+        log.error("Kafka refused a message for %s: %s", msg.topic(), err)
 
     def _learn(self, j: Joined) -> None:
         d = j.decision
@@ -366,7 +379,12 @@ class Learner:
             learn = line if emit else learn_line(d, j.body, j.c_at, j.reward, label)
         if emit:
             assert isinstance(self.model, VWProcess)
-            self.model.learn_and_emit(str(d["EventId"]).encode(), line)
+            try:
+                self.model.learn_and_emit(str(d["EventId"]).encode(), line)
+            except ValueError as exc:  # not a line the child can be sent
+                self.learn_errors += 1
+                log.warning("VW could not learn event %s: %s", d.get("EventId"), exc)
+                return
             count_offers(self.offer_stats, j)
             return
         full = whole(j) if multi or held else None  # decoded once, only when needed
@@ -451,7 +469,7 @@ class Learner:
             ck.slot.discard()
             raise
         self._ckpt = None
-        self._flush_outputs()  # the joined events up to this point are acknowledged
+        self._flush_outputs()  # the joined events up to this point are in Kafka
         self.manifest = self.store.publish_file(ck.slot, self.policy, ck.learned, ck.offsets,
                                                 ck.extra)
         self._published_learned = ck.learned
@@ -461,9 +479,9 @@ class Learner:
         return self.manifest
 
     def _flush_outputs(self) -> None:
-        left = self.producer.flush(30)
-        if left:
-            log.warning("%d joined/dead-letter messages not yet acknowledged", left)
+        """Every joined and dead-letter message so far is in Kafka (a checkpoint waits
+        for it: its offsets must not pass an output that could still be lost)."""
+        kafka_client.flush_all(self.producer, "joined/dead-letter messages")
 
     def _guard(self, candidate: Manifest) -> None:
         """Promote ``candidate`` only if it is not worse than the promoted model."""
@@ -525,4 +543,5 @@ class Learner:
                 **self.state.counters.as_dict(), **self.state.sizes,
                 "dead_letters": self.dead_letters,
                 "learn_errors": self.learn_errors + getattr(self.model, "errors", 0),
+                "output_errors": self.output_errors,
                 "guard_blocked": self.guard.blocked if self.guard else 0}

@@ -19,8 +19,9 @@ the model keeps learning from the next line.
 Given a Kafka bootstrap and topic, the child also writes the joined output: a line
 sent with :meth:`VWProcess.learn_and_emit` (``>KEYHEX LINE``) is learned and, if VW
 learned it, produced to that topic under its key. This takes the encoding and the
-producing of every joined event off the busy daemon. A save flushes the child's
-producer first, so a checkpoint's joined events are acknowledged before it is
+producing of every joined event off the busy daemon. A save waits until the broker
+has taken every joined event before it (the producer never gives one up, however
+long the broker is away), so a checkpoint's joined events are in Kafka before it is
 published, as when the daemon produces them.
 
     python -m bandit.learner.vw_process "VW ARGUMENTS" [BOOTSTRAP TOPIC COMPRESSION]
@@ -37,6 +38,7 @@ import subprocess
 import sys
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("bandit.learner")
 
@@ -47,6 +49,10 @@ _F_SETPIPE_SZ = 1031  # Linux: grow the pipe so the daemon rarely waits for the 
 
 class VWProcessError(RuntimeError):
     pass
+
+
+def _one_line(line: bytes) -> bytes:
+    return line.replace(b"\n", b" ") if b"\n" in line else line
 
 
 class VWProcess:
@@ -89,9 +95,10 @@ class VWProcess:
         return cls(f"-i {Path(path)} {extra}", emit=emit)
 
     def learn_dsjson(self, line: str | bytes) -> None:
-        """Queue one joined DSJSON line (orjson output: never a raw newline)."""
-        b = line.encode() if isinstance(line, str) else line
-        if b"\n" in b or b[:1] in (b"!", b">"):
+        """Queue one joined DSJSON line. A raw newline in JSON can only be whitespace
+        between tokens, so it is sent as a space."""
+        b = _one_line(line.encode() if isinstance(line, str) else line)
+        if b[:1] in (b"!", b">"):
             raise ValueError("a DSJSON line must be one line of JSON")
         self._buf.append(b)
         self._size += len(b) + 1
@@ -104,9 +111,9 @@ class VWProcess:
         ``key`` once VW has learned it."""
         if not self.emits:
             raise VWProcessError("this VW child was started without a topic to emit to")
-        if b"\n" in line or line[:1] != b"{":
+        if line[:1] != b"{":
             raise ValueError("a DSJSON line must be one line of JSON")
-        b = b">" + key.hex().encode() + b" " + line
+        b = b">" + key.hex().encode() + b" " + _one_line(line)
         self._buf.append(b)
         self._size += len(b) + 1
         self.sent += 1
@@ -236,7 +243,7 @@ def main(argv: list[str]) -> int:
                 try:
                     model.save(arg.decode())
                     if emit is not None:
-                        emit.flush()  # the joined events so far are acknowledged
+                        emit.flush()  # the joined events so far are in Kafka
                     out.write(f"ok {learned} {errors}\n".encode())
                 except Exception as exc:
                     out.write(f"err {exc}".replace("\n", " ").encode() + b"\n")
@@ -256,8 +263,8 @@ def main(argv: list[str]) -> int:
         if key is not None and emit is not None:
             emit.produce(key, line[:-1])
     model.close()
-    if emit is not None:
-        emit.flush(5)
+    if emit is not None:  # a last chance for what followed the last save (else resent)
+        emit.producer.flush(5)
     return 0
 
 
@@ -268,24 +275,28 @@ class _Emitter:
         from bandit import kafka_client
 
         self.topic = topic
-        self.producer = kafka_client.producer(bootstrap, compression, **{"linger.ms": 20})
+        self.refused = 0  # joined events Kafka refused for good (logged)
+        self.producer = kafka_client.producer(
+            bootstrap, compression, **{"linger.ms": 20, **kafka_client.keep_trying(self._refused)})
         self.count = 0
 
+    def _refused(self, err: Any, msg: Any) -> None:
+        self.refused += 1
+        log.error("Kafka refused a joined event: %s", err)
+
     def produce(self, key: bytes, value: bytes) -> None:
-        while True:
-            try:
-                self.producer.produce(self.topic, value=value, key=key)
-                break
-            except BufferError:  # librdkafka's queue is full: let it drain
-                self.producer.poll(0.05)
+        from bandit import kafka_client
+
+        if not kafka_client.send(self.producer, self.topic, key, value):
+            self.refused += 1
         self.count += 1
         if self.count % 1000 == 0:
             self.producer.poll(0)  # serve delivery reports
 
-    def flush(self, timeout: float = 30.0) -> None:
-        left = self.producer.flush(timeout)
-        if left:
-            log.warning("%d joined events not yet acknowledged", left)
+    def flush(self) -> None:
+        from bandit import kafka_client
+
+        kafka_client.flush_all(self.producer, "joined events")
 
 
 if __name__ == "__main__":

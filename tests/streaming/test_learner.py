@@ -461,3 +461,43 @@ def test_server_encoded_decisions_learn_like_whole_ones(broker, tmp_path):
         [orjson.loads(b) for b in out["whole"][0]]
     assert out["head"][0] == out["head_here"][0]
     assert out["head"][1:] == out["whole"][1:] == out["head_here"][1:]
+
+
+def test_a_pending_decision_that_no_longer_validates_is_forgotten_on_restart(
+        broker, prefix, tmp_path, monkeypatch, caplog):
+    """A decision a checkpoint references by offset, valid when first read, that this
+    version's checks refuse when it is read back: forgotten, logged and counted as
+    lost; the learner starts, and the other pending decisions are read back."""
+    import bandit.learner.daemon as daemon
+    from bandit.errors import BadRequest
+
+    s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=600.0,
+                 model_dir=str(tmp_path / "models"), partitions=1)
+    first = Learner(s)
+    first.connect()
+    try:
+        produce(broker.bootstrap, prefix + "decisions",
+                [(f"p{i}", dumps(decision(f"p{i}", 0))) for i in range(3)])
+        run_learner(first, lambda: first.state.sizes["pending"] == 3)
+        first.checkpoint()
+    finally:
+        first.close()
+    real = daemon._decision
+
+    def stricter(m):
+        d = real(m)
+        if d.event_id == "p1":
+            raise BadRequest("refused by a newer check", field="x")
+        return d
+
+    monkeypatch.setattr(daemon, "_decision", stricter)
+    second = Learner(s)
+    try:
+        with caplog.at_level("ERROR", logger="bandit.learner"):
+            second.connect()
+        assert set(second.state.pending) == {"p0", "p2"}
+        assert all(p.decision for p in second.state.pending.values())  # read back whole
+        assert second.state.counters.lost == 1
+        assert "no longer passes validation" in caplog.text
+    finally:
+        second.close()

@@ -20,11 +20,13 @@ from tests.test_vw_process import joined_lines
 def keyed(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list:
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
-        tp = TopicPartition(topic, 0)
-        c.assign([tp])
-        c.seek_to_beginning(tp)
-        out: list = []
         deadline = time.monotonic() + timeout
+        while not c.partitions_for_topic(topic) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        out: list = []
         while len(out) < expect and time.monotonic() < deadline:
             for msgs in c.poll(timeout_ms=300, max_records=10000).values():
                 out += [(m.key, m.value) for m in msgs]
@@ -74,3 +76,35 @@ def test_emitting_needs_a_topic_and_one_line_of_json():
             child.learn_dsjson(b">00 {}")
     finally:
         child.close()
+
+
+def test_a_save_waits_for_a_broker_that_is_away_and_loses_nothing(own_broker, tmp_path):
+    """The child's producer never gives a joined event up: with the broker away for
+    longer than a usual delivery timeout (10 s), a save does not answer; once the
+    broker is back, every event is delivered and the save completes."""
+    topic = "away.joined"
+    args = PolicySpec.parse("epsilon:0.1").vw_args(7)
+    lines = joined_lines(200, 4)
+    child = VWProcess(args, emit=(own_broker.bootstrap, topic, "lz4"))
+    try:
+        for i, line in enumerate(lines):
+            child.learn_and_emit(b"k%d" % i, line)
+        child.save_begin(tmp_path / "m.vw")
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:
+            assert not child.save_done()  # still waiting for the broker
+            time.sleep(0.5)
+        own_broker.start()
+        kafka_client.create_topics(own_broker.bootstrap, [topic], 1)
+        assert child.save_done(wait=True)
+        assert (child.learned, child.errors) == (200, 0)
+    finally:
+        child.close()
+    got = keyed(own_broker.bootstrap, topic, len(lines))
+    assert sorted(got) == sorted((b"k%d" % i, line) for i, line in enumerate(lines))
+
+
+def test_a_message_the_client_refuses_outright_is_logged_not_fatal():
+    p = kafka_client.producer("127.0.0.1:1")  # no broker needed: refused before sending
+    assert not kafka_client.send(p, "t", b"k", b"x" * 2_000_000)  # past message.max.bytes
+    assert kafka_client.send(p, "t", b"k", b"small")
