@@ -74,7 +74,7 @@ def send(p: Producer, topic: str, key: bytes | None, value: bytes,
 
 def flush_all(p: Producer, what: str, wait: float = 30.0) -> None:
     """Wait until the broker has taken every queued message, saying so every ``wait``
-    seconds (a producer made with :data:`KEEP_TRYING` never drops them)."""
+    seconds (a producer made with :func:`keep_trying` never drops them)."""
     while left := p.flush(wait):
         log.warning("%d %s not yet taken by Kafka; waiting", left, what)
 

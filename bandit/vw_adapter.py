@@ -64,22 +64,22 @@ JOINED_OFFERS = 4096  # offers of joined lines kept parsed by a learning model
 _UNSAFE_NAME = re.compile(r"[|:\s]|^_")
 
 
-def _joined_text(obj: Any, known: set[str]) -> str | None:
-    """The VW text of a joined line's context or offer (namespace → feature → number),
-    as :func:`bandit.features.render` writes it for the servers; None if it is not of
-    that form or a name would not survive the text format. ``known``: names already
-    checked (added to)."""
+def _fits_text(obj: Any, known: set[str]) -> bool:
+    """Whether a joined line's context or offer is namespace → feature → number, with
+    names that survive VW's text format (then :func:`shared_line` and
+    :func:`action_line` write it as the servers do). ``known``: names already checked
+    (added to)."""
     if type(obj) is not dict:
-        return None
+        return False
     for ns, feats in obj.items():
         if type(feats) is not dict or (ns not in known and not _safe_name(ns, known)):
-            return None
+            return False
         for name, v in feats.items():
             t = type(v)
             if (t is not float and t is not int) or not -MAX_VALUE <= v <= MAX_VALUE or \
                     (name not in known and not _safe_name(name, known)):
-                return None  # (a value past float32's range would make VW's weights NaN)
-    return render(obj)
+                return False  # (a value past float32's range would make VW's weights NaN)
+    return True
 
 
 def _safe_name(name: Any, known: set[str]) -> bool:
@@ -230,8 +230,7 @@ class VWModel:
                 return False
         except orjson.JSONDecodeError:
             return False
-        shared_text = _joined_text(ctx, self._names)
-        if shared_text is None:
+        if not _fits_text(ctx, self._names):
             return False
         segments = line[m + 11:-5].split(b"}},{")
         if len(self._joined) + len(segments) > JOINED_OFFERS:
@@ -241,15 +240,15 @@ class VWModel:
             hit = self._joined.get(seg)
             if hit is None:
                 try:
-                    text = _joined_text(orjson.loads(b"{" + seg + b"}}"), self._names)
+                    offer = orjson.loads(b"{" + seg + b"}}")
                 except orjson.JSONDecodeError:
                     return False
-                if text is None:
+                if not _fits_text(offer, self._names):
                     return False
-                hit = self._keep(seg, text)
+                hit = self._keep(seg, action_line(offer))
             hits.append(hit)
         label_text, idx = _cb_label(label, len(hits))
-        self._learn_examples(label_text, idx, shared_text, *self._once_each(segments, hits))
+        self._learn_examples(label_text, idx, shared_line(ctx), *self._once_each(segments, hits))
         return True
 
     def _once_each(self, keys: list[bytes], hits: list[tuple[str, Any]]
@@ -280,10 +279,9 @@ class VWModel:
         multi = c.get("_multi") if type(c) is dict else None
         if type(multi) is not list or not multi:
             raise ValueError("c._multi must be a non-empty list")
-        texts = [_joined_text(o, self._names) for o in multi]
-        shared_text = _joined_text({k: v for k, v in c.items() if k != "_multi"},
-                                   self._names)
-        if shared_text is None or any(t is None for t in texts):
+        ctx = {k: v for k, v in c.items() if k != "_multi"}
+        if not _fits_text(ctx, self._names) or \
+                not all(_fits_text(o, self._names) for o in multi):
             raise ValueError("context and offers must map namespaces to numeric features "
                              "within ±3e38, with names that fit VW's text format")
         label_text, idx = _cb_label(obj, len(multi))
@@ -292,37 +290,35 @@ class VWModel:
         hits: list[tuple[str, Any]] = []
         keys: list[bytes] = []
         fresh: list[Any] = []
-        for o, t in zip(multi, texts, strict=True):
-            assert t is not None
+        for o in multi:
             key = orjson.dumps(o)
             if key[:2] == b'{"' and key[-2:] == b"}}":  # what the common layout would see
-                hits.append(self._joined.get(key[1:-2]) or self._keep(key[1:-2], t))
+                hits.append(self._joined.get(key[1:-2]) or self._keep(key[1:-2], action_line(o)))
             else:  # an empty offer: parsed for this line only
-                ex = self._ws._parse(t or "|o")[0]
+                ex = self._ws._parse(action_line(o))[0]
                 fresh.append(ex)
-                hits.append((t or "|o", ex))
+                hits.append((action_line(o), ex))
             keys.append(key)
         hits, again = self._once_each(keys, hits)
-        self._learn_examples(label_text, idx, shared_text, hits, fresh + again)
+        self._learn_examples(label_text, idx, shared_line(ctx), hits, fresh + again)
 
     def _keep(self, segment: bytes, text: str) -> tuple[str, Any]:
         """Parse an offer of joined lines and keep it under its JSON bytes."""
-        text = text or "|o"
         hit = self._joined[segment] = (text, self._ws._parse(text)[0])
         return hit
 
-    def _learn_examples(self, label: str, idx: int, shared_text: str,
+    def _learn_examples(self, label: str, idx: int, shared: str,
                         offers: list[tuple[str, Any]], fresh: list[Any]) -> None:
-        """One CB update from the context's text, the offers' (text, parsed example) and
-        the chosen one's label: only the context and the labelled chosen offer are
-        parsed; ``fresh``: examples parsed for this update only, to give back."""
+        """One CB update from the context's shared line, the offers' (line, parsed
+        example) and the chosen one's label: only the context and the labelled chosen
+        offer are parsed; ``fresh``: examples parsed for this update only, to give back."""
         ws = self._ws
-        shared = ws._parse("shared " + shared_text if shared_text else "shared |c")
+        shared_ex = ws._parse(shared)
         chosen = ws._parse(label + " " + offers[idx][0])
         actions = [h[1] for h in offers]
         actions[idx] = chosen[0]
         try:
-            _lib.learn_multi(ws, shared + actions)
+            _lib.learn_multi(ws, shared_ex + actions)
         finally:
             # VW's finish reads the label the last learn saw across the whole list;
             # predicting an unlabelled pair first makes it read none, so only this
@@ -330,7 +326,7 @@ class VWModel:
             if self._reset is None:
                 self._reset = ws._parse("shared |c x\n|o x")
             _lib.predict_multi(ws, self._reset)
-            _lib._finish_example_multi_ex(ws, shared + chosen + fresh)
+            _lib._finish_example_multi_ex(ws, shared_ex + chosen + fresh)
 
     def _forget_joined(self) -> None:
         """Give the cached offer examples back to VW. They took part in learning, so

@@ -376,15 +376,10 @@ class Learner:
         else:  # spliced from the body's bytes; VW gets the short line it learns the same from
             label = open_label(d, j.reward)
             line = joined_line(d, j.body, j.reward, j.rewards, label)
-            learn = line if emit else learn_line(d, j.body, j.c_at, j.reward, label)
-        if emit:
+            learn = b"" if emit else learn_line(d, j.body, j.c_at, j.reward, label)
+        if emit:  # the child learns and writes the whole joined line
             assert isinstance(self.model, VWProcess)
-            try:
-                self.model.learn_and_emit(str(d["EventId"]).encode(), line)
-            except ValueError as exc:  # not a line the child can be sent
-                self.learn_errors += 1
-                log.warning("VW could not learn event %s: %s", d.get("EventId"), exc)
-                return
+            self.model.learn_and_emit(str(d["EventId"]).encode(), line)
             count_offers(self.offer_stats, j)
             return
         full = whole(j) if multi or held else None  # decoded once, only when needed

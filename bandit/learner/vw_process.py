@@ -40,6 +40,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from bandit import kafka_client
+
 log = logging.getLogger("bandit.learner")
 
 CHUNK = 64 << 10
@@ -100,11 +102,7 @@ class VWProcess:
         b = _one_line(line.encode() if isinstance(line, str) else line)
         if b[:1] in (b"!", b">"):
             raise ValueError("a DSJSON line must be one line of JSON")
-        self._buf.append(b)
-        self._size += len(b) + 1
-        self.sent += 1
-        if self._size >= self.chunk:
-            self._flush()
+        self._queue(b)
 
     def learn_and_emit(self, key: bytes, line: bytes) -> None:
         """Queue one joined DSJSON line that the child also produces to its topic under
@@ -113,7 +111,9 @@ class VWProcess:
             raise VWProcessError("this VW child was started without a topic to emit to")
         if line[:1] != b"{":
             raise ValueError("a DSJSON line must be one line of JSON")
-        b = b">" + key.hex().encode() + b" " + _one_line(line)
+        self._queue(b">" + key.hex().encode() + b" " + _one_line(line))
+
+    def _queue(self, b: bytes) -> None:
         self._buf.append(b)
         self._size += len(b) + 1
         self.sent += 1
@@ -272,8 +272,6 @@ class _Emitter:
     """The child's producer of joined events."""
 
     def __init__(self, bootstrap: str, topic: str, compression: str) -> None:
-        from bandit import kafka_client
-
         self.topic = topic
         self.refused = 0  # joined events Kafka refused for good (logged)
         self.producer = kafka_client.producer(
@@ -285,8 +283,6 @@ class _Emitter:
         log.error("Kafka refused a joined event: %s", err)
 
     def produce(self, key: bytes, value: bytes) -> None:
-        from bandit import kafka_client
-
         if not kafka_client.send(self.producer, self.topic, key, value):
             self.refused += 1
         self.count += 1
@@ -294,8 +290,6 @@ class _Emitter:
             self.producer.poll(0)  # serve delivery reports
 
     def flush(self) -> None:
-        from bandit import kafka_client
-
         kafka_client.flush_all(self.producer, "joined events")
 
 
