@@ -58,6 +58,8 @@ LIST_CACHE = 256  # offer lists remembered whole by a model
 # each when full. Past them a model parses more often; it never fails.
 OFFER_CACHE = 4096  # offer lines kept parsed for predictions (least recently used go)
 JOINED_OFFERS = 4096  # offers of joined lines kept parsed by a learning model
+JOINED_CONTEXTS = 65536  # contexts of joined lines kept as shared lines (~400 B each)
+JOINED_LABELS = 4096  # label fields of joined lines kept as VW text labels
 
 # what would break VW's text format (or, for a leading underscore, mean something else
 # to its JSON reader) in a namespace or feature name of a joined line
@@ -90,26 +92,18 @@ def _safe_name(name: Any, known: set[str]) -> bool:
     return True
 
 
-def _label_first(line: bytes, c: int) -> dict[str, Any] | None:
-    """The label fields when they open the line, as the learner writes them (decoding
-    only them spares the decision's other fields); else None."""
+def _label_end(line: bytes, c: int) -> int:
+    """Where the label fields end when they open the line, as the learner writes them
+    (``{"_label_cost":…,"_labelIndex":N``, before ``c`` at ``c``); else -1."""
     if not line.startswith(b'{"_label_cost":'):
-        return None
+        return -1
     i = line.find(b'"_labelIndex":', 0, c)
-    end = line.find(b",", i + 14, c) if i > 0 else -1
-    if end < 0:
-        return None
-    try:
-        label = orjson.loads(line[:end] + b"}")
-    except orjson.JSONDecodeError:
-        return None
-    if "_label_probability" not in label:
-        return None
-    return label  # type: ignore[no-any-return]
+    return line.find(b",", i + 14, c) if i > 0 else -1
 
 
-def _cb_label(label: Any, n: int) -> tuple[str, int]:
-    """The chosen offer's VW text label and index from a joined line's label fields."""
+def _cb_label(label: Any) -> tuple[str, int]:
+    """The chosen offer's VW text label and index from a joined line's label fields
+    (the index is not checked against the number of offers here)."""
     if type(label) is not dict:
         raise ValueError("a joined line must be a JSON object")
     cost: Any = label.get("_label_cost")
@@ -118,7 +112,7 @@ def _cb_label(label: Any, n: int) -> tuple[str, int]:
     if type(cost) not in (int, float) or type(prob) not in (int, float) or \
             type(idx) is not int:
         raise ValueError("a joined line needs _label_cost, _label_probability and _labelIndex")
-    if not 0 < prob <= 1 or not 0 <= idx < n:
+    if not 0 < prob <= 1 or idx < 0:
         raise ValueError(f"label probability {prob!r} or index {idx!r} out of range")
     return f"0:{float(cost)!r}:{float(prob)!r}", idx
 
@@ -144,6 +138,9 @@ class VWModel:
         self._closed = False
         # learning from joined lines: offer JSON bytes → (its text, its parsed example)
         self._joined: dict[bytes, tuple[str, Any]] = {}
+        self._examples: dict[bytes, Any] = {}  # the same offers' parsed examples
+        self._contexts: dict[bytes, str] = {}  # a context's JSON → its shared line
+        self._labels: dict[bytes, tuple[str, int]] = {}  # label fields' JSON → text, index
         self._names: set[str] = set()
         self._reset: list[Any] | None = None
 
@@ -215,41 +212,90 @@ class VWModel:
         with ``_multi`` last in it), without decoding the offers; False for anything
         else. An offer's bytes are decoded and checked the first time they are seen. If
         the context and every offer decode, the split was JSON's own: a list of valid
-        values joined by commas parses as exactly those values."""
+        values joined by commas parse as exactly those values. Contexts and labels
+        recur too: each distinct one is decoded, checked and written as text once."""
         c = line.find(b',"c":{')
         m = line.find(b'"_multi":[{', c)
         if c < 0 or m < 0 or line[-5:] != b"}}]}}":
             return False
-        try:
-            label = _label_first(line, c) or orjson.loads(line[:c] + b"}")
-            if line[m - 1] == 44:  # ','
-                ctx = orjson.loads(line[c + 5:m - 1] + b"}")
-            elif m - 1 == c + 5:  # '{': no context
-                ctx = {}
-            else:
-                return False
-        except orjson.JSONDecodeError:
-            return False
-        if not _fits_text(ctx, self._names):
+        if line[m - 1] == 44:  # ','
+            shared = self._contexts.get(line[c + 5:m - 1])
+            if shared is None:
+                shared = self._shared_text(line[c + 5:m - 1])
+                if shared is None:
+                    return False
+        elif m - 1 == c + 5:  # '{': no context
+            shared = "shared |c"
+        else:
             return False
         segments = line[m + 11:-5].split(b"}},{")
         if len(self._joined) + len(segments) > JOINED_OFFERS:
             self._forget_joined()
-        hits = []
-        for seg in segments:
-            hit = self._joined.get(seg)
-            if hit is None:
-                try:
-                    offer = orjson.loads(b"{" + seg + b"}}")
-                except orjson.JSONDecodeError:
-                    return False
-                if not _fits_text(offer, self._names):
-                    return False
-                hit = self._keep(seg, action_line(offer))
-            hits.append(hit)
-        label_text, idx = _cb_label(label, len(hits))
-        self._learn_examples(label_text, idx, shared_line(ctx), *self._once_each(segments, hits))
+        get = self._examples.get
+        actions = [get(seg) for seg in segments]
+        if None in actions:
+            for i, seg in enumerate(segments):
+                if actions[i] is None:
+                    try:
+                        offer = orjson.loads(b"{" + seg + b"}}")
+                    except orjson.JSONDecodeError:
+                        return False
+                    if not _fits_text(offer, self._names):
+                        return False
+                    actions[i] = self._keep(seg, action_line(offer))[1]
+        label = self._label(line, c)
+        if label is None:
+            return False
+        label_text, idx = label
+        if idx >= len(actions):
+            raise ValueError(f"label index {idx!r} out of range")
+        if len(set(segments)) == len(segments):
+            self._learn_examples(label_text, idx, shared, self._joined[segments[idx]][0],
+                                 actions, [])
+        else:
+            hits, fresh = self._once_each(segments, [self._joined[s] for s in segments])
+            self._learn_examples(label_text, idx, shared, hits[idx][0],
+                                 [h[1] for h in hits], fresh)
         return True
+
+    def _shared_text(self, ctx: bytes) -> str | None:
+        """The shared line of a joined line's context (its JSON without the closing
+        brace), kept for the next line with the same context; None if it is not one."""
+        try:
+            obj = orjson.loads(ctx + b"}")
+        except orjson.JSONDecodeError:
+            return None
+        if not _fits_text(obj, self._names):
+            return None
+        if len(self._contexts) >= JOINED_CONTEXTS:
+            self._contexts.clear()
+        text = self._contexts[ctx] = shared_line(obj)
+        return text
+
+    def _label(self, line: bytes, c: int) -> tuple[str, int] | None:
+        """The chosen offer's VW text label and index (not checked against the number
+        of offers); None if the fields before ``c`` are not JSON. Raises ValueError for
+        label fields that are not one. The label fields opening the line (as the
+        learner writes them) are decoded once per distinct text."""
+        end = _label_end(line, c)
+        if end > 0:
+            hit = self._labels.get(line[:end])
+            if hit is not None:
+                return hit
+            try:
+                label = orjson.loads(line[:end] + b"}")
+            except orjson.JSONDecodeError:
+                label = None
+            if type(label) is dict and "_label_probability" in label:
+                out = _cb_label(label)
+                if len(self._labels) >= JOINED_LABELS:
+                    self._labels.clear()
+                self._labels[line[:end]] = out
+                return out
+        try:
+            return _cb_label(orjson.loads(line[:c] + b"}"))
+        except orjson.JSONDecodeError:
+            return None
 
     def _once_each(self, keys: list[bytes], hits: list[tuple[str, Any]]
                    ) -> tuple[list[tuple[str, Any]], list[Any]]:
@@ -284,7 +330,9 @@ class VWModel:
                 not all(_fits_text(o, self._names) for o in multi):
             raise ValueError("context and offers must map namespaces to numeric features "
                              "within ±3e38, with names that fit VW's text format")
-        label_text, idx = _cb_label(obj, len(multi))
+        label_text, idx = _cb_label(obj)
+        if idx >= len(multi):
+            raise ValueError(f"label index {idx!r} out of range")
         if len(self._joined) + len(multi) > JOINED_OFFERS:
             self._forget_joined()
         hits: list[tuple[str, Any]] = []
@@ -300,22 +348,24 @@ class VWModel:
                 hits.append((action_line(o), ex))
             keys.append(key)
         hits, again = self._once_each(keys, hits)
-        self._learn_examples(label_text, idx, shared_line(ctx), hits, fresh + again)
+        self._learn_examples(label_text, idx, shared_line(ctx), hits[idx][0],
+                             [h[1] for h in hits], fresh + again)
 
     def _keep(self, segment: bytes, text: str) -> tuple[str, Any]:
         """Parse an offer of joined lines and keep it under its JSON bytes."""
         hit = self._joined[segment] = (text, self._ws._parse(text)[0])
+        self._examples[segment] = hit[1]
         return hit
 
-    def _learn_examples(self, label: str, idx: int, shared: str,
-                        offers: list[tuple[str, Any]], fresh: list[Any]) -> None:
-        """One CB update from the context's shared line, the offers' (line, parsed
-        example) and the chosen one's label: only the context and the labelled chosen
-        offer are parsed; ``fresh``: examples parsed for this update only, to give back."""
+    def _learn_examples(self, label: str, idx: int, shared: str, chosen_text: str,
+                        actions: list[Any], fresh: list[Any]) -> None:
+        """One CB update from the context's shared line, the offers' parsed examples
+        and the chosen one's text and label (its entry of ``actions`` is replaced): only
+        the context and the labelled chosen offer are parsed; ``fresh``: examples parsed
+        for this update only, to give back."""
         ws = self._ws
         shared_ex = ws._parse(shared)
-        chosen = ws._parse(label + " " + offers[idx][0])
-        actions = [h[1] for h in offers]
+        chosen = ws._parse(label + " " + chosen_text)
         actions[idx] = chosen[0]
         try:
             _lib.learn_multi(ws, shared_ex + actions)
@@ -336,6 +386,7 @@ class VWModel:
             return
         actions = [ex for _, ex in self._joined.values()]
         self._joined.clear()
+        self._examples.clear()
         shared = self._ws._parse("shared |c")
         _lib.predict_multi(self._ws, shared + actions)
         _lib._finish_example_multi_ex(self._ws, shared + actions)

@@ -116,7 +116,8 @@ JOINED_OFFERS = [*OFFERS, {"o_id": {"id=o%20x%7Cy": 1.0}, "ocat": {"price": 12.2
 
 def joined(rng: random.Random, i: int, *, multi_slot: bool = False) -> bytes:
     """A joined line in the learner's layouts: ``c`` last (mostly), the offers in a
-    new order each time, now and then no context or an empty offer last."""
+    new order each time, now and then no context or an empty offer last; contexts
+    and labels often seen before."""
     import orjson
 
     from bandit.events import joined_event
@@ -125,8 +126,8 @@ def joined(rng: random.Random, i: int, *, multi_slot: bool = False) -> bytes:
     if i % 7 == 0 and {} in offers:
         offers.remove({})
         offers.append({})  # the empty offer last: not the common layout
-    ctx = {} if i % 11 == 0 else {"cuser": {f"seg={rng.randrange(3)}": 1.0,
-                                            "x": rng.random()}}
+    x = rng.choice([0.5, 1.5, rng.random()])  # contexts recur, as users' segments do
+    ctx = {} if i % 11 == 0 else {"cuser": {f"seg={rng.randrange(3)}": 1.0, "x": x}}
     if multi_slot:
         ctx["cslot"] = {"k=2": 1.0}
     a = rng.randrange(len(offers))
@@ -154,6 +155,8 @@ def test_joined_lines_learn_the_model_the_servers_read(policy, tmp_path, monkeyp
     from bandit.features import render
 
     monkeypatch.setattr(adapter, "JOINED_OFFERS", 8)  # fewer than two lines' offers
+    monkeypatch.setattr(adapter, "JOINED_CONTEXTS", 3)  # and few contexts and labels
+    monkeypatch.setattr(adapter, "JOINED_LABELS", 2)
     rng = random.Random(4)
     lines = [joined(rng, i) for i in range(1500)]
     args = PolicySpec.parse(policy).vw_args(3)
@@ -167,6 +170,7 @@ def test_joined_lines_learn_the_model_the_servers_read(policy, tmp_path, monkeyp
                    -d["_label_cost"], d["_label_probability"])
         assert render(ctx) == (shared_line(ctx)[7:] if ctx else "")
     assert 0 < len(cached._joined) <= len(JOINED_OFFERS)
+    assert 0 < len(cached._contexts) <= 3 and 0 < len(cached._labels) <= 2
     models = []
     for name, m in (("cached", cached), ("text", text), ("json", js)):
         m.save(tmp_path / name)
