@@ -196,10 +196,26 @@ def encode_decision(event: dict[str, Any]) -> tuple[bytes, int | None]:
     return head[:at] + b',"c":' + body + b"}", at
 
 
+_LABELS: dict[tuple[float, Any, int], bytes] = {}  # (reward, p[0], a[0]) → open label
+_LABELS_MAX = 4096
+
+
 def open_label(head: dict[str, Any], reward: float) -> bytes:
     """The JSON of :func:`cb_label` without its closing brace, for the two lines below
-    to share."""
-    return orjson.dumps(cb_label(head, reward))[:-1]
+    to share (the few distinct labels, kept: rewards, logged probabilities and chosen
+    positions recur)."""
+    p0, a0 = head["p"][0], head["a"][0]
+    # keys that are equal but written differently (1 and 1.0, 0.0 and -0.0) are not kept
+    same = type(reward) is float and type(p0) is float and math.copysign(1.0, reward) > 0
+    key = (reward, p0, a0)
+    hit = _LABELS.get(key) if same else None
+    if hit is None:
+        hit = orjson.dumps(cb_label(head, reward))[:-1]
+        if same:
+            if len(_LABELS) >= _LABELS_MAX:
+                _LABELS.clear()
+            _LABELS[key] = hit
+    return hit
 
 
 def joined_line(head: dict[str, Any], body: bytes, reward: float,
@@ -229,21 +245,38 @@ def learn_line(head: dict[str, Any], body: bytes, c_at: int, reward: float,
 @dataclass(slots=True)
 class LoggedDecision:
     """A decision event read back from a log, validated (read-only by convention: not
-    frozen, because the learner builds one per message and frozen init is slower)."""
+    frozen, because the learner builds one per message and frozen init is slower).
+    Offer ids, actions, probabilities and model version are read from ``raw`` when
+    asked for (the learner never asks)."""
 
     event_id: str
     timestamp: str
     context: Namespaces
     offers: tuple[Namespaces, ...]
-    ids: tuple[str, ...]
-    actions: tuple[int, ...]          # 0-based, chosen first
-    probabilities: tuple[float, ...]
-    model_version: str
     slots: int
     deferred: bool
     raw: dict[str, Any]
     body: bytes | None = None  # the whole event's JSON when ``raw`` is only its head
     c_at: int = 0  # where ``,"c":`` starts in ``body``
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        ids = self.raw.get("ids")
+        return tuple(ids) if ids is not None else tuple(map(str, range(len(self.offers))))
+
+    @property
+    def actions(self) -> tuple[int, ...]:
+        """0-based, chosen first."""
+        return tuple([x - 1 for x in self.raw["a"]])
+
+    @property
+    def probabilities(self) -> tuple[float, ...]:
+        return tuple(map(float, self.raw["p"]))
+
+    @property
+    def model_version(self) -> str:
+        state = self.raw.get("VWState")
+        return str(state.get("m", "")) if isinstance(state, dict) else ""
 
 
 @dataclass(slots=True)
@@ -259,7 +292,22 @@ class LoggedReward:
 
 
 _NUMBER_TYPES = {int, float}
+_INT = {int}
+_STR = {str}
 _LABEL_KEYS = ("_label_cost", "_label_probability", "_label_Action", "_labelIndex")
+
+
+_POSITIONS: dict[int, frozenset[int]] = {}
+
+
+def _positions(n: int) -> frozenset[int]:
+    """{1, …, n}."""
+    out = _POSITIONS.get(n)
+    if out is None:
+        out = frozenset(range(1, n + 1))
+        if len(_POSITIONS) < 1000:
+            _POSITIONS[n] = out
+    return out
 
 
 def _valid_fast(objs: list[Any]) -> bool:
@@ -336,33 +384,34 @@ def parse_decision(obj: Any) -> LoggedDecision:
 def _checked(obj: dict[str, Any], context: Namespaces, offers: tuple[Namespaces, ...],
              n: int, body: bytes | None, c_at: int = 0) -> LoggedDecision:
     """Validate everything of a decision but its context and offers."""
-    eid = _event_id(obj)
-    for key in _LABEL_KEYS:
-        if key in obj:  # the learner writes the label: one in a decision would win over it
-            raise BadRequest("a decision must not carry CB label fields", field=key)
+    eid = obj.get("EventId")
+    if type(eid) is not str or not eid:
+        raise BadRequest("EventId must be a non-empty string", field="EventId")
+    if not obj.keys().isdisjoint(_LABEL_KEYS):
+        # the learner writes the label: one in a decision would win over it
+        raise BadRequest("a decision must not carry CB label fields",
+                         field=next(k for k in _LABEL_KEYS if k in obj))
     a, p = obj.get("a"), obj.get("p")
-    if (not isinstance(a, list) or not a or not set(map(type, a)) <= {int} or
-            min(a) < 1 or max(a) > n):
+    if (type(a) is not list or not a or not set(map(type, a)) <= _INT or
+            not set(a) <= _positions(n)):
         raise BadRequest(f"a must list action indices in 1..{n}", field="a")
-    if (not isinstance(p, list) or len(p) != len(a) or not set(map(type, p)) <= _NUMBER_TYPES
-            or min(p) < 0 or max(p) > 1):
+    if type(p) is not list or len(p) != len(a) or not set(map(type, p)) <= _NUMBER_TYPES:
+        raise BadRequest("p must be probabilities aligned with a", field="p")
+    ps = set(p)  # few distinct values (a policy's probabilities recur)
+    if min(ps) < 0 or max(ps) > 1:
         raise BadRequest("p must be probabilities aligned with a", field="p")
     if not 0 < p[0] <= 1:
         raise BadRequest("the chosen action's probability must be in (0, 1]", field="p")
     ids = obj.get("ids")
-    if ids is None:
-        ids = [str(i) for i in range(n)]
-    if not isinstance(ids, list) or len(ids) != n or not set(map(type, ids)) <= {str}:
+    if ids is not None and (type(ids) is not list or len(ids) != n or
+                            not set(map(type, ids)) <= _STR):
         raise BadRequest("ids must list one string per action", field="ids")
     slots = obj.get("slots", 1)
-    if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
+    if type(slots) is not int or slots < 1:
         raise BadRequest("slots must be a positive integer", field="slots")
-    state = obj.get("VWState")
-    version = str(state.get("m", "")) if isinstance(state, dict) else ""
     ts = obj.get("Timestamp")
-    return LoggedDecision(eid, ts if isinstance(ts, str) else "", context, offers, tuple(ids),
-                          tuple([x - 1 for x in a]), tuple(map(float, p)), version,
-                          slots, bool(obj.get("DeferredAction", False)), obj, body, c_at)
+    return LoggedDecision(eid, ts if type(ts) is str else "", context, offers, slots,
+                          bool(obj.get("DeferredAction", False)), obj, body, c_at)
 
 
 def parse_reward(obj: Any) -> LoggedReward:

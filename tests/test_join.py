@@ -7,8 +7,7 @@ from bandit.learner.join import JoinState, digest_of
 def dec(eid, deferred=False):
     raw = {"EventId": eid, "a": [1, 2], "p": [0.5, 0.5],
            "c": {"_multi": [{"o_id": {"id=a": 1.0}}, {"o_id": {"id=b": 1.0}}]}}
-    return LoggedDecision(eid, "", {}, ({}, {}), ("a", "b"), (0, 1), (0.5, 0.5), "0", 1,
-                          deferred, raw)
+    return LoggedDecision(eid, "", {}, ({}, {}), 1, deferred, raw)
 
 
 def rew(eid, v=1.0, activate=False):

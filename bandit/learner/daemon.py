@@ -308,7 +308,7 @@ class Learner:
         messages = self.consumer.consume(POLL_RECORDS, timeout_ms / 1000)
         now = self.clock()
         joined: list[Joined] = []
-        offsets: dict[tuple[str, int], int] = {}
+        last: dict[tuple[str, int], Any] = {}  # the last message of each partition
         feed = self.model.pump if isinstance(self.model, VWProcess) else None
         for i, m in enumerate(messages):
             if feed is not None and i % 128 == 0:
@@ -319,10 +319,10 @@ class Learner:
                 continue
             topic = m.topic()
             joined += self._handle(topic, m, now)
-            offsets[topic, m.partition()] = m.offset()
-        if offsets:
-            for (topic, part), off in offsets.items():
-                self.offsets[f"{topic}:{part}"] = off + 1
+            last[topic, m.partition()] = m
+        if last:
+            for (topic, part), m in last.items():
+                self.offsets[f"{topic}:{part}"] = m.offset() + 1
             self._dirty = True
         joined += self.state.expire(now)
         for j in joined:
@@ -366,6 +366,14 @@ class Learner:
 
     def _learn(self, j: Joined) -> None:
         d = j.decision
+        if self._emit and j.body is not None and self.guard is None and \
+                len(j.slot_rewards) == 1:  # the usual event, VW in a child: it writes it
+            assert isinstance(self.model, VWProcess)
+            self.model.learn_and_emit(
+                d["EventId"].encode(),
+                joined_line(d, j.body, j.reward, j.rewards, open_label(d, j.reward)))
+            count_offers(self.offer_stats, j)
+            return
         multi = len(j.slot_rewards) > 1
         held = self.guard is not None and self.guard.held_out(str(d["EventId"]))
         # the usual event, with VW in a child: the child learns it and writes it to

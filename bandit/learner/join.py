@@ -149,15 +149,14 @@ class JoinState:
         if eid in self.pending or eid in self.done:
             self.counters.duplicates += 1
             return []
-        p = Pending(d.raw, now + max(self.wait, self.long_wait), d.deferred, body=d.body,
-                    c_at=d.c_at, ref=ref)
-        user = d.raw.get("user")
-        if self.long_wait > 0 and isinstance(user, str):
-            self.by_user.setdefault(user, []).append((now, eid))
         orphan = self.orphans.pop(eid, None)
-        if orphan is not None:
-            p.rewards = orphan.rewards
-            p.activated = orphan.activated
+        p = Pending(d.raw, now + max(self.wait, self.long_wait), d.deferred,
+                    orphan is not None and orphan.activated,
+                    orphan.rewards if orphan is not None else [], d.body, d.c_at, ref)
+        if self.long_wait > 0:
+            user = d.raw.get("user")
+            if isinstance(user, str):
+                self.by_user.setdefault(user, []).append((now, eid))
         self.pending[eid] = p
         return self._maybe_early(eid, p, now)
 
@@ -248,12 +247,16 @@ class JoinState:
         slots = p.decision.get("slots", 1)
         slots = slots if isinstance(slots, int) and not isinstance(slots, bool) and \
             slots >= 1 else 1
+        rewards = p.rewards
         if slots == 1 and self.weights is None and self.long_wait <= 0 and \
-                not any("slot" in r or "slot_id" in r for r in p.rewards):
+                not any(map(_names_slot, rewards)):
             # the common case: one slot, and no reward names a slot (what slot_rewards
             # would give, without its per-slot filtering)
-            per_slot = [combine([r["v"] for r in p.rewards], self.reward_function)
-                        if p.rewards else self.default_reward]
+            if len(rewards) == 1 and self.reward_function != "sum":
+                per_slot = [rewards[0]["v"]]  # (what the others make of one value)
+            else:
+                per_slot = [combine([r["v"] for r in rewards], self.reward_function)
+                            if rewards else self.default_reward]
         else:
             short = [r for r in p.rewards if r.get("horizon") != "long"]
             per_slot = slot_rewards(_resolve_slot_ids(p.decision, short), slots,
@@ -323,6 +326,10 @@ class JoinState:
     def sizes(self) -> dict[str, int]:
         return {"pending": len(self.pending), "orphans": len(self.orphans),
                 "done": len(self.done)}
+
+
+def _names_slot(r: dict[str, Any]) -> bool:
+    return "slot" in r or "slot_id" in r
 
 
 def _reward_dict(r: LoggedReward) -> dict[str, Any]:
