@@ -226,7 +226,12 @@ def joined_line(head: dict[str, Any], body: bytes, reward: float,
     :func:`open_label`, if already made."""
     if label is None:
         label = open_label(head, reward)
-    return label + b',"o":' + orjson.dumps(rewards_seen) + b"," + body[1:]
+    return joined_head(label, rewards_seen) + body[1:]
+
+
+def joined_head(label: bytes, rewards_seen: list[dict[str, Any]]) -> bytes:
+    """What :func:`joined_line` puts in place of the body's opening brace."""
+    return label + b',"o":' + orjson.dumps(rewards_seen) + b","
 
 
 def learn_line(head: dict[str, Any], body: bytes, c_at: int, reward: float,

@@ -39,6 +39,7 @@ from bandit.events import (
     ccb_joined_event,
     decode,
     joined_event,
+    joined_head,
     joined_line,
     learn_line,
     open_label,
@@ -371,7 +372,7 @@ class Learner:
             assert isinstance(self.model, VWProcess)
             self.model.learn_and_emit(
                 d["EventId"].encode(),
-                joined_line(d, j.body, j.reward, j.rewards, open_label(d, j.reward)))
+                joined_head(open_label(d, j.reward), j.rewards), j.body)
             count_offers(self.offer_stats, j)
             return
         multi = len(j.slot_rewards) > 1

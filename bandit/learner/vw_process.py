@@ -71,7 +71,7 @@ class VWProcess:
         self.errors = 0   # lines the child's VW refused, as of the last save
         self.learned = 0  # lines the child's VW learned, as of the last save
         self.sent = 0
-        self._buf: list[bytes] = []
+        self._buf: list[bytes | memoryview] = []  # lines' parts, each line's last "\n"
         self._size = 0
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "bandit.learner.vw_process", args, *(emit or ())],
@@ -102,20 +102,27 @@ class VWProcess:
         b = _one_line(line.encode() if isinstance(line, str) else line)
         if b[:1] in (b"!", b">"):
             raise ValueError("a DSJSON line must be one line of JSON")
-        self._queue(b)
+        self._queue(b, b"\n")
 
-    def learn_and_emit(self, key: bytes, line: bytes) -> None:
+    def learn_and_emit(self, key: bytes, line: bytes, body: bytes | None = None) -> None:
         """Queue one joined DSJSON line that the child also produces to its topic under
-        ``key`` once VW has learned it."""
+        ``key`` once VW has learned it. With ``body`` (a decision's JSON), the line is
+        ``line`` followed by ``body`` without its opening brace: the body's bytes go to
+        the pipe without being copied into a line first."""
         if not self.emits:
             raise VWProcessError("this VW child was started without a topic to emit to")
         if line[:1] != b"{":
             raise ValueError("a DSJSON line must be one line of JSON")
-        self._queue(b">" + key.hex().encode() + b" " + _one_line(line))
+        if body is None:
+            self._queue(b">" + key.hex().encode() + b" " + _one_line(line), b"\n")
+        else:
+            self._queue(b">" + key.hex().encode() + b" " + _one_line(line),
+                        memoryview(_one_line(body))[1:], b"\n")
 
-    def _queue(self, b: bytes) -> None:
-        self._buf.append(b)
-        self._size += len(b) + 1
+    def _queue(self, *parts: bytes | memoryview) -> None:
+        """Buffer one line's parts (the last one its newline)."""
+        self._buf.extend(parts)
+        self._size += sum(map(len, parts))
         self.sent += 1
         if self._size >= self.chunk:
             self._flush()
@@ -140,7 +147,7 @@ class VWProcess:
         p = str(path).encode()
         if b"\n" in p:
             raise ValueError("model path must not contain a newline")
-        self._buf.append(b"!save " + p)
+        self._buf += (b"!save " + p, b"\n")
         self._size += len(p) + 7
         self._saving = (str(path), self.sent)
         self._flush()
@@ -185,7 +192,7 @@ class VWProcess:
         """Move the buffered lines to the backlog and as much of the backlog into the
         pipe as it takes now; with ``wait`` (or a backlog past ``BACKLOG``), all of it."""
         if self._buf:
-            data = b"\n".join(self._buf) + b"\n"
+            data = b"".join(self._buf)
             self._buf.clear()
             self._size = 0
             self._backlog.append(memoryview(data))
