@@ -1,3 +1,4 @@
+import random
 import subprocess
 import sys
 
@@ -7,10 +8,12 @@ import pytest
 from bandit.errors import BadRequest
 from bandit.events import (
     activation_event,
+    cb_label,
     decision_event,
     encode_decision,
     joined_event,
     joined_line,
+    open_label,
     parse_decision,
     parse_decision_head,
     parse_reward,
@@ -60,7 +63,15 @@ def test_reward_and_activation_round_trip():
     (lambda e: e.update(p=[0.5]), "p"),
     (lambda e: e["c"].update(_multi=[]), "c._multi"),
     (lambda e: e["c"]["_multi"][0].update(o_id={"id=a": "x"}), "c._multi[0].o_id.id=a"),
+    (lambda e: e.update(a=[True]), "a"),
+    (lambda e: e.update(a=[1.0]), "a"),
+    (lambda e: e.update(a=[1, "2"]), "a"),
+    (lambda e: e.update(p=[True, 0.5, 0.5]), "p"),
+    (lambda e: e.update(p=[0.5, 1.5, 0.5]), "p"),
+    (lambda e: e.update(p=[0.5, -0.1, 0.5]), "p"),
     (lambda e: e.update(ids=["a"]), "ids"),
+    (lambda e: e.update(ids=["a", 2, "c"]), "ids"),
+    (lambda e: e.update(slots=True), "slots"),
     # a label in a decision would override the one the learner joins to it
     (lambda e: e.update(_label_probability=1e-9), "_label_probability"),
     (lambda e: e.update(_labelIndex=0), "_labelIndex"),
@@ -96,6 +107,17 @@ def test_vw_reads_joined_events_as_they_are(tmp_path):
     assert "number of examples = 20" in out.stderr
     # every example carried a label: the reported loss is an average over labelled rows
     assert "average loss = n.a." not in out.stderr
+
+
+def test_open_labels_are_the_label_json_whatever_was_kept_before():
+    """Labels are kept by (reward, p[0], a[0]); values that are equal but written
+    differently (1 and 1.0, 0.0 and -0.0) still get their own JSON."""
+    rng = random.Random(3)
+    for _ in range(3000):
+        head = {"a": [rng.randrange(1, 21)],
+                "p": [rng.choice([0.05, 0.9525, 0.0025, 1, 1.0, 0.5])]}
+        reward = rng.choice([0.0, -0.0, 1.0, 1, 0, 2.5, -1.0, 0.30000000000000004])
+        assert open_label(head, reward) == orjson.dumps(cb_label(head, reward))[:-1]
 
 
 def test_joined_label_uses_the_chosen_action():

@@ -306,7 +306,10 @@ class Learner:
     # -- the loop ----------------------------------------------------------------------
     def step(self, timeout_ms: int = 200) -> int:
         """Poll once, learn what joined, checkpoint when due. Returns events learned."""
-        messages = self.consumer.consume(POLL_RECORDS, timeout_ms / 1000)
+        # what the client has fetched already; wait only when it has nothing (a batch
+        # with a timeout waits until it is full, though messages are there to work on)
+        messages = self.consumer.consume(POLL_RECORDS, 0) or \
+            self.consumer.consume(POLL_RECORDS, timeout_ms / 1000)
         now = self.clock()
         joined: list[Joined] = []
         last: dict[tuple[str, int], Any] = {}  # the last message of each partition
