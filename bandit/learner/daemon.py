@@ -550,5 +550,5 @@ class Learner:
                 **self.state.counters.as_dict(), **self.state.sizes,
                 "dead_letters": self.dead_letters,
                 "learn_errors": self.learn_errors + getattr(self.model, "errors", 0),
-                "output_errors": self.output_errors,
+                "output_errors": self.output_errors + getattr(self.model, "refused", 0),
                 "guard_blocked": self.guard.blocked if self.guard else 0}

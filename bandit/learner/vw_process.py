@@ -9,8 +9,9 @@ order. (A writer thread would need the GIL for every write, and the busy daemon
 holds it for up to the 5 ms switch interval at a time: the child would starve.)
 A line starting with ``!``
 is a command: ``!save PATH`` saves the model after every line before it and answers
-``ok LEARNED ERRORS`` on stdout, so a checkpoint holds exactly the lines sent before
-it. At EOF the child exits without saving: a killed daemon takes its child with it,
+``ok LEARNED ERRORS REFUSED`` on stdout (lines learned, lines VW refused, joined events
+Kafka refused for good), so a checkpoint holds exactly the lines sent before it. At
+EOF the child exits without saving: a killed daemon takes its child with it,
 and the next one resumes from the last checkpoint (exactly-once is unchanged).
 
 A line VW refuses is counted (``errors``) and logged by the child with its event id;
@@ -70,6 +71,7 @@ class VWProcess:
         self.emits = emit is not None
         self.errors = 0   # lines the child's VW refused, as of the last save
         self.learned = 0  # lines the child's VW learned, as of the last save
+        self.refused = 0  # joined events Kafka refused the child for good, as of then
         self.sent = 0
         self._buf: list[bytes | memoryview] = []  # lines' parts, each line's last "\n"
         self._size = 0
@@ -167,9 +169,9 @@ class VWProcess:
         path, sent = self._saving
         self._saving = None
         parts = answer.split()
-        if len(parts) != 3 or parts[0] != "ok":
+        if len(parts) != 4 or parts[0] != "ok":
             raise VWProcessError(f"VW could not save {path}: {answer}")
-        self.learned, self.errors = int(parts[1]), int(parts[2])
+        self.learned, self.errors, self.refused = int(parts[1]), int(parts[2]), int(parts[3])
         if self.learned + self.errors != sent:
             raise VWProcessError(f"VW child saw {self.learned + self.errors} lines, "
                                  f"{sent} were sent")
@@ -251,7 +253,8 @@ def main(argv: list[str]) -> int:
                     model.save(arg.decode())
                     if emit is not None:
                         emit.flush()  # the joined events so far are in Kafka
-                    out.write(f"ok {learned} {errors}\n".encode())
+                    refused = emit.refused if emit is not None else 0
+                    out.write(f"ok {learned} {errors} {refused}\n".encode())
                 except Exception as exc:
                     out.write(f"err {exc}".replace("\n", " ").encode() + b"\n")
                 out.flush()

@@ -108,3 +108,33 @@ def test_a_message_the_client_refuses_outright_is_logged_not_fatal():
     p = kafka_client.producer("127.0.0.1:1")  # no broker needed: refused before sending
     assert not kafka_client.send(p, "t", b"k", b"x" * 2_000_000)  # past message.max.bytes
     assert kafka_client.send(p, "t", b"k", b"small")
+
+
+def test_a_line_sent_as_head_and_body_and_one_kafka_refuses_are_told_apart(broker, tmp_path):
+    """A line sent as its head and the decision's bytes (opening brace dropped, a raw
+    newline in them sent as a space) is the same line on the topic; a learned line
+    larger than Kafka takes is counted as refused by the save's answer."""
+    import orjson
+
+    topic = f"emitbody{time.time_ns()}.joined"
+    kafka_client.create_topics(broker.bootstrap, [topic], 1)
+    args = PolicySpec.parse("epsilon:0.1").vw_args(7)
+    lines = joined_lines(50, 8)
+    huge = orjson.loads(lines[0])
+    huge["o"] = [{"v": 1.0, "EventId": "x" * 100}] * 12_000  # ~1.4 MB: past message.max.bytes
+    child = VWProcess(args, emit=(broker.bootstrap, topic, "lz4"), chunk=4096)
+    try:
+        for i, line in enumerate(lines):
+            cut = line.index(b',"c":')
+            body = b"{\n" + line[cut + 1:] if i % 2 else b"{" + line[cut + 1:]
+            child.learn_and_emit(b"k%d" % i, line[:cut + 1], body)
+        child.learn_and_emit(b"huge", orjson.dumps(huge))
+        child.save(tmp_path / "child.vw")
+        assert (child.learned, child.errors, child.refused) == (51, 0, 1)
+    finally:
+        child.close()
+    got = dict(keyed(broker.bootstrap, topic, len(lines)))
+    assert got.keys() == {b"k%d" % i for i in range(len(lines))}
+    for i, line in enumerate(lines):
+        cut = line.index(b',"c":')
+        assert got[b"k%d" % i] == (line[:cut + 1] + b" " + line[cut + 1:] if i % 2 else line)
