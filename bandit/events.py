@@ -358,7 +358,8 @@ def parse_decision_head(body: bytes, at: int) -> LoggedDecision | None:
     of offers is the length of ``ids``). ``context`` and ``offers`` are left empty and
     ``body`` keeps the bytes. None when ``at`` does not split ``body`` as
     :func:`encode_decision` does: decode it whole then."""
-    if not 0 < at < len(body) - 6 or body[at:at + 6] != b',"c":{' or body[-2:] != b"}}":
+    if not 0 < at < len(body) - 6 or body[at:at + 6] != b',"c":{' or body[-2:] != b"}}" \
+            or body[:1] != b"{":  # (the joined line is spliced on the opening brace)
         return None
     try:
         head = orjson.loads(body[:at] + b"}")

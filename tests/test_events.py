@@ -164,6 +164,8 @@ def test_a_wrong_c_offset_means_decode_the_whole_event(shift):
     # c nested deeper than the top level is not taken for the decision's c
     nested = orjson.dumps({"EventId": "x", "x": {"y": 1, "c": {"z": 1}}, "c": {}})
     assert parse_decision_head(nested, nested.index(b',"c":{')) is None
+    # JSON may open with whitespace, but the joined line is spliced on the brace
+    assert parse_decision_head(b" " + value, at + 1) is None
 
 
 def test_a_bad_head_is_refused_naming_the_field():
