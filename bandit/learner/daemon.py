@@ -13,11 +13,10 @@ The joined output (``offers.joined``) is at-least-once: decisions finalised afte
 the last checkpoint are written again after a crash. Readers deduplicate by
 ``EventId`` (``bandit-replay`` does). A checkpoint is published only once the broker
 has taken every joined and dead-letter message before it (the producers never give
-one up). With VW in a child process the child produces the usual (one-slot, not
-held-out) joined events itself once it has learned them, and waits for them before
-answering a save; the daemon produces the rest. An event VW refuses is not written,
-except a multi-slot or held-out one with VW in a child (the daemon hears of the
-child's refusals only as a count).
+one up). With VW in a child process the child produces the joined events it learns
+itself once it has learned them (a multi-slot decision's CCB event once it has learned
+every slot), and waits for them before answering a save; the daemon produces the
+held-out ones, which are not learned. An event VW refuses is not written.
 """
 
 from __future__ import annotations
@@ -105,12 +104,20 @@ def learn_joined(model: VWModel | VWProcess, stats: OfferStats, j: Joined,
     """Learn every shown slot of a joined decision (``line``: its CB DSJSON, which is
     slot 1's example; ``full``: its whole event if already decoded) and count each
     shown offer in the offer statistics."""
-    model.learn_dsjson(line)
+    for example in slot_lines(j, line, full):
+        model.learn_dsjson(example)
+    count_offers(stats, j)
+
+
+def slot_lines(j: Joined, line: bytes, full: dict[str, Any] | None = None) -> list[bytes]:
+    """The CB DSJSON lines of a joined decision's shown slots: ``line`` (slot 1's),
+    then one example per further slot (``full``: its whole event if already decoded)."""
+    lines = [line]
     if len(j.slot_rewards) > 1:
         full = full if full is not None else whole(j)
         for k in range(2, len(j.slot_rewards) + 1):
-            model.learn_dsjson(orjson.dumps(slot_example(full, k, j.slot_rewards[k - 1])))
-    count_offers(stats, j)
+            lines.append(orjson.dumps(slot_example(full, k, j.slot_rewards[k - 1])))
+    return lines
 
 
 def count_offers(stats: OfferStats, j: Joined) -> None:
@@ -401,6 +408,12 @@ class Learner:
         if held:
             assert self.guard is not None and full is not None
             self.guard.add(full, j.reward)  # held out for the promotion guard, not learned
+        elif self._emit and multi:  # the child learns every slot, then writes the event
+            assert isinstance(self.model, VWProcess)
+            self.model.learn_group_and_emit(str(d["EventId"]).encode(),
+                                            slot_lines(j, learn, full), out)
+            count_offers(self.offer_stats, j)
+            return
         else:
             try:
                 learn_joined(self.model, self.offer_stats, j, learn, full)

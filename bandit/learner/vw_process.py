@@ -19,7 +19,10 @@ the model keeps learning from the next line.
 
 Given a Kafka bootstrap and topic, the child also writes the joined output: a line
 sent with :meth:`VWProcess.learn_and_emit` (``>KEYHEX LINE``) is learned and, if VW
-learned it, produced to that topic under its key. This takes the encoding and the
+learned it, produced to that topic under its key. Lines sent together with
+:meth:`VWProcess.learn_group_and_emit` (each ``+LINE``, then ``=KEYHEX OUTPUT``) are
+learned, and OUTPUT is produced if VW learned all of them (a multi-slot decision: one
+line per slot, one CCB event written). This takes the encoding and the
 producing of every joined event off the busy daemon. A save waits until the broker
 has taken every joined event before it (the producer never gives one up, however
 long the broker is away), so a checkpoint's joined events are in Kafka before it is
@@ -48,6 +51,9 @@ log = logging.getLogger("bandit.learner")
 CHUNK = 64 << 10
 BACKLOG = 64 << 20  # bytes not yet taken by the child before the daemon waits
 _F_SETPIPE_SZ = 1031  # Linux: grow the pipe so the daemon rarely waits for the child
+
+
+_COMMANDS = (b"!", b">", b"+", b"=")  # what a line to the child may start with but JSON
 
 
 class VWProcessError(RuntimeError):
@@ -102,7 +108,7 @@ class VWProcess:
         """Queue one joined DSJSON line. A raw newline in JSON can only be whitespace
         between tokens, so it is sent as a space."""
         b = _one_line(line.encode() if isinstance(line, str) else line)
-        if b[:1] in (b"!", b">"):
+        if b[:1] in _COMMANDS:
             raise ValueError("a DSJSON line must be one line of JSON")
         self._queue(b, b"\n")
 
@@ -121,11 +127,25 @@ class VWProcess:
             self._queue(b">" + key.hex().encode() + b" " + _one_line(line),
                         memoryview(_one_line(body))[1:], b"\n")
 
-    def _queue(self, *parts: bytes | memoryview) -> None:
-        """Buffer one line's parts (the last one its newline)."""
+    def learn_group_and_emit(self, key: bytes, lines: list[bytes], out: bytes) -> None:
+        """Queue joined DSJSON lines VW learns as one event (a multi-slot decision's
+        slots); the child produces ``out`` to its topic under ``key`` only if VW learned
+        every one of them."""
+        if not self.emits:
+            raise VWProcessError("this VW child was started without a topic to emit to")
+        group = [_one_line(line) for line in lines]
+        if not group or any(b[:1] != b"{" for b in group) or out[:1] != b"{":
+            raise ValueError("a DSJSON line must be one line of JSON")
+        for b in group:
+            self._queue(b"+", b, b"\n")
+        self._queue(b"=" + key.hex().encode() + b" " + _one_line(out), b"\n", line=False)
+
+    def _queue(self, *parts: bytes | memoryview, line: bool = True) -> None:
+        """Buffer one line's parts (the last one its newline); ``line``: one the child
+        learns (or refuses), not an instruction."""
         self._buf.extend(parts)
         self._size += sum(map(len, parts))
-        self.sent += 1
+        self.sent += line
         if self._size >= self.chunk:
             self._flush()
 
@@ -242,10 +262,17 @@ def main(argv: list[str]) -> int:
     out.write(b"ready\n")
     out.flush()
     learned = errors = 0
+    group_ok = True  # every ``+`` line since the last ``=`` was learned
     for line in sys.stdin.buffer:
         if line[-1:] != b"\n":
             break  # the daemon died in the middle of a write: not a line
         first = line[:1]
+        if first == b"=":  # a group's output: written if VW learned the whole group
+            hexkey, _, line = line[1:].partition(b" ")
+            if group_ok and emit is not None:
+                emit.produce(bytes.fromhex(hexkey.decode()), line[:-1])
+            group_ok = True
+            continue
         if first == b"!":
             cmd, _, arg = line[1:].rstrip(b"\n").partition(b" ")
             if cmd == b"save":
@@ -264,10 +291,13 @@ def main(argv: list[str]) -> int:
             if first == b">":
                 hexkey, _, line = line[1:].partition(b" ")
                 key = bytes.fromhex(hexkey.decode())
+            elif first == b"+":
+                line = line[1:]
             model.learn_dsjson(line[:-1])
             learned += 1
         except Exception as exc:  # VW refused this example: keep the model, keep going
             errors += 1
+            group_ok = group_ok and first != b"+"
             log.warning("VW could not learn %s…: %s", line[:120].decode(errors="replace"), exc)
             continue
         if key is not None and emit is not None:

@@ -138,3 +138,37 @@ def test_a_line_sent_as_head_and_body_and_one_kafka_refuses_are_told_apart(broke
     for i, line in enumerate(lines):
         cut = line.index(b',"c":')
         assert got[b"k%d" % i] == (line[:cut + 1] + b" " + line[cut + 1:] if i % 2 else line)
+
+
+def test_a_group_is_written_only_if_vw_learned_all_of_it(broker, tmp_path):
+    """Lines sent as one group (a multi-slot decision's slots) are learned in order; the
+    group's output is written only if VW learned every line of it."""
+    topic = f"emitgroup{time.time_ns()}.joined"
+    kafka_client.create_topics(broker.bootstrap, [topic], 1)
+    args = PolicySpec.parse("epsilon:0.1").vw_args(7)
+    lines = joined_lines(40, 9)
+    bad = b'{"_label_cost": oops}'
+    child = VWProcess(args, emit=(broker.bootstrap, topic, "lz4"), chunk=4096)
+    here = VWModel(args)
+    try:
+        for g in range(10):
+            group = lines[4 * g:4 * g + 4]
+            if g in (3, 7):
+                group = [*group[:2], bad, *group[2:]]
+            child.learn_group_and_emit(b"g%d" % g, group, b'{"group":%d}' % g)
+            for line in group:
+                if line is not bad:
+                    here.learn_dsjson(line)
+        with pytest.raises(ValueError, match="one line"):
+            child.learn_group_and_emit(b"x", [b"+{}"], b"{}")
+        with pytest.raises(ValueError, match="one line"):
+            child.learn_dsjson(b"={}")
+        child.save(tmp_path / "child.vw")
+        assert (child.learned, child.errors, child.sent) == (40, 2, 42)
+        here.save(tmp_path / "here.vw")
+    finally:
+        child.close()
+        here.close()
+    assert (tmp_path / "child.vw").read_bytes() == (tmp_path / "here.vw").read_bytes()
+    got = dict(keyed(broker.bootstrap, topic, 8))
+    assert got == {b"g%d" % g: b'{"group":%d}' % g for g in range(10) if g not in (3, 7)}
