@@ -238,13 +238,16 @@ class VWModel:
         if None in actions:
             for i, seg in enumerate(segments):
                 if actions[i] is None:
-                    try:
-                        offer = orjson.loads(b"{" + seg + b"}}")
-                    except orjson.JSONDecodeError:
-                        return False
-                    if not _fits_text(offer, self._names):
-                        return False
-                    actions[i] = self._keep(seg, action_line(offer))[1]
+                    ex = get(seg)  # (kept a moment ago if this offer is listed twice)
+                    if ex is None:
+                        try:
+                            offer = orjson.loads(b"{" + seg + b"}}")
+                        except orjson.JSONDecodeError:
+                            return False
+                        if not _fits_text(offer, self._names):
+                            return False
+                        ex = self._keep(seg, action_line(offer))[1]
+                    actions[i] = ex
         label = self._label(line, c)
         if label is None:
             return False

@@ -261,6 +261,9 @@ def test_an_offer_listed_twice_is_learnt_as_two(policy, tmp_path):
     rng = random.Random(12)
     args = PolicySpec.parse(policy).vw_args(3)
     cached, text = VWModel(args), VWModel(args)
+    kept: list[bytes] = []  # every offer parsed to be kept (once each, or one would leak)
+    keep = cached._keep
+    cached._keep = lambda seg, line: kept.append(seg) or keep(seg, line)  # type: ignore
     for i in range(400):
         d = orjson.loads(joined(rng, i))
         multi = d["c"]["_multi"]
@@ -273,5 +276,16 @@ def test_an_offer_listed_twice_is_learnt_as_two(policy, tmp_path):
         text.learn(ctx, [action_line(o) for o in multi], d["_labelIndex"],
                    -d["_label_cost"], d["_label_probability"])
     assert pmfs(cached, random.Random(2)) == pmfs(text, random.Random(2))
+    assert kept and len(kept) == len(set(kept))  # never evicted here: each kept once
+    # a line in the common layout whose repeated offer is new to the model
+    d = orjson.loads(joined(rng, 1))
+    d["c"]["_multi"].append(d["c"]["_multi"][0])
+    first = VWModel(args)
+    kept.clear()
+    keep_first = first._keep
+    first._keep = lambda seg, line: kept.append(seg) or keep_first(seg, line)  # type: ignore
+    first.learn_dsjson(orjson.dumps(d))
+    assert len(kept) == len(set(kept)) == len({orjson.dumps(o) for o in d["c"]["_multi"]})
+    first.close()
     cached.close()
     text.close()
