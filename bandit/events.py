@@ -415,6 +415,8 @@ def _checked(obj: dict[str, Any], context: Namespaces, offers: tuple[Namespaces,
     slots = obj.get("slots", 1)
     if type(slots) is not int or slots < 1:
         raise BadRequest("slots must be a positive integer", field="slots")
+    if slots > len(a):
+        raise BadRequest("slots must not exceed the actions listed in a", field="slots")
     ts = obj.get("Timestamp")
     return LoggedDecision(eid, ts if type(ts) is str else "", context, offers, slots,
                           bool(obj.get("DeferredAction", False)), obj, body, c_at)

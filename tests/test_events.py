@@ -72,6 +72,7 @@ def test_reward_and_activation_round_trip():
     (lambda e: e.update(ids=["a"]), "ids"),
     (lambda e: e.update(ids=["a", 2, "c"]), "ids"),
     (lambda e: e.update(slots=True), "slots"),
+    (lambda e: e.update(slots=4), "slots"),  # more shown slots than ranked actions
     # a label in a decision would override the one the learner joins to it
     (lambda e: e.update(_label_probability=1e-9), "_label_probability"),
     (lambda e: e.update(_labelIndex=0), "_labelIndex"),

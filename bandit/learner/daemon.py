@@ -378,7 +378,8 @@ class Learner:
     def _learn(self, j: Joined) -> None:
         d = j.decision
         if self._emit and j.body is not None and self.guard is None and \
-                len(j.slot_rewards) == 1:  # the usual event, VW in a child: it writes it
+                len(j.slot_rewards) == 1 and j.body[:1] == b"{":
+            # the usual event, VW in a child: it writes it
             assert isinstance(self.model, VWProcess)
             self.model.learn_and_emit(
                 d["EventId"].encode(),
@@ -410,8 +411,13 @@ class Learner:
             self.guard.add(full, j.reward)  # held out for the promotion guard, not learned
         elif self._emit and multi:  # the child learns every slot, then writes the event
             assert isinstance(self.model, VWProcess)
-            self.model.learn_group_and_emit(str(d["EventId"]).encode(),
-                                            slot_lines(j, learn, full), out)
+            try:
+                lines = slot_lines(j, learn, full)
+            except Exception as exc:  # no example for a slot: keep going, as VW refusing
+                self.learn_errors += 1
+                log.warning("could not make the slots of event %s: %s", d.get("EventId"), exc)
+                return
+            self.model.learn_group_and_emit(str(d["EventId"]).encode(), lines, out)
             count_offers(self.offer_stats, j)
             return
         else:

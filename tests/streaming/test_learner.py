@@ -383,17 +383,22 @@ def test_multi_slot_decisions_are_joined_as_ccb_dsjson(broker, prefix, tmp_path)
         d["slots"] = 2
         d["p"] = [0.7, 0.5, 0.1, 0.1]
         events.append(d)
+    # valid, but its slot 2 cannot be made (the ranking repeats an action): counted as
+    # not learnable, not written, and the learner goes on
+    bad = {**decision("mbad", 0, n=4), "slots": 2, "a": [1, 1, 3, 4]}
     try:
         produce(broker.bootstrap, prefix + "decisions",
-                [(e["EventId"], dumps(e)) for e in events])
+                [(e["EventId"], dumps(e)) for e in [*events[:30], bad, *events[30:]]])
         produce(broker.bootstrap, prefix + "rewards",
                 [(e["EventId"], dumps({"EventId": e["EventId"], "v": 1.0, "slot": 2,
                                        "kind": "click"})) for e in events[::2]])
-        run_learner(learner, lambda: learner.state.counters.learned == n)
+        run_learner(learner, lambda: learner.state.counters.learned == n + 1)
         learner.checkpoint()
+        assert learner.learn_errors == 1
     finally:
         learner.close()
     joined = read_topic(broker.bootstrap, prefix + "joined", expect=n)
+    assert len(joined) == n and "mbad" not in {j["EventId"] for j in joined}
     assert all("_outcomes" in j and len(j["_outcomes"]) == 2 for j in joined)
     ws = vowpalwabbit.Workspace("--ccb_explore_adf --dsjson --quiet -q co")
     for j in joined:
