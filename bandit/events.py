@@ -390,9 +390,7 @@ def parse_decision(obj: Any) -> LoggedDecision:
 def _checked(obj: dict[str, Any], context: Namespaces, offers: tuple[Namespaces, ...],
              n: int, body: bytes | None, c_at: int = 0) -> LoggedDecision:
     """Validate everything of a decision but its context and offers."""
-    eid = obj.get("EventId")
-    if type(eid) is not str or not eid:
-        raise BadRequest("EventId must be a non-empty string", field="EventId")
+    eid = _event_id(obj)
     if not obj.keys().isdisjoint(_LABEL_KEYS):
         # the learner writes the label: one in a decision would win over it
         raise BadRequest("a decision must not carry CB label fields",

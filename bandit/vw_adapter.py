@@ -138,9 +138,9 @@ class VWModel:
         self._lists: dict[tuple[str, ...], list[Any]] = {}
         self._lock = threading.Lock()
         self._closed = False
-        # learning from joined lines: offer JSON bytes → (its text, its parsed example)
-        self._joined: dict[bytes, tuple[str, Any]] = {}
-        self._examples: dict[bytes, Any] = {}  # the same offers' parsed examples
+        # learning from joined lines: offer JSON bytes → its parsed example, and its text
+        self._joined: dict[bytes, Any] = {}
+        self._texts: dict[bytes, str] = {}
         self._contexts: dict[bytes, str] = {}  # a context's JSON → its shared line
         self._labels: dict[bytes, tuple[str, int]] = {}  # label fields' JSON → text, index
         self._names: set[str] = set()
@@ -233,7 +233,7 @@ class VWModel:
         segments = line[m + 11:-5].split(b"}},{")
         if len(self._joined) + len(segments) > JOINED_OFFERS:
             self._forget_joined()
-        get = self._examples.get
+        get = self._joined.get
         actions = [get(seg) for seg in segments]
         if None in actions:
             for i, seg in enumerate(segments):
@@ -255,10 +255,11 @@ class VWModel:
         if idx >= len(actions):
             raise ValueError(f"label index {idx!r} out of range")
         if len(set(segments)) == len(segments):
-            self._learn_examples(label_text, idx, shared, self._joined[segments[idx]][0],
+            self._learn_examples(label_text, idx, shared, self._texts[segments[idx]],
                                  actions, [])
         else:
-            hits, fresh = self._once_each(segments, [self._joined[s] for s in segments])
+            hits, fresh = self._once_each(segments, [(self._texts[s], self._joined[s])
+                                                     for s in segments])
             self._learn_examples(label_text, idx, shared, hits[idx][0],
                                  [h[1] for h in hits], fresh)
         return True
@@ -346,7 +347,9 @@ class VWModel:
         for o in multi:
             key = orjson.dumps(o)
             if key[:2] == b'{"' and key[-2:] == b"}}":  # what the common layout would see
-                hits.append(self._joined.get(key[1:-2]) or self._keep(key[1:-2], action_line(o)))
+                seg = key[1:-2]
+                hits.append((self._texts[seg], self._joined[seg]) if seg in self._joined
+                            else self._keep(seg, action_line(o)))
             else:  # an empty offer: parsed for this line only
                 ex = self._ws._parse(action_line(o))[0]
                 fresh.append(ex)
@@ -358,9 +361,9 @@ class VWModel:
 
     def _keep(self, segment: bytes, text: str) -> tuple[str, Any]:
         """Parse an offer of joined lines and keep it under its JSON bytes."""
-        hit = self._joined[segment] = (text, self._ws._parse(text)[0])
-        self._examples[segment] = hit[1]
-        return hit
+        ex = self._joined[segment] = self._ws._parse(text)[0]
+        self._texts[segment] = text
+        return text, ex
 
     def _learn_examples(self, label: str, idx: int, shared: str, chosen_text: str,
                         actions: list[Any], fresh: list[Any]) -> None:
@@ -389,9 +392,9 @@ class VWModel:
         predict (finishing one alone after a learn crashes VW)."""
         if not self._joined:
             return
-        actions = [ex for _, ex in self._joined.values()]
+        actions = list(self._joined.values())
         self._joined.clear()
-        self._examples.clear()
+        self._texts.clear()
         shared = self._ws._parse("shared |c")
         _lib.predict_multi(self._ws, shared + actions)
         _lib._finish_example_multi_ex(self._ws, shared + actions)

@@ -377,31 +377,28 @@ class Learner:
 
     def _learn(self, j: Joined) -> None:
         d = j.decision
-        if self._emit and j.body is not None and self.guard is None and \
-                len(j.slot_rewards) == 1 and j.body[:1] == b"{":
-            # the usual event, VW in a child: it writes it
-            assert isinstance(self.model, VWProcess)
-            self.model.learn_and_emit(
-                d["EventId"].encode(),
-                joined_head(open_label(d, j.reward), j.rewards), j.body)
-            count_offers(self.offer_stats, j)
-            return
         multi = len(j.slot_rewards) > 1
         held = self.guard is not None and self.guard.held_out(str(d["EventId"]))
-        # the usual event, with VW in a child: the child learns it and writes it to
-        # offers.joined (the whole joined line: it reads only the label and ``c``)
-        emit = self._emit and not multi and not held
+        if self._emit and not multi and not held:
+            # the usual event, VW in a child: it learns the whole joined line (reading
+            # only the label and ``c``) and writes it to offers.joined; spliced from the
+            # body's bytes, which go to the child as they are
+            assert isinstance(self.model, VWProcess)
+            key = str(d["EventId"]).encode()
+            if j.body is None:
+                self.model.learn_and_emit(key, orjson.dumps(joined_event(d, j.reward,
+                                                                         j.rewards)))
+            else:
+                self.model.learn_and_emit(key, joined_head(open_label(d, j.reward), j.rewards),
+                                          j.body)
+            count_offers(self.offer_stats, j)
+            return
         if j.body is None:
             line = learn = orjson.dumps(joined_event(d, j.reward, j.rewards))
         else:  # spliced from the body's bytes; VW gets the short line it learns the same from
             label = open_label(d, j.reward)
             line = joined_line(d, j.body, j.reward, j.rewards, label)
-            learn = b"" if emit else learn_line(d, j.body, j.c_at, j.reward, label)
-        if emit:  # the child learns and writes the whole joined line
-            assert isinstance(self.model, VWProcess)
-            self.model.learn_and_emit(str(d["EventId"]).encode(), line)
-            count_offers(self.offer_stats, j)
-            return
+            learn = learn_line(d, j.body, j.c_at, j.reward, label)
         full = whole(j) if multi or held else None  # decoded once, only when needed
         # the topic gets VW's CCB DSJSON for multi-slot decisions, CB DSJSON otherwise
         out = orjson.dumps(ccb_joined_event(full, j.slot_rewards, j.rewards)) \

@@ -121,11 +121,11 @@ class VWProcess:
             raise VWProcessError("this VW child was started without a topic to emit to")
         if line[:1] != b"{":
             raise ValueError("a DSJSON line must be one line of JSON")
+        head = b">" + key.hex().encode() + b" " + _one_line(line)
         if body is None:
-            self._queue(b">" + key.hex().encode() + b" " + _one_line(line), b"\n")
+            self._queue(head, b"\n")
         else:
-            self._queue(b">" + key.hex().encode() + b" " + _one_line(line),
-                        memoryview(_one_line(body))[1:], b"\n")
+            self._queue(head, memoryview(_one_line(body))[1:], b"\n")
 
     def learn_group_and_emit(self, key: bytes, lines: list[bytes], out: bytes) -> None:
         """Queue joined DSJSON lines VW learns as one event (a multi-slot decision's
