@@ -324,8 +324,9 @@ BLOCK_ABOVE = 200_000  # rows; above this the bootstrap resamples contiguous blo
 BLOCKS = 20_000
 
 
-def bootstrap_many(estimators: list[_Base], d: OPEData, n_bootstrap: int, seed: int,
-                   alpha: float = 0.05) -> dict[str, tuple[float, float]]:
+def bootstrap_many(estimators: list[_Base], d: OPEData, n_bootstrap: int,
+                   seed: int | np.random.RandomState, alpha: float = 0.05, *,
+                   by_rows: bool = False) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals for several estimators on the *same* resamples.
 
     Each estimator is a function of column sums of per-row statistics, so a resample
@@ -336,7 +337,13 @@ def bootstrap_many(estimators: list[_Base], d: OPEData, n_bootstrap: int, seed: 
     contiguous blocks of rows (a block bootstrap): for independent rows the block
     sums are independent too and the interval is the same to within resampling
     noise, while drift over time in the logs widens it, as it should; and a
-    million-row log resamples 20,000 units instead of a million.
+    million-row log resamples 20,000 units instead of a million. ``by_rows`` resamples
+    rows whatever the size.
+
+    ``seed`` may be a legacy ``RandomState``: its ``randint(0, n, n)`` draws are the
+    indices ``RandomState.choice(samples, n)`` picks, so with ``by_rows=True`` the
+    resamples are the Open Bandit Pipeline's (``estimate_interval(random_state=s)``
+    is ``RandomState(s)``), and IPS and DR intervals equal its to rounding.
     """
     cols = [e.stats(d) for e in estimators]
     x = np.hstack(cols)
@@ -345,14 +352,15 @@ def bootstrap_many(estimators: list[_Base], d: OPEData, n_bootstrap: int, seed: 
         spans.append((start, start + c.shape[1]))
         start += c.shape[1]
     n = d.n
-    if n > BLOCK_ABOVE:
+    if n > BLOCK_ABOVE and not by_rows:
         edges = np.linspace(0, n, BLOCKS + 1).astype(np.int64)[:-1]
         x = np.add.reduceat(x, edges, axis=0)
         sizes = np.diff(np.append(edges, n)).astype(np.float64)
     else:
         sizes = np.ones(n)
     units = x.shape[0]
-    rng = np.random.default_rng(seed)
+    draw = seed.randint if isinstance(seed, np.random.RandomState) \
+        else np.random.default_rng(seed).integers
     chunk = max(1, min(n_bootstrap, BOOTSTRAP_CHUNK_CELLS // max(units, 1)))
     sums = np.empty((n_bootstrap, x.shape[1]))
     rows = np.empty(n_bootstrap)
@@ -360,7 +368,7 @@ def bootstrap_many(estimators: list[_Base], d: OPEData, n_bootstrap: int, seed: 
         b1 = min(n_bootstrap, b0 + chunk)
         counts = np.empty((b1 - b0, units))
         for j in range(b1 - b0):
-            counts[j] = np.bincount(rng.integers(0, units, units, dtype=np.int64),
+            counts[j] = np.bincount(draw(0, units, units, dtype=np.int64),
                                     minlength=units)
         sums[b0:b1] = counts @ x
         rows[b0:b1] = counts @ sizes

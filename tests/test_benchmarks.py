@@ -59,10 +59,14 @@ def test_feedback_latency():
 
 def test_replay_speed():
     r = run("replay_speed")
-    assert r["rows"] == 100_000 and r["seconds"] > 0
+    assert r["rows"] == 100_000 and r["seconds"] > 0 and r["bootstrap"] == 100
+    assert "RandomState(0) resamples" in r["computation"]
+    blocks = r["block_bootstrap"]
     for name in ("ips", "snips", "dr"):
-        e = r["estimates"][name]
+        e, b = r["estimates"][name], blocks["estimates"][name]
         assert e["ci"][0] <= e["value"] <= e["ci"][1]
+        assert b["value"] == e["value"]  # the same estimate, another interval method
+        assert b["ci"][0] <= b["value"] <= b["ci"][1]
 
 
 def test_soak():

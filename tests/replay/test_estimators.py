@@ -157,3 +157,21 @@ def test_block_bootstrap_matches_the_row_bootstrap_on_large_logs(monkeypatch):
         assert abs(w_block - w_rows) < 0.15 * w_rows, (name, blocked[name], rows[name])
         mid_b, mid_r = sum(blocked[name]) / 2, sum(rows[name]) / 2
         assert abs(mid_b - mid_r) < 0.1 * w_rows
+
+
+def test_bootstrap_with_a_legacy_random_state_is_obps_row_bootstrap():
+    """Given ``RandomState(s)`` and ``by_rows``, the resamples are the ones obp 0.4.1's
+    ``estimate_confidence_interval_by_bootstrap`` draws (``choice(samples, n)``, mean,
+    ``np.percentile``), written out plainly here: IPS and DR intervals equal its to
+    rounding. (obp's SNIPW holds the normaliser at its full-sample mean, so its
+    interval is a different statistic from the ratio bootstrap's.)"""
+    d, _ = simulate(9, n=3000)
+    ours = bootstrap_many([IPS(), DR()], d, 50, np.random.RandomState(7), by_rows=True)
+    w = d.pi / d.pscore
+    assert d.q_hat is not None and d.v_hat is not None
+    for name, samples in (("ips", d.reward * w),
+                          ("dr", d.v_hat + w * (d.reward - d.q_hat))):
+        rs = np.random.RandomState(7)
+        boot = [np.mean(rs.choice(samples, size=samples.shape[0])) for _ in range(50)]
+        plain = (np.percentile(boot, 2.5), np.percentile(boot, 97.5))
+        assert ours[name] == pytest.approx(plain, rel=1e-12, abs=0), name
