@@ -29,6 +29,21 @@ def child_pids(parent: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
+def worker_pids(supervisor: int) -> list[int]:
+    """A uvicorn supervisor's worker processes: its children started by multiprocessing's
+    spawn (not its resource tracker, which is a child too)."""
+    out = []
+    for pid in child_pids(supervisor):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if any(b"spawn_main" in a for a in argv):
+            out.append(pid)
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -17,20 +17,31 @@ import pytest
 
 from bandit.modelstore import ModelStore
 from bandit.simulator import World
-from bandit.stack import Child, child_pids, free_port
+from bandit.stack import Child, child_pids, free_port, worker_pids
 from tests.server.conftest import offers
 from tests.streaming.kafka_util import produce, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def wait_workers(supervisor: int, n: int, *, without: set[int] = frozenset(),
+                 timeout: float = 30.0) -> list[int]:
+    """Wait until the supervisor has exactly ``n`` workers, none of them in ``without``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = worker_pids(supervisor)
+        if len(pids) == n and not set(pids) & without:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError(f"workers {worker_pids(supervisor)}, wanted {n} new of {without}")
+
+
 def test_a_killed_worker_is_replaced_and_only_in_flight_requests_fail(start_server, tmp_path):
     srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "m"), "BANDIT_EVENT_SINK": "none"},
                        workers=2)
     srv.wait_ready()
-    deadline = time.monotonic() + 20
-    while len(child_pids(srv.proc.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    workers = wait_workers(srv.proc.pid, 2)
+    assert len(child_pids(srv.proc.pid)) == 3  # two workers and the resource tracker
     results: list[int] = []
     stop = threading.Event()
 
@@ -51,9 +62,14 @@ def test_a_killed_worker_is_replaced_and_only_in_flight_requests_fail(start_serv
         t.start()
     time.sleep(1.5)
     before = len(results)
-    victim = max(child_pids(srv.proc.pid))
+    victim = max(workers)
     os.kill(victim, signal.SIGKILL)
-    time.sleep(4.0)  # the supervisor notices and starts a replacement
+    # the supervisor starts a NEW worker process: two workers again, the victim gone,
+    # one pid never seen before; the survivor is the same process
+    after = wait_workers(srv.proc.pid, 2, without={victim})
+    (replacement,) = set(after) - set(workers)
+    assert set(after) - {replacement} == set(workers) - {victim}
+    time.sleep(1.0)  # the replacement starts serving
     mark = len(results)
     time.sleep(2.0)
     stop.set()
@@ -62,7 +78,7 @@ def test_a_killed_worker_is_replaced_and_only_in_flight_requests_fail(start_serv
     failed = [r for r in results if r != 200]
     assert before > 50 and len(failed) <= 4, failed  # at most what was in flight
     assert all(r == 200 for r in results[mark:]) and len(results) - mark > 50
-    assert victim not in child_pids(srv.proc.pid) and len(child_pids(srv.proc.pid)) >= 2
+    assert sorted(worker_pids(srv.proc.pid)) == sorted(after)  # the replacement stayed up
 
 
 def test_broker_restart_mid_stream_loses_nothing_sent_after_it_went_down(
@@ -140,31 +156,92 @@ def test_a_full_spool_disk_is_a_clear_503_not_a_crash(tmp_path):
             proc.wait()
 
 
-def test_killing_the_learner_while_it_writes_never_leaves_a_bad_model(broker, prefix,
-                                                                       tmp_path):
+def kill_mid_write(child: Child, models, limit: float) -> bool:
+    """SIGKILL ``child`` while a file of the model store is half written (a temporary
+    ``.name.*`` file exists: a model being saved, a manifest or pending-join snapshot
+    being written); True if one was seen before ``limit`` seconds (else killed then)."""
+    deadline = time.monotonic() + limit
+    seen = False
+    while time.monotonic() < deadline and child.running:
+        try:
+            seen = any(p.name.startswith(".") for p in models.iterdir())
+        except FileNotFoundError:
+            seen = False
+        if seen:
+            break
+        time.sleep(0.0005)
+    child.kill()
+    return seen
+
+
+def test_learner_killed_at_random_times_and_mid_write_learns_each_event_once(
+        broker, prefix, tmp_path):
+    """``kill -9`` of the learner at uniformly random times (seeded), and while it is
+    writing the store: after each kill the manifest names a complete, verified model;
+    in the end every event was learned exactly once (count and digest of the ids)."""
     from bandit.events import dumps
+    from bandit.learner.join import digest_of
     from tests.streaming.test_learner import decision
 
-    ids = [f"w{i}" for i in range(6000)]
-    produce(broker.bootstrap, prefix + "decisions",
-            [(e, dumps(decision(e, i % 3))) for i, e in enumerate(ids)])
-    produce(broker.bootstrap, prefix + "rewards", [(e, dumps({"EventId": e, "v": 1.0}))
-                                                   for e in ids])
+    n = 12_000
+    ids = [f"w{i}" for i in range(n)]
+
+    def traffic() -> None:  # ~20 s of traffic, so the kills land mid-stream
+        for start in range(0, n, 200):
+            chunk = list(enumerate(ids))[start:start + 200]
+            produce(broker.bootstrap, prefix + "decisions",
+                    [(e, dumps(decision(e, i % 3))) for i, e in chunk])
+            produce(broker.bootstrap, prefix + "rewards",
+                    [(e, dumps({"EventId": e, "v": 1.0})) for i, e in chunk if i % 2 == 0])
+            time.sleep(0.3)
+
+    producer = threading.Thread(target=traffic)
+    models = tmp_path / "models"
     env = {"BANDIT_KAFKA_BOOTSTRAP": broker.bootstrap, "BANDIT_TOPIC_PREFIX": prefix,
-           "BANDIT_MODEL_DIR": str(tmp_path / "models"), "BANDIT_REWARD_WAIT": "5",
+           "BANDIT_MODEL_DIR": str(models), "BANDIT_REWARD_WAIT": "1",
            "BANDIT_CHECKPOINT_EVENTS": "100", "BANDIT_CHECKPOINT_SECONDS": "0.05"}
-    store = ModelStore(tmp_path / "models")
+    store = ModelStore(models)
     rng = np.random.default_rng(5)
-    loads = 0
-    for _ in range(8):  # checkpoints every 100 events: kills land in and between writes
+    # each round: a uniformly random kill time over the learner's first 3.5 s (start-up
+    # included), or, every third round, the moment a store file is half written
+    plan = [("write" if r % 3 == 2 else float(rng.uniform(0.0, 3.5))) for r in range(9)]
+    mid_writes, loads, learned_after = 0, 0, []
+    producer.start()
+    for when in plan:
         child = Child("learner", "bandit.cli.learn", [], env, tmp_path / "learner.log")
-        time.sleep(float(rng.uniform(1.0, 2.5)))
-        child.kill()
+        if when == "write":
+            mid_writes += kill_mid_write(child, models, 15.0)
+        else:
+            time.sleep(when)
+            child.kill()
         man = store.current()
         if man is not None:
             model = store.load(man)  # verifies the checksum; VW must accept it
             model.close()
             loads += 1
-    assert loads >= 6
-    leftovers = [p.name for p in (tmp_path / "models").iterdir() if p.name.startswith(".")]
+        learned_after.append(man.events_learned if man else 0)
+    assert mid_writes == 3  # every write-round caught a file half written
+    # most kills landed mid-stream, with events learned and more still to come
+    assert loads >= 6 and sum(0 < x < n for x in learned_after) >= 5, learned_after
+    producer.join(120)
+    child = Child("learner", "bandit.cli.learn", [], env, tmp_path / "learner.log")
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            man = store.current()
+            if man is not None and man.events_learned >= n:
+                break
+            time.sleep(0.2)
+        time.sleep(1.5)  # nothing more arrives, nothing is learned twice
+    finally:
+        assert child.stop() == 0
+    man = store.current()
+    assert man is not None
+    counters = man.extra["counters"]
+    assert man.events_learned == counters["learned"] == n
+    assert counters["digest"] == digest_of(ids)  # each id exactly once
+    assert counters["duplicates"] == 0 and counters["lost"] == 0
+    assert counters["defaulted"] == n // 2  # the unrewarded half, at the default reward
+    store.load(man).close()
+    leftovers = [p.name for p in models.iterdir() if p.name.startswith(".")]
     assert all(not n.endswith(".vw") or n.startswith(".model-") for n in leftovers)

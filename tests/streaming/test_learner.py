@@ -173,14 +173,18 @@ def test_exactly_once_across_kill_9(broker, prefix, tmp_path):
         return m.events_learned if m else 0
 
     rng = np.random.default_rng(11)
-    points = sorted(int(x) for x in rng.choice(np.arange(1000, n - 4000, 500), 5,
-                                               replace=False))
+    # each learner runs until it has published progress, then for a uniformly random
+    # 0–1.5 s (three checkpoint periods), so the kills land anywhere in the cycle of
+    # learning, saving and publishing, not just after a manifest appeared
+    delays = rng.uniform(0.0, 1.5, 5)
     restarts_seen = []
     producer.start()
-    for point in points:
+    for delay in delays:
         child = Child("learner", "bandit.cli.learn", [], env, tmp_path / "learner.log")
         try:
-            wait_for(lambda p=point: learned() >= p, 120, 0.02)
+            last = learned()
+            wait_for(lambda last=last: learned() > last, 120, 0.02)
+            time.sleep(float(delay))
         finally:
             child.kill()  # SIGKILL: whatever was learned after the checkpoint is lost
         restarts_seen.append(learned())
