@@ -4,6 +4,10 @@ Grammar: ``KIND[:MAIN][,KEY=VALUE...]``, e.g. ``epsilon:0.05``, ``bag:5``,
 ``bag:5,epsilon=0.02``, ``squarecb:gamma=10``... (``squarecb,gamma=10`` also works),
 ``softmax:10`` (λ). Common keys for every kind: ``bits`` (hash bits, default 18),
 ``lr`` (learning rate), ``cb_type`` (``mtr``/``ips``/``dr``), ``l2``.
+Optional keys, absent by default: ``interactions`` (``+``-separated namespace
+initials, two letters for a quadratic and three for a cubic term, e.g. ``co+cc`` or
+``co+cco``; replaces the default ``-q co``) and ``normalized=0`` (VW's adaptive and
+invariant updates without its per-feature normalisation; ``1`` is VW's default).
 
 Every spec is ``--cb_explore_adf`` with quadratic context×offer interactions
 (context namespaces start with ``c``, offer namespaces with ``o``: ``-q co``) and
@@ -21,7 +25,8 @@ _KINDS: dict[str, tuple[str, float, bool]] = {
     "squarecb": ("gamma", 10.0, False),
     "softmax": ("lambda", 10.0, False),
 }
-_COMMON = {"bits", "lr", "cb_type", "l2", "epsilon", "first_only", "power_t"}
+_COMMON = {"bits", "lr", "cb_type", "l2", "epsilon", "first_only", "power_t",
+           "interactions", "normalized"}
 _CB_TYPES = ("mtr", "ips", "dr", "dm")
 
 
@@ -62,8 +67,10 @@ class PolicySpec:
                 if value not in _CB_TYPES:
                     raise ValueError(f"cb_type must be one of {', '.join(_CB_TYPES)}")
                 params[key] = value
+            elif key == "interactions":
+                params[key] = _interactions(value)
             else:
-                params[key] = _number(key, value, key in ("bag", "bits", "first_only"))
+                params[key] = _number(key, value, key in ("bag", "bits", "first_only", "normalized"))
         spec = cls(kind, tuple(sorted(params.items())))
         spec._check()
         return spec
@@ -78,6 +85,8 @@ class PolicySpec:
         bits = p.get("bits")
         if bits is not None and not 8 <= int(bits) <= 30:
             raise ValueError("bits must be between 8 and 30")
+        if "normalized" in p and int(p["normalized"]) not in (0, 1):
+            raise ValueError("normalized must be 0 or 1")
         for key in ("gamma", "lambda", "lr"):
             if key in p and float(p[key]) <= 0:
                 raise ValueError(f"{key} must be positive")
@@ -88,8 +97,10 @@ class PolicySpec:
     def vw_args(self, seed: int = 0) -> str:
         """The VW command line for a fresh model with this spec."""
         p = dict(self.params)
-        args = ["--cb_explore_adf", "-q", "co", "--hash", "all", "--quiet",
-                "--random_seed", str(seed), "-b", str(int(p.get("bits", 18)))]
+        args = ["--cb_explore_adf", *_interaction_args(p.get("interactions")), "--hash", "all",
+                "--quiet", "--random_seed", str(seed), "-b", str(int(p.get("bits", 18)))]
+        if "normalized" in p and not int(p["normalized"]):
+            args += ["--adaptive", "--invariant"]
         if "cb_type" in p:
             args += ["--cb_type", str(p["cb_type"])]
         if "lr" in p:
@@ -117,6 +128,24 @@ class PolicySpec:
         p = dict(self.params)
         rest = [f"{k}={_fmt(v)}" for k, v in self.params if k != main_name]
         return ",".join([f"{self.kind}:{_fmt(p[main_name])}", *rest])
+
+
+def _interactions(raw: str) -> str:
+    terms = raw.strip().lower().split("+")
+    for t in terms:
+        if not (2 <= len(t) <= 3 and t.isascii() and t.isalpha()):
+            raise ValueError(f"interactions={raw!r}: each term is two (quadratic) or three "
+                             "(cubic) namespace initials, joined by '+', e.g. co+cc")
+    return "+".join(terms)
+
+
+def _interaction_args(interactions: float | str | None) -> list[str]:
+    if interactions is None:
+        return ["-q", "co"]
+    out: list[str] = []
+    for t in str(interactions).split("+"):
+        out += ["-q", t] if len(t) == 2 else ["--cubic", t]
+    return out
 
 
 def _number(key: str, raw: str, integer: bool) -> float:

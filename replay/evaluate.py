@@ -57,6 +57,21 @@ def policy_scores(policy: Any, logs: Logs, dist: np.ndarray) -> np.ndarray:
     return np.where(logs.mask, dist, -np.inf)
 
 
+def estimates(d: OPEData, estimators: list[_Base], n_bootstrap: int, seed: int,
+              alpha: float, interval: str = "bootstrap") -> dict[str, Estimate]:
+    """Every estimator's value with its interval (all bootstrap intervals from the same
+    seeded resamples, so estimates of different policies are compared on equal draws)."""
+    boots = bootstrap_many(estimators, d, n_bootstrap, seed, alpha) \
+        if interval == "bootstrap" and n_bootstrap > 0 and d.n > 1 else {}
+    out: dict[str, Estimate] = {}
+    for e in estimators:
+        normal = e.normal_interval(d, alpha)
+        ci = boots.get(e.label, normal)
+        out[e.label] = Estimate(e.value(d), ci, normal, d.n,
+                                "bootstrap" if e.label in boots else "normal")
+    return out
+
+
 def evaluate(logs: Logs, policies: list[Any], estimators: list[_Base], *,
              reward_model: str = "lgbm", folds: int = 5, seed: int = 0,
              n_bootstrap: int = 200, alpha: float = 0.05, interval: str = "bootstrap",
@@ -80,14 +95,7 @@ def evaluate(logs: Logs, policies: list[Any], estimators: list[_Base], *,
             sub = logs.subset(rows) if not rows.all() else logs
             d = opedata(sub, dist[rows], None if q is None else
                         CrossFitted(q.q[rows], q.q_logged[rows]))
-            ests: dict[str, Estimate] = {}
-            boots = bootstrap_many(estimators, d, n_bootstrap, seed, alpha) \
-                if interval == "bootstrap" and n_bootstrap > 0 and d.n > 1 else {}
-            for e in estimators:
-                normal = e.normal_interval(d, alpha)
-                ci = boots.get(e.label, normal)
-                ests[e.label] = Estimate(e.value(d), ci, normal, d.n,
-                                         "bootstrap" if e.label in boots else "normal")
+            ests = estimates(d, estimators, n_bootstrap, seed, alpha, interval)
             w = d.pi / d.pscore
             cum = np.cumsum(w * d.reward) / np.arange(1, d.n + 1)
             step = max(1, d.n // 50)
@@ -121,4 +129,4 @@ def _vw_dist(pol: Any, logs: Logs, progress: bool) -> tuple[np.ndarray, np.ndarr
     return dist, rows
 
 
-__all__ = ["Evaluation", "PolicyResult", "evaluate", "opedata", "rank_dist"]
+__all__ = ["Evaluation", "PolicyResult", "estimates", "evaluate", "opedata", "rank_dist"]

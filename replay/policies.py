@@ -12,7 +12,7 @@ probability 1 on the candidate it ranks at the row's position.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +117,28 @@ def _vw_lines(row: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return ctx, offers
 
 
+def vw_inputs(logs: Logs) -> Iterator[tuple[dict[str, Any], list[str]]]:
+    """Per row, in order: the VW context and the action lines of the row's candidates
+    (in candidate-column order), as the server would render them."""
+    from bandit.vw_adapter import action_line
+
+    if logs.rows is None:
+        raise ValueError("the logged features are needed (DSJSON or Kafka logs of "
+                         "decisions with their offers)")
+    cache: dict[int, tuple[Any, list[str]]] = {}
+    for i in range(logs.n):
+        row = logs.rows[i]
+        key = id(row)
+        if key not in cache:  # the slots of one decision share its row
+            cache.clear()
+            ctx, offers = _vw_lines(row)
+            cache[key] = (ctx, [action_line(o) for o in offers])
+        ctx, lines = cache[key]
+        lookup = row[3]  # offer id -> index in the decision's _multi
+        cols = [lookup[logs.action_names[int(c)]] for c in logs.candidates[i] if c >= 0]
+        yield ctx, [lines[j] for j in cols]
+
+
 class _VWBase:
     name: str
 
@@ -128,26 +150,13 @@ class _VWBase:
         """Progressive policies learn the logged outcome after predicting."""
 
     def action_dist(self, logs: Logs, progress: Callable[[int], None] | None = None) -> Dist:
-        from bandit.vw_adapter import action_line
-
         if logs.rows is None:
             raise ValueError(f"policy {self.name} needs the logged features (DSJSON or "
                              "Kafka logs of decisions with their offers)")
         model = self._model()
         dist = np.zeros(logs.candidates.shape)
-        cache: dict[int, tuple[Any, list[str]]] = {}
         try:
-            for i in range(logs.n):
-                row = logs.rows[i]
-                key = id(row)
-                if key not in cache:
-                    cache.clear()
-                    ctx, offers = _vw_lines(row)
-                    cache[key] = (ctx, [action_line(o) for o in offers])
-                ctx, lines = cache[key]
-                lookup = row[3]  # offer id -> index in the decision's _multi
-                cols = [lookup[logs.action_names[int(c)]] for c in logs.candidates[i] if c >= 0]
-                sub = [lines[j] for j in cols]
+            for i, (ctx, sub) in enumerate(vw_inputs(logs)):
                 pmf = np.asarray(model.predict(ctx, sub))
                 total = pmf.sum()
                 dist[i, :len(sub)] = pmf / total if total > 0 else 1.0 / len(sub)

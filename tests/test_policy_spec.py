@@ -39,3 +39,45 @@ def test_specs_are_immutable_and_hashable():
     assert a == b and hash(a) == hash(b)
     with pytest.raises(AttributeError):
         a.kind = "epsilon"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("epsilon,interactions=co+cc", "-q co -q cc --hash"),
+    ("epsilon,interactions=co+cco", "-q co --cubic cco --hash"),
+    ("squarecb:gamma=20,interactions=cc", "--cb_explore_adf -q cc --hash"),
+    ("epsilon,normalized=0", "--adaptive --invariant"),
+])
+def test_optional_interactions_and_normalisation(text, expect, tmp_path):
+    spec = PolicySpec.parse(text)
+    args = spec.vw_args()
+    assert expect in args
+    assert PolicySpec.parse(str(spec)) == spec
+    ws = vowpalwabbit.Workspace(args)
+    ws.save(str(tmp_path / "m.vw"))
+    ws.finish()
+    loaded = vowpalwabbit.Workspace(f"-i {tmp_path / 'm.vw'} --quiet")
+    saved = loaded.get_arguments()
+    loaded.finish()
+    # a saved model keeps them, so a model store resumes with the same settings
+    words = args.split()
+    for flag, long in (("-q", "--quadratic"), ("--cubic", "--cubic")):
+        for i, w in enumerate(words):
+            if w == flag:
+                assert f"{long} {words[i + 1]}" in saved
+    if "normalized=0" in text:
+        assert "--adaptive" in saved and "--normalized" not in saved
+
+
+def test_defaults_are_unchanged_by_the_optional_keys():
+    assert "-q co --hash all" in PolicySpec.parse("epsilon:0.05").vw_args()
+    assert "--adaptive" not in PolicySpec.parse("epsilon:0.05").vw_args()
+
+
+@pytest.mark.parametrize("text,message", [
+    ("epsilon,interactions=c", "interactions"), ("epsilon,interactions=co+c1", "interactions"),
+    ("epsilon,interactions=", "interactions"), ("epsilon,normalized=2", "normalized"),
+    ("epsilon,normalized=0.5", "integer"),
+])
+def test_rejects_bad_optional_keys(text, message):
+    with pytest.raises(ValueError, match=message):
+        PolicySpec.parse(text)
