@@ -106,9 +106,8 @@ class LoopConfig:
 
     @classmethod
     def from_settings(cls, s: Settings) -> LoopConfig:
-        return cls(s.reward_wait if s.reward_wait >= MIN_WAIT else MIN_WAIT,
-                   s.default_reward, s.reward_function, None,
-                   min(max(s.checkpoint_seconds, MIN_EXPORT), MAX_EXPORT), -1,
+        return cls(s.reward_wait, s.default_reward, s.reward_function, None,
+                   s.checkpoint_seconds, -1,
                    "Apprentice" if s.mode == "apprentice" else "Online")
 
     # -- persistence --------------------------------------------------------------------
@@ -175,11 +174,12 @@ class LoopConfig:
                 raise BadRequest(f"{key} is required", field=key,
                                  code="InvalidServiceConfiguration")
         wait = parse_duration(body["rewardWaitTime"], "rewardWaitTime", "InvalidRewardWaitTime")
-        if not MIN_WAIT <= wait <= MAX_WAIT:
+        # (a value the server itself reported stands, so GET then PUT always works)
+        if not MIN_WAIT <= wait <= MAX_WAIT and not _same(wait, self.reward_wait):
             raise BadRequest("rewardWaitTime must be between 5 seconds and 2 days",
                              field="rewardWaitTime", code="InvalidRewardWaitTime")
         export = parse_duration(body["modelExportFrequency"], "modelExportFrequency")
-        if not MIN_EXPORT <= export <= MAX_EXPORT:
+        if not MIN_EXPORT <= export <= MAX_EXPORT and not _same(export, self.model_export):
             raise BadRequest("modelExportFrequency must be between 1 second and 1 day",
                              field="modelExportFrequency", code="InvalidServiceConfiguration")
         new = replace(
@@ -199,6 +199,10 @@ class LoopConfig:
     def serving_mode(self) -> str:
         """What the servers do: ``model``, ``apprentice`` or ``fixed`` (logging only)."""
         return {"Online": "model", "Apprentice": "apprentice"}.get(self.learning_mode, "fixed")
+
+
+def _same(a: float, b: float) -> bool:
+    return abs(a - b) < 5e-4  # durations are written with millisecond precision
 
 
 def _number(value: Any, name: str, lo: float, hi: float) -> float:

@@ -68,10 +68,12 @@ def _normalise(w: list[float]) -> list[float]:
 
 
 def _epsilon_greedy(pmf: list[float], epsilon: float) -> list[float]:
-    """The model's best offer with probability 1 - ε, any offer uniformly with ε."""
-    best = pmf.index(max(pmf))
-    share = epsilon / len(pmf)
-    return [share + (1.0 - epsilon if i == best else 0.0) for i in range(len(pmf))]
+    """The model's best offer with probability 1 - ε, any offer uniformly with ε (the
+    1 - ε shared among offers tied for best, as VW's ``--epsilon`` does)."""
+    top = max(pmf)
+    best = [p == top for p in pmf]
+    share, lead = epsilon / len(pmf), (1.0 - epsilon) / sum(best)
+    return [share + (lead if b else 0.0) for b in best]
 
 
 def _draw(pmf: list[float], explore: bool, rng: EventDraws) -> tuple[int, float]:
