@@ -220,6 +220,41 @@ class ModelStore:
         self._prune()
         return new
 
+    # -- the loop's live configuration (see bandit.loop_config) -------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "config.json"
+
+    def read_config(self) -> dict[str, Any] | None:
+        """The stored loop configuration, or None before it is first written."""
+        try:
+            raw = self.config_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ModelStoreError(f"{self.config_path} is unreadable: {exc}") from None
+        if not isinstance(obj, dict):
+            raise ModelStoreError(f"{self.config_path} is not a JSON object")
+        return obj
+
+    def write_config(self, obj: dict[str, Any]) -> None:
+        atomic_write(self.config_path, orjson.dumps(obj, option=orjson.OPT_INDENT_2))
+
+    def replace_model(self, model: Savable, policy: str,
+                      extra: dict[str, Any] | None = None) -> Manifest:
+        """Serve ``model`` from now on in place of the current one (a reset, an import, new
+        learning settings): a new current version that keeps the current one's offsets
+        and learner state, so a learner resuming from it continues where it was, with
+        this model. Unpins."""
+        cur = self.current()
+        kept = {k: v for k, v in (cur.extra if cur else {}).items() if k != "offer_stats"}
+        manifest = self.publish(model, policy, 0, dict(cur.offsets) if cur else {},
+                                {**kept, **(extra or {})})
+        self.unpin()
+        return manifest
+
     # -- pinning (rollback), export and import ------------------------------------------
     @property
     def pin_path(self) -> Path:

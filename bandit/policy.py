@@ -67,6 +67,15 @@ def _normalise(w: list[float]) -> list[float]:
     return [x / total for x in w]
 
 
+def _epsilon_greedy(pmf: list[float], epsilon: float) -> list[float]:
+    """The model's best offer with probability 1 - ε, any offer uniformly with ε (the
+    1 - ε shared among offers tied for best, as VW's ``--epsilon`` does)."""
+    top = max(pmf)
+    best = [p == top for p in pmf]
+    share, lead = epsilon / len(pmf), (1.0 - epsilon) / sum(best)
+    return [share + (lead if b else 0.0) for b in best]
+
+
 def _draw(pmf: list[float], explore: bool, rng: EventDraws) -> tuple[int, float]:
     """Index drawn from ``pmf`` and its probability (greedy with probability 1 when
     not exploring)."""
@@ -220,6 +229,8 @@ class VWPolicy:
                 context = request.context if k == 0 else \
                     {**request.context, SLOT_NAMESPACE: {f"k={k + 1}": 1.0}}
                 pmf = _normalise(self._pmf(current, context, eligible, k))
+                if request.exploration is not None:
+                    pmf = _epsilon_greedy(pmf, request.exploration)
             if floor:
                 assert stats is not None
                 pmf = self._floor(pmf, [o.id for o in eligible], stats)

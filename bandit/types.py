@@ -38,6 +38,8 @@ class DecideRequest:
     slot_exclude: tuple[frozenset[str], ...] = ()  # per-slot excluded offer ids
     default_id: str | None = None  # the client's own choice (apprentice mode baseline)
     allow_none: bool = False  # "show nothing" may be chosen (the null offer)
+    exploration: float | None = None  # epsilon-greedy around the model's best (None: off)
+    slot_defaults: tuple[str | None, ...] = ()  # per-slot baseline offer ids (apprentice)
 
 
 @dataclass(frozen=True, slots=True)

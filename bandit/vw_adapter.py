@@ -414,6 +414,12 @@ class VWModel:
         with self._lock:
             self._ws.save(str(path))
 
+    def args_text(self) -> str:
+        """The arguments the workspace runs with (those stored in a loaded model too)."""
+        with self._lock:
+            args: Any = self._ws.get_arguments()
+        return args if isinstance(args, str) else " ".join(args)
+
     def weight(self, namespace: str, feature: str) -> float:
         """Learned weight of a single (non-interacted) feature, for explanations."""
         with self._lock:

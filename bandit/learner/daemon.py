@@ -21,6 +21,7 @@ held-out ones, which are not learned. An event VW refuses is not written.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
@@ -48,11 +49,13 @@ from bandit.events import (
 )
 from bandit.learner.guard import PromotionGuard
 from bandit.learner.join import Joined, JoinState
+from bandit.learner.live_config import ConfigFollower, LogRange, apply_to_join
 from bandit.learner.vw_process import VWProcess, VWProcessError
+from bandit.loop_admin import LoopAdmin
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError, Slot
 from bandit.offerstats import OfferStats
 from bandit.policy import SLOT_NAMESPACE
-from bandit.policy_spec import PolicySpec
+from bandit.loop_config import LoopConfig
 from bandit.settings import Settings
 from bandit.topics import Topics, ensure_topics
 from bandit.vw_adapter import VWModel
@@ -165,6 +168,11 @@ class Learner:
         self.learn_errors = 0
         self.output_errors = 0  # joined/dead-letter messages Kafka refused for good
         self.manifest: Manifest | None = None
+        self.logs = LogRange()
+        self.follower = ConfigFollower(self.store, settings)
+        self.loop = self.follower.config
+        apply_to_join(self.state, self.loop)
+        self._generation = self.loop.generation
         self.model = self._restore()
         # the VW child produces the joined events it learns (not in-process VW)
         self._emit = isinstance(self.model, VWProcess) and self.model.emits
@@ -181,14 +189,7 @@ class Learner:
         man = self.store.current()
         if man is not None:
             try:
-                if self.s.learner_process:
-                    try:
-                        model: VWModel | VWProcess = VWProcess.load(
-                            self.store.verify(man), emit=self._emit_to())
-                    except VWProcessError as exc:
-                        raise ModelStoreError(str(exc)) from None
-                else:
-                    model = self.store.load(man)
+                model = self._load(man)
             except ModelStoreError as exc:
                 raise SystemExit(f"bandit-learn: cannot resume from {man.version}: {exc}") \
                     from None
@@ -200,16 +201,68 @@ class Learner:
                 self.offsets = dict(man.offsets)
                 self.dead_letters = int(man.extra.get("dead_letters", 0))
                 self.offer_stats = OfferStats.restore(man.extra.get("offer_stats"))
+            self.logs = LogRange.restore(man.extra.get("logs"))
             log.info("resuming from model %s (%d events learned)", man.version,
                      self.state.counters.learned)
             return model
         # a server may serve a LightGBM model; the learner always learns a VW policy
-        spec = PolicySpec.parse(self.s.policy if not self.s.policy.startswith("lgbm:")
-                                else "epsilon:0.05")
+        spec = LoopAdmin(self.s, self.store).spec(self.loop)
         self.policy = str(spec)
         if self.s.learner_process:
             return VWProcess(spec.vw_args(self.s.seed), emit=self._emit_to())
         return VWModel(spec.vw_args(self.s.seed))
+
+    def _load(self, man: Manifest) -> VWModel | VWProcess:
+        """A stored model to learn on from (VW in a child process, or in-process)."""
+        if not self.s.learner_process:
+            return self.store.load(man)
+        try:
+            return VWProcess.load(self.store.verify(man), emit=self._emit_to())
+        except VWProcessError as exc:
+            raise ModelStoreError(str(exc)) from None
+
+    # -- the live configuration ------------------------------------------------------
+    def follow_config(self) -> None:
+        """Apply a changed configuration: the join's reward settings, the publishing
+        interval, and a model generation a server published (adopted, to learn on)."""
+        config = self.follower.poll()
+        if config is None:
+            return
+        self.loop = config
+        apply_to_join(self.state, config)
+        log.info("configuration: reward wait %gs, default reward %g, %s, models every %gs, "
+                 "%s", config.reward_wait, config.default_reward, config.reward_aggregation,
+                 config.model_export, config.learning_mode)
+        if config.generation != self._generation and config.generation_version:
+            self._adopt(config)
+
+    def _adopt(self, config: LoopConfig) -> None:
+        """Learn on from the model a server put in place (reset, import, new learning
+        settings). A checkpoint being saved is dropped: it holds the replaced model."""
+        if self._ckpt is not None:
+            with contextlib.suppress(VWProcessError):
+                if isinstance(self.model, VWProcess):
+                    self.model.save_done(wait=True)
+            self._ckpt.slot.discard()
+            self._ckpt = None
+        assert config.generation_version is not None
+        try:
+            man = self.store.version(config.generation_version)
+            model = self._load(man)
+        except ModelStoreError as exc:
+            log.error("cannot adopt model %s: %s; learning on with the current one",
+                      config.generation_version, exc)
+            self._generation = config.generation
+            return
+        old, self.model = self.model, model
+        old.close()
+        self._generation = config.generation
+        self.manifest, self.policy = man, man.policy
+        self.offer_stats = OfferStats.restore(man.extra.get("offer_stats"))
+        self._published_learned = self.state.counters.learned
+        self._dirty = True  # the next checkpoint records this learner's offsets on it
+        log.info("learning on from model %s (%s), as the configuration says", man.version,
+                 man.policy)
 
     def _emit_to(self) -> tuple[str, str, str] | None:
         s = self.s
@@ -315,6 +368,7 @@ class Learner:
         """Poll once, learn what joined, checkpoint when due. Returns events learned."""
         # what the client has fetched already; wait only when it has nothing (a batch
         # with a timeout waits until it is full, though messages are there to work on)
+        self.follow_config()  # before the messages: decisions read now get its window
         messages = self.consumer.consume(POLL_RECORDS, 0) or \
             self.consumer.consume(POLL_RECORDS, timeout_ms / 1000)
         now = self.clock()
@@ -377,7 +431,16 @@ class Learner:
 
     def _learn(self, j: Joined) -> None:
         d = j.decision
+        self.logs.add(d.get("Timestamp"))
         multi = len(j.slot_rewards) > 1
+        if self.loop.learning_mode == "LoggingOnly":  # joined and logged, not learned
+            full = whole(j) if multi else None
+            out = orjson.dumps(ccb_joined_event(full, j.slot_rewards, j.rewards)) \
+                if full is not None else (
+                    orjson.dumps(joined_event(d, j.reward, j.rewards)) if j.body is None
+                    else joined_line(d, j.body, j.reward, j.rewards, open_label(d, j.reward)))
+            self._produce(self.topics.joined, str(d["EventId"]).encode(), out)
+            return
         held = self.guard is not None and self.guard.held_out(str(d["EventId"]))
         if self._emit and not multi and not held:
             # the usual event, VW in a child: it learns the whole joined line (reading
@@ -432,7 +495,7 @@ class Learner:
         if not self._dirty and self._since_checkpoint == 0:
             return False
         return (self._since_checkpoint >= self.s.checkpoint_events or
-                time.monotonic() - self._last_checkpoint >= self.s.checkpoint_seconds)
+                time.monotonic() - self._last_checkpoint >= self.loop.model_export)
 
     def checkpoint(self) -> Manifest:
         """Model + join state + offsets, atomically; then commit offsets for monitoring.
@@ -455,6 +518,7 @@ class Learner:
         extra: dict[str, Any] = {"join_state": ref, "counters": self.state.counters.as_dict(),
                                  "dead_letters": self.dead_letters, "sizes": self.state.sizes,
                                  "offer_stats": self.offer_stats.snapshot(),
+                                 "logs": self.logs.snapshot(),
                                  "lag": self.lag()}
         learned = self.state.counters.learned
         offsets = dict(self.offsets)
@@ -492,6 +556,11 @@ class Learner:
             ck.slot.discard()
             raise
         self._ckpt = None
+        generation = self._generation
+        self.follow_config()
+        if self._generation != generation:  # a server replaced the model meanwhile:
+            ck.slot.discard()  # this checkpoint holds the replaced one
+            return self.manifest
         self._flush_outputs()  # the joined events up to this point are in Kafka
         self.manifest = self.store.publish_file(ck.slot, self.policy, ck.learned, ck.offsets,
                                                 ck.extra)

@@ -140,6 +140,15 @@ class JoinState:
         self.orphans: dict[str, Orphan] = {}
         self.done: dict[str, float] = {}
         self.counters = Counters()
+        self._ordered = True  # pending decisions' deadlines are in insertion order
+        self._latest = 0.0  # the latest deadline given to a pending decision
+
+    def set_window(self, wait: float) -> None:
+        """A new reward window for the decisions read from now on (those waiting keep
+        theirs). A shorter one makes a new decision's deadline come before older ones':
+        until those are gone, :meth:`expire` scans every pending decision."""
+        self.wait = wait
+        self.retention = max(2 * wait, 60.0)
 
     # -- events ----------------------------------------------------------------------
     def add_decision(self, d: LoggedDecision, now: float,
@@ -158,6 +167,10 @@ class JoinState:
             if isinstance(user, str):
                 self.by_user.setdefault(user, []).append((now, eid))
         self.pending[eid] = p
+        if p.deadline < self._latest:
+            self._ordered = False
+        else:
+            self._latest = p.deadline
         return self._maybe_early(eid, p, now)
 
     def add_reward(self, r: LoggedReward, now: float) -> list[Joined]:
@@ -188,13 +201,20 @@ class JoinState:
     def expire(self, now: float) -> list[Joined]:
         """Close every window that has ended; forget old finished ids and orphans."""
         out: list[Joined] = []
-        for eid in _due(self.pending, now, lambda p: p.deadline):
+        if self._ordered:
+            due = _due(self.pending, now, lambda p: p.deadline)
+        else:
+            due = [e for e, p in self.pending.items() if p.deadline <= now]
+        for eid in due:
             p = self.pending.pop(eid)
             if p.deferred and not p.activated:
                 self.counters.not_activated += 1
                 self.done[eid] = now + self.retention
                 continue
             out.append(self._finish(eid, p, now))
+        if not self._ordered:
+            self._ordered = _in_order([p.deadline for p in self.pending.values()])
+        self._latest = max((p.deadline for p in self.pending.values()), default=0.0)
         for eid in _due(self.orphans, now, lambda o: o.deadline):
             o = self.orphans.pop(eid)
             self.counters.unmatched_rewards += len(o.rewards)
@@ -301,6 +321,8 @@ class JoinState:
         self.by_user = {u: [(float(t), str(e)) for t, e in v]
                         for u, v in snap.get("by_user", {}).items()}
         self.counters = Counters(**{k: int(v) for k, v in snap.get("counters", {}).items()})
+        self._ordered = _in_order([p.deadline for p in self.pending.values()])
+        self._latest = max((p.deadline for p in self.pending.values()), default=0.0)
 
     def unloaded(self) -> dict[int, dict[int, str]]:
         """Restored pending decisions stored by reference: partition → offset → id."""
@@ -373,6 +395,10 @@ def _due(entries: dict[str, Any], now: float, deadline: Callable[[Any], float]) 
             break
         out.append(eid)
     return out
+
+
+def _in_order(deadlines: list[float]) -> bool:
+    return all(a <= b for a, b in zip(deadlines, deadlines[1:], strict=False))
 
 
 def digest_of(event_ids: Iterable[str]) -> int:

@@ -9,7 +9,8 @@ microseconds.
   Clients send ``Authorization: Bearer KEY``, ``X-API-Key: KEY`` or, as
   Personalizer clients do, ``Ocp-Apim-Subscription-Key: KEY``. Scopes: ``decide``
   (decide and rank routes), ``reward`` (rewards and activations), ``admin`` (model
-  pinning and rollback); any valid key may read ``/readyz``, ``/metrics``,
+  pinning and rollback, and Personalizer's configuration, model, logs and evaluation
+  routes); any valid key may read ``/readyz``, ``/metrics``,
   ``/v1/model`` and ``/openapi.json``; ``/healthz`` is public. No key or an unknown
   key → 401; a known key without the route's scope → 403. Keys are never logged.
   Without ``BANDIT_API_KEYS`` the service is open (development only).
@@ -29,6 +30,7 @@ import asyncio
 import hashlib
 import hmac
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -73,9 +75,15 @@ def parse_keys(text: str) -> list[tuple[bytes, frozenset[str]]]:
     return out
 
 
+# Personalizer's configuration, model, logs and evaluation routes, in every generation
+_PERSONALIZER_ADMIN = re.compile(r"^/personalizer/(?:v1\.0/|v1\.1-preview\.3/)?"
+                                 r"(?:configurations|model|logs|evaluations|"
+                                 r"featureImportances)(?:/|$)")
+
+
 def required_scope(path: str) -> str | None:
     """The scope a path needs (None: any valid key)."""
-    if path.startswith("/v1/admin"):
+    if path.startswith("/v1/admin") or _PERSONALIZER_ADMIN.match(path):
         return "admin"
     if path.endswith(("/decide", "/rank")):
         return "decide"

@@ -16,6 +16,14 @@ accepted and not used by the model.
 with ``base`` = ``/personalizer/v1.0`` and ``/personalizer/v1.1-preview.3``. Requests
 use ``contextFeatures`` (list of objects), ``actions`` (``id`` + ``features`` list),
 ``excludedActions``, ``eventId`` and ``deferActivation``.
+
+The newest generation has no version in its path: ``/personalizer/rank?api-version=
+2022-09-01-preview`` and so on. A request there without ``api-version`` gets 400
+``MissingApiVersionParameter``, one with another version 400
+``UnsupportedApiVersionValue`` naming the supported ones (the Azure REST guidelines'
+answers). Every error on these routes also carries its code in ``x-ms-error-code``.
+The configuration, model and logs routes are in
+:mod:`bandit.server.personalizer_admin`.
 """
 
 from __future__ import annotations
@@ -23,17 +31,22 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bandit.errors import BadRequest
 from bandit.schema import check_id
+from bandit.server import personalizer_admin
 from bandit.server.http import JSONResponse, read_body
 
 if TYPE_CHECKING:
     from bandit.server.service import Service
 
 BASES = ("/personalizer/v1.0", "/personalizer/v1.1-preview.3")
+QUERY_BASE = "/personalizer"  # the generations chosen by ?api-version=
+API_VERSIONS = ("2022-09-01-preview",)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -79,17 +92,74 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
             svc.reward(r)
         return Response(status_code=204)
 
+    handlers = {"rank": rank, "reward": reward, "activate": activate,
+                "multislot_rank": multislot_rank, "multislot_reward": multislot_reward}
     out = []
-    for base in BASES:
-        out += [
-            Route(f"{base}/rank", guarded(svc, rank), methods=["POST"]),
-            Route(f"{base}/events/{{eventId}}/reward", guarded(svc, reward), methods=["POST"]),
-            Route(f"{base}/events/{{eventId}}/activate", guarded(svc, activate),
-                  methods=["POST"]),
-            Route(f"{base}/multislot/rank", guarded(svc, multislot_rank), methods=["POST"]),
-            Route(f"{base}/multislot/events/{{eventId}}/reward", guarded(svc, multislot_reward),
-                  methods=["POST"]),
-            Route(f"{base}/multislot/events/{{eventId}}/activate", guarded(svc, activate),
-                  methods=["POST"]),
-        ]
+    for base in (*BASES, QUERY_BASE):
+        wrap = versioned if base == QUERY_BASE else _identity
+        out += _event_routes(base, {k: personalized(svc, wrap(h), guarded)
+                                    for k, h in handlers.items()})
+        out += personalizer_admin.routes(svc, base, iso=base == QUERY_BASE,
+                                         wrap=lambda h, w=wrap: personalized(svc, w(h),
+                                                                             guarded))
     return out
+
+
+def _event_routes(base: str, h: dict[str, Handler]) -> list[Route]:
+    return [
+        Route(f"{base}/rank", h["rank"], methods=["POST"]),
+        Route(f"{base}/events/{{eventId}}/reward", h["reward"], methods=["POST"]),
+        Route(f"{base}/events/{{eventId}}/activate", h["activate"], methods=["POST"]),
+        Route(f"{base}/multislot/rank", h["multislot_rank"], methods=["POST"]),
+        Route(f"{base}/multislot/events/{{eventId}}/reward", h["multislot_reward"],
+              methods=["POST"]),
+        Route(f"{base}/multislot/events/{{eventId}}/activate", h["activate"],
+              methods=["POST"]),
+    ]
+
+
+def _identity(fn: Handler) -> Handler:
+    return fn
+
+
+def versioned(fn: Handler) -> Handler:
+    """Refuse a request whose ``api-version`` is missing or not one this server speaks."""
+
+    async def wrapper(request: Request) -> Response:
+        version = request.query_params.get("api-version")
+        if not version:
+            raise BadRequest("The api-version query parameter (?api-version=) is required for "
+                             "all requests", field="api-version",
+                             code="MissingApiVersionParameter")
+        if version not in API_VERSIONS:
+            raise BadRequest(f"Unsupported api-version '{version}'. The supported "
+                             f"api-versions are '{', '.join(API_VERSIONS)}'.",
+                             field="api-version", code="UnsupportedApiVersionValue")
+        return await fn(request)
+
+    return wrapper
+
+
+def personalized(svc: Service, fn: Handler, guarded: Callable[[Service, Handler], Handler]
+                 ) -> Handler:
+    """``guarded`` with Personalizer's ``x-ms-error-code`` header on errors."""
+    inner = guarded(svc, fn)
+
+    async def wrapper(request: Request) -> Response:
+        response = await inner(request)
+        if response.status_code >= 400 and isinstance(response, JSONResponse):
+            code = _error_code(response.body)
+            if code:
+                response.headers["x-ms-error-code"] = code
+        return response
+
+    return wrapper
+
+
+def _error_code(body: bytes) -> str:
+    try:
+        err = orjson.loads(body).get("error", {})
+        return str(err.get("code", "")) if isinstance(err, dict) else ""
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+

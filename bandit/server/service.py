@@ -13,10 +13,13 @@ from bandit.errors import BadRequest
 from bandit.events import activation_event, decision_event, reward_event
 from bandit.experiments import Experiment
 from bandit.livestats import LiveStats
+from bandit.loop_admin import load_config
+from bandit.loop_config import LoopConfig
 from bandit.metrics import Metrics
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError
 from bandit.offerstats import OfferStats
 from bandit.policy import VWPolicy, category_of
+from bandit.policy_spec import PolicySpec
 from bandit.schema import NULL_OFFER, RequestParser
 from bandit.settings import Settings
 from bandit.sinks import EventSink, NullSink
@@ -56,6 +59,8 @@ class Service:
     _budgets: bool = field(init=False)  # offer budgets need the user store
     live: LiveStats = field(default_factory=LiveStats)
     _refused: set[tuple[str, str]] = field(default_factory=set)
+    loop: LoopConfig = field(init=False)  # the live configuration (bandit.loop_config)
+    _config_stamp: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.parser = RequestParser(self.settings)
@@ -64,6 +69,8 @@ class Service:
         self._limits_exploration = bool(self._protected) or self.settings.explore_budget > 0
         self._budgets = self.users is not None and bool(self.settings.offer_budgets)
         self.metrics.set_model(self.policy.version, self.policy.name)
+        self.loop = load_config(self.store, self.settings)
+        self._config_stamp = self._stamp()
 
     # -- the decision path ----------------------------------------------------------------
     def decide(self, request: DecideRequest) -> tuple[DecideRequest, Decision]:
@@ -72,7 +79,10 @@ class Service:
         t0 = time.perf_counter()
         if request.user_id is not None or self._budgets:
             request = self._with_user(request)
-        mode = "apprentice" if self.settings.mode == "apprentice" else "model"
+        loop = self.loop
+        mode = loop.serving_mode
+        if loop.exploration is not None and request.explore:
+            request = replace(request, exploration=loop.exploration)
         arm: str | None = None
         if self.settings.holdout > 0 and self._in_holdout(request):
             arm, mode = "holdout", "fixed"
@@ -241,15 +251,39 @@ class Service:
             "created_at": m.created_at if m else None,
             "pinned": bool(self.store is not None and self._pinned()),
             "arm_guard_tripped": self.arm_guard_tripped,
-            "mode": self.settings.mode,
+            "mode": self.mode,
             **({"apprentice": {"decisions": self.apprentice[0],
                                "agreement": self.apprentice[1] / self.apprentice[0]
                                if self.apprentice[0] else None}}
-               if self.settings.mode == "apprentice" else {}),
+               if self.mode == "apprentice" else {}),
             **({"experiment": {"name": self.experiment.name,
                                "arms": {a.name: a.share for a in self.experiment.arms}}}
                if self.experiment is not None else {}),
         }
+
+    @property
+    def mode(self) -> str:
+        """``online``, ``apprentice`` or ``logging_only`` (the live learning mode)."""
+        return {"Online": "online", "Apprentice": "apprentice"}.get(self.loop.learning_mode,
+                                                                     "logging_only")
+
+    def _stamp(self) -> tuple[int, int] | None:
+        if self.store is None:
+            return None
+        try:
+            st = self.store.config_path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def refresh_config(self, force: bool = False) -> bool:
+        """Read the live configuration again if its file changed; True if it did."""
+        stamp = self._stamp()
+        if not force and stamp == self._config_stamp:
+            return False
+        self._config_stamp = stamp
+        self.loop = load_config(self.store, self.settings)
+        return True
 
     def _pinned(self) -> bool:
         assert self.store is not None
@@ -287,6 +321,12 @@ class Service:
                          OfferStats.restore(manifest.extra.get("offer_stats")),
                          manifest.events_learned)
         self.manifest = manifest
+        if manifest.policy != self.policy.name:  # new learning settings
+            try:
+                self.policy.spec = PolicySpec.parse(manifest.policy)
+                self.policy.name = str(self.policy.spec)
+            except ValueError:
+                pass
         self.metrics.model_swaps.labels("ok").inc()
         self.metrics.set_model(manifest.version, self.policy.name, previous)
         log.info("serving model %s (was %s)", manifest.version, previous)
@@ -302,6 +342,7 @@ class Service:
         while True:
             await asyncio.sleep(self.settings.model_poll)
             try:
+                self.refresh_config()
                 await self.refresh_model()
             except Exception:  # keep polling whatever happens; the old model keeps serving
                 log.exception("model poll failed")

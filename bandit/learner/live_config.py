@@ -1,0 +1,77 @@
+"""The learner's side of the live configuration (:mod:`bandit.loop_config`).
+
+:class:`ConfigFollower` notices a new ``config.json`` in the model store (one ``stat``
+per poll) and hands back the configuration to apply: the reward window, default
+reward and aggregation of the join, how often models are published, whether to learn
+at all (``LoggingOnly``), and a new model generation to adopt (a reset, an import or
+new learning settings published by a server).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bandit.learner.join import JoinState
+from bandit.loop_admin import load_config
+from bandit.loop_config import LoopConfig
+from bandit.modelstore import ModelStore
+from bandit.settings import Settings
+
+
+@dataclass
+class LogRange:
+    """The first and last decision timestamps learned (``GET logs/properties``)."""
+
+    start: str | None = None
+    end: str | None = None
+
+    def add(self, timestamp: object) -> None:
+        if isinstance(timestamp, str):
+            if self.start is None or timestamp < self.start:
+                self.start = timestamp
+            if self.end is None or timestamp > self.end:
+                self.end = timestamp
+
+    def snapshot(self) -> dict[str, str] | None:
+        return None if self.start is None or self.end is None else \
+            {"from": self.start, "to": self.end}
+
+    @classmethod
+    def restore(cls, obj: object) -> LogRange:
+        if isinstance(obj, dict):
+            start, end = obj.get("from"), obj.get("to")
+            if isinstance(start, str) and isinstance(end, str):
+                return cls(start, end)
+        return cls()
+
+
+class ConfigFollower:
+    def __init__(self, store: ModelStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._stamp = self._read_stamp()
+        self.config = load_config(store, settings)
+
+    def _read_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.store.config_path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def poll(self) -> LoopConfig | None:
+        """The configuration if its file changed since the last poll, else None."""
+        stamp = self._read_stamp()
+        if stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        self.config = load_config(self.store, self.settings)
+        return self.config
+
+
+def apply_to_join(state: JoinState, config: LoopConfig) -> None:
+    """The join's reward settings from ``config`` (decisions read from now on wait the
+    new window; those already waiting keep theirs)."""
+    state.set_window(config.reward_wait)
+    state.default_reward = config.default_reward
+    state.reward_function = config.reward_aggregation

@@ -1,0 +1,81 @@
+"""Changing Personalizer's service configuration on a running loop (real broker, a real
+two-worker server and a real learner): exploration and the reward window take effect
+without a restart, in every worker and in the learner."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from bandit.stack import Stack
+from tests.streaming.kafka_util import read_topic
+
+pytestmark = pytest.mark.integration
+
+Q = "?api-version=2022-09-01-preview"
+ACTIONS = [{"id": f"a{i}", "features": [{"kind": str(i)}]} for i in range(4)]
+
+
+def rank(c: httpx.Client) -> dict:
+    r = c.post("/personalizer/rank" + Q, json={"contextFeatures": [{"u": "x"}],
+                                               "actions": ACTIONS})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def probabilities(body: dict) -> set[float]:
+    return {round(a["probability"], 6) for a in body["ranking"]}
+
+
+def wait_for(predicate, timeout: float, step: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise TimeoutError("condition not reached")
+
+
+def test_exploration_and_reward_wait_change_on_a_running_loop(broker, prefix, tmp_path):
+    with Stack(tmp_path, policy="epsilon:0.2", bootstrap=broker.bootstrap, prefix=prefix,
+               reward_wait=3600.0, checkpoint_seconds=0.5, model_poll=0.3,
+               workers=2) as stack, httpx.Client(base_url=stack.base, timeout=10) as c:
+        # teach the model that a0 wins (the earliest reward finalises a decision at once)
+        for _ in range(60):
+            body = rank(c)
+            value = 1.0 if body["rewardActionId"] == "a0" else 0.0
+            r = c.post(f"/personalizer/events/{body['eventId']}/reward" + Q,
+                       json={"value": value})
+            assert r.status_code == 204, r.text
+        # VW's own epsilon 0.2 over 4 actions: 0.85 for the best one, 0.05 for the rest
+        wait_for(lambda: all(probabilities(rank(c)) == {0.85, 0.05} for _ in range(20)), 30)
+        learned = wait_for(lambda: stack.model()["events_learned"] >= 60 and
+                           stack.model()["events_learned"], 30)
+        before = [rank(c)["eventId"] for _ in range(3)]  # waits an hour for a reward
+        conf = c.get("/personalizer/configurations/service" + Q).json()
+        assert conf["rewardWaitTime"] == "PT1H" and conf["explorationPercentage"] == 0.2
+        new = {**conf, "explorationPercentage": 0.6, "rewardWaitTime": "PT5S",
+               "defaultReward": 0.25}
+        r = c.put("/personalizer/configurations/service" + Q, json=new)
+        assert r.status_code == 200, r.text
+        assert r.json()["rewardWaitTime"] == "PT5S"
+        # epsilon-greedy with 0.6: 0.4 + 0.15 for the best action, 0.15 for the others;
+        # every worker (40 requests in a row over two workers) within a few polls
+        wait_for(lambda: all(probabilities(rank(c)) == {0.55, 0.15} for _ in range(40)), 15)
+        time.sleep(1.0)  # the learner polls the store at every step (≤ 0.2 s)
+        after = [rank(c)["eventId"] for _ in range(5)]  # no reward: the default after 5 s
+        t0 = time.monotonic()
+        wait_for(lambda: stack.model()["events_learned"] >= learned + 5, 40)
+        assert time.monotonic() - t0 > 2.0  # not at once: the window is 5 s
+        joined = read_topic(stack.bootstrap, prefix + "joined", expect=learned + 5,
+                            timeout=30)
+        by_id = {j["EventId"]: j for j in joined}
+        assert set(after) <= set(by_id), (after, list(by_id))
+        assert all(by_id[e]["_label_cost"] == -0.25 for e in after)  # the new default reward
+        # the decisions made before the change keep their hour-long window
+        assert not set(before) & set(by_id)
+        time.sleep(2.0)
+        assert stack.model()["events_learned"] == learned + 5
