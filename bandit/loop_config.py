@@ -189,8 +189,8 @@ class LoopConfig:
                                 0.0, 1.0),
             reward_aggregation=_aggregation(body["rewardAggregation"]),
             log_retention_days=_retention(body["logRetentionDays"], wait),
-            learning_mode=_mode(body.get("learningMode", self.learning_mode)),
-            model_retrain_days=_retrain(body.get("modelRetrainDays", 0)),
+            learning_mode=_mode(_given(body, "learningMode", self.learning_mode)),
+            model_retrain_days=_retrain(_given(body, "modelRetrainDays", 0)),
             extras=_extras(body), edited_at=now)
         _check_mode_change(self, new)
         return new
@@ -199,6 +199,11 @@ class LoopConfig:
     def serving_mode(self) -> str:
         """What the servers do: ``model``, ``apprentice`` or ``fixed`` (logging only)."""
         return {"Online": "model", "Apprentice": "apprentice"}.get(self.learning_mode, "fixed")
+
+
+def _given(body: dict[str, Any], key: str, default: Any) -> Any:
+    value = body.get(key)
+    return default if value is None else value  # null is an absent optional field
 
 
 def _same(a: float, b: float) -> bool:
