@@ -114,7 +114,7 @@ def test_slow_clients_get_408_and_cannot_starve_a_worker(start_server, tmp_path)
             conns.append(w)
         return conns
 
-    async def main() -> tuple[float, bytes]:
+    async def main() -> tuple[float, float, bytes]:
         conns = await slow_loris(100)
         t0 = time.monotonic()
         async with httpx.AsyncClient(base_url=srv.base) as c:  # a normal client meanwhile
@@ -124,14 +124,20 @@ def test_slow_clients_get_408_and_cannot_starve_a_worker(start_server, tmp_path)
         r0, w0 = await asyncio.open_connection(host, port)
         w0.write(b"POST /v1/decide HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
         await w0.drain()
+        t1 = time.monotonic()
         reply = await asyncio.wait_for(r0.read(), 10)  # the server closes after the 408
+        waited = time.monotonic() - t1
         for w in [*conns, w0]:
             w.close()
-        return took, reply
+        return took, waited, reply
 
-    took, reply = asyncio.run(main())
-    assert took < 2.0  # the slow clients did not hold the worker
+    took, waited, reply = asyncio.run(main())
+    # "answered at once": well inside the 1 s body timeout, so no slow body had to time
+    # out first (a worker held by them would answer after about 1 s)
+    assert took < 0.5, took
     assert reply.startswith(b"HTTP/1.1 408") and b"RequestTimeout" in reply
+    # the slow body is cut at the timeout: 1 s, plus at most the 0.25 s sweep tick
+    assert 0.95 <= waited < 1.25 + 0.3, waited
     with socket.create_connection((host, port)):
         pass  # still accepting
 
