@@ -85,6 +85,43 @@ def test_rate_limits_answer_429_with_retry_after(tmp_path):
         c.close()
 
 
+@pytest.mark.integration
+def test_keys_never_appear_in_the_logs_or_metrics(start_server, tmp_path):
+    """A real server (uvicorn at debug level), every way of sending a key, right and
+    wrong, every refusal: neither the keys, nor their hashes, nor the per-key bucket
+    names (a hash prefix) appear in its log or in /metrics."""
+    wrong = "k-wrong-000"
+    srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "m"), "BANDIT_EVENT_SINK": "none",
+                        "BANDIT_API_KEYS": KEYS, "BANDIT_RATE_LIMIT": "50"},
+                       args=("--log-level", "debug"))
+    srv.wait_ready()
+    body = {"offers": offers(3)}
+    with httpx.Client(base_url=srv.base, timeout=10) as c:
+        codes = []
+        for key in (DECIDER, REWARDER, ADMIN, wrong):
+            for h in ({"Authorization": f"Bearer {key}"}, {"X-API-Key": key},
+                      {"Ocp-Apim-Subscription-Key": key}):
+                codes.append(c.post("/v1/decide", json=body, headers=h).status_code)
+                codes.append(c.post("/v1/rewards", json={"event_id": "e", "reward": 1},
+                                    headers=h).status_code)
+                codes.append(c.post("/v1/admin/pin", json={"version": "999999"},
+                                    headers=h).status_code)
+        for _ in range(80):  # past the rate limit: 429s
+            codes.append(c.post("/v1/decide", json=body,
+                                headers={"X-API-Key": DECIDER}).status_code)
+        metrics = c.get("/metrics", headers={"X-API-Key": ADMIN}).text
+    assert {200, 202, 401, 403, 404, 429} <= set(codes)
+    srv.stop()
+    log = srv.log_path.read_text()
+    assert "Uvicorn running" in log and "Application startup complete" in log  # read
+    secrets = []
+    for key in (DECIDER, REWARDER, ADMIN, wrong):
+        secrets += [key, hash_key(key), hash_key(key)[:16]]
+    for text in (log, metrics):
+        found = [x for x in secrets if x in text]
+        assert not found, found
+
+
 def test_bad_key_configuration_is_refused():
     for bad in ("abc:decide", f"{hash_key('x')}", f"{hash_key('x')}:root",
                 f"{'zz' * 32}:decide"):
