@@ -66,11 +66,12 @@ def prefix() -> str:
 class ServerProcess(Child):
     """A real ``bandit-serve`` process on 127.0.0.1 (uvicorn)."""
 
-    def __init__(self, env: dict[str, str], workers: int = 1, log: Path | None = None) -> None:
+    def __init__(self, env: dict[str, str], workers: int = 1, log: Path | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         super().__init__("server", "bandit.cli.serve",
-                         ["--port", str(self.port), "--workers", str(workers)], env,
+                         ["--port", str(self.port), "--workers", str(workers), *args], env,
                          log or Path(os.devnull))
 
     def wait_ready(self, timeout: float = 60.0, path: str = "/healthz") -> None:
@@ -92,8 +93,9 @@ class ServerProcess(Child):
 def start_server(tmp_path) -> Iterator:
     started: list[ServerProcess] = []
 
-    def start(env: dict[str, str], workers: int = 1) -> ServerProcess:
-        p = ServerProcess(env, workers, tmp_path / f"server-{len(started)}.log")
+    def start(env: dict[str, str], workers: int = 1,
+              args: tuple[str, ...] = ()) -> ServerProcess:
+        p = ServerProcess(env, workers, tmp_path / f"server-{len(started)}.log", args)
         started.append(p)
         return p
 

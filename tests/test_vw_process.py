@@ -89,8 +89,21 @@ def test_a_child_resumes_from_a_saved_model(tmp_path):
     b.close()
 
 
+def only_good(args: str, lines: list[bytes], path) -> bytes:
+    """The model file learned in-process from ``lines`` alone."""
+    here = VWModel(args)
+    try:
+        for line in lines:
+            here.learn_dsjson(line)
+        here.save(path)
+    finally:
+        here.close()
+    return path.read_bytes()
+
+
 def test_a_line_vw_cannot_use_does_not_stop_learning(tmp_path):
-    child = VWProcess(PolicySpec.parse("epsilon:0.1").vw_args(7))
+    args = PolicySpec.parse("epsilon:0.1").vw_args(7)
+    child = VWProcess(args)
     try:
         good = joined_lines(20, 3)
         for line in good[:10]:
@@ -99,12 +112,16 @@ def test_a_line_vw_cannot_use_does_not_stop_learning(tmp_path):
         for line in good[10:]:
             child.learn_dsjson(line)
         child.save(tmp_path / "m.vw")
-        # VW's JSON reader skips what it cannot parse (a refusal would count in errors)
-        assert child.learned + child.errors == child.sent == 21
+        # the bad line was refused and counted, not learned: the model is the one the
+        # 20 good lines alone make, byte for byte
+        assert (child.learned, child.errors, child.sent) == (20, 1, 21)
+        assert (tmp_path / "m.vw").read_bytes() == only_good(args, good, tmp_path / "g.vw")
         for line in good:
             child.learn_dsjson(line)
         child.save(tmp_path / "m2.vw")
-        assert child.learned + child.errors == 41
+        assert (child.learned, child.errors) == (40, 1)
+        assert (tmp_path / "m2.vw").read_bytes() == only_good(args, good + good,
+                                                               tmp_path / "g2.vw")
         learned, errors = child.learned, child.errors
         # a newline is whitespace to JSON: sent as a space, it cannot start a command
         child.learn_dsjson(b'{"a": 1}\n!save ' + str(tmp_path / "x").encode())

@@ -4,6 +4,7 @@ joined by slot id, per-slot exclusions, explanations and the response's path."""
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from bandit.events import parse_decision, parse_reward
 from bandit.learner.daemon import slot_example
@@ -84,12 +85,32 @@ def test_reward_weights_combine_objectives():
     assert slot_rewards(rewards, 3, "sum", -1.0) == [2.5, 1.0, -1.0]
 
 
-def test_explanations(client):
+def test_explanations(app_parts, client):
+    """A model taught that only o2 pays (shown uniformly, with context u) explains its
+    choice of o2 by o2's and the context's features, all lowering o2's cost; a feature
+    it never saw contributes nothing."""
+    from bandit.schema import RequestParser
+
+    settings, policy, _ = app_parts
+    parse = RequestParser(settings).decide
+    ctx = {"u": {"a": "b", "n": 2}}
+    for i in range(400):
+        req = parse(orjson.dumps({"offers": offers(4), "context": ctx}))
+        policy.model.learn(req.context, [o.line for o in req.offers], i % 4,
+                           1.0 if i % 4 == 2 else 0.0, 0.25)
     r = client.post("/v1/decide", json={"offers": offers(4), "explain": True,
-                                        "context": {"u": {"a": "b", "n": 2}}})
+                                        "context": {"u": {**ctx["u"], "unseen": "x"}}})
     body = r.json()
     assert r.status_code == 200 and len(body["explain"]) == 1
     e = body["explain"][0]
-    assert e["id"] == body["slots"][0]["id"] and e["probability"] == body["slots"][0][
-        "probability"]
-    assert isinstance(e["contributions"], list)
+    assert e["id"] == body["slots"][0]["id"] == "o2"
+    assert e["probability"] == body["slots"][0]["probability"] == pytest.approx(0.925)
+    got = {(c["namespace"], c["feature"]): c["contribution"] for c in e["contributions"]}
+    assert set(got) == {("o_id", "id=o2"), ("ocat", "c=2"), ("o", "price"),
+                        ("cu", "a=b"), ("cu", "n")}  # not cu/unseen=x: never learned
+    assert all(v < 0 for v in got.values())  # each lowers the cost of the winner
+    mags = [abs(c["contribution"]) for c in e["contributions"]]
+    assert mags == sorted(mags, reverse=True)
+    for (ns, f), v in got.items():  # weight × value
+        value = 2.0 if f in ("price", "n") else 1.0
+        assert v == pytest.approx(policy.model.weight(ns, f) * value, rel=1e-6)
