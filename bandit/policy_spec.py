@@ -70,7 +70,8 @@ class PolicySpec:
             elif key == "interactions":
                 params[key] = _interactions(value)
             else:
-                params[key] = _number(key, value, key in ("bag", "bits", "first_only", "normalized"))
+                params[key] = _number(key, value,
+                                      key in ("bag", "bits", "first_only", "normalized"))
         spec = cls(kind, tuple(sorted(params.items())))
         spec._check()
         return spec

@@ -100,8 +100,7 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
         out += _event_routes(base, {k: personalized(svc, wrap(h), guarded)
                                     for k, h in handlers.items()})
         out += personalizer_admin.routes(svc, base, iso=base == QUERY_BASE,
-                                         wrap=lambda h, w=wrap: personalized(svc, w(h),
-                                                                             guarded))
+                                         wrap=_wrapper(svc, wrap, guarded))
     return out
 
 
@@ -116,6 +115,14 @@ def _event_routes(base: str, h: dict[str, Handler]) -> list[Route]:
         Route(f"{base}/multislot/events/{{eventId}}/activate", h["activate"],
               methods=["POST"]),
     ]
+
+
+def _wrapper(svc: Service, wrap: Callable[[Handler], Handler],
+             guarded: Callable[[Service, Handler], Handler]) -> Callable[[Handler], Handler]:
+    """The admin routes' wrapper: the api-version check, then ``personalized``."""
+    def apply(fn: Handler) -> Handler:
+        return personalized(svc, wrap(fn), guarded)
+    return apply
 
 
 def _identity(fn: Handler) -> Handler:
@@ -148,7 +155,7 @@ def personalized(svc: Service, fn: Handler, guarded: Callable[[Service, Handler]
     async def wrapper(request: Request) -> Response:
         response = await inner(request)
         if response.status_code >= 400 and isinstance(response, JSONResponse):
-            code = _error_code(response.body)
+            code = _error_code(bytes(response.body))
             if code:
                 response.headers["x-ms-error-code"] = code
         return response
