@@ -260,7 +260,7 @@ def _extras(body: dict[str, Any]) -> dict[str, Any]:
         value = body.get(key)
         if value is None:
             continue
-        if not isinstance(value, kind) or (kind is str and len(value) > 2048):
+        if not isinstance(value, kind) or (isinstance(value, str) and len(value) > 2048):
             raise BadRequest(f"{key} must be a {'boolean' if kind is bool else 'string'}",
                              field=key, code="InvalidServiceConfiguration")
         if key == "autoOptimizationFrequency":

@@ -52,10 +52,10 @@ from bandit.learner.join import Joined, JoinState
 from bandit.learner.live_config import ConfigFollower, LogRange, apply_to_join
 from bandit.learner.vw_process import VWProcess, VWProcessError
 from bandit.loop_admin import LoopAdmin
+from bandit.loop_config import LoopConfig
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError, Slot
 from bandit.offerstats import OfferStats
 from bandit.policy import SLOT_NAMESPACE
-from bandit.loop_config import LoopConfig
 from bandit.settings import Settings
 from bandit.topics import Topics, ensure_topics
 from bandit.vw_adapter import VWModel

@@ -97,11 +97,12 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
     out = []
     for base in (*BASES, QUERY_BASE):
         wrap = versioned if base == QUERY_BASE else _identity
-        out += _event_routes(base, {k: personalized(svc, wrap(h), guarded)
-                                    for k, h in handlers.items()})
-        out += personalizer_admin.routes(svc, base, iso=base == QUERY_BASE,
-                                         wrap=lambda h, w=wrap: personalized(svc, w(h),
-                                                                             guarded))
+
+        def full(h: Handler, w: Callable[[Handler], Handler] = wrap) -> Handler:
+            return personalized(svc, w(h), guarded)
+
+        out += _event_routes(base, {k: full(h) for k, h in handlers.items()})
+        out += personalizer_admin.routes(svc, base, iso=base == QUERY_BASE, wrap=full)
     return out
 
 
@@ -148,7 +149,7 @@ def personalized(svc: Service, fn: Handler, guarded: Callable[[Service, Handler]
     async def wrapper(request: Request) -> Response:
         response = await inner(request)
         if response.status_code >= 400 and isinstance(response, JSONResponse):
-            code = _error_code(response.body)
+            code = _error_code(bytes(response.body))
             if code:
                 response.headers["x-ms-error-code"] = code
         return response

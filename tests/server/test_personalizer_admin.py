@@ -200,7 +200,8 @@ def test_model_export_import_and_reset(parts):
     assert store.current().version != first.version and store.current().sha256 == first.sha256
     assert c.get("/v1/model").json()["version"] == store.current().version
     assert c.request("PUT", "/personalizer/model" + Q, content=raw).status_code == 204
-    for bad, code in ((b"", "InvalidModelImportFormat"), (b"not a model", "InvalidModelImportFormat"),
+    for bad, code in ((b"", "InvalidModelImportFormat"),
+                      (b"not a model", "InvalidModelImportFormat"),
                       (_zip({"model.vw": raw}), "InvalidModelImportFormat"),
                       (_zip({"model.vw": raw + b"x", "manifest.json":
                              orjson.dumps({"sha256": first.sha256})}),
