@@ -50,6 +50,7 @@ class Savable(Protocol):
     def save(self, path: str | Path) -> None: ...
 
 _VERSION_FILE = re.compile(r"^model-(\d+)\.json$")
+_VERSION_NAME = re.compile(r"^\d{1,32}$")
 
 
 class ModelStoreError(Exception):
@@ -261,6 +262,9 @@ class ModelStore:
         return self.dir / "pin.json"
 
     def version(self, version: str) -> Manifest:
+        if not _VERSION_NAME.match(version):  # never a path, never too long for one
+            raise ModelStoreError(f"no version {version[:40]!r}: versions are 1 to 32 "
+                                  "digits")
         path = self.dir / f"model-{version}.json"
         try:
             return Manifest.from_json(path.read_bytes())

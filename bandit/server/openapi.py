@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bandit import __version__
+from bandit.server import openapi_personalizer
 from bandit.server.personalizer import BASES
 
 _FEATURES = {
@@ -166,13 +167,14 @@ def _nullable_optionals(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _allow_null(schemas: dict[str, Any]) -> None:
+def _allow_null(schemas: dict[str, Any], names: tuple[str, ...]) -> None:
     """The service treats ``null`` like an absent optional field: say so."""
-    for name in REQUESTS:
+    for name in names:
         schemas[name] = _nullable_optionals(schemas[name])
 
 
-_allow_null(SCHEMAS)
+_allow_null(SCHEMAS, REQUESTS)
+_allow_null(openapi_personalizer.SCHEMAS, openapi_personalizer.REQUESTS)
 
 
 def openapi_document() -> dict[str, Any]:
@@ -203,22 +205,29 @@ def openapi_document() -> dict[str, Any]:
                              "responses": {"200": {"description": "text exposition"}}}},
     }
     for base in BASES:
-        paths[f"{base}/rank"] = _post("Personalizer Rank", "RankRequest", "201", "RankResponse")
-        paths[f"{base}/events/{{eventId}}/reward"] = _post(
-            "Personalizer Reward", "RewardValue", "204", None, _path_param("eventId"))
-        paths[f"{base}/events/{{eventId}}/activate"] = _post(
-            "Personalizer Activate", None, "204", None, _path_param("eventId"))
-        paths[f"{base}/multislot/rank"] = _post("Personalizer multi-slot Rank",
-                                                "MultiSlotRankRequest", "201",
-                                                "MultiSlotRankResponse")
-        paths[f"{base}/multislot/events/{{eventId}}/reward"] = _post(
-            "Personalizer multi-slot Reward", "MultiSlotReward", "204", None,
-            _path_param("eventId"))
-        paths[f"{base}/multislot/events/{{eventId}}/activate"] = _post(
-            "Personalizer multi-slot Activate", None, "204", None, _path_param("eventId"))
+        _personalizer_events(paths, base)
+    tails = {p[len(BASES[0]):]: item for p, item in paths.items() if p.startswith(BASES[0])}
+    paths.update(openapi_personalizer.paths(_ERRORS, tails))
     return {
         "openapi": "3.1.0",
         "info": {"title": "offer-bandit", "version": __version__},
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": {**SCHEMAS, **openapi_personalizer.SCHEMAS}},
     }
+
+
+def _personalizer_events(paths: dict[str, Any], base: str) -> None:
+    """Personalizer's events routes under a path-versioned ``base``."""
+    paths[f"{base}/rank"] = _post("Personalizer Rank", "RankRequest", "201", "RankResponse")
+    paths[f"{base}/events/{{eventId}}/reward"] = _post(
+        "Personalizer Reward", "RewardValue", "204", None, _path_param("eventId"))
+    paths[f"{base}/events/{{eventId}}/activate"] = _post(
+        "Personalizer Activate", None, "204", None, _path_param("eventId"))
+    paths[f"{base}/multislot/rank"] = _post("Personalizer multi-slot Rank",
+                                            "MultiSlotRankRequest", "201",
+                                            "MultiSlotRankResponse")
+    paths[f"{base}/multislot/events/{{eventId}}/reward"] = _post(
+        "Personalizer multi-slot Reward", "MultiSlotReward", "204", None,
+        _path_param("eventId"))
+    paths[f"{base}/multislot/events/{{eventId}}/activate"] = _post(
+        "Personalizer multi-slot Activate", None, "204", None, _path_param("eventId"))

@@ -97,10 +97,12 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
     out = []
     for base in (*BASES, QUERY_BASE):
         wrap = versioned if base == QUERY_BASE else _identity
-        out += _event_routes(base, {k: personalized(svc, wrap(h), guarded)
-                                    for k, h in handlers.items()})
-        out += personalizer_admin.routes(svc, base, iso=base == QUERY_BASE,
-                                         wrap=_wrapper(svc, wrap, guarded))
+
+        def full(h: Handler, w: Callable[[Handler], Handler] = wrap) -> Handler:
+            return personalized(svc, w(h), guarded)
+
+        out += _event_routes(base, {k: full(h) for k, h in handlers.items()})
+        out += personalizer_admin.routes(svc, base, iso=base == QUERY_BASE, wrap=full)
     return out
 
 
@@ -115,14 +117,6 @@ def _event_routes(base: str, h: dict[str, Handler]) -> list[Route]:
         Route(f"{base}/multislot/events/{{eventId}}/activate", h["activate"],
               methods=["POST"]),
     ]
-
-
-def _wrapper(svc: Service, wrap: Callable[[Handler], Handler],
-             guarded: Callable[[Service, Handler], Handler]) -> Callable[[Handler], Handler]:
-    """The admin routes' wrapper: the api-version check, then ``personalized``."""
-    def apply(fn: Handler) -> Handler:
-        return personalized(svc, wrap(fn), guarded)
-    return apply
 
 
 def _identity(fn: Handler) -> Handler:

@@ -113,11 +113,23 @@ def routes(svc: Service, base: str, *, iso: bool,
         ("/logs/properties", "GET", log_properties),
         ("/logs", "DELETE", delete_logs),
     ]
-    return [Route(base + path, wrap(fn), methods=[method]) for path, method, fn in table]
+    by_path: dict[str, dict[str, Handler]] = {}
+    for path, method, fn in table:
+        by_path.setdefault(path, {})[method] = fn
+    # one route per path, so a method it lacks gets 405 with every method it has in Allow
+    return [Route(base + path, wrap(_by_method(fns)), methods=list(fns))
+            for path, fns in by_path.items()]
+
+
+def _by_method(fns: dict[str, Handler]) -> Handler:
+    async def dispatch(request: Request) -> Response:
+        return await fns["GET" if request.method == "HEAD" else request.method](request)
+
+    return dispatch
 
 
 def _flag(value: str | None, name: str) -> bool:
-    if value is None or value == "":
+    if value is None:
         return False
     low = value.lower()
     if low in ("true", "false"):

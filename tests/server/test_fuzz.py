@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, settings
 from prometheus_client import CollectorRegistry
 from schemathesis.checks import positive_data_acceptance
 
+from bandit.modelstore import ModelStore
 from bandit.policy import VWPolicy
 from bandit.policy_spec import PolicySpec
 from bandit.server.app import create_app
@@ -25,8 +26,9 @@ def _app():
     import tempfile
 
     s = Settings(model_dir=tempfile.mkdtemp(prefix="bandit-fuzz-"), event_sink="none")
+    # with a model store: the configuration, model and logs routes do their real work
     return create_app(s, VWPolicy.fresh(PolicySpec.parse("epsilon:0.1")), NullSink(),
-                      registry=CollectorRegistry())
+                      registry=CollectorRegistry(), store=ModelStore(s.model_dir))
 
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app())
