@@ -2,8 +2,10 @@
 
 Tansu keeps its data in memory, so a restarted broker starts empty. It logs
 enormously with ``RUST_LOG`` set, so that variable is always removed from its
-environment. Anything else in the service only needs ``BANDIT_KAFKA_BOOTSTRAP``:
-pointing at a real Kafka cluster is a configuration change.
+environment. With ``tools_port``, a relay for stock Kafka tools (kcat on an older
+librdkafka) listens there too; see :mod:`bandit.broker_compat`. Anything else in the
+service only needs ``BANDIT_KAFKA_BOOTSTRAP``: pointing at a real Kafka cluster is a
+configuration change.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -61,11 +64,18 @@ class EmbeddedBroker:
     """A Tansu process on ``host:port``; use as a context manager or start()/stop()."""
 
     def __init__(self, port: int = 9092, host: str = "127.0.0.1",
-                 log_path: str | Path | None = None) -> None:
+                 log_path: str | Path | None = None, tools_port: int | None = None) -> None:
         self.host = host
         self.port = port
         self.log_path = Path(log_path) if log_path else None
+        self.tools_port = tools_port
         self.proc: subprocess.Popen[bytes] | None = None
+        self.relay: subprocess.Popen[bytes] | None = None
+
+    @property
+    def tools_bootstrap(self) -> str | None:
+        """Where stock Kafka tools connect (``kcat -b ...``), if a relay was asked for."""
+        return None if self.tools_port is None else f"{self.host}:{self.tools_port}"
 
     @property
     def bootstrap(self) -> str:
@@ -88,12 +98,36 @@ class EmbeddedBroker:
                 out.close()  # type: ignore[union-attr]
         try:
             wait_until_answers(self.bootstrap, timeout)
+            if self.tools_port is not None:
+                self._start_relay(timeout)
         except BrokerError:
             self.stop()
             raise
         return self
 
+    def _start_relay(self, timeout: float) -> None:
+        assert self.tools_port is not None
+        if port_open(self.host, self.tools_port):
+            raise BrokerError(f"port {self.tools_port} on {self.host} is already in use")
+        self.relay = subprocess.Popen(
+            [sys.executable, "-m", "bandit.broker_compat", "--listen",
+             f"{self.host}:{self.tools_port}", "--upstream", self.bootstrap],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not port_open(self.host, self.tools_port):
+            if self.relay.poll() is not None or time.monotonic() > deadline:
+                raise BrokerError(f"the tools relay did not listen on {self.tools_port}")
+            time.sleep(0.05)
+
+    def _stop_relay(self) -> None:
+        relay, self.relay = self.relay, None
+        if relay is not None and relay.poll() is None:
+            relay.kill()
+            relay.wait()
+
     def stop(self, timeout: float = 10.0) -> None:
+        self._stop_relay()
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -106,6 +140,7 @@ class EmbeddedBroker:
 
     def kill(self) -> None:
         """SIGKILL, for fault tests."""
+        self._stop_relay()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()

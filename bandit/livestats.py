@@ -2,7 +2,9 @@
 
 Per series (the policy, or the experiment arm): decisions, explored decisions, rewards
 and their sum. A reward is attributed to the series of the decision it names when this
-worker made that decision (rewards answered by another worker count under ``other``).
+worker made that decision. Alone (``shared`` off), a reward for another worker's decision
+counts under ``other``; with ``shared`` on, it is held until :mod:`bandit.server.shared_live`
+finds the decision's series among the other workers' (``drain`` / ``settle``).
 Bounded: 60 buckets (10 minutes) and the last 20,000 event ids.
 """
 
@@ -30,7 +32,12 @@ class Counts:
 class LiveStats:
     buckets: deque[tuple[float, dict[str, Counts]]] = field(default_factory=deque)
     series_of: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    shared: bool = False  # other workers decide too: hold rewards for unknown decisions
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _new: deque[tuple[str, str, float]] = field(
+        default_factory=lambda: deque(maxlen=MAX_EVENTS))  # decisions since the last drain
+    _held: deque[tuple[str, float, float]] = field(
+        default_factory=lambda: deque(maxlen=MAX_EVENTS))  # rewards, decision not seen here
 
     def _bucket(self, now: float) -> dict[str, Counts]:
         start = now - now % BUCKET_SECONDS
@@ -54,14 +61,43 @@ class LiveStats:
                 self.series_of[event_id] = series
                 if len(self.series_of) > MAX_EVENTS:
                     self.series_of.popitem(last=False)
+                if self.shared:
+                    self._new.append((event_id, series, t))
 
     def reward(self, event_id: str, value: float, now: float | None = None) -> None:
         t = time.time() if now is None else now
         with self._lock:
-            series = self.series_of.get(event_id, "other")
-            c = self._bucket(t).setdefault(series, Counts())
-            c.rewards += int(value > 0)
-            c.reward_sum += value
+            series = self.series_of.get(event_id)
+            if series is None:
+                if self.shared:
+                    self._held.append((event_id, value, t))
+                    return
+                series = "other"
+            self._count(series, value, t)
+
+    def _count(self, series: str, value: float, t: float) -> None:
+        c = self._bucket(t).setdefault(series, Counts())
+        c.rewards += int(value > 0)
+        c.reward_sum += value
+
+    def drain(self) -> tuple[list[tuple[str, str, float]], list[tuple[str, float, float]]]:
+        """The decisions made and the rewards held since the last drain."""
+        with self._lock:
+            new, held = list(self._new), list(self._held)
+            self._new.clear()
+            self._held.clear()
+        return new, held
+
+    def settle(self, series: str, value: float, now: float | None = None) -> None:
+        """Count a held reward under the series found for its decision (in the current
+        bucket: it arrived a moment ago)."""
+        with self._lock:
+            self._count(series, value, time.time() if now is None else now)
+
+    def hold(self, held: list[tuple[str, float, float]]) -> None:
+        """Hold rewards again whose decision is not known yet anywhere."""
+        with self._lock:
+            self._held.extendleft(reversed(held))
 
     def series(self) -> list[str]:
         with self._lock:

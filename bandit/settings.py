@@ -10,6 +10,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bandit.errors import ConfigError
@@ -123,7 +124,8 @@ class Settings:
     diversity_feature: str = "category"
     reward_weights: str = ""
     # users: signals, caps (see bandit.userstore)
-    user_store: str = "memory"
+    user_store: str = "auto"
+    shared_dir: str = ""  # the host's workers share state here (bandit-serve makes one)
     user_salt: str = ""
     signal_ttl: float = 1800.0
     frequency_cap: str = ""
@@ -202,6 +204,7 @@ class Settings:
             diversity_feature=_str(e, "DIVERSITY_FEATURE", cls.diversity_feature),
             reward_weights=_str(e, "REWARD_WEIGHTS", cls.reward_weights),
             user_store=_str(e, "USER_STORE", cls.user_store),
+            shared_dir=_str(e, "SHARED_DIR", cls.shared_dir),
             user_salt=_str(e, "USER_SALT", cls.user_salt),
             signal_ttl=_float(e, "SIGNAL_TTL", cls.signal_ttl, 1.0, 365 * 86400.0),
             frequency_cap=_str(e, "FREQUENCY_CAP", cls.frequency_cap),
@@ -265,10 +268,10 @@ class Settings:
                 check()
             except ValueError as exc:
                 raise ConfigError(f"{PREFIX}{name}: {exc}") from None
-        if not (self.user_store in ("memory", "none") or
+        if not (self.user_store in ("auto", "memory", "none") or
                 self.user_store.startswith(("sqlite:", "redis://", "rediss://", "unix://"))):
-            raise ConfigError(f"{PREFIX}USER_STORE={self.user_store!r}: expected memory, "
-                              "sqlite:PATH, redis://HOST:PORT[/DB] or none")
+            raise ConfigError(f"{PREFIX}USER_STORE={self.user_store!r}: expected auto, "
+                              "memory, sqlite:PATH, redis://HOST:PORT[/DB] or none")
         if self.experiment:
             from bandit.experiments import Experiment
 
@@ -286,6 +289,15 @@ class Settings:
                               "vw:PATH, popularity, uniform or fixed")
         if self.event_sink == "kafka" and not self.kafka_bootstrap:
             raise ConfigError(f"{PREFIX}EVENT_SINK=kafka needs {PREFIX}KAFKA_BOOTSTRAP")
+
+    def user_store_kind(self) -> str:
+        """The user store ``auto`` stands for: one SQLite file in the shared directory
+        when several workers share it (caps and budgets hold across them), else memory."""
+        if self.user_store != "auto":
+            return self.user_store
+        if self.shared_dir and self.workers > 1:
+            return f"sqlite:{Path(self.shared_dir) / 'users.sqlite'}"
+        return "memory"
 
     def weights(self) -> dict[str, float] | None:
         """``click=1,conversion=5`` → weights per reward kind (None: no weighting)."""

@@ -124,7 +124,8 @@ class Stack:
 
     def start_broker(self) -> None:
         if self._bootstrap is None:
-            self.broker = EmbeddedBroker(free_port(), log_path=self.workdir / "broker.log")
+            self.broker = EmbeddedBroker(free_port(), log_path=self.workdir / "broker.log",
+                                         tools_port=free_port())
             self.broker.start()
             self._bootstrap = self.broker.bootstrap
         self.env["BANDIT_KAFKA_BOOTSTRAP"] = self._bootstrap

@@ -16,10 +16,14 @@ per-offer budgets (at most N impressions per period over all users). A capped of
 is removed before the policy decides, so it is never shown and the logged
 probabilities are those of the list actually ranked.
 
-Backends: ``memory`` (default; per process, bounded to ``BANDIT_MAX_USERS`` users, so
-with several workers each enforces caps on the traffic it serves) and
-``sqlite:PATH`` (one file shared by every worker on the host: caps are exact across
-workers).
+Exploration budgets (``BANDIT_EXPLORE_BUDGET``): the store also keeps when each user was
+last served a randomised decision, so a budget holds wherever the user's requests land.
+
+Backends: ``memory`` (per process, bounded to ``BANDIT_MAX_USERS`` users),
+``sqlite:PATH`` (one file shared by every worker on the host: caps and budgets are exact
+across workers) and ``redis://`` (shared by every server). The default, ``auto``, is
+memory for one worker and a SQLite file in ``BANDIT_SHARED_DIR`` for several
+(``Settings.user_store_kind``).
 """
 
 from __future__ import annotations
@@ -125,6 +129,12 @@ class UserStore(Protocol):
 
     def record_reward(self, event_id: str, slot: int, value: float, now: float) -> None: ...
 
+    def explored(self, user: str, since: float) -> int:
+        """How many randomised decisions ``user`` was served since ``since``."""
+        ...
+
+    def record_explored(self, user: str, now: float) -> None: ...
+
 
 @dataclass
 class _User:
@@ -146,6 +156,7 @@ class MemoryUserStore:
         self.events: OrderedDict[str, tuple[float, str, list[tuple[str, str | None]]]] = \
             OrderedDict()
         self.offer_log: dict[str, deque[float]] = {}
+        self.explored_at: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def _horizon(self) -> float:
@@ -239,6 +250,26 @@ class MemoryUserStore:
             offer, cat = shown[slot - 1]
             self._user(user, now).clicks.append((now, offer, cat))
 
+    def explored(self, user: str, since: float) -> int:
+        with self._lock:
+            q = self.explored_at.get(user)
+            while q and q[0] < since:
+                q.popleft()
+            return len(q) if q else 0
+
+    def record_explored(self, user: str, now: float) -> None:
+        with self._lock:
+            q = self.explored_at.get(user)
+            if q is None:
+                q = self.explored_at[user] = deque()
+                while len(self.explored_at) > self.max_users:
+                    self.explored_at.popitem(last=False)  # forgetting only allows exploring
+            else:
+                self.explored_at.move_to_end(user)
+            while q and q[0] < now - self.ttl:
+                q.popleft()
+            q.append(now)
+
 
 class SqliteUserStore:
     """The same signals and caps in one SQLite file shared by the workers of a host."""
@@ -251,6 +282,8 @@ class SqliteUserStore:
     CREATE INDEX IF NOT EXISTS clk_user ON clk (user, t);
     CREATE TABLE IF NOT EXISTS dec (event TEXT PRIMARY KEY, user TEXT, t REAL);
     CREATE INDEX IF NOT EXISTS dec_user ON dec (user, t);
+    CREATE TABLE IF NOT EXISTS exp (user TEXT, t REAL);
+    CREATE INDEX IF NOT EXISTS exp_user ON exp (user, t);
     """
 
     def __init__(self, path: str, ttl: float, frequency_cap: Cap | None = None,
@@ -335,6 +368,7 @@ class SqliteUserStore:
                 db.execute("DELETE FROM imp WHERE t<?", (horizon,))
                 db.execute("DELETE FROM clk WHERE t<?", (now - self.ttl,))
                 db.execute("DELETE FROM dec WHERE t<?", (now - self.ttl,))
+                db.execute("DELETE FROM exp WHERE t<?", (now - self.ttl,))
 
     def record_reward(self, event_id: str, slot: int, value: float, now: float) -> None:
         if value <= 0:
@@ -350,6 +384,16 @@ class SqliteUserStore:
             offer, cat = shown[slot - 1]
             with db:
                 db.execute("INSERT INTO clk VALUES (?, ?, ?, ?)", (user, offer, cat, now))
+
+    def explored(self, user: str, since: float) -> int:
+        (n,) = self._db().execute("SELECT COUNT(*) FROM exp WHERE user=? AND t>=?",
+                                  (user, since)).fetchone()
+        return int(n)
+
+    def record_explored(self, user: str, now: float) -> None:
+        db = self._db()
+        with db:
+            db.execute("INSERT INTO exp VALUES (?, ?)", (user, now))
 
 
 class RedisUserStore:
@@ -454,6 +498,17 @@ class RedisUserStore:
             p.zremrangebyscore(key, "-inf", now - self.ttl)
             p.expire(key, int(self.ttl) + 1)
             p.execute()
+
+    def explored(self, user: str, since: float) -> int:
+        return int(self.r.zcount(f"bandit:u:{user}:exp", since, "+inf"))
+
+    def record_explored(self, user: str, now: float) -> None:
+        key = f"bandit:u:{user}:exp"
+        p = self.r.pipeline()
+        p.zadd(key, {self._member(now, "", None): now})
+        p.zremrangebyscore(key, "-inf", now - self.ttl)
+        p.expire(key, int(self.ttl) + 1)
+        p.execute()
 
 
 def make_user_store(kind: str, ttl: float, frequency_cap: str, budgets: str,

@@ -61,6 +61,15 @@ def store(request, tmp_path):
     return SqliteUserStore(str(tmp_path / "users.db"), 60.0, cap, budgets)
 
 
+def test_explored_decisions_are_counted_per_user_within_a_window(store):
+    for t in (1000.0, 1005.0, 1030.0):
+        store.record_explored("h1", t)
+    store.record_explored("h2", 1031.0)
+    assert store.explored("h1", 999.0) == 3
+    assert store.explored("h1", 1001.0) == 2  # the window starts after the first
+    assert store.explored("h2", 0.0) == 1 and store.explored("nobody", 0.0) == 0
+
+
 def test_signals_expire_and_caps_hold(store):
     u = "h1"
     store.record_decision(u, "e1", [("o1", "travel"), ("o2", "food")], 1000.0)

@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bandit-broker", description=__doc__)
     p.add_argument("--port", type=int, default=9092)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--tools-port", type=int,
+                   help="where stock Kafka tools such as kcat connect (default: port + 1; "
+                        "0: none)")
     p.add_argument("--data-dir", help="where the broker log file goes (data stays in memory)")
     p.add_argument("--partitions", type=int, help="partitions per topic (BANDIT_PARTITIONS)")
     args = p.parse_args(argv)
@@ -36,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
         Path(args.data_dir).mkdir(parents=True, exist_ok=True)
         log_path = Path(args.data_dir) / "tansu.log"
-    broker = EmbeddedBroker(args.port, args.host, log_path)
+    tools = args.port + 1 if args.tools_port is None else args.tools_port
+    broker = EmbeddedBroker(args.port, args.host, log_path, tools or None)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -53,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         broker.stop()
         return 1
     print(f"broker ready at {broker.bootstrap} (topics: {', '.join(topics.all())})", flush=True)
+    if broker.tools_bootstrap:
+        print(f"stock Kafka tools: kcat -b {broker.tools_bootstrap} -C -t "
+              f"{topics.decisions}", flush=True)
     try:
         while not stop.wait(0.5):
             if not broker.running:

@@ -12,6 +12,7 @@ Ctrl-C stops everything cleanly.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"bandit-demo: starting broker, server and learner in {workdir} ...")
         stack.start()
         say(f"  broker {stack.bootstrap}   server {stack.base}   policy {args.policy}")
+        if stack.broker is not None and stack.broker.tools_bootstrap:
+            prefix = {**os.environ, **stack.env}.get("BANDIT_TOPIC_PREFIX", "offers.")
+            say(f"  look at the topics: kcat -b {stack.broker.tools_bootstrap} -C -t "
+                f"{prefix}decisions")
         if args.json:
             print(orjson.dumps({"started": True, "broker": stack.bootstrap, "server": stack.base,
                                 "workdir": str(workdir)}).decode(), flush=True)

@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"bandit-serve: {exc}", file=sys.stderr)
         return 2
+    if settings.workers > 1 and not settings.shared_dir:
+        # state the workers share (user store, live counts, arm guard): one per run
+        settings = settings.with_overrides(shared_dir=tempfile.mkdtemp(prefix="bandit-shared-"))
     os.environ.update(settings.to_env())
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bandit-metrics-")

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -34,6 +35,7 @@ from bandit.server.guard import Guard, parse_keys
 from bandit.server.http import JSONResponse, error_response, read_body
 from bandit.server.openapi import openapi_document
 from bandit.server.service import Service
+from bandit.server.shared_live import SharedLive
 from bandit.server.status import render as render_status
 from bandit.settings import Settings
 from bandit.sinks import EventSink, make_sink
@@ -134,7 +136,7 @@ def native_routes(svc: Service) -> list[Route]:
 
     async def arm_guard_reset(request: Request) -> Response:
         await read_body(request, limit)
-        svc.arm_guard_tripped = False
+        svc.reset_arm_guard()
         return JSONResponse({"arm_guard": "reset"})
 
     async def model(request: Request) -> Response:
@@ -219,20 +221,24 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
             current = store.serving()
             if current is not None and current.version == policy.version:
                 manifest = current
-    users = make_user_store(settings.user_store, settings.signal_ttl, settings.frequency_cap,
+    users = make_user_store(settings.user_store_kind(), settings.signal_ttl,
+                            settings.frequency_cap,
                             settings.offer_budgets, settings.max_users)
     svc = Service(settings, policy, sink, metrics, store, manifest, users,
                   load_salt(settings.user_salt, settings.model_dir),
                   Experiment.parse(settings.experiment) if settings.experiment else None,
-                  make_shadow(settings, policy), make_lgbm_arm(settings))
+                  make_shadow(settings, policy), make_lgbm_arm(settings),
+                  shared=SharedLive(Path(settings.shared_dir) / "live.sqlite")
+                  if settings.shared_dir else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(svc.poll_models()) if store is not None else None
+        tasks = ([asyncio.create_task(svc.poll_models())] if store is not None else []) + \
+            ([asyncio.create_task(svc.share_live_forever())] if svc.shared is not None else [])
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

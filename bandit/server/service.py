@@ -12,7 +12,7 @@ from typing import Any
 from bandit.errors import BadRequest
 from bandit.events import activation_event, decision_event, reward_event
 from bandit.experiments import Experiment
-from bandit.livestats import LiveStats
+from bandit.livestats import Counts, LiveStats
 from bandit.loop_admin import load_config
 from bandit.loop_config import LoopConfig
 from bandit.metrics import Metrics
@@ -21,6 +21,7 @@ from bandit.offerstats import OfferStats
 from bandit.policy import VWPolicy, category_of
 from bandit.policy_spec import PolicySpec
 from bandit.schema import NULL_OFFER, RequestParser
+from bandit.server.shared_live import SharedLive
 from bandit.settings import Settings
 from bandit.sinks import EventSink, NullSink
 from bandit.types import DecideRequest, Decision, Reward
@@ -58,6 +59,7 @@ class Service:
     _limits_exploration: bool = field(init=False)  # protected segments or a budget
     _budgets: bool = field(init=False)  # offer budgets need the user store
     live: LiveStats = field(default_factory=LiveStats)
+    shared: SharedLive | None = None  # the host's workers' counts and arm guard switch
     _refused: set[tuple[str, str]] = field(default_factory=set)
     loop: LoopConfig = field(init=False)  # the live configuration (bandit.loop_config)
     _config_stamp: tuple[int, int] | None = None
@@ -71,6 +73,7 @@ class Service:
         self.metrics.set_model(self.policy.version, self.policy.name)
         self.loop = load_config(self.store, self.settings)
         self._config_stamp = self._stamp()
+        self.live.shared = self.shared is not None
 
     # -- the decision path ----------------------------------------------------------------
     def decide(self, request: DecideRequest) -> tuple[DecideRequest, Decision]:
@@ -126,7 +129,10 @@ class Service:
         # the budget counts decisions made at random (any shown probability below 1)
         if (self.settings.explore_budget and request.user_id is not None and request.explore
                 and decision.slots and min(decision.probabilities[:decision.slots]) < 1.0):
-            self._explored.setdefault(request.user_id, []).append(time.time())
+            if self.users is not None:  # shared by the workers (unless memory, one worker)
+                self.users.record_explored(request.user_id, time.time())
+            else:
+                self._explored.setdefault(request.user_id, []).append(time.time())
         self.live.decision(arm if arm is not None else decision.policy,
                            decision.explored, request.event_id)
         return request, decision
@@ -155,7 +161,7 @@ class Service:
         if now - self._arm_guard_checked < 10.0:
             return False
         self._arm_guard_checked = now
-        w = self.live.window(600)
+        w = self.live_window(600)
         m, b = w.get("model"), w.get(self.settings.arm_guard_baseline)
         if m is None or b is None or min(m.decisions, b.decisions) < self.settings.arm_guard_min:
             return False
@@ -164,10 +170,38 @@ class Service:
                        max(vb * (1 - vb), 1e-9) / b.decisions)
         if vm - vb + margin < -1.645 * se:
             self.arm_guard_tripped = True
+            if self.shared is not None:  # every worker switches
+                self.shared.set_flag("arm_guard", True)
             log.warning("arm guard: the model arm (%.4f) is below %s (%.4f) by more than "
                         "%.4f; serving %s to it", vm, self.settings.arm_guard_baseline, vb,
                         margin, self.settings.arm_guard_baseline)
         return self.arm_guard_tripped
+
+    def reset_arm_guard(self) -> None:
+        self.arm_guard_tripped = False
+        if self.shared is not None:
+            self.shared.set_flag("arm_guard", False)
+
+    # -- live counts: this worker's, or the host's when workers share them ---------------
+    def live_window(self, seconds: float) -> dict[str, Counts]:
+        return (self.shared or self.live).window(seconds)
+
+    def live_timeline(self) -> list[tuple[float, dict[str, Counts]]]:
+        return (self.shared or self.live).timeline()
+
+    def share_live(self) -> None:
+        """Publish this worker's counts and pick up the arm guard's switch."""
+        assert self.shared is not None
+        self.shared.flush(self.live)
+        self.arm_guard_tripped = self.shared.flag("arm_guard")
+
+    async def share_live_forever(self, every: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(self.share_live)
+            except Exception:  # the status page goes stale; serving goes on
+                log.exception("sharing live counts failed")
 
     def _in_holdout(self, request: DecideRequest) -> bool:
         if self.settings.holdout <= 0:
@@ -177,11 +211,15 @@ class Service:
 
     def _may_explore(self, request: DecideRequest) -> bool:
         """Safe exploration: never for protected segments, and at most
-        ``BANDIT_EXPLORE_BUDGET`` explored decisions per user within the signal TTL."""
+        ``BANDIT_EXPLORE_BUDGET`` explored decisions per user within the signal TTL
+        (counted in the user store, so across the workers that share it)."""
         if self._protected and any(key in feats for feats in request.context.values()
                                    for key in self._protected):
             return False
         budget = self.settings.explore_budget
+        if budget and request.user_id is not None and self.users is not None:
+            since = time.time() - self.settings.signal_ttl
+            return self.users.explored(request.user_id, since) < budget
         if budget and request.user_id is not None:
             now = time.time()
             recent = [t for t in self._explored.get(request.user_id, [])

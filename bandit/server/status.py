@@ -1,10 +1,11 @@
 """The live status page at ``/``: one server-rendered HTML page, inline SVG charts, no
 scripts and no build step; it refreshes itself every 5 seconds.
 
-It shows this worker's view (each worker keeps its own recent counts): decisions/s,
-exploration rate, CTR and mean reward per policy or experiment arm over the last ten
-minutes, the model being served (version, age, pinned or not, events learned), the
-learner's lag at its last checkpoint and the local spool depth.
+It shows the host's view when its workers share ``BANDIT_SHARED_DIR`` (``bandit-serve``
+with several workers makes one; see :mod:`bandit.server.shared_live`), else this
+worker's: decisions/s, exploration rate, CTR and mean reward per policy or experiment
+arm over the last ten minutes, the model being served (version, age, pinned or not,
+events learned), the learner's lag at its last checkpoint and the local spool depth.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ def render(svc: Service) -> str:
     sink = svc.sink.health()
     m = svc.manifest
     lag = m.extra.get("lag") if m is not None else None
-    recent = svc.live.window(300)
-    last_minute = svc.live.window(60)
+    recent = svc.live_window(300)
+    last_minute = svc.live_window(60)
     decisions = sum(c.decisions for c in recent.values())
     explored = sum(c.explored for c in recent.values())
     rate = sum(c.decisions for c in last_minute.values()) / 60.0
@@ -91,7 +92,7 @@ def render(svc: Service) -> str:
         rows.append(f"<tr><td>{html.escape(name)}</td><td>{c.decisions}</td>"
                     f"<td>{'—' if ctr is None else f'{ctr:.4f}'}</td>"
                     f"<td>{'—' if mean is None else f'{mean:.4f}'}</td></tr>")
-    timeline = svc.live.timeline()
+    timeline = svc.live_timeline()
     per_s: dict[str, list[tuple[float, float]]] = {}
     ctr_series: dict[str, list[tuple[float, float]]] = {}
     for t, buckets in timeline:
@@ -126,7 +127,8 @@ figure{{margin:1em 0}}figcaption{{font-size:.9em;color:#444}}</style></head><bod
 <th>CTR</th><th>mean reward</th></tr>{''.join(rows)}</table>
 {chart("Decisions per second", per_s, "per 10 s bucket")}
 {chart("CTR over time", ctr_series, "rewarded decisions / decisions")}
-<p style="font-size:.8em;color:#888">This worker's view; refreshes every 5 s.</p>
+<p style="font-size:.8em;color:#888">{"All workers' view" if svc.shared else
+                                        "This worker's view"}; refreshes every 5 s.</p>
 </body></html>"""
 
 

@@ -74,9 +74,17 @@ def test_progressive_spec_and_baselines(sim):
     # popularity beats random in this world
     dist_b, _ = BestConstant().action_dist(logs)
     assert true_value(dist_b, mu) > truth_u
-    # ranking metrics exist for every policy and are probabilities
-    for r in ev.policies.values():
-        assert 0 < r.ranking["mrr"] <= 1 and 0 <= r.ranking["ndcg@3"] <= 1
+    # ranking metrics: the uniform policy ties every eligible offer, so a clicked offer's
+    # rank is (K + 1) / 2 among K, and MRR and NDCG@3 follow in closed form
+    u = ev.policies["uniform"].ranking
+    clicked = logs.reward > 0
+    rank = (logs.mask[clicked].sum(axis=1) + 1) / 2
+    assert u["rows"] == int(clicked.sum()) > 0
+    assert u["mrr"] == pytest.approx(float(np.mean(1 / rank)), rel=1e-12)
+    assert u["ndcg@3"] == pytest.approx(
+        float(np.mean(np.where(rank <= 3, 1 / np.log2(1 + rank), 0.0))), rel=1e-12)
+    # and a policy that learned ranks the clicked offers higher than ties do
+    assert ev.policies["spec:epsilon:0.1"].ranking["mrr"] > u["mrr"]
 
 
 def test_policies_needing_features_say_so(sim):
