@@ -52,6 +52,13 @@ _WORDS = re.compile(r"\w+")
 MAX_WORDS = 64
 
 
+def is_text(name: str) -> bool:
+    """A string feature whose last name part is ``title``, ``text`` or ``description``
+    is free text (the same rule for ``{"item.title": ...}`` and ``{"item": {"title":
+    ...}}``)."""
+    return name.rsplit(".", 1)[-1] in TEXT_FEATURES
+
+
 def finite(x: float) -> bool:
     """True for a value VW can hold (finite as a float32)."""
     return math.isfinite(x) and abs(x) <= MAX_VALUE
@@ -126,7 +133,7 @@ class _Encoder:
         if isinstance(value, bool):
             self._put(ns, escape(name) + ("=true" if value else "=false"), 1.0, path)
         elif isinstance(value, str):
-            if name.rsplit(".", 1)[-1] in TEXT_FEATURES:  # free text: a bag of words
+            if is_text(name):  # free text: a bag of words
                 base = escape(name) + "="
                 for word in _WORDS.findall(value.lower())[:MAX_WORDS]:
                     key = base + escape(word)
@@ -201,7 +208,7 @@ def encode(obj: Any, prefix: str, field: str, limits: Limits) -> Namespaces:
                 tv = type(v)
                 # fast path for the common flat features (one feature each, counted
                 # here); anything else takes the full path
-                if tv is str and len(k) <= quick and k not in TEXT_FEATURES:
+                if tv is str and len(k) <= quick and not is_text(k):
                     enc.count += 1
                     ns[(cached(k) or escape_cached(k)) + "=" +
                        (cached(v) or escape_cached(v))] = 1.0
@@ -213,6 +220,28 @@ def encode(obj: Any, prefix: str, field: str, limits: Limits) -> Namespaces:
                     enc.add(ns, k, v, f"{path}.{k}", 2)
             if enc.count > limits.max_features:
                 raise BadRequest(f"more than {limits.max_features} features", field=field)
+        else:
+            enc.add(enc.ns(prefix), key, value, path, 1)
+    return {k: v for k, v in enc.out.items() if v}
+
+
+def encode_plain(obj: Any, prefix: str, field: str, limits: Limits) -> Namespaces:
+    """:func:`encode` without its fast path for flat features: every value goes through
+    the one general rule. The twin that :func:`encode` must agree with, byte for byte."""
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise BadRequest("features must be a JSON object of namespaces", field=field)
+    enc = _Encoder(limits, field)
+    for key, value in obj.items():
+        path = f"{field}.{key}"
+        if isinstance(value, dict):
+            if len(key.encode("utf-8")) > limits.max_name_bytes:
+                raise BadRequest(f"namespace name longer than {limits.max_name_bytes} bytes",
+                                 field=path)
+            ns = enc.ns(prefix + escape(key))
+            for k, v in value.items():
+                enc.add(ns, k, v, f"{path}.{k}", 2)
         else:
             enc.add(enc.ns(prefix), key, value, path, 1)
     return {k: v for k, v in enc.out.items() if v}

@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 
 from bandit.features import Namespaces
+from bandit.hashing import hash_features
 from bandit.policy import RankingOptions, VWPolicy, _Current
 from bandit.policy_spec import PolicySpec
 from bandit.types import DecideRequest, Offer
@@ -62,8 +63,6 @@ class LGBMRanker:
         self.action_dim = int(self.meta["action_dim"])
 
     def features(self, context: Namespaces, offers: list[Offer], slot: int) -> np.ndarray:
-        from replay.logs import hash_features
-
         ctx = hash_features(context, self.context_dim)
         rows = []
         unknown = len(self.index)

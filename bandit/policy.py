@@ -27,7 +27,6 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Protocol
 
 from bandit.features import Namespaces
 from bandit.offerstats import OfferStats
@@ -86,15 +85,6 @@ def _draw(pmf: list[float], explore: bool, rng: EventDraws) -> tuple[int, float]
         return i, pmf[i]
     last = max(i for i, p in enumerate(pmf) if p > 0)  # u beyond a sum rounded below 1
     return last, pmf[last]
-
-
-class Policy(Protocol):
-    name: str
-
-    def decide(self, request: DecideRequest) -> Decision: ...
-
-    @property
-    def version(self) -> str: ...
 
 
 class EventDraws:

@@ -282,6 +282,7 @@ class Settings:
             if any(a.name == "lgbm" for a in exp.arms) and not self.lgbm_arm:
                 raise ConfigError(f"{PREFIX}EXPERIMENT has an lgbm arm: set {PREFIX}LGBM_ARM "
                                   "to a directory written by bandit-replay train")
+        self._validate_arm_guard()
         if self.shadow_policy and not (self.shadow_policy.startswith("vw:") or
                                        self.shadow_policy in ("popularity", "uniform",
                                                               "fixed")):
@@ -289,6 +290,22 @@ class Settings:
                               "vw:PATH, popularity, uniform or fixed")
         if self.event_sink == "kafka" and not self.kafka_bootstrap:
             raise ConfigError(f"{PREFIX}EVENT_SINK=kafka needs {PREFIX}KAFKA_BOOTSTRAP")
+
+    def _validate_arm_guard(self) -> None:
+        """The arm guard's baseline is an arm kind other than ``model``; when the guard is
+        on, the experiment has both arms (else it would never compare anything)."""
+        from bandit.experiments import ARM_KINDS, Experiment
+
+        kinds = [k for k in ARM_KINDS if k != "model"]
+        if self.arm_guard_baseline not in kinds:
+            raise ConfigError(f"{PREFIX}ARM_GUARD_BASELINE={self.arm_guard_baseline!r}: "
+                              f"expected one of {', '.join(kinds)}")
+        if self.arm_guard_margin > 0:
+            arms = {a.name for a in Experiment.parse(self.experiment).arms} \
+                if self.experiment else set()
+            if not {"model", self.arm_guard_baseline} <= arms:
+                raise ConfigError(f"{PREFIX}ARM_GUARD_MARGIN is on: {PREFIX}EXPERIMENT needs "
+                                  f"a model arm and a {self.arm_guard_baseline} arm")
 
     def user_store_kind(self) -> str:
         """The user store ``auto`` stands for: one SQLite file in the shared directory

@@ -143,7 +143,31 @@ class SpoolReader:
     def __init__(self, directory: Path, *, owned: bool) -> None:
         self.dir = directory
         self.owned = owned
+        if not owned:
+            self._trim_torn_tail()
         self.cursor = self._load_cursor()
+
+    def _trim_torn_tail(self) -> None:
+        """Cut an unterminated last line off an adopted spool's last segment: its writer
+        died mid-write, so no one will finish it, and left in place it would keep the
+        spool from ever counting as drained."""
+        segs = _segments(self.dir)
+        if not segs:
+            return
+        path = _seg_path(self.dir, segs[-1])
+        with open(path, "r+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            end = size
+            while end > 0:
+                f.seek(max(0, end - 65536))
+                chunk = f.read(end - max(0, end - 65536))
+                nl = chunk.rfind(b"\n")
+                if nl >= 0:
+                    end = max(0, end - 65536) + nl + 1
+                    break
+                end = max(0, end - 65536)
+            if end < size:
+                f.truncate(end)
 
     def _load_cursor(self) -> tuple[int, int]:
         try:

@@ -42,14 +42,6 @@ class DecideRequest:
     slot_defaults: tuple[str | None, ...] = ()  # per-slot baseline offer ids (apprentice)
 
 
-@dataclass(frozen=True, slots=True)
-class Ranked:
-    """An offer with the probability the policy gave it."""
-
-    id: str
-    probability: float
-
-
 @dataclass(slots=True)
 class Decision:
     """The outcome of ``policy.decide`` (read-only by convention; not frozen, for the

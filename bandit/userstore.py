@@ -204,13 +204,14 @@ class MemoryUserStore:
     def capped(self, user: str | None, offers: list[str], now: float) -> set[str]:
         out: set[str] = set()
         with self._lock:
-            if self.cap is not None and user is not None and user in self.users:
-                u = self._user(user, now)
-                start = now - self.cap.period
+            if self.cap is not None and user is not None:
+                # an unseen user has no impressions (and is not created by asking)
                 counts: dict[str, int] = {}
-                for t, offer, _ in u.impressions:
-                    if t >= start:
-                        counts[offer] = counts.get(offer, 0) + 1
+                if user in self.users:
+                    start = now - self.cap.period
+                    for t, offer, _ in self._user(user, now).impressions:
+                        if t >= start:
+                            counts[offer] = counts.get(offer, 0) + 1
                 out |= {o for o in offers if counts.get(o, 0) >= self.cap.count}
             for o in offers:
                 b = self.budgets.get(o)

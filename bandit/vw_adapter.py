@@ -1,7 +1,8 @@
 """The one place that talks to Vowpal Wabbit.
 
-It owns the text format (via :mod:`bandit.features`), the label (reward → cost is
-flipped here and nowhere else), ``finish_example`` and the cache of parsed offer
+It owns the text format (via :mod:`bandit.features`), the VW label (cost = −reward,
+the same sign as ``_label_cost`` in the joined DSJSON written by :mod:`bandit.events`
+and the learner), ``finish_example`` and the cache of parsed offer
 examples. Parsing text is most of VW's predict time, so each distinct offer line
 is parsed once and kept (bounded LRU); a request parses only its shared context.
 

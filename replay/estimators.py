@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import numpy as np
 
@@ -78,18 +78,6 @@ class Estimate:
     def as_dict(self) -> dict[str, object]:
         return {"value": self.value, "ci": list(self.ci), "ci_normal": list(self.ci_normal),
                 "n": self.n, **self.extra}
-
-
-class Estimator(Protocol):
-    name: str
-    needs_model: bool
-
-    def value(self, d: OPEData) -> float: ...
-
-    def normal_interval(self, d: OPEData, alpha: float) -> tuple[float, float]: ...
-
-    def estimate(self, d: OPEData, *, alpha: float = 0.05, n_bootstrap: int = 200,
-                 seed: int = 0, method: str = "bootstrap") -> Estimate: ...
 
 
 def _z(alpha: float) -> float:

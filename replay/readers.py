@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from bandit.hashing import hash_features
 from replay.errors import LogError
-from replay.logs import CONTEXT_DIM, LogBuilder, Logs, hash_features
+from replay.logs import CONTEXT_DIM, LogBuilder, Logs
 
 
 def _epoch(ts: Any, fallback: float) -> float:

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bandit.errors import BadRequest
-from bandit.features import Limits, encode, escape, merge, render
+from bandit.features import Limits, encode, encode_plain, escape, merge, render
 
 LIM = Limits()
 
@@ -119,3 +119,38 @@ def test_text_is_a_bag_of_words_and_embeddings_are_dense():
     assert not any(k.startswith("title=Save") for k in out)
     assert out["embedding#0"] == 0.5 and out["embedding#1"] == -0.25
     assert out["category=travel"] == 1.0
+
+
+def _outcome(fn, obj):
+    try:
+        return render(fn(obj, "c", "context", LIM))
+    except BadRequest as exc:
+        return ("error", str(exc), exc.field)
+
+
+names = st.one_of(st.text(max_size=12), st.sampled_from(["title", "item.title", "a.text",
+                                                          "description", "x" * 70 + ".title",
+                                                          "y" * 70, "age"]))
+
+
+flat_value = st.one_of(st.text(max_size=20), st.integers(-10**6, 10**6), st.floats(),
+                       json_value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(names, st.one_of(flat_value, st.dictionaries(names, flat_value,
+                                                                    max_size=6)),
+                       max_size=4))
+def test_the_fast_path_agrees_with_its_plain_twin(obj):
+    """Property: ``encode`` (a fast path for flat string and number features) writes the
+    same bytes, or raises the same error, as ``encode_plain`` (one general rule)."""
+    assert _outcome(encode, obj) == _outcome(encode_plain, obj)
+
+
+def test_a_text_field_is_free_text_however_it_is_written():
+    flat = encode({"user": {"item.title": "Hello World"}}, "c", "context", LIM)
+    nested = encode({"user": {"item": {"title": "Hello World"}}}, "c", "context", LIM)
+    long_key = "k" * 70 + ".title"
+    long = encode({"user": {long_key: "Hello World"}}, "c", "context", LIM)
+    assert flat == nested == {"cuser": {"item.title=hello": 1.0, "item.title=world": 1.0}}
+    assert long == {"cuser": {long_key + "=hello": 1.0, long_key + "=world": 1.0}}

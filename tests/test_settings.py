@@ -35,6 +35,18 @@ def test_bad_values_name_the_variable(name, value):
     assert name.split("_", 1)[1] in str(err.value)
 
 
+def test_the_arm_guard_baseline_is_checked_at_start_up():
+    with pytest.raises(ConfigError, match="ARM_GUARD_BASELINE='populairty'"):
+        Settings.from_env({"BANDIT_ARM_GUARD_BASELINE": "populairty"})
+    with pytest.raises(ConfigError, match="needs a model arm and a uniform arm"):
+        Settings.from_env({"BANDIT_ARM_GUARD_MARGIN": "0.01",
+                           "BANDIT_ARM_GUARD_BASELINE": "uniform",
+                           "BANDIT_EXPERIMENT": "x:model=0.9,popularity=0.1"})
+    s = Settings.from_env({"BANDIT_ARM_GUARD_MARGIN": "0.01",
+                           "BANDIT_EXPERIMENT": "x:model=0.9,popularity=0.1"})
+    assert s.arm_guard_baseline == "popularity"
+
+
 def test_kafka_sink_needs_bootstrap():
     with pytest.raises(ConfigError, match="BANDIT_KAFKA_BOOTSTRAP"):
         Settings.from_env({"BANDIT_EVENT_SINK": "kafka"})

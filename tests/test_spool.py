@@ -64,6 +64,23 @@ def test_orphans_are_adopted_once_their_owner_is_gone(tmp_path):
     live.close()
 
 
+def test_an_adopted_spool_with_a_torn_last_line_drains(tmp_path):
+    dead = SpoolWriter(tmp_path)
+    dead.append("d", "x", b"{}")
+    dead.append("d", "y", b"{}")
+    seg = next(dead.dir.glob("seg-*.log"))
+    with open(seg, "ab") as f:
+        f.write(encode_record("d", "z", b"{}")[:-3])  # the owner died mid-write
+    dead.close()
+    [(path, fd)] = adopt_orphans(tmp_path)
+    r = SpoolReader(path, owned=False)
+    recs = r.read(10)
+    assert [x.key for x in recs] == ["x", "y"]
+    r.commit(recs[-1].end)
+    assert r.drained() and r.pending_bytes() == 0  # the torn tail does not hold it open
+    os.close(fd)
+
+
 def test_a_decision_keeps_its_c_offset_through_the_spool(tmp_path):
     w = SpoolWriter(tmp_path)
     w.append("d", "k0", b'{"EventId":"k0","c":{}}', 15)

@@ -93,6 +93,22 @@ def test_signals_expire_and_caps_hold(store):
     assert "o9" not in store.capped(None, ["o9"], 2060.0)
 
 
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
+def test_a_zero_cap_holds_for_a_user_never_seen(backend, tmp_path, request):
+    """A cap of 0 impressions means never shown: the same for a first-time user on every
+    backend (the memory store used to skip the cap for users it had not seen)."""
+    cap, budgets = Cap(0, 100.0), {}
+    if backend == "memory":
+        store = MemoryUserStore(60.0, cap, budgets, max_users=100)
+    elif backend == "redis":
+        store = RedisUserStore(request.getfixturevalue("redis_url"), 60.0, cap, budgets)
+        store.r.flushdb()
+    else:
+        store = SqliteUserStore(str(tmp_path / "users.db"), 60.0, cap, budgets)
+    assert store.capped("first-visit", ["o1", "o2"], 1000.0) == {"o1", "o2"}
+    assert store.capped(None, ["o1"], 1000.0) == set()  # no user: no frequency cap
+
+
 def test_hashes_and_salts(tmp_path):
     salt = load_salt("", str(tmp_path))
     assert salt == load_salt("", str(tmp_path)) and len(salt) == 32  # stable once created

@@ -15,7 +15,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bandit.livestats import BUCKET_SECONDS, Counts
+from bandit.livestats import BUCKET_SECONDS
 
 if TYPE_CHECKING:
     from bandit.server.service import Service
@@ -131,6 +131,3 @@ figure{{margin:1em 0}}figcaption{{font-size:.9em;color:#444}}</style></head><bod
                                         "This worker's view"}; refreshes every 5 s.</p>
 </body></html>"""
 
-
-def counts_json(recent: dict[str, Counts]) -> dict[str, dict[str, float]]:
-    return {k: dict(c.__dict__) for k, c in recent.items()}
