@@ -9,66 +9,81 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bandit.errors import ConfigError
 
 if TYPE_CHECKING:
+    from bandit.experiments import Experiment
     from bandit.policy import RankingOptions
+    from bandit.policy_spec import PolicySpec
+    from bandit.userstore import Cap
 
 PREFIX = "BANDIT_"
 
 
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    raw = env.get(PREFIX + name)
+_UNSET = object()
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _num(default: float, lo: float, hi: float) -> Any:
+    """A numeric field and the closed range its variable must fall in."""
+    return field(default=default, metadata={"bounds": (lo, hi)})
+
+
+def _one_of(default: str, choices: tuple[str, ...]) -> Any:
+    """A string field that must be one of ``choices``."""
+    return field(default=default, metadata={"choices": choices})
+
+
+def _kind(f: Field[Any]) -> type:
+    return _TYPES[f.type if isinstance(f.type, str) else f.type.__name__]
+
+
+def _read(env: Mapping[str, str], f: Field[Any]) -> Any:
+    """The value of field ``f`` from ``BANDIT_<NAME>``, converted to the field's type
+    (its bounds are checked by :meth:`Settings.validate`)."""
+    name = PREFIX + f.name.upper()
+    raw = env.get(name)
     if raw is None or raw == "":
-        return default
+        return _UNSET
+    kind = _kind(f)
+    if kind is bool:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={raw!r} must be true or false")
     try:
-        value = int(raw)
+        return kind(raw)
     except ValueError:
-        raise ConfigError(f"{PREFIX}{name}={raw!r} is not an integer") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{PREFIX}{name}={value} must be between {lo} and {hi}")
-    return value
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{name}={raw!r} is not {what}") from None
 
 
-def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    raw = env.get(PREFIX + name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{PREFIX}{name}={raw!r} is not a number") from None
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise ConfigError(f"{PREFIX}{name}={raw} must be a finite number in [{lo}, {hi}]")
-    return value
-
-
-def _str(env: Mapping[str, str], name: str, default: str) -> str:
-    raw = env.get(PREFIX + name)
-    return default if raw is None or raw == "" else raw
-
-
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = _str(env, name, default)
-    if value not in choices:
-        raise ConfigError(f"{PREFIX}{name}={value!r} must be one of {', '.join(choices)}")
-    return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(PREFIX + name)
-    if raw is None or raw == "":
-        return default
-    low = raw.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{PREFIX}{name}={raw!r} must be true or false")
+def _check(f: Field[Any], value: Any) -> None:
+    """``value`` is of the field's type and within its declared bounds or choices."""
+    name = PREFIX + f.name.upper()
+    kind = _kind(f)
+    value = float(value) if kind is float and type(value) is int else value
+    if type(value) is not kind:
+        raise ConfigError(f"{name}={value!r} must be of type {kind.__name__}")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    bounds = f.metadata.get("bounds")
+    if bounds is None:
+        return
+    lo, hi = bounds
+    number = cast(float, value)
+    if kind is int and not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} must be between {lo} and {hi}")
+    if kind is float and (not math.isfinite(number) or not lo <= number <= hi):
+        raise ConfigError(f"{name}={value} must be a finite number in [{lo}, {hi}]")
 
 
 @dataclass(frozen=True)
@@ -77,208 +92,117 @@ class Settings:
 
     # serving
     host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
+    port: int = _num(8080, 0, 65535)
+    workers: int = _num(1, 1, 256)
     policy: str = "epsilon:0.05"
-    seed: int = 0
+    seed: int = _num(0, 0, 2**31 - 1)
     # storage
     model_dir: str = "var/models"
-    model_poll: float = 2.0
-    model_keep: int = 20
-    event_sink: str = "auto"
+    model_poll: float = _num(2.0, 0.05, 3600.0)
+    model_keep: int = _num(20, 1, 100000)
+    event_sink: str = _one_of("auto", ("auto", "file", "kafka", "none"))
     event_dir: str = "var/events"
     spool_dir: str = "var/spool"
     # kafka
     kafka_bootstrap: str = ""
     topic_prefix: str = "offers."
-    partitions: int = 4
-    kafka_compression: str = "lz4"  # of the batches every producer of the service sends
+    partitions: int = _num(4, 1, 1024)
+    # of the batches every producer of the service sends
+    kafka_compression: str = _one_of("lz4", ("none", "gzip", "snappy", "lz4", "zstd"))
     # learner
-    reward_wait: float = 600.0
-    reward_function: str = "earliest"
-    default_reward: float = 0.0
-    checkpoint_events: int = 50000
-    checkpoint_seconds: float = 5.0
+    reward_wait: float = _num(600.0, 0.0, 30 * 86400.0)
+    reward_function: str = _one_of("earliest", ("earliest", "sum", "max", "last"))
+    default_reward: float = _num(0.0, -1e9, 1e9)
+    checkpoint_events: int = _num(50000, 1, 10**9)
+    checkpoint_seconds: float = _num(5.0, 0.01, 86400.0)
     learner_process: bool = True
-    guard_margin: float = 0.0
-    long_wait: float = 0.0
-    long_weight: float = 1.0
-    attribution: str = "last"
-    guard_holdout: float = 0.1
+    guard_margin: float = _num(0.0, 0.0, 1e9)
+    long_wait: float = _num(0.0, 0.0, 90 * 86400.0)
+    long_weight: float = _num(1.0, 0.0, 1e6)
+    attribution: str = _one_of("last", ("last", "split"))
+    guard_holdout: float = _num(0.1, 0.001, 0.5)
     # request limits
-    max_offers: int = 50
-    max_body_bytes: int = 1 << 20
-    max_id_bytes: int = 256
-    max_features: int = 256
-    max_name_bytes: int = 256
-    max_depth: int = 4
-    max_slots: int = 3
-    reward_min: float = -1.0
-    reward_max: float = 1.0
+    max_offers: int = _num(50, 1, 10000)
+    max_body_bytes: int = _num(1 << 20, 1024, 1 << 30)
+    max_id_bytes: int = _num(256, 8, 65536)
+    max_features: int = _num(256, 1, 100000)
+    max_name_bytes: int = _num(256, 8, 65536)
+    max_depth: int = _num(4, 1, 32)
+    max_slots: int = _num(3, 1, 50)
+    reward_min: float = _num(-1.0, -1e12, 1e12)
+    reward_max: float = _num(1.0, -1e12, 1e12)
     # ranking: cold start, diversity, objectives
-    warmup_events: int = 0
-    popularity_epsilon: float = 0.2
-    new_offer_impressions: int = 100
-    new_offer_floor: float = 0.02
-    diversity: float = 0.0
+    warmup_events: int = _num(0, 0, 10**12)
+    popularity_epsilon: float = _num(0.2, 0.0, 1.0)
+    new_offer_impressions: int = _num(100, 0, 10**12)
+    new_offer_floor: float = _num(0.02, 0.0, 0.5)
+    diversity: float = _num(0.0, 0.0, 1.0)
     diversity_feature: str = "category"
     reward_weights: str = ""
     # users: signals, caps (see bandit.userstore)
     user_store: str = "auto"
     shared_dir: str = ""  # the host's workers share state here (bandit-serve makes one)
     user_salt: str = ""
-    signal_ttl: float = 1800.0
+    signal_ttl: float = _num(1800.0, 1.0, 365 * 86400.0)
     frequency_cap: str = ""
     offer_budgets: str = ""
-    max_users: int = 100_000
+    max_users: int = _num(100_000, 1, 10**9)
     # access and abuse (see bandit.server.guard)
     api_keys: str = ""
-    rate_limit: float = 0.0
-    reward_rate_limit: float = 0.0
-    request_timeout: float = 10.0
-    max_connections: int = 2048
+    rate_limit: float = _num(0.0, 0.0, 1e9)
+    reward_rate_limit: float = _num(0.0, 0.0, 1e9)
+    request_timeout: float = _num(10.0, 0.1, 3600.0)
+    max_connections: int = _num(2048, 1, 10**6)
     # experiments and rollout (see bandit.experiments)
     experiment: str = ""
-    mode: str = "online"
+    mode: str = _one_of("online", ("online", "apprentice"))
     shadow_policy: str = ""
     lgbm_arm: str = ""
     # causal value and safe exploration
-    holdout: float = 0.0
-    holdout_treatment: str = "none"
-    safe_delta: float = 0.0
-    explore_budget: int = 0
+    holdout: float = _num(0.0, 0.0, 0.5)
+    holdout_treatment: str = _one_of("none", ("none", "default"))
+    safe_delta: float = _num(0.0, 0.0, 1e9)
+    explore_budget: int = _num(0, 0, 10**9)
     protected: str = ""
-    arm_guard_margin: float = 0.0
+    arm_guard_margin: float = _num(0.0, 0.0, 1e9)
     arm_guard_baseline: str = "popularity"
-    arm_guard_min: int = 500
+    arm_guard_min: int = _num(500, 10, 10**9)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every field from its ``BANDIT_*`` variable (unset or empty: the default),
+        check its type and declared bounds, then the cross-field rules."""
         e: Mapping[str, str] = os.environ if env is None else env
-        s = cls(
-            host=_str(e, "HOST", cls.host),
-            port=_int(e, "PORT", cls.port, 0, 65535),
-            workers=_int(e, "WORKERS", cls.workers, 1, 256),
-            policy=_str(e, "POLICY", cls.policy),
-            seed=_int(e, "SEED", cls.seed, 0, 2**31 - 1),
-            model_dir=_str(e, "MODEL_DIR", cls.model_dir),
-            model_poll=_float(e, "MODEL_POLL", cls.model_poll, 0.05, 3600.0),
-            model_keep=_int(e, "MODEL_KEEP", cls.model_keep, 1, 100000),
-            event_sink=_choice(e, "EVENT_SINK", cls.event_sink, ("auto", "file", "kafka", "none")),
-            event_dir=_str(e, "EVENT_DIR", cls.event_dir),
-            spool_dir=_str(e, "SPOOL_DIR", cls.spool_dir),
-            kafka_bootstrap=_str(e, "KAFKA_BOOTSTRAP", cls.kafka_bootstrap),
-            topic_prefix=_str(e, "TOPIC_PREFIX", cls.topic_prefix),
-            partitions=_int(e, "PARTITIONS", cls.partitions, 1, 1024),
-            kafka_compression=_choice(e, "KAFKA_COMPRESSION", cls.kafka_compression,
-                                      ("none", "gzip", "snappy", "lz4", "zstd")),
-            reward_wait=_float(e, "REWARD_WAIT", cls.reward_wait, 0.0, 30 * 86400.0),
-            reward_function=_choice(e, "REWARD_FUNCTION", cls.reward_function,
-                                    ("earliest", "sum", "max", "last")),
-            default_reward=_float(e, "DEFAULT_REWARD", cls.default_reward, -1e9, 1e9),
-            checkpoint_events=_int(e, "CHECKPOINT_EVENTS", cls.checkpoint_events, 1, 10**9),
-            checkpoint_seconds=_float(e, "CHECKPOINT_SECONDS", cls.checkpoint_seconds,
-                                      0.01, 86400.0),
-            learner_process=_bool(e, "LEARNER_PROCESS", cls.learner_process),
-            guard_margin=_float(e, "GUARD_MARGIN", cls.guard_margin, 0.0, 1e9),
-            long_wait=_float(e, "LONG_WAIT", cls.long_wait, 0.0, 90 * 86400.0),
-            long_weight=_float(e, "LONG_WEIGHT", cls.long_weight, 0.0, 1e6),
-            attribution=_choice(e, "ATTRIBUTION", cls.attribution, ("last", "split")),
-            guard_holdout=_float(e, "GUARD_HOLDOUT", cls.guard_holdout, 0.001, 0.5),
-            max_offers=_int(e, "MAX_OFFERS", cls.max_offers, 1, 10000),
-            max_body_bytes=_int(e, "MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 30),
-            max_id_bytes=_int(e, "MAX_ID_BYTES", cls.max_id_bytes, 8, 65536),
-            max_features=_int(e, "MAX_FEATURES", cls.max_features, 1, 100000),
-            max_name_bytes=_int(e, "MAX_NAME_BYTES", cls.max_name_bytes, 8, 65536),
-            max_depth=_int(e, "MAX_DEPTH", cls.max_depth, 1, 32),
-            max_slots=_int(e, "MAX_SLOTS", cls.max_slots, 1, 50),
-            reward_min=_float(e, "REWARD_MIN", cls.reward_min, -1e12, 1e12),
-            reward_max=_float(e, "REWARD_MAX", cls.reward_max, -1e12, 1e12),
-            warmup_events=_int(e, "WARMUP_EVENTS", cls.warmup_events, 0, 10**12),
-            popularity_epsilon=_float(e, "POPULARITY_EPSILON", cls.popularity_epsilon, 0.0,
-                                      1.0),
-            new_offer_impressions=_int(e, "NEW_OFFER_IMPRESSIONS", cls.new_offer_impressions,
-                                       0, 10**12),
-            new_offer_floor=_float(e, "NEW_OFFER_FLOOR", cls.new_offer_floor, 0.0, 0.5),
-            diversity=_float(e, "DIVERSITY", cls.diversity, 0.0, 1.0),
-            diversity_feature=_str(e, "DIVERSITY_FEATURE", cls.diversity_feature),
-            reward_weights=_str(e, "REWARD_WEIGHTS", cls.reward_weights),
-            user_store=_str(e, "USER_STORE", cls.user_store),
-            shared_dir=_str(e, "SHARED_DIR", cls.shared_dir),
-            user_salt=_str(e, "USER_SALT", cls.user_salt),
-            signal_ttl=_float(e, "SIGNAL_TTL", cls.signal_ttl, 1.0, 365 * 86400.0),
-            frequency_cap=_str(e, "FREQUENCY_CAP", cls.frequency_cap),
-            offer_budgets=_str(e, "OFFER_BUDGETS", cls.offer_budgets),
-            max_users=_int(e, "MAX_USERS", cls.max_users, 1, 10**9),
-            api_keys=_str(e, "API_KEYS", cls.api_keys),
-            rate_limit=_float(e, "RATE_LIMIT", cls.rate_limit, 0.0, 1e9),
-            reward_rate_limit=_float(e, "REWARD_RATE_LIMIT", cls.reward_rate_limit, 0.0, 1e9),
-            request_timeout=_float(e, "REQUEST_TIMEOUT", cls.request_timeout, 0.1, 3600.0),
-            max_connections=_int(e, "MAX_CONNECTIONS", cls.max_connections, 1, 10**6),
-            experiment=_str(e, "EXPERIMENT", cls.experiment),
-            mode=_choice(e, "MODE", cls.mode, ("online", "apprentice")),
-            shadow_policy=_str(e, "SHADOW_POLICY", cls.shadow_policy),
-            lgbm_arm=_str(e, "LGBM_ARM", cls.lgbm_arm),
-            holdout=_float(e, "HOLDOUT", cls.holdout, 0.0, 0.5),
-            holdout_treatment=_choice(e, "HOLDOUT_TREATMENT", cls.holdout_treatment,
-                                      ("none", "default")),
-            safe_delta=_float(e, "SAFE_DELTA", cls.safe_delta, 0.0, 1e9),
-            explore_budget=_int(e, "EXPLORE_BUDGET", cls.explore_budget, 0, 10**9),
-            protected=_str(e, "PROTECTED", cls.protected),
-            arm_guard_margin=_float(e, "ARM_GUARD_MARGIN", cls.arm_guard_margin, 0.0, 1e9),
-            arm_guard_baseline=_str(e, "ARM_GUARD_BASELINE", cls.arm_guard_baseline),
-            arm_guard_min=_int(e, "ARM_GUARD_MIN", cls.arm_guard_min, 10, 10**9),
-        )
+        values = {f.name: _read(e, f) for f in fields(cls)}
+        s = cls(**{k: v for k, v in values.items() if v is not _UNSET})
         s.validate()
         return s
 
     def validate(self) -> None:
-        """Cross-field checks, and that the policy spec parses."""
-        from bandit.policy_spec import PolicySpec
-
+        """Every field within its declared bounds, every structured value parsed (the
+        parsed forms below are what the service uses), and the cross-field rules."""
+        for f in fields(self):
+            _check(f, getattr(self, f.name))
         if self.reward_min >= self.reward_max:
             raise ConfigError(f"{PREFIX}REWARD_MIN ({self.reward_min}) must be below "
                               f"{PREFIX}REWARD_MAX ({self.reward_max})")
-        try:
-            if self.policy.startswith("lgbm:"):
-                from bandit.lgbm_policy import parse_lgbm_policy
-
-                parse_lgbm_policy(self.policy)
-            else:
-                PolicySpec.parse(self.policy)
-        except ValueError as exc:
-            raise ConfigError(f"{PREFIX}POLICY={self.policy!r}: {exc}") from None
-        try:
-            self.weights()
-        except ValueError as exc:
-            raise ConfigError(f"{PREFIX}REWARD_WEIGHTS={self.reward_weights!r}: {exc}") \
-                from None
-        from bandit.server.guard import parse_keys
-        from bandit.userstore import Cap, parse_budgets
-
-        try:
-            parse_keys(self.api_keys)
-        except ValueError as exc:  # the message never repeats a key hash
-            raise ConfigError(f"{PREFIX}API_KEYS: {exc}") from None
-
-        for name, check in (("FREQUENCY_CAP", lambda: self.frequency_cap and
-                             Cap.parse(self.frequency_cap)),
-                            ("OFFER_BUDGETS", lambda: parse_budgets(self.offer_budgets))):
+        for name, parsed in (("POLICY", lambda: (self.policy_spec, self.lgbm_policy)),
+                             ("REWARD_WEIGHTS", self.weights),
+                             ("API_KEYS", lambda: self.keys),
+                             ("FREQUENCY_CAP", lambda: self.cap),
+                             ("OFFER_BUDGETS", lambda: self.budgets),
+                             ("EXPERIMENT", lambda: self.experiment_spec)):
             try:
-                check()
-            except ValueError as exc:
-                raise ConfigError(f"{PREFIX}{name}: {exc}") from None
+                parsed()
+            except ValueError as exc:  # API_KEYS: the message never repeats a key hash
+                shown = "" if name == "API_KEYS" else f"={getattr(self, name.lower())!r}"
+                raise ConfigError(f"{PREFIX}{name}{shown}: {exc}") from None
         if not (self.user_store in ("auto", "memory", "none") or
                 self.user_store.startswith(("sqlite:", "redis://", "rediss://", "unix://"))):
             raise ConfigError(f"{PREFIX}USER_STORE={self.user_store!r}: expected auto, "
                               "memory, sqlite:PATH, redis://HOST:PORT[/DB] or none")
-        if self.experiment:
-            from bandit.experiments import Experiment
-
-            try:
-                exp = Experiment.parse(self.experiment)
-            except ValueError as exc:
-                raise ConfigError(f"{PREFIX}EXPERIMENT={self.experiment!r}: {exc}") from None
+        exp = self.experiment_spec
+        if exp is not None:
             if any(a.name == "lgbm" for a in exp.arms) and not self.lgbm_arm:
                 raise ConfigError(f"{PREFIX}EXPERIMENT has an lgbm arm: set {PREFIX}LGBM_ARM "
                                   "to a directory written by bandit-replay train")
@@ -294,15 +218,15 @@ class Settings:
     def _validate_arm_guard(self) -> None:
         """The arm guard's baseline is an arm kind other than ``model``; when the guard is
         on, the experiment has both arms (else it would never compare anything)."""
-        from bandit.experiments import ARM_KINDS, Experiment
+        from bandit.experiments import ARM_KINDS
 
         kinds = [k for k in ARM_KINDS if k != "model"]
         if self.arm_guard_baseline not in kinds:
             raise ConfigError(f"{PREFIX}ARM_GUARD_BASELINE={self.arm_guard_baseline!r}: "
                               f"expected one of {', '.join(kinds)}")
         if self.arm_guard_margin > 0:
-            arms = {a.name for a in Experiment.parse(self.experiment).arms} \
-                if self.experiment else set()
+            exp = self.experiment_spec
+            arms = {a.name for a in exp.arms} if exp is not None else set()
             if not {"model", self.arm_guard_baseline} <= arms:
                 raise ConfigError(f"{PREFIX}ARM_GUARD_MARGIN is on: {PREFIX}EXPERIMENT needs "
                                   f"a model arm and a {self.arm_guard_baseline} arm")
@@ -318,6 +242,10 @@ class Settings:
 
     def weights(self) -> dict[str, float] | None:
         """``click=1,conversion=5`` → weights per reward kind (None: no weighting)."""
+        return self._weights
+
+    @cached_property
+    def _weights(self) -> dict[str, float] | None:
         if not self.reward_weights.strip():
             return None
         out: dict[str, float] = {}
@@ -329,10 +257,56 @@ class Settings:
                 w = float(value)
             except ValueError:
                 raise ValueError(f"weight of {kind.strip()!r} is not a number") from None
-            if w != w or w in (float("inf"), float("-inf")):
+            if not math.isfinite(w):
                 raise ValueError(f"weight of {kind.strip()!r} must be finite")
             out[kind.strip()] = w
         return out
+
+    # the structured settings, parsed once (validate() parses each of them)
+
+    @cached_property
+    def policy_spec(self) -> PolicySpec | None:
+        """The VW policy of ``BANDIT_POLICY`` (None when it names a LightGBM model)."""
+        from bandit.policy_spec import PolicySpec
+
+        return None if self.policy.startswith("lgbm:") else PolicySpec.parse(self.policy)
+
+    @cached_property
+    def lgbm_policy(self) -> tuple[str, float] | None:
+        """``lgbm:DIR[,epsilon=E]`` → (DIR, E); None for a VW policy."""
+        if not self.policy.startswith("lgbm:"):
+            return None
+        from bandit.lgbm_policy import parse_lgbm_policy
+
+        return parse_lgbm_policy(self.policy)
+
+    @cached_property
+    def keys(self) -> list[tuple[bytes, frozenset[str]]]:
+        """``BANDIT_API_KEYS`` as (SHA-256 digest, scopes) pairs."""
+        from bandit.apikeys import parse_keys
+
+        return parse_keys(self.api_keys)
+
+    @cached_property
+    def cap(self) -> Cap | None:
+        """The per-user frequency cap (None: none)."""
+        from bandit.userstore import Cap
+
+        return Cap.parse(self.frequency_cap) if self.frequency_cap else None
+
+    @cached_property
+    def budgets(self) -> dict[str, Cap]:
+        """Per-offer impression budgets."""
+        from bandit.userstore import parse_budgets
+
+        return parse_budgets(self.offer_budgets)
+
+    @cached_property
+    def experiment_spec(self) -> Experiment | None:
+        """The A/B split of ``BANDIT_EXPERIMENT`` (None: no experiment)."""
+        from bandit.experiments import Experiment
+
+        return Experiment.parse(self.experiment) if self.experiment else None
 
     def ranking_options(self) -> RankingOptions:
         from bandit.policy import RankingOptions

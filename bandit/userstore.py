@@ -512,10 +512,9 @@ class RedisUserStore:
         p.execute()
 
 
-def make_user_store(kind: str, ttl: float, frequency_cap: str, budgets: str,
+def make_user_store(kind: str, ttl: float, cap: Cap | None, b: dict[str, Cap],
                     max_users: int) -> UserStore | None:
-    cap = Cap.parse(frequency_cap) if frequency_cap else None
-    b = parse_budgets(budgets)
+    """The backend ``kind`` names, with the frequency cap and budgets already parsed."""
     if kind == "none":
         return None
     if kind == "memory":

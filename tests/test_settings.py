@@ -66,3 +66,34 @@ def test_frozen_and_overrides_validate():
 def test_env_round_trip():
     s = Settings.from_env({"BANDIT_POLICY": "bag:3", "BANDIT_PORT": "1"})
     assert Settings.from_env(s.to_env()) == s
+
+
+def test_every_number_declares_its_bounds_and_overrides_are_checked_against_them():
+    from dataclasses import fields
+
+    numeric = [f for f in fields(Settings) if f.type in ("int", "float", int, float)]
+    assert numeric and all("bounds" in f.metadata for f in numeric), \
+        [f.name for f in numeric if "bounds" not in f.metadata]
+    s = Settings.from_env({})
+    with pytest.raises(ConfigError, match="BANDIT_PORT=70000"):
+        s.with_overrides(port=70000)
+    with pytest.raises(ConfigError, match="BANDIT_EVENT_SINK='s3'"):
+        s.with_overrides(event_sink="s3")
+    with pytest.raises(ConfigError, match="BANDIT_WORKERS='2'"):
+        s.with_overrides(workers="2")
+
+
+def test_structured_settings_are_parsed_once_into_typed_values():
+    from bandit.experiments import Experiment
+    from bandit.policy_spec import PolicySpec
+    from bandit.userstore import Cap
+
+    s = Settings.from_env({"BANDIT_POLICY": "bag:3", "BANDIT_FREQUENCY_CAP": "2/60",
+                           "BANDIT_OFFER_BUDGETS": "o1=5/10",
+                           "BANDIT_EXPERIMENT": "x:model=0.5,uniform=0.5"})
+    assert s.policy_spec == PolicySpec.parse("bag:3") and s.lgbm_policy is None
+    assert s.cap == Cap.parse("2/60") and s.budgets == {"o1": Cap.parse("5/10")}
+    assert s.experiment_spec == Experiment.parse("x:model=0.5,uniform=0.5")
+    assert s.policy_spec is s.policy_spec  # the same object: parsed once
+    with pytest.raises(ConfigError, match="BANDIT_FREQUENCY_CAP='2/0'"):
+        Settings.from_env({"BANDIT_FREQUENCY_CAP": "2/0"})

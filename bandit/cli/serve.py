@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.hash_key is not None:
-        from bandit.server.guard import hash_key
+        from bandit.apikeys import hash_key
 
         print(hash_key(args.hash_key))
         return 0

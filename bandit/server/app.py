@@ -23,7 +23,6 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from bandit.errors import BadRequest
-from bandit.experiments import Experiment
 from bandit.metrics import Metrics, exposition
 from bandit.modelstore import ModelStore, ModelStoreError
 from bandit.offerstats import OfferStats
@@ -31,7 +30,7 @@ from bandit.policy import VWPolicy
 from bandit.policy_spec import PolicySpec
 from bandit.server import personalizer
 from bandit.server.fast import BodyHandler, FastRoutes
-from bandit.server.guard import Guard, parse_keys
+from bandit.server.guard import Guard
 from bandit.server.http import JSONResponse, error_response, read_body
 from bandit.server.openapi import openapi_document
 from bandit.server.service import Service
@@ -221,12 +220,11 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
             current = store.serving()
             if current is not None and current.version == policy.version:
                 manifest = current
-    users = make_user_store(settings.user_store_kind(), settings.signal_ttl,
-                            settings.frequency_cap,
-                            settings.offer_budgets, settings.max_users)
+    users = make_user_store(settings.user_store_kind(), settings.signal_ttl, settings.cap,
+                            settings.budgets, settings.max_users)
     svc = Service(settings, policy, sink, metrics, store, manifest, users,
                   load_salt(settings.user_salt, settings.model_dir),
-                  Experiment.parse(settings.experiment) if settings.experiment else None,
+                  settings.experiment_spec,
                   make_shadow(settings, policy), make_lgbm_arm(settings),
                   shared=SharedLive(Path(settings.shared_dir) / "live.sqlite")
                   if settings.shared_dir else None)
@@ -245,7 +243,7 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
             sink.close()
 
     routes = native_routes(svc) + personalizer.routes(svc, guarded) + ops_routes(svc)
-    guard = Middleware(Guard, keys=parse_keys(settings.api_keys), rate=settings.rate_limit,
+    guard = Middleware(Guard, keys=settings.keys, rate=settings.rate_limit,
                        reward_rate=settings.reward_rate_limit,
                        body_timeout=settings.request_timeout,
                        on_refuse=lambda code: metrics.errors.labels(code).inc())
@@ -313,7 +311,9 @@ def make_shadow(settings: Settings, policy: VWPolicy) -> tuple[VWPolicy, str] | 
 
 def load_policy(settings: Settings, store: ModelStore) -> VWPolicy:
     """The store's current model if it loads and verifies, else a fresh one."""
-    spec = PolicySpec.parse(settings.policy)
+    spec = settings.policy_spec
+    if spec is None:
+        raise ValueError("a LightGBM policy is not loaded from the model store")
     try:
         manifest = store.serving()
         if manifest is not None:
@@ -337,7 +337,7 @@ def app_from_env() -> Starlette:
                                                    "%(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per-connection chatter
     settings = Settings.from_env()
-    if settings.policy.startswith("lgbm:"):  # a trained LightGBM model: no hot swap
+    if settings.lgbm_policy is not None:  # a trained LightGBM model: no hot swap
         from bandit.lgbm_policy import LGBMPolicy
 
         lgbm = LGBMPolicy(settings.policy, settings.seed, settings.ranking_options())

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from bandit.apikeys import hash_key, parse_keys
 from bandit.policy import VWPolicy
 from bandit.policy_spec import PolicySpec
 from bandit.server.app import create_app
-from bandit.server.guard import hash_key, parse_keys
 from bandit.settings import Settings
 from bandit.sinks import NullSink
 from tests.server.conftest import Client, offers

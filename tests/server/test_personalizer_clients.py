@@ -18,7 +18,7 @@ from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from msrest.authentication import CognitiveServicesCredentials
 
-from bandit.server.guard import hash_key
+from bandit.apikeys import hash_key
 
 pytestmark = pytest.mark.integration
 
