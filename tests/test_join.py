@@ -148,3 +148,22 @@ def test_a_pending_decision_the_topic_lost_is_forgotten_and_counted():
     r.forget("e1")
     assert r.sizes["pending"] == 0 and r.counters.lost == 1
     assert r.add_reward(rew("e1"), 1) == []  # its reward is an orphan now, not a crash
+
+
+def test_a_new_window_applies_to_decisions_made_after_it_however_late_they_are_read():
+    def at(eid, ts):
+        d = dec(eid)
+        d.timestamp = ts
+        return d
+
+    s = JoinState(wait=3600)
+    s.set_window(5, since="2026-01-01T12:00:00.000Z")  # 1 h → 5 s at noon
+    # read after the change (a lagging learner), made before it: the hour stands
+    s.add_decision(at("before", "2026-01-01T11:59:59.990Z"), 100)
+    s.add_decision(at("after", "2026-01-01T12:00:00.010Z"), 100)
+    assert [j.decision["EventId"] for j in s.expire(105)] == ["after"]
+    assert s.expire(3699) == []
+    again = JoinState(wait=5)  # the windows survive a checkpoint
+    again.restore(s.snapshot())
+    assert again.windows == [("2026-01-01T12:00:00.000Z", 3600.0)]
+    assert [j.decision["EventId"] for j in again.expire(3700)] == ["before"]

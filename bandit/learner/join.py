@@ -117,6 +117,9 @@ class Counters:
         return dict(self.__dict__)
 
 
+MAX_WINDOWS = 16  # reward windows remembered for decisions made before a change
+
+
 class JoinState:
     def __init__(self, wait: float, reward_function: str = "earliest",
                  default_reward: float = 0.0, retention: float | None = None,
@@ -142,13 +145,28 @@ class JoinState:
         self.counters = Counters()
         self._ordered = True  # pending decisions' deadlines are in insertion order
         self._latest = 0.0  # the latest deadline given to a pending decision
+        # earlier reward windows, oldest first: (when it was replaced, its wait)
+        self.windows: list[tuple[str, float]] = []
 
-    def set_window(self, wait: float) -> None:
-        """A new reward window for the decisions read from now on (those waiting keep
-        theirs). A shorter one makes a new decision's deadline come before older ones':
-        until those are gone, :meth:`expire` scans every pending decision."""
+    def set_window(self, wait: float, since: str | None = None) -> None:
+        """A new reward window for the decisions made from ``since`` on (an ISO-8601 UTC
+        time, compared with each decision's ``Timestamp``; None: every decision read from
+        now on). Decisions made before it keep the window in force when they were made,
+        however late the learner reads them; those waiting keep theirs. A shorter window
+        makes a new decision's deadline come before older ones': until those are gone,
+        :meth:`expire` scans every pending decision."""
+        if since is not None and wait != self.wait:
+            self.windows = [*self.windows[-(MAX_WINDOWS - 1):], (since, self.wait)]
         self.wait = wait
         self.retention = max(2 * wait, 60.0)
+
+    def _window(self, timestamp: str) -> float:
+        """The reward window of a decision made at ``timestamp``: the wait in force then
+        (``windows`` holds when each earlier one ended)."""
+        for until, wait in self.windows:
+            if timestamp < until:
+                return wait
+        return self.wait
 
     # -- events ----------------------------------------------------------------------
     def add_decision(self, d: LoggedDecision, now: float,
@@ -159,7 +177,8 @@ class JoinState:
             self.counters.duplicates += 1
             return []
         orphan = self.orphans.pop(eid, None)
-        p = Pending(d.raw, now + max(self.wait, self.long_wait), d.deferred,
+        wait = self._window(d.timestamp) if self.windows else self.wait
+        p = Pending(d.raw, now + max(wait, self.long_wait), d.deferred,
                     orphan is not None and orphan.activated,
                     orphan.rewards if orphan is not None else [], d.body, d.c_at, ref)
         if self.long_wait > 0:
@@ -306,6 +325,7 @@ class JoinState:
             "done": self.done,
             "counters": self.counters.as_dict(),
             "by_user": self.by_user,
+            "windows": self.windows,
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -321,6 +341,7 @@ class JoinState:
         self.by_user = {u: [(float(t), str(e)) for t, e in v]
                         for u, v in snap.get("by_user", {}).items()}
         self.counters = Counters(**{k: int(v) for k, v in snap.get("counters", {}).items()})
+        self.windows = [(str(t), float(w)) for t, w in snap.get("windows", [])]
         self._ordered = _in_order([p.deadline for p in self.pending.values()])
         self._latest = max((p.deadline for p in self.pending.values()), default=0.0)
 

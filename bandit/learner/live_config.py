@@ -70,8 +70,8 @@ class ConfigFollower:
 
 
 def apply_to_join(state: JoinState, config: LoopConfig) -> None:
-    """The join's reward settings from ``config`` (decisions read from now on wait the
-    new window; those already waiting keep theirs)."""
-    state.set_window(config.reward_wait)
+    """The join's reward settings from ``config``: decisions made since its last edit
+    wait the new window, those made before keep the one in force then."""
+    state.set_window(config.reward_wait, config.edited_at)
     state.default_reward = config.default_reward
     state.reward_function = config.reward_aggregation
