@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,12 +183,35 @@ class _Encoder:
         ns[feature] = value
 
 
-def encode(obj: Any, prefix: str, field: str, limits: Limits) -> Namespaces:
-    """Encode a JSON features object into canonical namespaces.
+def _fill_fast(enc: _Encoder, ns: dict[str, float], value: dict[str, Any], path: str) -> None:
+    """A namespace's features, with a fast path for the common flat ones (one feature
+    each, counted here); anything else takes the general rule of :meth:`_Encoder.add`."""
+    limits = enc.limits
+    quick = limits.max_name_bytes // 4  # a name this short is within the byte limit
+    cached = _ESCAPED.get
+    for k, v in value.items():
+        tv = type(v)
+        if tv is str and len(k) <= quick and not is_text(k):
+            enc.count += 1
+            ns[(cached(k) or escape_cached(k)) + "=" + (cached(v) or escape_cached(v))] = 1.0
+        elif (tv is float or tv is int) and len(k) <= quick and -MAX_VALUE <= v <= MAX_VALUE:
+            enc.count += 1
+            ns[cached(k) or escape_cached(k)] = float(v) if abs(v) >= MIN_VALUE else 0.0
+        else:
+            enc.add(ns, k, v, f"{path}.{k}", 2)
+    if enc.count > limits.max_features:
+        raise BadRequest(f"more than {limits.max_features} features", field=enc.field)
 
-    Top-level object values are namespaces; other top-level values are features of
-    the default namespace ``prefix``. Raises :class:`BadRequest` naming ``field``.
-    """
+
+def _fill_plain(enc: _Encoder, ns: dict[str, float], value: dict[str, Any], path: str) -> None:
+    """A namespace's features, every one through the general rule (the plain twin)."""
+    for k, v in value.items():
+        enc.add(ns, k, v, f"{path}.{k}", 2)
+
+
+def _encode(obj: Any, prefix: str, field: str, limits: Limits,
+            fill: Callable[[_Encoder, dict[str, float], dict[str, Any], str], None]
+            ) -> Namespaces:
     if obj is None:
         return {}
     if not isinstance(obj, dict):
@@ -201,50 +225,25 @@ def encode(obj: Any, prefix: str, field: str, limits: Limits) -> Namespaces:
             if len(key.encode("utf-8")) > limits.max_name_bytes:
                 raise BadRequest(f"namespace name longer than {limits.max_name_bytes} bytes",
                                  field=path)
-            ns = enc.ns(prefix + escape(key))
-            quick = limits.max_name_bytes // 4  # a name this short is within the byte limit
-            cached = _ESCAPED.get
-            for k, v in value.items():
-                tv = type(v)
-                # fast path for the common flat features (one feature each, counted
-                # here); anything else takes the full path
-                if tv is str and len(k) <= quick and not is_text(k):
-                    enc.count += 1
-                    ns[(cached(k) or escape_cached(k)) + "=" +
-                       (cached(v) or escape_cached(v))] = 1.0
-                elif (tv is float or tv is int) and len(k) <= quick and \
-                        -MAX_VALUE <= v <= MAX_VALUE:
-                    enc.count += 1
-                    ns[cached(k) or escape_cached(k)] = float(v) if abs(v) >= MIN_VALUE else 0.0
-                else:
-                    enc.add(ns, k, v, f"{path}.{k}", 2)
-            if enc.count > limits.max_features:
-                raise BadRequest(f"more than {limits.max_features} features", field=field)
+            fill(enc, enc.ns(prefix + escape(key)), value, path)
         else:
             enc.add(enc.ns(prefix), key, value, path, 1)
     return {k: v for k, v in enc.out.items() if v}
+
+
+def encode(obj: Any, prefix: str, field: str, limits: Limits) -> Namespaces:
+    """Encode a JSON features object into canonical namespaces.
+
+    Top-level object values are namespaces; other top-level values are features of
+    the default namespace ``prefix``. Raises :class:`BadRequest` naming ``field``.
+    """
+    return _encode(obj, prefix, field, limits, _fill_fast)
 
 
 def encode_plain(obj: Any, prefix: str, field: str, limits: Limits) -> Namespaces:
     """:func:`encode` without its fast path for flat features: every value goes through
     the one general rule. The twin that :func:`encode` must agree with, byte for byte."""
-    if obj is None:
-        return {}
-    if not isinstance(obj, dict):
-        raise BadRequest("features must be a JSON object of namespaces", field=field)
-    enc = _Encoder(limits, field)
-    for key, value in obj.items():
-        path = f"{field}.{key}"
-        if isinstance(value, dict):
-            if len(key.encode("utf-8")) > limits.max_name_bytes:
-                raise BadRequest(f"namespace name longer than {limits.max_name_bytes} bytes",
-                                 field=path)
-            ns = enc.ns(prefix + escape(key))
-            for k, v in value.items():
-                enc.add(ns, k, v, f"{path}.{k}", 2)
-        else:
-            enc.add(enc.ns(prefix), key, value, path, 1)
-    return {k: v for k, v in enc.out.items() if v}
+    return _encode(obj, prefix, field, limits, _fill_plain)
 
 
 def merge(*parts: Namespaces) -> Namespaces:
