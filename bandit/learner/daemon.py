@@ -47,10 +47,11 @@ from bandit.events import (
     parse_decision_head,
     parse_reward,
 )
+from bandit.learner import backend
+from bandit.learner.backend import BackendDied, LearnerBackend
 from bandit.learner.guard import PromotionGuard
 from bandit.learner.join import Joined, JoinState
 from bandit.learner.live_config import ConfigFollower, LogRange, apply_to_join
-from bandit.learner.vw_process import VWProcess, VWProcessError
 from bandit.loop_admin import LoopAdmin
 from bandit.loop_config import LoopConfig
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError, Slot
@@ -58,7 +59,6 @@ from bandit.offerstats import OfferStats
 from bandit.policy import SLOT_NAMESPACE
 from bandit.settings import Settings
 from bandit.topics import Topics, ensure_topics
-from bandit.vw_adapter import VWModel
 
 log = logging.getLogger("bandit.learner")
 
@@ -102,7 +102,7 @@ def whole(j: Joined) -> dict[str, Any]:
     return j.decision if j.body is None else {**j.decision, "c": orjson.loads(j.body)["c"]}
 
 
-def learn_joined(model: VWModel | VWProcess, stats: OfferStats, j: Joined,
+def learn_joined(model: LearnerBackend, stats: OfferStats, j: Joined,
                  line: bytes, full: dict[str, Any] | None = None) -> None:
     """Learn every shown slot of a joined decision (``line``: its CB DSJSON, which is
     slot 1's example; ``full``: its whole event if already decoded) and count each
@@ -173,9 +173,7 @@ class Learner:
         self.loop = self.follower.config
         apply_to_join(self.state, self.loop)
         self._generation = self.loop.generation
-        self.model = self._restore()
-        # the VW child produces the joined events it learns (not in-process VW)
-        self._emit = isinstance(self.model, VWProcess) and self.model.emits
+        self.model: LearnerBackend = self._restore()
         self._published_learned = self.state.counters.learned
         self._last_checkpoint = time.monotonic()
         self._since_checkpoint = 0
@@ -185,7 +183,7 @@ class Learner:
         self.producer: Any = None
 
     # -- restore -----------------------------------------------------------------------
-    def _restore(self) -> VWModel | VWProcess:
+    def _restore(self) -> LearnerBackend:
         man = self.store.current()
         if man is not None:
             try:
@@ -208,18 +206,16 @@ class Learner:
         # a server may serve a LightGBM model; the learner always learns a VW policy
         spec = LoopAdmin(self.s, self.store).spec(self.loop)
         self.policy = str(spec)
-        if self.s.learner_process:
-            return VWProcess(spec.vw_args(self.s.seed), emit=self._emit_to())
-        return VWModel(spec.vw_args(self.s.seed))
+        return backend.fresh(spec.vw_args(self.s.seed), child=self.s.learner_process,
+                             emit=self._emit_to())
 
-    def _load(self, man: Manifest) -> VWModel | VWProcess:
+    def _load(self, man: Manifest) -> LearnerBackend:
         """A stored model to learn on from (VW in a child process, or in-process)."""
-        if not self.s.learner_process:
-            return self.store.load(man)
+        path = self.store.verify(man)
         try:
-            return VWProcess.load(self.store.verify(man), emit=self._emit_to())
-        except VWProcessError as exc:
-            raise ModelStoreError(str(exc)) from None
+            return backend.load(path, child=self.s.learner_process, emit=self._emit_to())
+        except Exception as exc:  # VW raises plain RuntimeError on a corrupt file
+            raise ModelStoreError(f"VW could not load {path}: {exc}") from None
 
     # -- the live configuration ------------------------------------------------------
     def follow_config(self) -> None:
@@ -240,9 +236,8 @@ class Learner:
         """Learn on from the model a server put in place (reset, import, new learning
         settings). A checkpoint being saved is dropped: it holds the replaced model."""
         if self._ckpt is not None:
-            with contextlib.suppress(VWProcessError):
-                if isinstance(self.model, VWProcess):
-                    self.model.save_done(wait=True)
+            with contextlib.suppress(BackendDied):
+                self.model.save_done(wait=True)
             self._ckpt.slot.discard()
             self._ckpt = None
         assert config.generation_version is not None
@@ -374,10 +369,10 @@ class Learner:
         now = self.clock()
         joined: list[Joined] = []
         last: dict[tuple[str, int], Any] = {}  # the last message of each partition
-        feed = self.model.pump if isinstance(self.model, VWProcess) else None
+        feed = self.model.pump
         for i, m in enumerate(messages):
-            if feed is not None and i % 128 == 0:
-                feed()  # keep the VW child busy while this batch is decoded and joined
+            if i % 128 == 0:
+                feed()  # keep a VW child busy while this batch is decoded and joined
             err = m.error()
             if err is not None:  # a transient client condition, not a message
                 log.warning("consumer: %s", err)
@@ -392,8 +387,7 @@ class Learner:
         joined += self.state.expire(now)
         for j in joined:
             self._learn(j)
-        if feed is not None:
-            feed()
+        feed()
         self._since_checkpoint += len(joined)
         self.producer.poll(0)  # serve delivery reports
         if self._ckpt is not None:
@@ -442,11 +436,10 @@ class Learner:
             self._produce(self.topics.joined, str(d["EventId"]).encode(), out)
             return
         held = self.guard is not None and self.guard.held_out(str(d["EventId"]))
-        if self._emit and not multi and not held:
+        if self.model.emits and not multi and not held:
             # the usual event, VW in a child: it learns the whole joined line (reading
             # only the label and ``c``) and writes it to offers.joined; spliced from the
             # body's bytes, which go to the child as they are
-            assert isinstance(self.model, VWProcess)
             key = str(d["EventId"]).encode()
             if j.body is None:
                 self.model.learn_and_emit(key, orjson.dumps(joined_event(d, j.reward,
@@ -469,8 +462,7 @@ class Learner:
         if held:
             assert self.guard is not None and full is not None
             self.guard.add(full, j.reward)  # held out for the promotion guard, not learned
-        elif self._emit and multi:  # the child learns every slot, then writes the event
-            assert isinstance(self.model, VWProcess)
+        elif self.model.emits and multi:  # the child learns every slot, then writes it
             try:
                 lines = slot_lines(j, learn, full)
             except Exception as exc:  # no example for a slot: keep going, as VW refusing
@@ -483,7 +475,7 @@ class Learner:
         else:
             try:
                 learn_joined(self.model, self.offer_stats, j, learn, full)
-            except VWProcessError:
+            except BackendDied:
                 raise  # the child learning VW died: stop (a restart resumes exactly-once)
             except Exception as exc:  # VW refused this example: keep the model, keep going
                 self.learn_errors += 1
@@ -533,15 +525,12 @@ class Learner:
         slot = self.store.reserve()
         self._ckpt = _Checkpoint(slot, learned, offsets, extra)
         try:
-            if isinstance(self.model, VWProcess):
-                self.model.save_begin(slot.tmp)
-                return None
-            self.model.save(slot.tmp)
+            self.model.save_begin(slot.tmp)  # VW in a child saves while the daemon goes on
         except BaseException:
             self._ckpt = None
             slot.discard()
             raise
-        return self._finish_checkpoint(wait=True)
+        return self._finish_checkpoint(wait=False)
 
     def _finish_checkpoint(self, wait: bool) -> Manifest | None:
         """Publish the checkpoint begun last, once its model is saved (None until then,
@@ -549,7 +538,7 @@ class Learner:
         ck = self._ckpt
         assert ck is not None
         try:
-            if isinstance(self.model, VWProcess) and not self.model.save_done(wait=wait):
+            if not self.model.save_done(wait=wait):
                 return None
         except BaseException:
             self._ckpt = None
@@ -634,6 +623,6 @@ class Learner:
         return {"version": self.manifest.version if self.manifest else None,
                 **self.state.counters.as_dict(), **self.state.sizes,
                 "dead_letters": self.dead_letters,
-                "learn_errors": self.learn_errors + getattr(self.model, "errors", 0),
-                "output_errors": self.output_errors + getattr(self.model, "refused", 0),
+                "learn_errors": self.learn_errors + self.model.errors,
+                "output_errors": self.output_errors + self.model.refused,
                 "guard_blocked": self.guard.blocked if self.guard else 0}
