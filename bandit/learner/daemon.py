@@ -195,7 +195,9 @@ class Learner:
             self.policy = man.policy
             ref = man.extra.get("join_state")
             if isinstance(ref, dict):
-                self.state.restore(orjson.loads(self.store.read_attachment(ref)))
+                snap = orjson.loads(self.store.read_attachment(ref))
+                self.state.restore(snap)
+                self._restore_guard(snap)
                 self.offsets = dict(man.offsets)
                 self.dead_letters = int(man.extra.get("dead_letters", 0))
                 self.offer_stats = OfferStats.restore(man.extra.get("offer_stats"))
@@ -208,6 +210,16 @@ class Learner:
         self.policy = str(spec)
         return backend.fresh(spec.vw_args(self.s.seed), child=self.s.learner_process,
                              emit=self._emit_to())
+
+    def _restore_guard(self, snap: dict[str, Any]) -> None:
+        """The promotion guard's held-out events, and the version it last promoted."""
+        if self.guard is None:
+            return
+        self.guard.restore(snap.get("guard"))
+        # what the guard let through last is what is served: the version it pinned, or
+        # the latest one when nothing is pinned (a version is checked as it is published)
+        with contextlib.suppress(ModelStoreError):
+            self._promoted = self.store.serving()
 
     def _load(self, man: Manifest) -> LearnerBackend:
         """A stored model to learn on from (VW in a child process, or in-process)."""
@@ -506,7 +518,10 @@ class Learner:
         on (the lines it is sent later come after the save in its pipe); the manifest
         is written by :meth:`_finish_checkpoint` once the file is on disk. Returns the
         manifest when it is written at once (nothing new learned, or VW in-process)."""
-        ref = self.store.write_attachment("state", orjson.dumps(self.state.snapshot()))
+        snap = self.state.snapshot()
+        if self.guard is not None:
+            snap["guard"] = self.guard.snapshot()
+        ref = self.store.write_attachment("state", orjson.dumps(snap))
         extra: dict[str, Any] = {"join_state": ref, "counters": self.state.counters.as_dict(),
                                  "dead_letters": self.dead_letters, "sizes": self.state.sizes,
                                  "offer_stats": self.offer_stats.snapshot(),

@@ -9,7 +9,9 @@ are both evaluated on the most recent held-out events with the replay estimator 
 value is below the promoted one by more than ``BANDIT_GUARD_MARGIN``, the store is
 pinned to the promoted version (``reason: guard``) so servers keep serving it; the
 learner keeps learning, and the first later version that passes lifts the pin. Pins set
-by people (``bandit-learn models pin``) are never lifted by the learner.
+by people (``bandit-learn models pin``) are never lifted by the learner. The held-out
+events are checkpointed with the join state, so after a restart the first new version
+is checked like every other.
 """
 
 from __future__ import annotations
@@ -50,6 +52,22 @@ class PromotionGuard:
                                 decision["a"][0] - 1, reward, float(decision["p"][0])))
         while len(self.events) > self.size:
             self.events.popleft()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The held-out events and the blocked count, JSON-ready (checkpointed with the
+        join state, so a restarted learner checks its first new model like any other)."""
+        return {"events": [[e.context, e.lines, e.chosen, e.reward, e.probability]
+                           for e in self.events], "blocked": self.blocked}
+
+    def restore(self, snap: Any) -> None:
+        if not isinstance(snap, dict):
+            return
+        self.events = deque((Held(dict(c), [str(x) for x in lines], int(k), float(r), float(p))
+                             for c, lines, k, r, p in snap.get("events", [])),
+                            maxlen=None)
+        while len(self.events) > self.size:
+            self.events.popleft()
+        self.blocked = int(snap.get("blocked", 0))
 
     def value(self, model: VWModel) -> float:
         """SNIPS value of ``model``'s exploration policy on the held-out events."""

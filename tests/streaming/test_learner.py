@@ -353,6 +353,11 @@ def test_the_guard_rail_keeps_a_worse_model_from_being_served(broker, prefix, tm
         run_learner(learner, lambda: learner.state.counters.learned >= 2100)
         better = learner.checkpoint()
         assert store.pinned() is None and store.serving().version == better.version
+        held = len(learner.guard.events)
+        learner.close()  # a restart keeps the guard's held-out events and promoted version
+        learner = Learner(s)
+        learner.connect()
+        assert len(learner.guard.events) == held
         # now the model goes wrong (say, a bug teaches it the opposite of the truth)
         for i in range(3000):
             wrong = decision(f"x{i}", i % 2)  # offer 1 never clicked, offer 0 always
