@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from bandit.checkpoint import Checkpoint
 from bandit.errors import BadRequest
 from bandit.events import utc_now
 from bandit.learning_settings import arguments_of, spec_from_arguments
@@ -203,11 +204,7 @@ class LoopAdmin:
 
 
 def _log_range(manifest: Manifest | None) -> tuple[str, str] | None:
-    logs = manifest.extra.get("logs") if manifest is not None else None
-    if isinstance(logs, dict) and isinstance(logs.get("from"), str) and \
-            isinstance(logs.get("to"), str):
-        return str(logs["from"]), str(logs["to"])
-    return None
+    return Checkpoint.of(manifest).log_range()
 
 
 def _unpack(body: bytes) -> tuple[bytes, str | None]:

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from bandit import kafka_client
+from bandit.checkpoint import Checkpoint
 from bandit.errors import BadRequest
 from bandit.events import (
     C_AT,
@@ -193,15 +194,15 @@ class Learner:
                     from None
             self.manifest = man
             self.policy = man.policy
-            ref = man.extra.get("join_state")
-            if isinstance(ref, dict):
-                snap = orjson.loads(self.store.read_attachment(ref))
+            ck = Checkpoint.of(man)
+            if ck.join_state is not None:
+                snap = orjson.loads(self.store.read_attachment(ck.join_state))
                 self.state.restore(snap)
                 self._restore_guard(snap)
                 self.offsets = dict(man.offsets)
-                self.dead_letters = int(man.extra.get("dead_letters", 0))
-                self.offer_stats = OfferStats.restore(man.extra.get("offer_stats"))
-            self.logs = LogRange.restore(man.extra.get("logs"))
+                self.dead_letters = ck.dead_letters
+                self.offer_stats = OfferStats.restore(ck.offer_stats)
+            self.logs = LogRange.restore(ck.logs)
             log.info("resuming from model %s (%d events learned)", man.version,
                      self.state.counters.learned)
             return model
@@ -265,7 +266,7 @@ class Learner:
         old.close()
         self._generation = config.generation
         self.manifest, self.policy = man, man.policy
-        self.offer_stats = OfferStats.restore(man.extra.get("offer_stats"))
+        self.offer_stats = OfferStats.restore(Checkpoint.of(man).offer_stats)
         self._published_learned = self.state.counters.learned
         self._dirty = True  # the next checkpoint records this learner's offsets on it
         log.info("learning on from model %s (%s), as the configuration says", man.version,
@@ -522,11 +523,9 @@ class Learner:
         if self.guard is not None:
             snap["guard"] = self.guard.snapshot()
         ref = self.store.write_attachment("state", orjson.dumps(snap))
-        extra: dict[str, Any] = {"join_state": ref, "counters": self.state.counters.as_dict(),
-                                 "dead_letters": self.dead_letters, "sizes": self.state.sizes,
-                                 "offer_stats": self.offer_stats.snapshot(),
-                                 "logs": self.logs.snapshot(),
-                                 "lag": self.lag()}
+        extra = Checkpoint(ref, self.state.counters.as_dict(), self.dead_letters,
+                           self.state.sizes, self.offer_stats.snapshot(), self.logs.snapshot(),
+                           self.lag()).to_extra()
         learned = self.state.counters.learned
         offsets = dict(self.offsets)
         self._since_checkpoint = 0

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from bandit.checkpoint import Checkpoint
 from bandit.errors import BadRequest
 from bandit.metrics import Metrics, exposition
 from bandit.modelstore import ModelStore, ModelStoreError
@@ -324,7 +325,7 @@ def load_policy(settings: Settings, store: ModelStore) -> VWPolicy:
                 pass
             return VWPolicy(spec, model, manifest.version, settings.seed,
                             settings.ranking_options(),
-                            OfferStats.restore(manifest.extra.get("offer_stats")),
+                            OfferStats.restore(Checkpoint.of(manifest).offer_stats),
                             manifest.events_learned)
     except ModelStoreError as exc:
         log.warning("not serving the stored model: %s; starting from a fresh one", exc)

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bandit.checkpoint import Checkpoint
 from bandit.errors import BadRequest
 from bandit.events import activation_event, decision_event, reward_event
 from bandit.experiments import Experiment
@@ -356,7 +357,7 @@ class Service:
             return False
         previous = self.policy.version
         self.policy.swap(model, manifest.version,
-                         OfferStats.restore(manifest.extra.get("offer_stats")),
+                         OfferStats.restore(Checkpoint.of(manifest).offer_stats),
                          manifest.events_learned)
         self.manifest = manifest
         if manifest.policy != self.policy.name:  # new learning settings

@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bandit.checkpoint import Checkpoint
 from bandit.livestats import BUCKET_SECONDS
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def render(svc: Service) -> str:
     info = svc.model_info()
     sink = svc.sink.health()
     m = svc.manifest
-    lag = m.extra.get("lag") if m is not None else None
+    lag = Checkpoint.of(m).lag if m is not None else None
     recent = svc.live_window(300)
     last_minute = svc.live_window(60)
     decisions = sum(c.decisions for c in recent.values())
