@@ -78,7 +78,7 @@ class LoopAdmin:
         if config.policy is not None:
             return spec_from_arguments(config.policy.arguments)
         return PolicySpec.parse(self.s.policy if not self.s.policy.startswith("lgbm:")
-                                else "epsilon:0.05")
+                                else Settings.policy)
 
     def policy_json(self, config: LoopConfig | None = None) -> dict[str, str]:
         config = config or self.config()

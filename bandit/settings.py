@@ -79,11 +79,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
-    policy: str = "epsilon:0.05"
+    policy: str = "squarecb:gamma=10,lr=3,normalized=0"  # see README, learning quality
     seed: int = 0
     # storage
     model_dir: str = "var/models"
-    model_poll: float = 2.0
+    model_poll: float = 0.5
     model_keep: int = 20
     event_sink: str = "auto"
     event_dir: str = "var/events"
@@ -99,7 +99,11 @@ class Settings:
     default_reward: float = 0.0
     checkpoint_events: int = 50000
     checkpoint_seconds: float = 5.0
+    # a young model is published sooner: first after this many events learned, then
+    # whenever the events learned since the last model reach those it had (0 = off)
+    checkpoint_first_events: int = 32
     learner_process: bool = True
+    standardize: bool = True  # numeric context features standardised by the model
     guard_margin: float = 0.0
     long_wait: float = 0.0
     long_weight: float = 1.0
@@ -179,7 +183,10 @@ class Settings:
             checkpoint_events=_int(e, "CHECKPOINT_EVENTS", cls.checkpoint_events, 1, 10**9),
             checkpoint_seconds=_float(e, "CHECKPOINT_SECONDS", cls.checkpoint_seconds,
                                       0.01, 86400.0),
+            checkpoint_first_events=_int(e, "CHECKPOINT_FIRST_EVENTS",
+                                         cls.checkpoint_first_events, 0, 10**9),
             learner_process=_bool(e, "LEARNER_PROCESS", cls.learner_process),
+            standardize=_bool(e, "STANDARDIZE", cls.standardize),
             guard_margin=_float(e, "GUARD_MARGIN", cls.guard_margin, 0.0, 1e9),
             long_wait=_float(e, "LONG_WAIT", cls.long_wait, 0.0, 90 * 86400.0),
             long_weight=_float(e, "LONG_WEIGHT", cls.long_weight, 0.0, 1e6),

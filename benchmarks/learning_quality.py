@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bandit.policy import VWPolicy  # noqa: E402
 from bandit.policy_spec import PolicySpec  # noqa: E402
+from bandit.scaling import Standardizer  # noqa: E402
 from bandit.schema import RequestParser  # noqa: E402
 from bandit.settings import Settings  # noqa: E402
 from bandit.stack import Stack  # noqa: E402
@@ -91,13 +92,31 @@ def summary(rewards: Sequence[float], rows: int) -> dict[str, float]:
 
 
 # -- in-process learners ---------------------------------------------------------------
+def publish_points(settings: Settings, rate: float) -> Callable[[int], bool]:
+    """Whether the learner publishes a model after ``n`` events learned, at ``rate``
+    events a second: the young-model schedule, then every checkpoint interval."""
+    every = max(1, round(rate * settings.checkpoint_seconds))
+    first = settings.checkpoint_first_events
+
+    def due(n: int) -> bool:
+        young = first > 0 and n >= first and n & (n - 1) == 0 and n % first == 0
+        return young or n % every == 0
+    return due
+
+
 def run_vw(spec: str, x: np.ndarray, y: np.ndarray, passes: int, seed: int,
-           delay: int = 0) -> list[float]:
+           delay: int = 0, standardize: bool = True, rate: float = 100.0) -> list[float]:
     """The service's request parser, policy and VW adapter in process; each decision is
-    learned (with its logged probability) ``delay`` decisions after it was made."""
+    learned (with its logged probability) ``delay`` decisions after it was made. With
+    ``standardize``, the numeric features are standardised as the learner does, the
+    snapshot refreshed when it would publish a model at ``rate`` decisions a second."""
     settings = Settings(policy=spec, seed=seed)
     parser = RequestParser(settings)
     policy = VWPolicy.fresh(PolicySpec.parse(spec), seed, settings.ranking_options())
+    if standardize:
+        policy.model.standardize(Standardizer())
+    due = publish_points(settings, rate)
+    learned = 0
     classes = int(y.max()) + 1
     pending: list[tuple[Any, int, float, float]] = []
     out: list[float] = []
@@ -113,6 +132,9 @@ def run_vw(spec: str, x: np.ndarray, y: np.ndarray, passes: int, seed: int,
             while len(pending) > delay:
                 r, c, v, p = pending.pop(0)
                 policy.model.learn(r.context, [o.line for o in r.offers], c, v, p)
+                learned += 1
+                if standardize and due(learned):
+                    policy.model.refresh_scale()
             i += 1
     policy.close()
     return out
@@ -163,6 +185,7 @@ def run_service(x: np.ndarray, y: np.ndarray, passes: int, seed: int, rate: floa
                       extra_env={"BANDIT_SEED": str(seed)})
         stack.start()
         try:
+            stack.wait_learner()  # a learner that runs already, as in a deployment
             with httpx.Client(base_url=stack.base, timeout=10) as c:
                 start = time.monotonic()
                 i = 0
@@ -260,13 +283,16 @@ def main() -> None:
                 measured.append(info)
             res["learners"]["service"] = spread(runs)
             res["service_runs"] = measured
-            delay = int(statistics.median(m["delay_median"] for m in measured
-                                          if m["delay_median"] is not None))
+            known = [m["delay_median"] for m in measured if m["delay_median"] is not None]
+            # no learned model served at all: as if it learned nothing
+            delay = int(statistics.median(known)) if known else rows * args.passes
             res["service_delay_decisions"] = delay
         learners: dict[str, Callable[[int], list[float]]] = {
-            "vw_every_round": lambda s: run_vw(spec, x, y, args.passes, s),
-            "vw_service_delay": lambda s: run_vw(spec, x, y, args.passes, s, delay),
-            "vw_previous_default": lambda s: run_vw(PREVIOUS_DEFAULT, x, y, args.passes, s),
+            "vw_every_round": lambda s: run_vw(spec, x, y, args.passes, s, rate=args.rate),
+            "vw_service_delay": lambda s: run_vw(spec, x, y, args.passes, s, delay,
+                                                 rate=args.rate),
+            "vw_previous_default": lambda s: run_vw(PREVIOUS_DEFAULT, x, y, args.passes, s,
+                                                    standardize=False),
             "linucb": lambda s: run_mabwiser("linucb", x, y, args.passes, s),
             "lingreedy": lambda s: run_mabwiser("lingreedy", x, y, args.passes, s),
             "uniform": lambda s: run_uniform(x, y, args.passes, s),

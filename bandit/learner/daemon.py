@@ -58,6 +58,7 @@ from bandit.offerstats import OfferStats
 from bandit.policy import SLOT_NAMESPACE
 from bandit.settings import Settings
 from bandit.topics import Topics, ensure_topics
+from bandit.scaling import Standardizer
 from bandit.vw_adapter import VWModel
 
 log = logging.getLogger("bandit.learner")
@@ -208,18 +209,33 @@ class Learner:
         # a server may serve a LightGBM model; the learner always learns a VW policy
         spec = LoopAdmin(self.s, self.store).spec(self.loop)
         self.policy = str(spec)
-        if self.s.learner_process:
-            return VWProcess(spec.vw_args(self.s.seed), emit=self._emit_to())
-        return VWModel(spec.vw_args(self.s.seed))
+        model: VWModel | VWProcess = \
+            VWProcess(spec.vw_args(self.s.seed), emit=self._emit_to()) \
+            if self.s.learner_process else VWModel(spec.vw_args(self.s.seed))
+        return self._standardize(model, None)
 
     def _load(self, man: Manifest) -> VWModel | VWProcess:
         """A stored model to learn on from (VW in a child process, or in-process)."""
         if not self.s.learner_process:
-            return self.store.load(man)
+            return self._standardize(self.store.load(man), man)
         try:
-            return VWProcess.load(self.store.verify(man), emit=self._emit_to())
+            model = VWProcess.load(self.store.verify(man), emit=self._emit_to())
         except VWProcessError as exc:
             raise ModelStoreError(str(exc)) from None
+        return self._standardize(model, man)
+
+    def _standardize(self, model: VWModel | VWProcess,
+                     man: Manifest | None) -> VWModel | VWProcess:
+        """Learn with standardised numeric context features (``BANDIT_STANDARDIZE``),
+        from the statistics of the checkpoint ``man`` (see :mod:`bandit.scaling`)."""
+        if not self.s.standardize:
+            return model
+        state = self.store.feature_scale(man) if man is not None else {}
+        if isinstance(model, VWProcess):
+            model.standardize(state)
+        else:
+            model.standardize(Standardizer.restore(state))
+        return model
 
     # -- the live configuration ------------------------------------------------------
     def follow_config(self) -> None:
@@ -495,7 +511,18 @@ class Learner:
         if not self._dirty and self._since_checkpoint == 0:
             return False
         return (self._since_checkpoint >= self.s.checkpoint_events or
+                self._young_model_due() or
                 time.monotonic() - self._last_checkpoint >= self.loop.model_export)
+
+    def _young_model_due(self) -> bool:
+        """A young model is published when the events it learned since the last one
+        reach ``checkpoint_first_events`` and the events the last one had learned
+        (after 32, 64, 128, … events): the first models, which change most, reach the
+        servers in a fraction of the interval; a mature one waits for the interval."""
+        first = self.s.checkpoint_first_events
+        if first <= 0 or self._ckpt is not None:
+            return False
+        return self._since_checkpoint >= max(first, self._published_learned)
 
     def checkpoint(self) -> Manifest:
         """Model + join state + offsets, atomically; then commit offsets for monitoring.
@@ -526,6 +553,8 @@ class Learner:
         self._dirty = False
         self._last_checkpoint = time.monotonic()
         if self.manifest is not None and learned == self._published_learned:
+            if "feature_scale" in self.manifest.extra:  # the same model: the same scale
+                extra["feature_scale"] = self.manifest.extra["feature_scale"]
             self._flush_outputs()
             self.manifest = self.store.update(self.manifest, offsets, extra)
             self._commit_offsets(offsets)
@@ -556,6 +585,9 @@ class Learner:
             ck.slot.discard()
             raise
         self._ckpt = None
+        if self.model.saved_scale is not None:  # what the saved model is served with
+            ck.extra["feature_scale"] = self.store.write_attachment(
+                "state", orjson.dumps(self.model.saved_scale))
         generation = self._generation
         self.follow_config()
         if self._generation != generation:  # a server replaced the model meanwhile:
