@@ -23,6 +23,8 @@ Side by side, on the same rows in the same order:
 * ``vw_previous_default``: the previous default spec (``epsilon:0.05``), every round.
 * ``linucb`` / ``lingreedy``: MABWiser's LinUCB (alpha 1) and LinGreedy (epsilon 0.1),
   learning every round.
+* ``coba_linucb`` / ``coba_lints``: coba's LinUCB (alpha 1) and linear Thompson
+  sampling, learning every round.
 * ``uniform``: a uniformly random choice.
 
 Learners that draw at random run with ``--seeds`` seeds (the service with
@@ -61,6 +63,7 @@ from bandit.settings import Settings  # noqa: E402
 from bandit.stack import Stack  # noqa: E402
 
 PREVIOUS_DEFAULT = "epsilon:0.05"
+PEERS = ("linucb", "lingreedy", "coba_linucb", "coba_lints")
 DATA_SEED = 0  # the one shuffle of the rows
 
 
@@ -163,6 +166,26 @@ def run_mabwiser(kind: str, x: np.ndarray, y: np.ndarray, passes: int,
     return out
 
 
+def run_coba(kind: str, x: np.ndarray, y: np.ndarray, passes: int, seed: int) -> list[float]:
+    """coba's LinUCB (alpha 1) and linear Thompson sampling, one one-hot action per class
+    (its default features: 1, a, ax), learning every round with its own probabilities."""
+    from coba.learners import LinTSLearner, LinUCBLearner
+
+    classes = int(y.max()) + 1
+    actions = [tuple(1.0 if j == a else 0.0 for j in range(classes)) for a in range(classes)]
+    learner = LinUCBLearner(alpha=1.0, seed=seed) if kind == "linucb" else \
+        LinTSLearner(seed=seed)
+    out: list[float] = []
+    for _ in range(passes):
+        for row, label in zip(x, y, strict=True):
+            ctx = [float(v) for v in row]
+            action, prob = learner.predict(ctx, actions)[:2]
+            reward = 1.0 if actions.index(tuple(action)) == label else 0.0
+            out.append(reward)
+            learner.learn(ctx, action, reward, prob)
+    return out
+
+
 def run_uniform(x: np.ndarray, y: np.ndarray, passes: int, seed: int) -> list[float]:
     rng = np.random.default_rng(seed)
     classes = int(y.max()) + 1
@@ -239,6 +262,22 @@ def delays(versions: list[int], learned: dict[int, int]) -> dict[str, Any]:
             "models_served": len(set(versions))}
 
 
+def in_process(spec: str, x: np.ndarray, y: np.ndarray, passes: int, delay: int,
+               rate: float) -> dict[str, Callable[[int], list[float]]]:
+    """Every in-process learner: a seed → its rewards."""
+    return {
+        "vw_every_round": lambda s: run_vw(spec, x, y, passes, s, rate=rate),
+        "vw_service_delay": lambda s: run_vw(spec, x, y, passes, s, delay, rate=rate),
+        "vw_previous_default": lambda s: run_vw(PREVIOUS_DEFAULT, x, y, passes, s,
+                                                standardize=False),
+        "linucb": lambda s: run_mabwiser("linucb", x, y, passes, s),
+        "lingreedy": lambda s: run_mabwiser("lingreedy", x, y, passes, s),
+        "coba_linucb": lambda s: run_coba("linucb", x, y, passes, s),
+        "coba_lints": lambda s: run_coba("lints", x, y, passes, s),
+        "uniform": lambda s: run_uniform(x, y, passes, s),
+    }
+
+
 def spread(runs: list[dict[str, float]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in ("first_pass", "last_pass", "overall"):
@@ -287,22 +326,13 @@ def main() -> None:
             # no learned model served at all: as if it learned nothing
             delay = int(statistics.median(known)) if known else rows * args.passes
             res["service_delay_decisions"] = delay
-        learners: dict[str, Callable[[int], list[float]]] = {
-            "vw_every_round": lambda s: run_vw(spec, x, y, args.passes, s, rate=args.rate),
-            "vw_service_delay": lambda s: run_vw(spec, x, y, args.passes, s, delay,
-                                                 rate=args.rate),
-            "vw_previous_default": lambda s: run_vw(PREVIOUS_DEFAULT, x, y, args.passes, s,
-                                                    standardize=False),
-            "linucb": lambda s: run_mabwiser("linucb", x, y, args.passes, s),
-            "lingreedy": lambda s: run_mabwiser("lingreedy", x, y, args.passes, s),
-            "uniform": lambda s: run_uniform(x, y, args.passes, s),
-        }
+        learners = in_process(spec, x, y, args.passes, delay, args.rate)
         if args.no_service:
             del learners["vw_service_delay"]
         for label, fn in learners.items():
             res["learners"][label] = spread([summary(fn(s), rows) for s in seeds])
         got = res["learners"]
-        best = max(("linucb", "lingreedy"), key=lambda k: got[k]["last_pass"])
+        best = max(PEERS, key=lambda k: got[k]["last_pass"])
         ratios: dict[str, Any] = {"best_peer": best}
         for who in ("service", "vw_every_round"):
             if who in got:

@@ -56,9 +56,9 @@ from bandit.loop_config import LoopConfig
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError, Slot
 from bandit.offerstats import OfferStats
 from bandit.policy import SLOT_NAMESPACE
+from bandit.scaling import Standardizer
 from bandit.settings import Settings
 from bandit.topics import Topics, ensure_topics
-from bandit.scaling import Standardizer
 from bandit.vw_adapter import VWModel
 
 log = logging.getLogger("bandit.learner")
@@ -209,10 +209,10 @@ class Learner:
         # a server may serve a LightGBM model; the learner always learns a VW policy
         spec = LoopAdmin(self.s, self.store).spec(self.loop)
         self.policy = str(spec)
-        model: VWModel | VWProcess = \
+        fresh: VWModel | VWProcess = \
             VWProcess(spec.vw_args(self.s.seed), emit=self._emit_to()) \
             if self.s.learner_process else VWModel(spec.vw_args(self.s.seed))
-        return self._standardize(model, None)
+        return self._standardize(fresh, None)
 
     def _load(self, man: Manifest) -> VWModel | VWProcess:
         """A stored model to learn on from (VW in a child process, or in-process)."""

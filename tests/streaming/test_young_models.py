@@ -46,8 +46,8 @@ def feed(broker, prefix: str, learner: Learner, start: int, stop: int) -> None:
         produce(broker.bootstrap, prefix + "rewards",
                 [(f"y{i}", dumps({"EventId": f"y{i}", "v": float(i % 2)}))
                  for i in range(lo, hi)])
-        base = learner.state.counters.learned
-        run_learner(learner, lambda: learner.state.counters.learned == base + hi - lo)
+        want = learner.state.counters.learned + hi - lo
+        run_learner(learner, lambda want=want: learner.state.counters.learned == want)
         learner.step(timeout_ms=50)  # a save begun by that step is published
 
 
