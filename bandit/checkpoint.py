@@ -13,7 +13,8 @@ from typing import Any
 
 from bandit.modelstore import Manifest
 
-_KNOWN = ("join_state", "counters", "dead_letters", "sizes", "offer_stats", "logs", "lag")
+_KNOWN = ("join_state", "counters", "dead_letters", "sizes", "offer_stats", "logs", "lag",
+          "feature_scale")
 
 
 def _dict(value: Any) -> dict[str, Any] | None:
@@ -35,6 +36,7 @@ class Checkpoint:
     offer_stats: dict[str, Any] | None = None
     logs: dict[str, str] | None = None  # the first and last decision timestamps learned
     lag: int | None = None  # messages not yet consumed when it was written
+    feature_scale: dict[str, Any] | None = None  # the attachment of the model's scaling
     other: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -45,12 +47,16 @@ class Checkpoint:
                    _int(extra.get("dead_letters")), dict(_dict(extra.get("sizes")) or {}),
                    _dict(extra.get("offer_stats")), _dict(extra.get("logs")),
                    _int(extra["lag"]) if "lag" in extra else None,
+                   _dict(extra.get("feature_scale")),
                    {k: v for k, v in extra.items() if k not in _KNOWN})
 
     def to_extra(self) -> dict[str, Any]:
-        return {**self.other, "join_state": self.join_state, "counters": self.counters,
-                "dead_letters": self.dead_letters, "sizes": self.sizes,
-                "offer_stats": self.offer_stats, "logs": self.logs, "lag": self.lag}
+        out = {**self.other, "join_state": self.join_state, "counters": self.counters,
+               "dead_letters": self.dead_letters, "sizes": self.sizes,
+               "offer_stats": self.offer_stats, "logs": self.logs, "lag": self.lag}
+        if self.feature_scale is not None:
+            out["feature_scale"] = self.feature_scale
+        return out
 
     def log_range(self) -> tuple[str, str] | None:
         logs = self.logs or {}

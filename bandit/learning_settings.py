@@ -22,10 +22,12 @@ _APPLIED: dict[str, tuple[str, bool]] = {
     "--softmax": ("softmax", False), "--lambda": ("lambda", True),
     "--cb_type": ("cb_type", True), "-l": ("lr", True), "--learning_rate": ("lr", True),
     "--power_t": ("power_t", True), "--l2": ("l2", True), "-b": ("bits", True),
-    "--bit_precision": ("bits", True),
+    "--bit_precision": ("bits", True), "--elim": ("elim", False),
 }
+# VW's update rule: all three by default; ``--adaptive --invariant`` alone is normalized=0
+_UPDATE_FLAGS = {"--adaptive", "--invariant", "--normalized"}
 _IGNORED_FLAGS = {"--cb_explore_adf", "--dsjson", "--json", "--quiet", "--cb_adf"}
-_IGNORED_VALUED = {"-q", "--quadratic", "--interactions", "--cubic", "--random_seed"}
+_IGNORED_VALUED = {"-q", "--quadratic", "--interactions", "--cubic", "--random_seed", "--hash"}
 
 
 def _error(message: str) -> BadRequest:
@@ -40,6 +42,10 @@ def _tokens(arguments: str) -> dict[str, str]:
         w = words[i]
         name, eq, inline = w.partition("=")
         if name in _IGNORED_FLAGS:
+            i += 1
+            continue
+        if name in _UPDATE_FLAGS:
+            out[name] = "1"
             i += 1
             continue
         if name in _IGNORED_VALUED:
@@ -74,9 +80,15 @@ def spec_from_arguments(arguments: str) -> PolicySpec:
     main = {"bag": "bag", "squarecb": "gamma", "softmax": "lambda", "epsilon": "epsilon"}[kind]
     parts = [kind + (f":{t[main]}" if main in t else "")]
     for key in ("epsilon", "gamma", "lambda", "cb_type", "lr", "power_t", "l2", "bits",
-                "first_only"):
+                "first_only", "elim"):
         if key in t and key != main:
             parts.append(f"{key}={t[key]}")
+    update = {f for f in _UPDATE_FLAGS if f in t}
+    if update == {"--adaptive", "--invariant"}:
+        parts.append("normalized=0")
+    elif update and update != _UPDATE_FLAGS:
+        raise _error("VW's update flags: --adaptive --invariant (without normalisation), "
+                     "or all three of --adaptive --invariant --normalized (the default)")
     try:
         return PolicySpec.parse(",".join(parts))
     except ValueError as exc:

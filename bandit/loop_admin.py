@@ -78,7 +78,7 @@ class LoopAdmin:
         config = config or self.config()
         if config.policy is not None:
             return spec_from_arguments(config.policy.arguments)
-        return self.s.policy_spec or PolicySpec.parse("epsilon:0.05")
+        return self.s.policy_spec or PolicySpec.parse(Settings.policy)
 
     def policy_json(self, config: LoopConfig | None = None) -> dict[str, str]:
         config = config or self.config()

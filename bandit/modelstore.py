@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import orjson
 
 from bandit.events import utc_now
+from bandit.scaling import served_snapshot
 from bandit.vw_adapter import VWModel
 
 
@@ -250,7 +251,9 @@ class ModelStore:
         and learner state, so a learner resuming from it continues where it was, with
         this model. Unpins."""
         cur = self.current()
-        kept = {k: v for k, v in (cur.extra if cur else {}).items() if k != "offer_stats"}
+        # (the statistics of the offers and features were the replaced model's)
+        kept = {k: v for k, v in (cur.extra if cur else {}).items()
+                if k not in ("offer_stats", "feature_scale")}
         manifest = self.publish(model, policy, 0, dict(cur.offsets) if cur else {},
                                 {**kept, **(extra or {})})
         self.unpin()
@@ -355,9 +358,29 @@ class ModelStore:
         """Load a verified model; raise :class:`ModelStoreError` if it must not be served."""
         path = self.verify(manifest)
         try:
-            return VWModel.load(path, json_input=json_input)
+            model = VWModel.load(path, json_input=json_input)
         except Exception as exc:  # VW raises plain RuntimeError on a corrupt file
             raise ModelStoreError(f"VW could not load {path}: {exc}") from None
+        # served with the standardisation its weights were learned under
+        try:
+            model.set_scale(served_snapshot(self.feature_scale(manifest)))
+        except ModelStoreError:
+            model.close()
+            raise
+        return model
+
+    def feature_scale(self, manifest: Manifest) -> dict[str, Any]:
+        """The standardisation statistics a model was saved with (see
+        :mod:`bandit.scaling`; ``{}`` for a model without)."""
+        ref = manifest.extra.get("feature_scale")
+        if not isinstance(ref, dict):
+            return {}
+        try:
+            obj = orjson.loads(self.read_attachment(ref))
+        except orjson.JSONDecodeError as exc:
+            raise ModelStoreError(f"unreadable feature scale of {manifest.version}: {exc}") \
+                from None
+        return obj if isinstance(obj, dict) else {}
 
     def _prune(self) -> None:
         versions = self.versions()

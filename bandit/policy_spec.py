@@ -8,6 +8,8 @@ Optional keys, absent by default: ``interactions`` (``+``-separated namespace
 initials, two letters for a quadratic and three for a cubic term, e.g. ``co+cc`` or
 ``co+cco``; replaces the default ``-q co``) and ``normalized=0`` (VW's adaptive and
 invariant updates without its per-feature normalisation; ``1`` is VW's default).
+``squarecb`` also takes ``elim=1``: SquareCB explores only the offers whose
+confidence bound can still beat the best one's (VW's ``--elim``, RegCB-style).
 
 Every spec is ``--cb_explore_adf`` with quadratic context×offer interactions
 (context namespaces start with ``c``, offer namespaces with ``o``: ``-q co``) and
@@ -27,6 +29,7 @@ _KINDS: dict[str, tuple[str, float, bool]] = {
 }
 _COMMON = {"bits", "lr", "cb_type", "l2", "epsilon", "first_only", "power_t",
            "interactions", "normalized"}
+_ONLY = {"squarecb": {"elim"}}  # keys of one kind only
 _CB_TYPES = ("mtr", "ips", "dr", "dm")
 
 
@@ -56,7 +59,7 @@ class PolicySpec:
             items.insert(0, main)
         elif main:
             params[main_name] = _number(main_name, main, main_int)
-        allowed = _COMMON | {main_name}
+        allowed = _COMMON | {main_name} | _ONLY.get(kind, set())
         for item in items:
             key, eq, value = item.partition("=")
             key = key.strip().lower()
@@ -71,7 +74,8 @@ class PolicySpec:
                 params[key] = _interactions(value)
             else:
                 params[key] = _number(key, value,
-                                      key in ("bag", "bits", "first_only", "normalized"))
+                                      key in ("bag", "bits", "first_only", "normalized",
+                                              "elim"))
         spec = cls(kind, tuple(sorted(params.items())))
         spec._check()
         return spec
@@ -86,8 +90,9 @@ class PolicySpec:
         bits = p.get("bits")
         if bits is not None and not 8 <= int(bits) <= 30:
             raise ValueError("bits must be between 8 and 30")
-        if "normalized" in p and int(p["normalized"]) not in (0, 1):
-            raise ValueError("normalized must be 0 or 1")
+        for key in ("normalized", "elim"):
+            if key in p and int(p[key]) not in (0, 1):
+                raise ValueError(f"{key} must be 0 or 1")
         for key in ("gamma", "lambda", "lr"):
             if key in p and float(p[key]) <= 0:
                 raise ValueError(f"{key} must be positive")
@@ -120,6 +125,8 @@ class PolicySpec:
                 args += ["--first_only"]
         elif self.kind == "squarecb":
             args += ["--squarecb", "--gamma_scale", _fmt(p["gamma"])]
+            if int(p.get("elim", 0)):
+                args += ["--elim"]
         elif self.kind == "softmax":
             args += ["--softmax", "--lambda", _fmt(p["lambda"])]
         return " ".join(args)

@@ -94,11 +94,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = _num(8080, 0, 65535)
     workers: int = _num(1, 1, 256)
-    policy: str = "epsilon:0.05"
+    policy: str = "squarecb:gamma=10,lr=3,normalized=0"  # see README, learning quality
     seed: int = _num(0, 0, 2**31 - 1)
     # storage
     model_dir: str = "var/models"
-    model_poll: float = _num(2.0, 0.05, 3600.0)
+    model_poll: float = _num(0.5, 0.05, 3600.0)
     model_keep: int = _num(20, 1, 100000)
     event_sink: str = _one_of("auto", ("auto", "file", "kafka", "none"))
     event_dir: str = "var/events"
@@ -115,7 +115,11 @@ class Settings:
     default_reward: float = _num(0.0, -1e9, 1e9)
     checkpoint_events: int = _num(50000, 1, 10**9)
     checkpoint_seconds: float = _num(5.0, 0.01, 86400.0)
+    # a young model is published sooner: first after this many events learned, then
+    # whenever the events learned since the last model reach those it had (0 = off)
+    checkpoint_first_events: int = _num(32, 0, 10**9)
     learner_process: bool = True
+    standardize: bool = True  # numeric context features standardised by the model
     guard_margin: float = _num(0.0, 0.0, 1e9)
     long_wait: float = _num(0.0, 0.0, 90 * 86400.0)
     long_weight: float = _num(1.0, 0.0, 1e6)

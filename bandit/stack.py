@@ -20,6 +20,7 @@ from types import TracebackType
 import httpx
 
 from bandit.broker import EmbeddedBroker
+from bandit.settings import Settings
 
 
 def child_pids(parent: int) -> list[int]:
@@ -93,7 +94,7 @@ class Child:
 class Stack:
     """Broker + server + learner sharing one work directory and topic prefix."""
 
-    def __init__(self, workdir: str | Path, *, policy: str = "epsilon:0.05",
+    def __init__(self, workdir: str | Path, *, policy: str = Settings.policy,
                  reward_wait: float = 2.0, checkpoint_seconds: float = 1.0,
                  model_poll: float = 0.5, prefix: str = "offers.", workers: int = 1,
                  bootstrap: str | None = None, extra_env: dict[str, str] | None = None) -> None:
@@ -149,6 +150,18 @@ class Stack:
     def start_learner(self) -> None:
         self.learner = Child("learner", "bandit.cli.learn", ["--status-every", "5"],
                              self.env, self.workdir / "learner.log")
+
+    def wait_learner(self, timeout: float = 60.0) -> None:
+        """Until the learner has connected to the broker (its log says it learns)."""
+        assert self.learner is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.learner.running:
+                raise RuntimeError(f"learner exited:\n{self.learner.tail()}")
+            if " bandit.learner learning " in self.learner.tail(50):
+                return
+            time.sleep(0.1)
+        raise TimeoutError("the learner did not connect")
 
     def start(self) -> Stack:
         self.start_broker()

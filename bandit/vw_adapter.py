@@ -39,6 +39,7 @@ import vowpalwabbit
 from vowpalwabbit import pyvw
 
 from bandit.features import MAX_VALUE, Namespaces, render
+from bandit.scaling import Snapshot, Standardizer
 
 _lib: Any = pyvw.pylibvw.vw
 
@@ -54,6 +55,24 @@ def shared_line(context: Namespaces) -> str:
 
 def action_line(features: Namespaces) -> str:
     return render(features) if features else "|o"
+
+
+def parse_line(line: str) -> Namespaces:
+    """The namespaces of a line :func:`~bandit.features.render` wrote (names are
+    escaped: a space, ``|`` or ``:`` in one is never part of it)."""
+    out: Namespaces = {}
+    for part in line.split("|")[1:]:
+        words = part.split()
+        if not words:
+            continue
+        feats = out.setdefault(words[0], {})
+        for w in words[1:]:
+            name, colon, value = w.rpartition(":")
+            if colon:
+                feats[name] = float(value)
+            else:
+                feats[w] = 1.0
+    return out
 
 
 LIST_CACHE = 256  # offer lists remembered whole by a model
@@ -146,6 +165,64 @@ class VWModel:
         self._labels: dict[bytes, tuple[str, int]] = {}  # label fields' JSON → text, index
         self._names: set[str] = set()
         self._reset: list[Any] | None = None
+        # standardisation of numeric context features (bandit.scaling): a served model
+        # applies a fixed snapshot; a learning one keeps statistics and refreshes its
+        # snapshot at each save (``saved_scale``: what that save is served with)
+        self.scale = Snapshot()
+        self.standardizer: Standardizer | None = None
+        self.saved_scale: dict[str, Any] | None = None
+        self._observed: set[str] = set()  # offer lines counted in this snapshot
+
+    def standardize(self, standardizer: Standardizer) -> None:
+        """Learn with running standardisation of numeric context features."""
+        with self._lock:
+            self.standardizer = standardizer
+            self._contexts.clear()
+
+    def set_scale(self, scale: Snapshot) -> None:
+        """Serve (and learn) with this fixed standardisation snapshot."""
+        with self._lock:
+            self.scale = scale
+            self._contexts.clear()
+
+    def _snapshot(self) -> Snapshot:
+        std = self.standardizer
+        return std.current if std is not None else self.scale
+
+    def _served(self, context: Namespaces) -> Namespaces:
+        snap = self._snapshot()
+        return snap.apply(context) if snap else context
+
+    def _learned(self, context: Namespaces) -> Namespaces:
+        """Features to learn from; a standardising model counts them in its statistics
+        first (offers: once each per snapshot, as the parsed ones are kept)."""
+        if self.standardizer is not None:
+            self.standardizer.observe(context)
+        return self._served(context)
+
+    def _offer_text(self, line: str) -> str:
+        """An offer's line as this model sees it (numeric features standardised)."""
+        snap = self._snapshot()
+        return action_line(snap.apply(parse_line(line))) if snap else line
+
+    def refresh_scale(self) -> None:
+        """Freeze the statistics so far as the standardisation in use (a save does):
+        ``saved_scale`` keeps the manifest entry of the model as it was."""
+        with self._lock:
+            self._refresh_scale()
+
+    def _refresh_scale(self) -> None:
+        std = self.standardizer
+        if std is None:
+            return
+        self.saved_scale = std.state(std.refresh())
+        # what was parsed or written with the old snapshot goes
+        self._contexts.clear()
+        self._observed.clear()
+        self._forget_joined()
+        self._lists.clear()
+        self._give_back(list(self._cache.values()))
+        self._cache.clear()
 
     @classmethod
     def load(cls, path: str | Path, extra: str = "--quiet", *,
@@ -158,7 +235,7 @@ class VWModel:
         if ex is not None:
             self._cache.move_to_end(line)
             return ex
-        ex = self._ws._parse(line)[0]
+        ex = self._ws._parse(self._offer_text(line))[0]
         self._cache[line] = ex
         if len(self._cache) > self._cache_size:
             _, old = self._cache.popitem(last=False)
@@ -180,7 +257,7 @@ class VWModel:
                 if len(self._lists) >= LIST_CACHE:
                     self._lists.clear()
                 self._lists[key] = actions
-            shared = self._ws._parse(shared_line(context))
+            shared = self._ws._parse(shared_line(self._served(context)))
             try:
                 _lib.predict_multi(self._ws, shared + actions)
                 pmf: list[float] = shared[0].get_action_scores()  # by offer position
@@ -192,8 +269,17 @@ class VWModel:
     def learn(self, context: Namespaces, offer_lines: Sequence[str], chosen: int,
               reward: float, probability: float) -> None:
         """One CB update: offer ``chosen`` (0-based) was shown with ``probability``."""
-        lines = [shared_line(context)]
-        for i, line in enumerate(offer_lines):
+        with self._lock:
+            lines = [shared_line(self._learned(context))]
+            std = self.standardizer
+            for line in offer_lines:
+                if std is not None and line not in self._observed:
+                    if len(self._observed) >= JOINED_OFFERS:
+                        self._observed.clear()
+                    self._observed.add(line)
+                    std.observe(parse_line(line))
+            offers = [self._offer_text(line) for line in offer_lines]
+        for i, line in enumerate(offers):
             lines.append(f"{cost_label(reward, probability)} {line}" if i == chosen else line)
         self._learn_raw("\n".join(lines))
 
@@ -247,7 +333,7 @@ class VWModel:
                             return False
                         if not _fits_text(offer, self._names):
                             return False
-                        ex = self._keep(seg, action_line(offer))[1]
+                        ex = self._keep(seg, action_line(self._learned(offer)))[1]
                     actions[i] = ex
         label = self._label(line, c)
         if label is None:
@@ -276,7 +362,7 @@ class VWModel:
             return None
         if len(self._contexts) >= JOINED_CONTEXTS:
             self._contexts.clear()
-        text = self._contexts[ctx] = shared_line(obj)
+        text = self._contexts[ctx] = shared_line(self._learned(obj))
         return text
 
     def _label(self, line: bytes, c: int) -> tuple[str, int] | None:
@@ -350,14 +436,14 @@ class VWModel:
             if key[:2] == b'{"' and key[-2:] == b"}}":  # what the common layout would see
                 seg = key[1:-2]
                 hits.append((self._texts[seg], self._joined[seg]) if seg in self._joined
-                            else self._keep(seg, action_line(o)))
+                            else self._keep(seg, action_line(self._learned(o))))
             else:  # an empty offer: parsed for this line only
                 ex = self._ws._parse(action_line(o))[0]
                 fresh.append(ex)
                 hits.append((action_line(o), ex))
             keys.append(key)
         hits, again = self._once_each(keys, hits)
-        self._learn_examples(label_text, idx, shared_line(ctx), hits[idx][0],
+        self._learn_examples(label_text, idx, shared_line(self._learned(ctx)), hits[idx][0],
                              [h[1] for h in hits], fresh + again)
 
     def _keep(self, segment: bytes, text: str) -> tuple[str, Any]:
@@ -396,9 +482,14 @@ class VWModel:
         actions = list(self._joined.values())
         self._joined.clear()
         self._texts.clear()
-        shared = self._ws._parse("shared |c")
-        _lib.predict_multi(self._ws, shared + actions)
-        _lib._finish_example_multi_ex(self._ws, shared + actions)
+        self._give_back(actions)
+
+    def _give_back(self, actions: list[Any]) -> None:
+        """Finish parsed offer examples as VW expects a list it predicted."""
+        if actions:
+            shared = self._ws._parse("shared |c")
+            _lib.predict_multi(self._ws, shared + actions)
+            _lib._finish_example_multi_ex(self._ws, shared + actions)
 
     def _learn_raw(self, text: str) -> None:
         with self._lock:
@@ -412,8 +503,11 @@ class VWModel:
 
     # -- persistence and lifecycle --------------------------------------------------
     def save(self, path: str | Path) -> None:
+        """Save the model; a standardising one then refreshes its snapshot and keeps, in
+        ``saved_scale``, the manifest entry the saved file is served with."""
         with self._lock:
             self._ws.save(str(path))
+            self._refresh_scale()
 
     def args_text(self) -> str:
         """The arguments the workspace runs with (those stored in a loaded model too)."""
@@ -433,9 +527,8 @@ class VWModel:
                 return
             self._closed = True
             self._lists.clear()
-            while self._cache:
-                _, ex = self._cache.popitem()
-                _lib._finish_example_multi_ex(self._ws, [ex])
+            self._give_back(list(self._cache.values()))  # (one alone may crash VW)
+            self._cache.clear()
             self._forget_joined()
             if self._reset is not None:
                 _lib._finish_example_multi_ex(self._ws, self._reset)

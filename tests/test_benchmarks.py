@@ -73,3 +73,22 @@ def test_soak():
     r = run("soak")
     assert r["requests"] > 0 and r["errors"] == 0 and r["workers_alive"]
     assert r["rss_start_kib"] > 0 and r["per_minute"]
+
+
+def test_learning_quality():
+    r = run("learning_quality")
+    wine = r["datasets"]["wine"]
+    assert r["passes"] == 2 and wine["rows"] == 178 and wine["classes"] == 3
+    got = wine["learners"]
+    assert set(got) == {"service", "vw_every_round", "vw_service_delay", "vw_previous_default",
+                        "linucb", "lingreedy", "coba_linucb", "coba_lints", "uniform"}
+    for who, v in got.items():
+        assert 0 <= v["first_pass"] <= 1 and 0 <= v["last_pass"] <= 1, who
+        assert v["runs"] == (1 if who == "service" else 2)
+    # uniform over three classes: its expected reward is 1/3
+    assert abs(got["uniform"]["overall"] - 1 / 3) < 0.05
+    (run_,) = wine["service_runs"]
+    assert run_["models_served"] >= 2 and run_["first_learned_model_at_decision"] is not None
+    ratios = wine["ratios"]
+    assert ratios["service_last_pass_vs_best_peer"] == round(
+        got["service"]["last_pass"] / got[ratios["best_peer"]]["last_pass"], 4)

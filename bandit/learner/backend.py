@@ -12,9 +12,10 @@ Any other exception from ``learn`` is VW refusing that one example.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from bandit.learner.vw_process import VWProcess, VWProcessError
+from bandit.scaling import Standardizer
 from bandit.vw_adapter import VWModel
 
 BackendDied = VWProcessError
@@ -25,6 +26,12 @@ class LearnerBackend(Protocol):
     emits: bool    # writes the joined events it learns to the joined topic itself
     errors: int    # lines VW refused, as of the last save
     refused: int   # joined events Kafka refused it for good, as of the last save
+    @property
+    def saved_scale(self) -> dict[str, Any] | None:
+        """The numeric-feature statistics the last saved model is served with (None:
+        not standardising)."""
+
+    def standardize(self, state: dict[str, Any]) -> None: ...
 
     def learn_dsjson(self, line: bytes) -> None: ...
 
@@ -50,6 +57,13 @@ class InProcessVW:
 
     def __init__(self, model: VWModel) -> None:
         self.model = model
+
+    @property
+    def saved_scale(self) -> dict[str, Any] | None:
+        return self.model.saved_scale
+
+    def standardize(self, state: dict[str, Any]) -> None:
+        self.model.standardize(Standardizer.restore(state))
 
     def learn_dsjson(self, line: bytes) -> None:
         self.model.learn_dsjson(line)

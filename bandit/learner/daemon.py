@@ -26,7 +26,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -209,8 +209,9 @@ class Learner:
         # a server may serve a LightGBM model; the learner always learns a VW policy
         spec = LoopAdmin(self.s, self.store).spec(self.loop)
         self.policy = str(spec)
-        return backend.fresh(spec.vw_args(self.s.seed), child=self.s.learner_process,
-                             emit=self._emit_to())
+        fresh = backend.fresh(spec.vw_args(self.s.seed), child=self.s.learner_process,
+                              emit=self._emit_to())
+        return self._standardize(fresh, None)
 
     def _restore_guard(self, snap: dict[str, Any]) -> None:
         """The promotion guard's held-out events, and the version it last promoted."""
@@ -226,9 +227,17 @@ class Learner:
         """A stored model to learn on from (VW in a child process, or in-process)."""
         path = self.store.verify(man)
         try:
-            return backend.load(path, child=self.s.learner_process, emit=self._emit_to())
+            model = backend.load(path, child=self.s.learner_process, emit=self._emit_to())
         except Exception as exc:  # VW raises plain RuntimeError on a corrupt file
             raise ModelStoreError(f"VW could not load {path}: {exc}") from None
+        return self._standardize(model, man)
+
+    def _standardize(self, model: LearnerBackend, man: Manifest | None) -> LearnerBackend:
+        """Learn with standardised numeric context features (``BANDIT_STANDARDIZE``),
+        from the statistics of the checkpoint ``man`` (see :mod:`bandit.scaling`)."""
+        if self.s.standardize:
+            model.standardize(self.store.feature_scale(man) if man is not None else {})
+        return model
 
     # -- the live configuration ------------------------------------------------------
     def follow_config(self) -> None:
@@ -500,7 +509,18 @@ class Learner:
         if not self._dirty and self._since_checkpoint == 0:
             return False
         return (self._since_checkpoint >= self.s.checkpoint_events or
+                self._young_model_due() or
                 time.monotonic() - self._last_checkpoint >= self.loop.model_export)
+
+    def _young_model_due(self) -> bool:
+        """A young model is published when the events it learned since the last one
+        reach ``checkpoint_first_events`` and the events the last one had learned
+        (after 32, 64, 128, … events): the first models, which change most, reach the
+        servers in a fraction of the interval; a mature one waits for the interval."""
+        first = self.s.checkpoint_first_events
+        if first <= 0 or self._ckpt is not None:
+            return False
+        return self._since_checkpoint >= max(first, self._published_learned)
 
     def checkpoint(self) -> Manifest:
         """Model + join state + offsets, atomically; then commit offsets for monitoring.
@@ -523,15 +543,19 @@ class Learner:
         if self.guard is not None:
             snap["guard"] = self.guard.snapshot()
         ref = self.store.write_attachment("state", orjson.dumps(snap))
-        extra = Checkpoint(ref, self.state.counters.as_dict(), self.dead_letters,
-                           self.state.sizes, self.offer_stats.snapshot(), self.logs.snapshot(),
-                           self.lag()).to_extra()
+        record = Checkpoint(ref, self.state.counters.as_dict(), self.dead_letters,
+                            self.state.sizes, self.offer_stats.snapshot(), self.logs.snapshot(),
+                            self.lag())
+        extra = record.to_extra()
         learned = self.state.counters.learned
         offsets = dict(self.offsets)
         self._since_checkpoint = 0
         self._dirty = False
         self._last_checkpoint = time.monotonic()
         if self.manifest is not None and learned == self._published_learned:
+            scale = Checkpoint.of(self.manifest).feature_scale  # the same model, same scale
+            if scale is not None:
+                extra = replace(record, feature_scale=scale).to_extra()
             self._flush_outputs()
             self.manifest = self.store.update(self.manifest, offsets, extra)
             self._commit_offsets(offsets)
@@ -559,6 +583,9 @@ class Learner:
             ck.slot.discard()
             raise
         self._ckpt = None
+        if self.model.saved_scale is not None:  # what the saved model is served with
+            ck.extra["feature_scale"] = self.store.write_attachment(
+                "state", orjson.dumps(self.model.saved_scale))
         generation = self._generation
         self.follow_config()
         if self._generation != generation:  # a server replaced the model meanwhile:

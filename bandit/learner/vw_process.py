@@ -9,8 +9,11 @@ order. (A writer thread would need the GIL for every write, and the busy daemon
 holds it for up to the 5 ms switch interval at a time: the child would starve.)
 A line starting with ``!``
 is a command: ``!save PATH`` saves the model after every line before it and answers
-``ok LEARNED ERRORS REFUSED`` on stdout (lines learned, lines VW refused, joined events
-Kafka refused for good), so a checkpoint holds exactly the lines sent before it. At
+``ok LEARNED ERRORS REFUSED [SCALE]`` on stdout (lines learned, lines VW refused, joined
+events Kafka refused for good; with standardisation, the manifest's ``feature_scale``
+entry as JSON), so a checkpoint holds exactly the lines sent before it.
+``!scale JSON`` makes the model standardise numeric context features from there on,
+from the statistics in JSON (a manifest's ``feature_scale``, or ``{}``). At
 EOF the child exits without saving: a killed daemon takes its child with it,
 and the next one resumes from the last checkpoint (exactly-once is unchanged).
 
@@ -43,6 +46,8 @@ import sys
 from collections import deque
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from bandit import kafka_client
 
@@ -94,6 +99,7 @@ class VWProcess:
         self._backlog: deque[memoryview] = deque()
         self._backlog_bytes = 0
         self._saving: tuple[str, int] | None = None  # (path, lines before it)
+        self.saved_scale: dict[str, Any] | None = None  # as of the last save
         answer = self._answer()
         if answer != "ready":
             self.close()
@@ -111,6 +117,13 @@ class VWProcess:
         if b[:1] in _COMMANDS:
             raise ValueError("a DSJSON line must be one line of JSON")
         self._queue(b, b"\n")
+
+    def standardize(self, state: dict[str, Any]) -> None:
+        """Standardise numeric context features from the next line on, starting from
+        ``state`` (see :mod:`bandit.scaling`)."""
+        raw = orjson.dumps(state)
+        self._buf += (b"!scale " + raw, b"\n")
+        self._size += len(raw) + 8
 
     def learn_and_emit(self, key: bytes, line: bytes, body: bytes | None = None) -> None:
         """Queue one joined DSJSON line that the child also produces to its topic under
@@ -188,10 +201,11 @@ class VWProcess:
         answer = self._answer()
         path, sent = self._saving
         self._saving = None
-        parts = answer.split()
-        if len(parts) != 4 or parts[0] != "ok":
+        parts = answer.split(maxsplit=4)
+        if len(parts) not in (4, 5) or parts[0] != "ok":
             raise VWProcessError(f"VW could not save {path}: {answer}")
         self.learned, self.errors, self.refused = int(parts[1]), int(parts[2]), int(parts[3])
+        self.saved_scale = orjson.loads(parts[4]) if len(parts) == 5 else None
         if self.learned + self.errors != sent:
             raise VWProcessError(f"VW child saw {self.learned + self.errors} lines, "
                                  f"{sent} were sent")
@@ -248,6 +262,7 @@ class VWProcess:
 
 
 def main(argv: list[str]) -> int:
+    from bandit.scaling import Standardizer
     from bandit.vw_adapter import VWModel
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -275,13 +290,18 @@ def main(argv: list[str]) -> int:
             continue
         if first == b"!":
             cmd, _, arg = line[1:].rstrip(b"\n").partition(b" ")
+            if cmd == b"scale":
+                model.standardize(Standardizer.restore(orjson.loads(arg)))
+                continue
             if cmd == b"save":
                 try:
                     model.save(arg.decode())
                     if emit is not None:
                         emit.flush()  # the joined events so far are in Kafka
                     refused = emit.refused if emit is not None else 0
-                    out.write(f"ok {learned} {errors} {refused}\n".encode())
+                    scale = b"" if model.saved_scale is None else \
+                        b" " + orjson.dumps(model.saved_scale)
+                    out.write(f"ok {learned} {errors} {refused}".encode() + scale + b"\n")
                 except Exception as exc:
                     out.write(f"err {exc}".replace("\n", " ").encode() + b"\n")
                 out.flush()
