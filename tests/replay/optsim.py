@@ -25,6 +25,7 @@ from bandit.policy_spec import PolicySpec
 from bandit.schema import RequestParser
 from bandit.settings import Settings
 from bandit.simulator import World
+from bandit.vw_adapter import VWModel
 from replay.logs import Logs
 from replay.policies import VWProgressive
 from tests.replay.simlogs import T0
@@ -108,3 +109,21 @@ def online_truth(spec: str, n: int, *, seed: int = 0, k: int = 10,
     finally:
         policy.close()
     return total / n
+
+
+def taught_model(spec: str, n: int, *, seed: int = 0, k: int = 10,
+                 world: World | None = None) -> VWModel:
+    """A model of ``spec`` taught from ``n`` uniformly explored simulated requests with
+    their expected rewards (a well-informed model, to stand for a strong served one)."""
+    world = world or World(seed=seed)
+    rng = np.random.default_rng(seed + 20_000)
+    parser = RequestParser(Settings())
+    model = VWModel(PolicySpec.parse(spec).vw_args(seed))
+    for i in range(n):
+        body, offers = world.request(rng, k, event_id=f"t{seed}-{i}")
+        req = parser.decide(orjson.dumps(body))
+        mu = world.probabilities(body["context"], offers)
+        chosen = int(rng.integers(k))
+        model.learn(req.context, [o.line for o in req.offers], chosen, float(mu[chosen]),
+                    1.0 / k)
+    return model
