@@ -30,15 +30,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from bandit.policy_spec import PolicySpec
 from replay.estimators import Estimate, OPEData, _Base, by_name
 from replay.evaluate import estimates
-from replay.grid import Candidate
+from replay.grid import Candidate, default_grid
 from replay.logs import Logs
 from replay.paired import Paired, paired
 from replay.policies import Logged, VWProgressive
 from replay.reward_model import cross_fit
+
+
+def default_spec() -> str:
+    """The service's default policy spec (``BANDIT_POLICY``'s default)."""
+    from bandit.settings import Settings
+
+    return Settings.policy if not Settings.policy.startswith("lgbm:") else "epsilon:0.05"
 
 
 @dataclass
@@ -107,8 +115,9 @@ class OptimizeResult:
         raise KeyError(name)
 
     def as_json(self) -> dict[str, Any]:
+        """Plain JSON types only (floats, not numpy scalars)."""
         winner = self.winner
-        return {
+        out = {
             "n": self.n, "skipped": self.skipped, "rank_by": self.rank_by,
             "alpha": self.alpha, "comparisons": len(self.ranked),
             "baseline": {"policy": "logged",
@@ -120,6 +129,8 @@ class OptimizeResult:
             "winner": winner.name if winner is not None else None,
             "current": self.current.name if self.current is not None else None,
         }
+        plain: dict[str, Any] = orjson.loads(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY))
+        return plain
 
 
 def check_logs(logs: Logs) -> None:
@@ -209,15 +220,52 @@ def _over_time(d: OPEData) -> list[float]:
     return [float(cum[i]) for i in range(step - 1, d.n, step)]
 
 
-def optimize(logs: Logs, candidates: Sequence[Candidate], *,
+def candidates_of(candidates: Sequence[Candidate | str | PolicySpec] | None,
+                  current: str | None = None) -> list[Candidate]:
+    """Candidates from specs given as text, :class:`PolicySpec` or :class:`Candidate`
+    (``None``: the default grid around ``current``); ``current``, when given, is among
+    them, marked ``current``. A bad spec raises ``ValueError`` naming its position."""
+    if candidates is None:
+        return default_grid(current or default_spec())
+    out: list[Candidate] = []
+    for k, c in enumerate(candidates, 1):
+        if isinstance(c, Candidate):
+            out.append(c)
+        elif isinstance(c, PolicySpec):
+            out.append(Candidate(c, f"candidate {k}"))
+        else:
+            try:
+                out.append(Candidate(PolicySpec.parse(c), f"candidate {k}"))
+            except ValueError as exc:
+                raise ValueError(f"candidate {k}: bad spec {c!r}: {exc}") from None
+    if current is None:
+        return out
+    try:
+        base = PolicySpec.parse(current)
+    except ValueError as exc:
+        raise ValueError(f"current spec {current!r}: {exc}") from None
+    marked = [Candidate(c.spec, "current") if c.spec == base else c for c in out]
+    if all(c.spec != base for c in out):
+        marked.insert(0, Candidate(base, "current"))
+    return marked
+
+
+def optimize(logs: Logs, candidates: Sequence[Candidate | str | PolicySpec] | None = None, *,
              estimators: str | Sequence[_Base] = "ips,snips,dr", rank_by: str | None = None,
              alpha: float = 0.05, jobs: int = 1, seed: int = 0, reward_model: str = "lgbm",
-             folds: int = 5, n_bootstrap: int = 200, progress: bool = False
-             ) -> OptimizeResult:
+             folds: int = 5, n_bootstrap: int = 200, progress: bool = False,
+             current: str | None = None) -> OptimizeResult:
     """Evaluate every candidate on ``logs`` (read with ``keep_rows=True``) and rank them
     by the corrected lower bound of their ``rank_by`` estimate minus the logged
-    policy's (default: ``dr`` when it is among the estimators, else the first)."""
+    policy's (default: ``dr`` when it is among the estimators, else the first).
+
+    ``candidates``: specs (text, :class:`PolicySpec` or :class:`Candidate`); ``None``
+    is the default grid around ``current`` (default: the service's default spec);
+    ``current`` is always among the candidates (:attr:`OptimizeResult.current`).
+    ``jobs``: processes (0: one per core). Raises ``ValueError`` for unusable logs, a
+    bad spec or a spec VW refuses."""
     check_logs(logs)
+    candidates = candidates_of(candidates, current)
     if not candidates:
         raise ValueError("no candidate to evaluate")
     if not 0 < alpha < 1:
@@ -266,5 +314,5 @@ def rank(results: Sequence[CandidateResult], rank_by: str) -> list[CandidateResu
     return sorted(results, key=key)
 
 
-__all__ = ["CandidateResult", "OptimizeResult", "Scored", "check_logs", "optimize", "rank",
-           "score", "score_all"]
+__all__ = ["CandidateResult", "OptimizeResult", "Scored", "candidates_of", "check_logs",
+           "optimize", "rank", "score", "score_all"]

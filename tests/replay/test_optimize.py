@@ -17,6 +17,7 @@ from __future__ import annotations
 from statistics import NormalDist
 
 import numpy as np
+import orjson
 import pytest
 
 from replay.estimators import DR, IPS, SNIPS, OPEData
@@ -142,3 +143,19 @@ def test_paired_standard_error_matches_a_plain_bootstrap_of_the_difference():
     p = paired(IPS(), a, b, alpha=0.05, comparisons=10)
     width, width_c = p.ci[1] - p.ci[0], p.ci_corrected[1] - p.ci_corrected[0]
     assert width_c / width == pytest.approx(z(1 - 0.0025) / z(1 - 0.025))
+
+
+def test_the_python_api_takes_specs_as_text(sim):
+    logs, _ = sim
+    sub = logs.subset(np.arange(600))
+    result = optimize(sub, ["epsilon:0.02", "bag:5"], current="epsilon:0.1",
+                      estimators="ips,snips", n_bootstrap=0)
+    assert sorted(r.name for r in result.ranked) == ["bag:5", "epsilon:0.02", "epsilon:0.1"]
+    assert result.current is not None and result.current.name == "epsilon:0.1"
+    out = orjson.loads(orjson.dumps(result.as_json()))
+    assert out["current"] == "epsilon:0.1" and len(out["candidates"]) == 3
+    assert out["baseline"]["estimates"]["ips"]["value"] == pytest.approx(sub.reward.mean())
+    with pytest.raises(ValueError, match="candidate 2: bad spec 'bag:0'"):
+        optimize(sub, ["epsilon:0.02", "bag:0"])
+    with pytest.raises(ValueError, match="no usable rows"):
+        optimize(logs.subset(np.arange(0)), ["epsilon:0.02"])
