@@ -25,6 +25,7 @@ from replay.grid import grid
 from replay.optimize import optimize, score, score_all
 from replay.paired import paired
 from replay.readers import read
+from tests.readme_figures import figure, near
 from tests.replay.optsim import (
     column_truth,
     counterfactual_truth,
@@ -59,7 +60,8 @@ def test_ranking_agrees_with_ground_truth_and_the_winner_beats_the_default(sim):
     assert len(names) == 8 and result.current is not None and result.current.name == DEFAULT
     truth = {name: counterfactual_truth(logs, name, mu) for name in names}
     estimated = [result.result(name).estimates["dr"].value for name in names]
-    assert _spearman(estimated, [truth[n] for n in names]) >= 0.8
+    rho = _spearman(estimated, [truth[n] for n in names])
+    assert rho >= 0.8
     # what the table calls better than the logged policy truly is (family-wise α = 5%)
     logged = logged_truth(logs, mu)
     flagged = [r.name for r in result.ranked if r.paired["dr"].lower > 0]
@@ -67,7 +69,15 @@ def test_ranking_agrees_with_ground_truth_and_the_winner_beats_the_default(sim):
     winner = result.winner
     assert winner is not None and winner.name == result.ranked[0].name
     assert truth[winner.name] >= truth[DEFAULT]
-    assert online_truth(winner.name, 3000, seed=0) >= online_truth(DEFAULT, 3000, seed=0)
+    online = online_truth(winner.name, 3000, seed=0) - online_truth(DEFAULT, 3000, seed=0)
+    assert online >= 0
+    # the README states this seeded run
+    assert figure(r"winner `(\S+)` is truly better than the default") == winner.name
+    assert near(rho, figure(r"Spearman correlation of the DR estimates with the "
+                            r"candidates' true values is ([\d.]+)"))
+    assert near(truth[winner.name] - truth[DEFAULT],
+                figure(r"`epsilon:0.05` by ([\d.]+) on the logged requests"))
+    assert near(online, figure(r"on the logged requests and by ([\d.]+) deployed alone"))
 
 
 def test_replaying_the_logging_spec_reproduces_the_logged_probabilities(sim):

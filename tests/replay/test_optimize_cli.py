@@ -4,6 +4,8 @@ published)."""
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 
@@ -168,3 +170,29 @@ def test_grid_files_and_the_default_grid(tmp_path):
         assert any(PolicySpec.parse(n).get(key) is not None for n in names), key
     for n in names:  # every candidate is a model VW builds
         VWModel(PolicySpec.parse(n).vw_args()).close()
+
+
+@pytest.mark.integration
+def test_the_joined_topic_is_searched_as_its_files_are(logs, broker, prefix, capsys):
+    """The learner's joined topic on a real broker: the same search as the file; a poison
+    message stops a strict run naming the topic, partition and offset."""
+    from tests.streaming.kafka_util import produce
+
+    lines = [line.strip() for line in _lines(logs)]
+    items = [(orjson.loads(line)["EventId"], line) for line in lines]
+    topic = prefix + "joined"
+    produce(broker.bootstrap, topic, items)
+    args = ["--grid", "epsilon:0.02;bag:5", "--current", "epsilon:0.05", "--json", *FAST]
+    assert main(["optimize", str(logs), *args]) == 0
+    from_file = orjson.loads(capsys.readouterr().out)
+    assert main(["optimize", f"kafka://{broker.bootstrap}/{topic}", *args]) == 0
+    from_topic = orjson.loads(capsys.readouterr().out)
+    def strip(out):
+        return [{k: v for k, v in c.items() if k != "seconds"} for c in out["candidates"]]
+
+    assert strip(from_topic) == strip(from_file) and from_topic["n"] == 1500
+    poisoned = prefix + "poisoned"
+    produce(broker.bootstrap, poisoned, items[:100] + [("x", b"garbage")] + items[100:200])
+    assert main(["optimize", f"kafka://{broker.bootstrap}/{poisoned}", *args]) == 1
+    assert re.search(rf"{re.escape(poisoned)}\[\d+\]@\d+: not valid JSON",
+                     capsys.readouterr().err)  # (keyed messages spread over partitions)
