@@ -7,7 +7,8 @@ A winner is published only when all of these hold:
 2. it is not the spec being served already, and, when the served spec is among the
    candidates, the corrected lower bound of the winner minus that spec's replay is
    above zero too (it beats the current settings on the same rows, not only the log);
-3. the promotion guard passes: a model of the winner's spec is trained over the logs
+3. no person has pinned the served version (a rollback is left alone: an error);
+4. the promotion guard passes: a model of the winner's spec is trained over the logs
    in time order, leaving out the rows the learner's guard holds out (the same hash of
    the event id and share, ``BANDIT_GUARD_HOLDOUT``), and on the most recent of those
    rows its SNIPS value must not be below the served model's by more than the margin
@@ -133,6 +134,11 @@ def apply(result: OptimizeResult, logs: Logs, store_dir: str | Path, *,
         served, spec = _served_spec(store)
     except ModelStoreError as exc:
         raise ValueError(f"{store_dir}: {exc}") from None
+    reason = store.pin_reason()
+    if served is not None and reason not in (None, "guard"):
+        # a person pinned what is served (a rollback): publishing would lift the pin
+        raise ValueError(f"{store_dir}: version {served.version} is pinned ({reason}); "
+                         "unpin it (bandit-learn models unpin) before applying")
     name = winner.name
     if spec is not None and str(spec) == name:
         return ApplyOutcome(False, f"already served: {name} is the best candidate", name,

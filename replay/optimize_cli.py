@@ -11,7 +11,8 @@ exit codes:
   0  a candidate beats the logged policy (with --apply: it was published, or it is
      the spec being served already)
   1  error: unreadable or empty logs, a malformed line (named file:line: field), a
-     bad spec in the grid, an unusable model store; nothing is published
+     bad spec in the grid, an unusable model store, a served version pinned by a
+     person; nothing is published
   2  no candidate beats the current policy (nothing is published)
 """
 

@@ -177,3 +177,14 @@ def test_the_promotion_guard_keeps_a_served_model_that_is_better_on_held_out_row
     outcome = apply(result, logs, weak.dir, holdout=0.3, margin=0.0)
     assert outcome.applied and outcome.exit_code == 0
     assert weak.current() is not None and weak.current().policy == result.winner.name
+
+
+def test_a_version_pinned_by_a_person_is_left_alone(joined, tmp_path, capsys):
+    store = _store_with(tmp_path, joined, LOGGER)
+    store.pin("000001", reason="manual")
+    before = _files(store)
+    rc = main(["optimize", str(joined), "--grid", "epsilon:0.02", "--apply", "--model-dir",
+               str(store.dir), *FAST])
+    assert rc == 1
+    assert "version 000001 is pinned (manual); unpin it" in capsys.readouterr().err
+    assert _files(store) == before
