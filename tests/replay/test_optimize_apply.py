@@ -56,6 +56,18 @@ def _files(store: ModelStore) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(store.dir.iterdir())}
 
 
+def _refused(joined: Path, store: ModelStore, grid_text: str, code: int, capsys,
+             *extra: str) -> tuple[str, str]:
+    """Run ``optimize --apply``; assert its exit code and that the store is unchanged."""
+    before = _files(store)
+    rc = main(["optimize", str(joined), "--grid", grid_text, "--apply", "--model-dir",
+               str(store.dir), *extra, *FAST])
+    out, err = capsys.readouterr()
+    assert rc == code, (out, err)
+    assert _files(store) == before
+    return out, err
+
+
 def _model_info(base: str, version: str, timeout: float = 15.0) -> dict:
     deadline = time.monotonic() + timeout
     info: dict = {}
@@ -103,11 +115,8 @@ def test_apply_publishes_the_winner_and_the_loop_picks_it_up(joined, tmp_path, s
     finally:
         learner.close()
     # run again: the best spec is served now, nothing more to publish
-    before = _files(store)
-    assert main(["optimize", str(joined), "--grid", "epsilon:0.1", "--apply", "--model-dir",
-                 str(store.dir), *FAST]) == 0
-    assert "apply: already served: epsilon:0.02" in capsys.readouterr().out
-    assert _files(store) == before
+    out, _ = _refused(joined, store, "epsilon:0.1", 0, capsys)
+    assert "apply: already served: epsilon:0.02" in out
 
 
 def test_nothing_is_published_when_no_candidate_beats_the_logged_policy(
@@ -116,12 +125,8 @@ def test_nothing_is_published_when_no_candidate_beats_the_logged_policy(
     srv = start_server({"BANDIT_MODEL_DIR": str(store.dir), "BANDIT_EVENT_SINK": "none",
                         "BANDIT_MODEL_POLL": "0.2"})
     srv.wait_ready()
-    before = _files(store)
-    rc = main(["optimize", str(joined), "--grid", "epsilon:1", "--apply", "--model-dir",
-               str(store.dir), *FAST])
-    assert rc == 2
-    assert "apply: no candidate beats the logged policy" in capsys.readouterr().out
-    assert _files(store) == before
+    out, _ = _refused(joined, store, "epsilon:1", 2, capsys)
+    assert "apply: no candidate beats the logged policy" in out
     time.sleep(0.5)  # several polls: the server keeps its model
     assert _model_info(srv.base, "000001", timeout=1)["policy"] == "epsilon:0.6"
 
@@ -131,14 +136,11 @@ def test_nothing_is_published_when_the_winner_does_not_beat_the_served_spec(
     """``epsilon:0.1`` beats the logged ``epsilon:0.2`` with the tightest bound, but the
     served ``squarecb:100`` is better on the same rows: it stays."""
     store = _store_with(tmp_path, joined, "squarecb:100")
-    before = _files(store)
-    rc = main(["optimize", str(joined), "--grid", "epsilon:0.1", "--apply", "--model-dir",
-               str(store.dir), "--json", *FAST])
-    out = orjson.loads(capsys.readouterr().out)
+    text, _ = _refused(joined, store, "epsilon:0.1", 2, capsys, "--json")
+    out = orjson.loads(text)
     assert out["winner"] == "epsilon:0.1" and out["current"] == "squarecb:100"
-    assert rc == 2 and not out["apply"]["applied"]
+    assert not out["apply"]["applied"]
     assert "does not beat the served squarecb:100" in out["apply"]["reason"]
-    assert _files(store) == before
 
 
 def test_the_promotion_guard_keeps_a_served_model_that_is_better_on_held_out_rows(
@@ -182,9 +184,5 @@ def test_the_promotion_guard_keeps_a_served_model_that_is_better_on_held_out_row
 def test_a_version_pinned_by_a_person_is_left_alone(joined, tmp_path, capsys):
     store = _store_with(tmp_path, joined, LOGGER)
     store.pin("000001", reason="manual")
-    before = _files(store)
-    rc = main(["optimize", str(joined), "--grid", "epsilon:0.02", "--apply", "--model-dir",
-               str(store.dir), *FAST])
-    assert rc == 1
-    assert "version 000001 is pinned (manual); unpin it" in capsys.readouterr().err
-    assert _files(store) == before
+    _, err = _refused(joined, store, "epsilon:0.02", 1, capsys)
+    assert "version 000001 is pinned (manual); unpin it" in err
