@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -166,10 +167,13 @@ def _score_in_worker(spec: str) -> Scored:
     return score(_WORKER["logs"], spec, seed=_WORKER["seed"], q=_WORKER["q"])
 
 
-def _context() -> Any:
-    # fork shares the parsed logs with the workers without pickling them
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+def start_method() -> str:
+    """``fork`` shares the parsed logs with the workers without pickling them, but a
+    process with other threads (a server calling the search) may hold locks a forked
+    child would inherit locked: there the workers are spawned, the logs pickled."""
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
 
 
 def score_all(logs: Logs, candidates: Sequence[Candidate], *, jobs: int = 1, seed: int = 0,
@@ -189,7 +193,8 @@ def score_all(logs: Logs, candidates: Sequence[Candidate], *, jobs: int = 1, see
                 if bar is not None:
                     bar.update(1)
         else:
-            with ProcessPoolExecutor(min(jobs, len(candidates)), mp_context=_context(),
+            context = multiprocessing.get_context(start_method())
+            with ProcessPoolExecutor(min(jobs, len(candidates)), mp_context=context,
                                      initializer=_init_worker,
                                      initargs=(logs, q, seed)) as pool:
                 futures = {pool.submit(_score_in_worker, str(c.spec)): i

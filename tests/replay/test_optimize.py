@@ -169,3 +169,26 @@ def test_the_python_api_takes_specs_as_text(sim):
         optimize(sub, ["epsilon:0.02", "bag:0"])
     with pytest.raises(ValueError, match="no usable rows"):
         optimize(logs.subset(np.arange(0)), ["epsilon:0.02"])
+
+
+def test_a_threaded_caller_gets_spawned_workers_with_the_same_results(sim):
+    """A server calling the search has other threads: its workers are spawned, not
+    forked, and give the same passes."""
+    import threading
+
+    from replay.optimize import start_method
+
+    logs, _ = sim
+    sub = logs.subset(np.arange(300))
+    cands = grid(DEFAULT, ["bag:5"])
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert start_method() == "spawn"
+        spawned = score_all(sub, cands, jobs=2)
+    finally:
+        stop.set()
+        t.join()
+    for a, b in zip(score_all(sub, cands, jobs=1), spawned, strict=True):
+        np.testing.assert_array_equal(a.pi, b.pi)
