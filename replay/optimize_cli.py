@@ -75,6 +75,22 @@ def _fail(msg: str) -> int:
     return EXIT_ERROR
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse bad options before any log is read (a Kafka read can take a while)."""
+    from replay.estimators import by_name
+
+    labels = [e.label for e in by_name(args.estimators)]
+    if args.rank_by is not None and args.rank_by not in labels:
+        raise ValueError(f"--rank-by {args.rank_by!r} is not among the estimators "
+                         f"({', '.join(labels)})")
+    if not 0 < args.alpha < 1:
+        raise ValueError(f"--alpha {args.alpha:g} must be in (0, 1)")
+    if args.folds < 2:
+        raise ValueError("--folds must be at least 2")
+    if args.bootstrap < 0:
+        raise ValueError("--bootstrap must be 0 or more")
+
+
 def run(args: argparse.Namespace) -> int:
     from bandit.settings import Settings
     from replay.apply import apply, current_spec
@@ -89,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     model_dir = args.model_dir or settings.model_dir
     fallback = settings.policy if not settings.policy.startswith("lgbm:") else "epsilon:0.05"
     try:
+        _check_options(args)
         current = args.current or (current_spec(model_dir, fallback) if args.apply
                                    else fallback)
         candidates = grid(current, args.grid)

@@ -138,6 +138,18 @@ def test_a_bad_spec_in_the_grid_file_names_the_file_line_and_parameter(
     assert not (store / "manifest.json").exists()
 
 
+@pytest.mark.parametrize(("option", "expected"), [
+    (["--estimators", "ips,magic"], "unknown estimator 'magic'"),
+    (["--rank-by", "dr"], "--rank-by 'dr' is not among the estimators (ips, snips)"),
+    (["--alpha", "1.5"], "--alpha 1.5 must be in (0, 1)"),
+])
+def test_bad_options_are_refused_before_the_logs_are_read(option, expected, tmp_path, capsys):
+    missing = tmp_path / "not-read.dsjson"
+    assert main(["optimize", str(missing), *FAST, *option]) == 1
+    err = capsys.readouterr().err
+    assert expected in err and "no such file" not in err
+
+
 def test_inline_grid_errors_name_the_item(logs, capsys):
     assert main(["optimize", str(logs), "--grid", "epsilon:0.02;squarecb:gamma=-3",
                  *FAST]) == 1
