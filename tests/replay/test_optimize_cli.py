@@ -38,6 +38,7 @@ def test_table_json_and_report(logs, tmp_path, capsys):
     assert rc == 0
     assert "1500 rows (0 skipped); 3 candidates" in out and "logged (baseline)" in out
     assert "winner: epsilon:0.02" in out and "current spec: epsilon:0.05 (rank 2)" in out
+    assert "note: 1500 rows: on fewer than 3,000 the intervals" in out
     page = report.read_text()
     assert page.count("<img") == 2 and "epsilon:0.02" in page and "Bonferroni over 3" in page
     rc = main(["optimize", str(logs), "--grid", "epsilon:0.02;epsilon:1", "--current",
