@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,12 +144,13 @@ def check_logs(logs: Logs) -> None:
 
 
 def score(logs: Logs, spec: PolicySpec | str, *, seed: int = 0,
-          q: np.ndarray | None = None) -> Scored:
+          q: np.ndarray | None = None, progress: Callable[[int], None] | None = None
+          ) -> Scored:
     """One candidate's progressive pass over ``logs`` (``q``: the reward model's
-    (n, K) predictions, for DR and DM)."""
+    (n, K) predictions, for DR and DM; ``progress`` is called with 1 per row)."""
     t0 = time.perf_counter()
     policy = VWProgressive(str(spec), seed, str(spec))
-    dist, _ = policy.action_dist(logs)
+    dist, _ = policy.action_dist(logs, progress)
     pi = dist[np.arange(logs.n), logs.chosen]
     v_hat = None if q is None else np.nansum(dist * np.nan_to_num(q), axis=1)
     return Scored(pi, v_hat, time.perf_counter() - t0)
@@ -184,14 +185,16 @@ def score_all(logs: Logs, candidates: Sequence[Candidate], *, jobs: int = 1, see
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(candidates), desc="candidates", unit=" spec", leave=False)
+        # rows of every candidate: a serial pass moves it row by row, a worker's when done
+        bar = tqdm(total=len(candidates) * logs.n, desc=f"{len(candidates)} candidates",
+                   unit=" rows", unit_scale=True, leave=False)
     out: list[Scored | None] = [None] * len(candidates)
     try:
         if jobs <= 1 or len(candidates) <= 1:
+            tick = None if bar is None else bar.update
             for i, c in enumerate(candidates):
-                out[i] = _scored(c, lambda c=c: score(logs, c.spec, seed=seed, q=q))
-                if bar is not None:
-                    bar.update(1)
+                out[i] = _scored(c, lambda c=c: score(logs, c.spec, seed=seed, q=q,
+                                                      progress=tick))
         else:
             context = multiprocessing.get_context(start_method())
             with ProcessPoolExecutor(min(jobs, len(candidates)), mp_context=context,
@@ -203,7 +206,7 @@ def score_all(logs: Logs, candidates: Sequence[Candidate], *, jobs: int = 1, see
                     i = futures[f]
                     out[i] = _scored(candidates[i], f.result)
                     if bar is not None:
-                        bar.update(1)
+                        bar.update(logs.n)
     finally:
         if bar is not None:
             bar.close()
