@@ -65,7 +65,8 @@ def vary(spec: PolicySpec, kind: str | None = None, main: float | None = None,
     return PolicySpec.parse(str(out))  # validated, in canonical form
 
 
-def _dedupe(candidates: Iterable[Candidate]) -> list[Candidate]:
+def dedupe(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """The first of each spec (a repeat would only widen every corrected interval)."""
     seen: set[str] = set()
     out = []
     for c in candidates:
@@ -88,7 +89,7 @@ def default_grid(current: PolicySpec | str) -> list[Candidate]:
     specs += [vary(richer, lr=lr) for lr in (1.0, 2.0)]
     specs += [vary(richer, kind, main) for kind, main in (("squarecb", 10.0), ("bag", 5))]
     specs += [vary(base, normalized=0, lr=lr) for lr in (0.1, 1.0)]
-    return _dedupe(Candidate(s, "default" if s != base else "current") for s in specs)
+    return dedupe(Candidate(s, "default" if s != base else "current") for s in specs)
 
 
 def _parse(text: str, where: str) -> Candidate:
@@ -124,7 +125,7 @@ def parse_grid(items: Sequence[str]) -> list[Candidate]:
                 out.append(_parse(text, f"--grid item {k}"))
     if items and not out:
         raise ValueError(f"{', '.join(items)}: the grid lists no spec")
-    return _dedupe(out)
+    return dedupe(out)
 
 
 def grid(current: PolicySpec | str, items: Sequence[str] = ()) -> list[Candidate]:

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ import orjson
 from bandit.policy_spec import PolicySpec
 from replay.estimators import Estimate, OPEData, _Base, by_name
 from replay.evaluate import estimates
-from replay.grid import Candidate, default_grid
+from replay.grid import Candidate, dedupe, default_grid
 from replay.logs import Logs
 from replay.paired import Paired, paired
 from replay.policies import Logged, VWProgressive
@@ -219,6 +220,9 @@ def _scored(c: Candidate, run: Any) -> Scored:
     except (RuntimeError, ValueError) as exc:  # VW refuses a spec with a RuntimeError
         raise ValueError(f"{c.origin}: spec {c.name!r} could not be evaluated: {exc}") \
             from None
+    except BrokenProcessPool:
+        raise ValueError(f"{c.origin}: the process evaluating {c.name!r} died (out of "
+                         "memory?); try fewer --jobs") from None
     return result
 
 
@@ -246,6 +250,7 @@ def candidates_of(candidates: Sequence[Candidate | str | PolicySpec] | None,
                 out.append(Candidate(PolicySpec.parse(c), f"candidate {k}"))
             except ValueError as exc:
                 raise ValueError(f"candidate {k}: bad spec {c!r}: {exc}") from None
+    out = dedupe(out)
     if current is None:
         return out
     try:

@@ -158,7 +158,7 @@ def test_paired_standard_error_matches_a_plain_bootstrap_of_the_difference():
 def test_the_python_api_takes_specs_as_text(sim):
     logs, _ = sim
     sub = logs.subset(np.arange(600))
-    result = optimize(sub, ["epsilon:0.02", "bag:5"], current="epsilon:0.1",
+    result = optimize(sub, ["epsilon:0.02", "bag:5", "bag"], current="epsilon:0.1",
                       estimators="ips,snips", n_bootstrap=0)
     assert sorted(r.name for r in result.ranked) == ["bag:5", "epsilon:0.02", "epsilon:0.1"]
     assert result.current is not None and result.current.name == "epsilon:0.1"
