@@ -120,6 +120,9 @@ def apply(result: OptimizeResult, logs: Logs, store_dir: str | Path, *,
           ) -> ApplyOutcome:
     """Publish ``result``'s winner to the store at ``store_dir`` if it passes every
     check (see the module docstring); nothing is written otherwise."""
+    if logs.n != result.n:
+        raise ValueError(f"the result is of {result.n} rows, the logs have {logs.n}: "
+                         "apply a search to the logs it searched")
     s = settings or Settings()
     margin = s.guard_margin if margin is None else margin
     share = s.guard_holdout if holdout is None else holdout
