@@ -27,6 +27,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bandit.policy_spec import PolicySpec  # noqa: E402
 from replay.grid import grid  # noqa: E402
 from replay.optimize import default_spec, optimize  # noqa: E402
 from replay.readers import read  # noqa: E402
@@ -44,7 +45,7 @@ def run_seed(seed: int, rows: int, logger: str, items: list[str], tmp: Path) -> 
     truth = policy_logs(path, rows, spec=logger, seed=seed)
     logs = read(str(path), keep_rows=True, strict=True)
     mu = column_truth(logs, truth)
-    current = default_spec()
+    current = str(PolicySpec.parse(default_spec()))  # as the results name it
     candidates = grid(current, items)
     times: dict[str, float] = {}
     results = {}

@@ -111,7 +111,7 @@ def test_apply_publishes_the_winner_and_the_loop_picks_it_up(joined, tmp_path, s
         learner.follow_config()
         assert learner.policy == "epsilon:0.02" and learner.manifest is not None
         assert learner.manifest.version == "000002"
-        assert "--epsilon 0.019999" in learner.model.args_text()  # (VW keeps a float)
+        assert "--epsilon 0.019999" in learner.model.model.args_text()  # (VW keeps a float)
     finally:
         learner.close()
     # run again: the best spec is served now, nothing more to publish

@@ -9,6 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bandit.policy_spec import PolicySpec
+from bandit.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 pytestmark = [pytest.mark.slow]
 
@@ -21,5 +24,6 @@ def test_optimize_search_benchmark_quick():
     assert r["rows"] == 1500 and run["candidates"] == 4
     assert run["parallel_ranking_equal"] and run["flagged_truly_worse"] == []
     assert run["winner"] in run["flagged"] and run["true_winner"] >= run["true_default"]
-    assert set(run["online"]) == {"epsilon:0.05", run["winner"]}
+    default = str(PolicySpec.parse(Settings.policy))
+    assert set(run["online"]) == {default, run["winner"]}
     assert r["ratios"]["jobs_1_over_jobs_2"] == [round(run["jobs_1_s"] / run["jobs_2_s"], 2)]
