@@ -5,9 +5,11 @@ A Personalizer policy is ``{"name", "arguments"}`` with arguments such as
 arguments that choose the exploration and the learning become a
 :class:`~bandit.policy_spec.PolicySpec` (and so the VW command line the models are
 built with); input-format arguments (``--dsjson``, ``--cb_explore_adf``…) and
-interactions (``-q``, ``--interactions``: this service always crosses context and offer
-namespaces, ``-q co``) are accepted and not applied; anything else is refused, naming
-the argument, rather than silently dropped.
+interactions between namespace initials (``-q co -q cc``, ``--cubic cco``) become the
+spec's ``interactions`` (``-q co`` alone is the default); wildcard interactions such as
+Personalizer's ``-q ::`` are accepted and not applied (this service always crosses
+context and offer namespaces); anything else is refused, naming the argument, rather
+than silently dropped.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ _APPLIED: dict[str, tuple[str, bool]] = {
 # VW's update rule: all three by default; ``--adaptive --invariant`` alone is normalized=0
 _UPDATE_FLAGS = {"--adaptive", "--invariant", "--normalized"}
 _IGNORED_FLAGS = {"--cb_explore_adf", "--dsjson", "--json", "--quiet", "--cb_adf"}
-_IGNORED_VALUED = {"-q", "--quadratic", "--interactions", "--cubic", "--random_seed", "--hash"}
+_IGNORED_VALUED = {"--random_seed", "--hash"}
+_INTERACTIONS = {"-q", "--quadratic", "--interactions", "--cubic"}
 
 
 def _error(message: str) -> BadRequest:
@@ -37,10 +40,19 @@ def _error(message: str) -> BadRequest:
 def _tokens(arguments: str) -> dict[str, str]:
     words = arguments.split()
     out: dict[str, str] = {}
+    terms: list[str] = []
     i = 0
     while i < len(words):
         w = words[i]
         name, eq, inline = w.partition("=")
+        if name in _INTERACTIONS:
+            value = inline if eq else (words[i + 1] if i + 1 < len(words) else "")
+            if not value or value.startswith("-"):
+                raise _error(f"{name} needs a value")
+            if value.isascii() and value.isalpha():  # namespace initials, not wildcards
+                terms.append(value.lower())
+            i += 1 if eq else 2
+            continue
         if name in _IGNORED_FLAGS:
             i += 1
             continue
@@ -65,6 +77,8 @@ def _tokens(arguments: str) -> dict[str, str]:
         else:
             out[key] = "1"
             i += 1
+    if terms and terms != ["co"]:
+        out["interactions"] = "+".join(dict.fromkeys(terms))
     return out
 
 
@@ -80,7 +94,7 @@ def spec_from_arguments(arguments: str) -> PolicySpec:
     main = {"bag": "bag", "squarecb": "gamma", "softmax": "lambda", "epsilon": "epsilon"}[kind]
     parts = [kind + (f":{t[main]}" if main in t else "")]
     for key in ("epsilon", "gamma", "lambda", "cb_type", "lr", "power_t", "l2", "bits",
-                "first_only", "elim"):
+                "first_only", "elim", "interactions"):
         if key in t and key != main:
             parts.append(f"{key}={t[key]}")
     update = {f for f in _UPDATE_FLAGS if f in t}
