@@ -151,6 +151,8 @@ class Settings:
     arm_guard_margin: float = 0.0
     arm_guard_baseline: str = "popularity"
     arm_guard_min: int = 500
+    # offline evaluations (see bandit.evaluation_jobs): their joined logs
+    evaluation_logs: str = ""  # DSJSON file/dir or kafka://host:port/topic ("": the joined topic)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -228,6 +230,7 @@ class Settings:
             arm_guard_margin=_float(e, "ARM_GUARD_MARGIN", cls.arm_guard_margin, 0.0, 1e9),
             arm_guard_baseline=_str(e, "ARM_GUARD_BASELINE", cls.arm_guard_baseline),
             arm_guard_min=_int(e, "ARM_GUARD_MIN", cls.arm_guard_min, 10, 10**9),
+            evaluation_logs=_str(e, "EVALUATION_LOGS", cls.evaluation_logs),
         )
         s.validate()
         return s
