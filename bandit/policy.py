@@ -332,22 +332,18 @@ class VWPolicy:
 
     def _explain(self, model: VWModel, request: DecideRequest, order: list[int],
                  probs: list[float], top: int = 5) -> list[dict[str, object]]:
-        """Per shown offer: its probability and the largest first-order feature
-        contributions (weight × value) of the offer's and the context's features."""
+        """Per shown offer: its probability and the largest terms of its predicted
+        reward, crossings included (see :mod:`bandit.explain`), with the slot's
+        context (slot *k* ≥ 2 carries its slot feature)."""
+        from bandit.explain import contributions
+
         out = []
-        ctx = [(ns, f, v) for ns, feats in request.context.items() for f, v in feats.items()]
         for pos in range(min(request.slots, len(order))):
             offer = request.offers[order[pos]]
-            feats = ctx + [(ns, f, v) for ns, fs in offer.features.items()
-                           for f, v in fs.items()]
-            contrib = []
-            for ns, f, v in feats:
-                w = model.weight(ns, f)
-                if w != 0.0:
-                    contrib.append({"namespace": ns, "feature": f, "contribution": w * v})
-            contrib.sort(key=lambda c: -abs(float(c["contribution"])))  # type: ignore[arg-type]
+            context = request.context if pos == 0 else \
+                {**request.context, SLOT_NAMESPACE: {f"k={pos + 1}": 1.0}}
             out.append({"id": offer.id, "probability": probs[pos],
-                        "contributions": contrib[:top]})
+                        "contributions": contributions(model, context, offer.features, top)})
         return out
 
     def swap(self, model: VWModel, version: str, stats: OfferStats | None = None,

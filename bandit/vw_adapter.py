@@ -40,6 +40,8 @@ from vowpalwabbit import pyvw
 from bandit.features import MAX_VALUE, Namespaces, render
 
 _lib: Any = pyvw.pylibvw.vw
+_FNV_PRIME = 16777619  # VW's quadratic-interaction hash multiplier
+_U64 = (1 << 64) - 1
 
 
 def cost_label(reward: float, probability: float) -> str:
@@ -145,6 +147,7 @@ class VWModel:
         self._labels: dict[bytes, tuple[str, int]] = {}  # label fields' JSON → text, index
         self._names: set[str] = set()
         self._reset: list[Any] | None = None
+        self._term_layout: tuple[int, int] | None = None  # see term_weights
 
     @classmethod
     def load(cls, path: str | Path, extra: str = "--quiet", *,
@@ -424,6 +427,62 @@ class VWModel:
         """Learned weight of a single (non-interacted) feature, for explanations."""
         with self._lock:
             return float(self._ws.get_weight_from_name(feature, namespace))
+
+    def interactions(self) -> list[tuple[str, str]]:
+        """The namespace pairs the model crosses (``-q co`` → ``[("c", "o")]``; a ``:``
+        stands for every namespace), as its arguments say."""
+        words = self.args_text().split()
+        out = []
+        for i, w in enumerate(words[:-1]):
+            if w in ("-q", "--quadratic", "--interactions") and len(words[i + 1]) == 2:
+                out.append((words[i + 1][0], words[i + 1][1]))
+        return out
+
+    def term_weights(self, terms: Sequence[tuple[tuple[str, str], ...]]) -> list[float]:
+        """The weight of each term (one feature ``((ns, name),)``, or a crossing of two
+        ``((ns1, name1), (ns2, name2))``) as the model's prediction uses it: VW hashes a
+        crossing as ``(h1 · 16777619) ^ h2``, both features' hashes scaled by the weights
+        per model; a bagged model's weight is the mean over its members."""
+        models, bits = self._layout()
+        per = 1 << (models - 1).bit_length()  # VW rounds the models up to a power of 2
+        mask = (1 << bits) - 1
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("model is closed")
+            ws = self._ws
+            hashes: dict[tuple[str, str], int] = {}
+
+            def h(ns: str, name: str) -> int:
+                key = (ns, name)
+                if key not in hashes:
+                    hashes[key] = int(ws.hash_feature(name, ws.hash_space(ns)))
+                return hashes[key]
+
+            out = []
+            for term in terms:
+                if len(term) == 1:
+                    base = h(*term[0]) * per
+                else:
+                    base = (((h(*term[0]) * per) * _FNV_PRIME) ^ (h(*term[1]) * per)) \
+                        & _U64
+                total = 0.0
+                for k in range(models):
+                    total += float(ws.get_weight((base + k) & mask, 0))
+                out.append(total / models)
+        return out
+
+    def _layout(self) -> tuple[int, int]:
+        """(models in the workspace, bits of its weight table), from its arguments."""
+        if self._term_layout is None:
+            words = self.args_text().split()
+            models, bits = 1, 18
+            for i, w in enumerate(words[:-1]):
+                if w == "--bag" and words[i + 1].isdigit():
+                    models = max(1, int(words[i + 1]))
+                elif w in ("-b", "--bit_precision") and words[i + 1].isdigit():
+                    bits = int(words[i + 1])
+            self._term_layout = (models, bits)
+        return self._term_layout
 
     def close(self) -> None:
         """Return cached examples to VW and release the workspace."""

@@ -52,7 +52,7 @@ def test_exploration_and_reward_wait_change_on_a_running_loop(broker, prefix, tm
             assert r.status_code == 204, r.text
         # VW's own epsilon 0.2 over 4 actions: 0.85 for the best one, 0.05 for the rest
         wait_for(lambda: all(probabilities(rank(c)) == {0.85, 0.05} for _ in range(20)), 30)
-        learned = wait_for(lambda: stack.model()["events_learned"] >= 60 and
+        wait_for(lambda: stack.model()["events_learned"] >= 60 and
                            stack.model()["events_learned"], 30)
         before = [rank(c)["eventId"] for _ in range(3)]  # waits an hour for a reward
         conf = c.get("/personalizer/configurations/service" + Q).json()
