@@ -57,7 +57,8 @@ def parse_time(value: Any, name: str, code: str = "InvalidEvaluationContract") -
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    d = datetime.fromtimestamp(t, UTC)
+    return f"{d.year:04d}-" + d.strftime("%m-%dT%H:%M:%SZ")  # (%Y does not pad year 175)
 
 
 def check_job_id(value: str, what: str = "evaluationId") -> str:

@@ -226,3 +226,14 @@ def test_an_evaluation_outside_the_logs_fails_saying_why(parts):
     assert c.request("PUT", "/personalizer/evaluations/late" + Q, json=later).status_code == 200
     doc = wait_done(c, "/personalizer/evaluations/late" + Q, ("Succeeded", "Failed"))
     assert doc["status"] == "Failed" and "NoLogsExistInDateRange" in doc["description"]
+
+
+def test_every_route_is_in_the_openapi_document(parts):
+    c, _, _ = parts
+    doc = c.get("/openapi.json").json()["paths"]
+    missing = []
+    for route in c.app.routes:
+        for method in sorted(set(getattr(route, "methods", None) or ()) - {"HEAD"}):
+            if method.lower() not in doc.get(route.path, {}):
+                missing.append(f"{method} {route.path}")
+    assert missing == []
