@@ -18,7 +18,7 @@ _NUM = {"type": "number"}
 _SOURCE = {"type": "string",
            "enum": ["Online", "Baseline", "Random", "Custom", "OfflineExperimentation"]}
 _STATUS_2022 = {"type": "string", "enum": [v[1] for v in STATUS.values()]}
-_REWARD = {"type": "object", "properties": {
+_REWARD: dict[str, Any] = {"type": "object", "properties": {
     "expectedReward": _NUM, "confidenceInterval": {"type": "array", "items": _NUM}}}
 
 SCHEMAS: dict[str, Any] = {

@@ -24,7 +24,6 @@ from bandit.sinks import NullSink
 
 def _app():
     import tempfile
-
     from pathlib import Path
 
     from tests.server.test_personalizer_eval import write_logs
