@@ -3,6 +3,8 @@
     bandit-replay evaluate LOGS [--format dsjson|obd|kafka] [--behavior bts --campaign men]
                            --policy uniform --policy spec:bag:5 ... [--estimators ips,snips,dm,dr]
                            [--json] [--report report.html] [--seed N]
+    bandit-replay optimize LOGS [--grid FILE|'SPEC;SPEC'] [--jobs N] [--report F] [--apply]
+                           (``bandit-replay optimize --help``: the search and its exit codes)
 
 LOGS is a DSJSON file or directory (plain or gzipped), ``kafka://host:port/topic``
 (read to the high-water mark), or an Open Bandit Dataset directory (``--format obd``).
@@ -236,7 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--report", help="HTML report with Qini curves")
     u.add_argument("--strict", action="store_true")
     u.add_argument("--json", action="store_true")
+    from replay import optimize_cli
+
+    optimize_cli.add_parser(sub)
     args = p.parse_args(argv)
+    if args.command == "optimize":
+        return optimize_cli.run(args)
     if args.command == "uplift":
         return uplift_cmd(args)
     if args.command == "train":

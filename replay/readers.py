@@ -128,6 +128,9 @@ class DSJSONParser:
         if not isinstance(a, list) or not a or not all(
                 isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= n for x in a):
             raise ValueError(f"a must list action indices in 1..{n}")
+        if p is None and "_label_probability" not in obj:
+            raise ValueError("no logging probabilities (p, _label_probability): "
+                             "counterfactual estimates need them")
         if not isinstance(p, list) or len(p) != len(a):
             raise ValueError("p must be aligned with a")
         if "_label_cost" not in obj:
