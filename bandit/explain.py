@@ -22,26 +22,52 @@ from bandit.features import Namespaces
 
 
 class Weighted(Protocol):
-    def interactions(self) -> list[tuple[str, str]]: ...
+    def interactions(self) -> list[tuple[str, ...]]: ...
 
     def term_weights(self, terms: list[tuple[tuple[str, str], ...]]) -> list[float]: ...
 
 
-def _crossed(pairs: list[tuple[str, str]], a: str, b: str) -> bool:
-    return any((x in (":", a[:1]) and y in (":", b[:1])) for x, y in pairs)
+Feature = tuple[str, str, float, bool]  # namespace, name, value, from the offer
+Term = tuple[tuple[str, str], ...]
 
 
-def terms(context: Namespaces, offer: Namespaces, pairs: list[tuple[str, str]]
-          ) -> list[tuple[tuple[tuple[str, str], ...], float]]:
-    """The offer's terms (features or crossings) with their values."""
-    out: list[tuple[tuple[tuple[str, str], ...], float]] = []
-    for ns, feats in offer.items():
-        out += [(((ns, f),), v) for f, v in feats.items()]
-    for cns, cfeats in context.items():
-        for ons, ofeats in offer.items():
-            if _crossed(pairs, cns, ons):
-                out += [(((cns, cf), (ons, of)), cv * ov) for cf, cv in cfeats.items()
-                        for of, ov in ofeats.items()]
+def terms(context: Namespaces, offer: Namespaces, interactions: list[tuple[str, ...]]
+          ) -> list[tuple[Term, float]]:
+    """The offer's terms with their values: its own features, and every crossing the
+    interactions make that involves at least one of them. VW groups namespaces by their
+    initial and crosses groups feature by feature; within one group crossed with itself
+    (``-q oo``, ``--cubic cco``) it takes each unordered combination once."""
+    groups: dict[str, list[Feature]] = {}
+    for part, mine in ((offer, True), (context, False)):  # the offer's come first
+        for ns, feats in part.items():
+            groups.setdefault(ns[:1], []).extend((ns, f, v, mine) for f, v in feats.items())
+    out: list[tuple[Term, float]] = [(((ns, f),), v) for ns, feats in offer.items()
+                                     for f, v in feats.items()]
+    for initials in interactions:
+        if ":" in initials:
+            continue  # (a wildcard: not used by this service's specs)
+        lists = [groups.get(c, []) for c in initials]
+        out += _crossings(initials, lists)
+    return out
+
+
+def _crossings(initials: tuple[str, ...], lists: list[list[Feature]]
+               ) -> list[tuple[Term, float]]:
+    out: list[tuple[Term, float]] = []
+
+    def walk(k: int, start: int, chosen: list[Feature]) -> None:
+        if k == len(lists):
+            if any(f[3] for f in chosen):
+                value = 1.0
+                for f in chosen:
+                    value *= f[2]
+                out.append((tuple((f[0], f[1]) for f in chosen), value))
+            return
+        same = k > 0 and initials[k] == initials[k - 1]
+        for i in range(start if same else 0, len(lists[k])):
+            walk(k + 1, i, [*chosen, lists[k][i]])
+
+    walk(0, 0, [])
     return out
 
 

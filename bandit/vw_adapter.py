@@ -428,21 +428,26 @@ class VWModel:
         with self._lock:
             return float(self._ws.get_weight_from_name(feature, namespace))
 
-    def interactions(self) -> list[tuple[str, str]]:
-        """The namespace pairs the model crosses (``-q co`` → ``[("c", "o")]``; a ``:``
-        stands for every namespace), as its arguments say."""
+    def interactions(self) -> list[tuple[str, ...]]:
+        """The namespace initials the model crosses (``-q co`` → ``[("c", "o")]``,
+        ``--cubic cco`` → ``[("c", "c", "o")]``; a ``:`` stands for every namespace), as
+        its arguments say."""
         words = self.args_text().split()
         out = []
         for i, w in enumerate(words[:-1]):
-            if w in ("-q", "--quadratic", "--interactions") and len(words[i + 1]) == 2:
-                out.append((words[i + 1][0], words[i + 1][1]))
+            term = words[i + 1]
+            if (w in ("-q", "--quadratic") and len(term) == 2) or \
+                    (w == "--cubic" and len(term) == 3) or \
+                    (w == "--interactions" and len(term) in (2, 3)):
+                out.append(tuple(term))
         return out
 
     def term_weights(self, terms: Sequence[tuple[tuple[str, str], ...]]) -> list[float]:
         """The weight of each term (one feature ``((ns, name),)``, or a crossing of two
-        ``((ns1, name1), (ns2, name2))``) as the model's prediction uses it: VW hashes a
-        crossing as ``(h1 · 16777619) ^ h2``, both features' hashes scaled by the weights
-        per model; a bagged model's weight is the mean over its members."""
+        or three ``((ns1, name1), (ns2, name2), …)``) as the model's prediction uses it:
+        VW hashes a crossing as ``(h1 · 16777619) ^ h2`` (then ``· 16777619 ^ h3``), the
+        features' hashes scaled by the weights per model; a bagged model's weight is the
+        mean over its members."""
         models, bits = self._layout()
         per = 1 << (models - 1).bit_length()  # VW rounds the models up to a power of 2
         mask = (1 << bits) - 1
@@ -460,11 +465,9 @@ class VWModel:
 
             out = []
             for term in terms:
-                if len(term) == 1:
-                    base = h(*term[0]) * per
-                else:
-                    base = (((h(*term[0]) * per) * _FNV_PRIME) ^ (h(*term[1]) * per)) \
-                        & _U64
+                base = h(*term[0]) * per
+                for part in term[1:]:
+                    base = ((base * _FNV_PRIME) ^ (h(*part) * per)) & _U64
                 total = 0.0
                 for k in range(models):
                     total += float(ws.get_weight((base + k) & mask, 0))

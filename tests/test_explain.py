@@ -86,3 +86,52 @@ def test_a_decision_made_by_a_crossing_is_explained_by_it():
             assert all(abs(c["contribution"]) < top[0]["contribution"] / 3 for c in first)
     finally:
         model.close()
+
+
+def test_self_and_cubic_interactions_are_enumerated_as_vw_does(tmp_path):
+    """With ``-q co -q oo --cubic cco`` the terms of an offer are exactly the readable
+    model's names made of that offer's and the context's features (each unordered
+    combination within a namespace group once), with VW's weights."""
+    spec = PolicySpec.parse("epsilon:0.05,interactions=co+oo+cco")
+    readable = tmp_path / "readable.txt"
+    with_names = VWModel(f"{spec.vw_args(0)} --invert_hash {readable}")
+
+    def ctx(u: str) -> dict[str, dict[str, float]]:
+        return {"cu": {f"u={u}": 1.0, "n": 0.5}, "cv": {"v=1": 1.0}}
+
+    def off(i: int) -> dict[str, dict[str, float]]:
+        return {"o": {f"kind=k{i}": 1.0, "z": 2.0}, "o_id": {f"id=a{i}": 1.0}}
+
+    def teach(model: VWModel) -> None:
+        rng = random.Random(1)
+        lines = [action_line(off(i)) for i in range(4)]
+        for _ in range(200):
+            u, a = rng.randrange(4), rng.randrange(4)
+            model.learn(ctx(USERS[u]), lines, a, 1.0 if a == u else 0.0, 0.25)
+
+    teach(with_names)
+    with_names.close()
+    model = VWModel(spec.vw_args(0))
+    teach(model)
+    written: dict[tuple[tuple[str, str], ...], float] = {}
+    for line in readable.read_text().splitlines():
+        if "^" in line:
+            name, _, weight = line.rsplit(":", 2)
+            written[tuple(tuple(p.split("^", 1)) for p in name.split("*"))] = \
+                float(weight.split()[0])  # type: ignore[misc]
+    try:
+        assert sorted(model.interactions()) == [("c", "c", "o"), ("c", "o"), ("o", "o")]
+        found = terms(ctx("x1"), off(1), model.interactions())
+        mine = {t for t, _ in found}
+        names = {(ns, f) for part in (ctx("x1"), off(1)) for ns, fs in part.items() for f in fs}
+        offered = {(ns, f) for ns, fs in off(1).items() for f in fs}
+        expected = {t for t in written if set(t) <= names and set(t) & offered}
+        assert mine == expected and len(mine) > 20
+        assert any(len(t) == 3 for t in mine) and any(t[0][0].startswith("o") and len(t) == 2
+                                                      for t in mine)
+        for t, w in zip(mine, model.term_weights(list(mine)), strict=True):
+            assert w == pytest.approx(written[t], abs=2e-6), t
+        values = dict(found)
+        assert values[(("cu", "n"), ("o", "z"))] == 1.0  # 0.5 × 2
+    finally:
+        model.close()
