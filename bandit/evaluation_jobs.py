@@ -2,10 +2,12 @@
 ``applyFromEvaluation`` routes (the HTTP layer is :mod:`bandit.server.personalizer_eval`).
 
 An evaluation compares the online policy (the logs' own), the baseline (first action),
-random, the current learning settings learned afresh, and every requested learning
-settings, on the joined logs between ``startTime`` and ``endTime`` (and after the last
-``DELETE logs``); see :mod:`bandit.offline_eval`. Its replay report (the same policies
-through ``bandit-replay``'s estimators, JSON and HTML) is kept beside it.
+random, the current learning settings learned afresh, every requested learning settings
+and, with ``enableOfflineExperimentation`` (``enablePolicyOptimization``), the best
+settings the replay's policy search finds around the current ones, on the joined logs
+between ``startTime`` and ``endTime`` (and after the last ``DELETE logs``); see
+:mod:`bandit.offline_eval`. Its replay report (the same policies through
+``bandit-replay``'s estimators, JSON and HTML) is kept beside it.
 """
 
 from __future__ import annotations
@@ -108,6 +110,9 @@ class EvaluationJobs:
 
         logs = self._logs(doc["start"], doc["end"])
         cands = self._candidates(doc)
+        search = self._search(logs, cands) if doc.get("optimize") else None
+        if search is not None and search[0] is not None:
+            cands.append(search[0])
         files = self._jobs("evaluations").files(doc["id"])
         files.mkdir(parents=True, exist_ok=True)
         scored = score(logs, cands, self.s.seed, files)
@@ -117,9 +122,9 @@ class EvaluationJobs:
                    for x in scored]
         out: dict[str, Any] = {"results": results, "rows": logs.n,
                                "optimalPolicy": ev.best_policy(results)}
-        if doc.get("optimize"):
-            out["description"] = ("policy search is not available on this server: the "
-                                  "requested and the current learning settings were compared")
+        if search is not None:
+            out["description"] = search[1]
+            out["search"] = search[2]
         try:
             report = replay_report(logs, cands, self.s.seed)
             out["replay"] = report.as_json()
@@ -132,6 +137,32 @@ class EvaluationJobs:
         if scores is not None:
             out["featureTiers"] = tiers(scores)
         return out
+
+    def _search(self, logs: Any, cands: list[Any]) -> tuple[Any, str, dict[str, Any]]:
+        """Offline experimentation: the replay's policy search around the current
+        learning settings (:func:`replay.optimize.optimize`, ranked by IPS against the
+        logged policy, Bonferroni-corrected); its best spec joins the comparison unless it
+        is one of the compared ones already."""
+        from bandit.learning_settings import arguments_of
+        from bandit.offline_eval import Candidate
+        from replay.optimize import optimize
+
+        result = optimize(logs, None, current=str(self.admin.spec()), estimators="ips,snips",
+                          rank_by="ips", n_bootstrap=0, seed=self.s.seed)
+        best = result.best
+        p = best.paired["ips"]
+        verdict = (f"policy search: {len(result.ranked)} learning settings compared on "
+                   f"{result.n} rows; the best, {best.name}, is {p.difference:+.4f} in IPS "
+                   f"against the logged policy (corrected interval {p.ci_corrected[0]:+.4f} "
+                   f"to {p.ci_corrected[1]:+.4f}: "
+                   f"{'better' if result.winner is not None else 'not shown better'})")
+        summary = {"ranked": [r.name for r in result.ranked[:10]], "best": best.name,
+                   "ips": float(best.estimates["ips"].value),
+                   "beats_logged": result.winner is not None}
+        if any(c.spec == str(best.candidate.spec) for c in cands):
+            return None, verdict, summary  # already compared
+        return (Candidate("Optimized learning settings", arguments_of(best.candidate.spec),
+                          "OfflineExperimentation", str(best.candidate.spec)), verdict, summary)
 
     def _importance(self, logs: Any) -> list[dict[str, Any]] | None:
         from bandit.offline_eval import importance

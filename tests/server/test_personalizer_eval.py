@@ -237,3 +237,32 @@ def test_every_route_is_in_the_openapi_document(parts):
             if method.lower() not in doc.get(route.path, {}):
                 missing.append(f"{method} {route.path}")
     assert missing == []
+
+
+def test_offline_experimentation_adds_the_policy_search_s_best(parts):
+    """With enableOfflineExperimentation the replay's policy search runs around the
+    current settings; its best joins the results, scored by the evaluation's own pass to
+    the same IPS the search found, and can be applied."""
+    c, rewards, store = parts
+    r = c.post("/personalizer/v1.1-preview.3/evaluations",
+               json={**CONTRACT, "enableOfflineExperimentation": True})
+    assert r.status_code == 201, r.text
+    eid = r.json()["id"]
+    doc = wait_done(c, f"/personalizer/v1.1-preview.3/evaluations/{eid}",
+                    ("completed", "failed"))
+    assert doc["status"] == "completed", doc
+    res = {x["policySource"]: x for x in doc["policyResults"]}
+    found = res["OfflineExperimentation"]
+    stored = orjson.loads(next((store.dir / "evaluations").glob("*.json")).read_bytes())
+    search = stored["search"]
+    assert search["beats_logged"] is True and found["name"] == "Optimized learning settings"
+    assert found["totalSummary"]["averageReward"] == pytest.approx(search["ips"], rel=1e-9)
+    assert found["totalSummary"]["averageReward"] > res["Online"]["totalSummary"][
+        "averageReward"] + 0.5  # a winner on these logs, far above uniform logging
+    assert "policy search" in stored["description"] and search["best"] in stored["description"]
+    r = c.post("/personalizer/configurations/applyFromEvaluation" + Q,
+               json={"evaluationId": eid, "policyName": "Optimized learning settings"})
+    assert r.status_code == 204, r.text
+    assert c.get("/personalizer/configurations/policy" + Q).json()["arguments"] == \
+        found["arguments"]
+    assert c.get("/v1/model").json()["policy"] == search["best"]
