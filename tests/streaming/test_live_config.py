@@ -29,6 +29,17 @@ def probabilities(body: dict) -> set[float]:
     return {round(a["probability"], 6) for a in body["ranking"]}
 
 
+def consumed(workdir, topic: str) -> int:
+    """How many messages of ``topic`` the learner's last checkpoint had read."""
+    import json
+
+    try:
+        offsets = json.loads((workdir / "models" / "manifest.json").read_text())["offsets"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    return sum(v for k, v in offsets.items() if k.rsplit(":", 1)[0] == topic)
+
+
 def wait_for(predicate, timeout: float, step: float = 0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -55,6 +66,11 @@ def test_exploration_and_reward_wait_change_on_a_running_loop(broker, prefix, tm
         wait_for(lambda: stack.model()["events_learned"] >= 60 and
                            stack.model()["events_learned"], 30)
         before = [rank(c)["eventId"] for _ in range(3)]  # waits an hour for a reward
+        # ... once the learner has read them (its checkpointed offsets reach every
+        # decision sent): a decision it reads after the change would get the new window
+        sent = wait_for(lambda: (d := read_topic(stack.bootstrap, prefix + "decisions")) and
+                        set(before) <= {x["EventId"] for x in d} and len(d), 30)
+        wait_for(lambda: consumed(tmp_path, prefix + "decisions") >= sent, 30)
         conf = c.get("/personalizer/configurations/service" + Q).json()
         assert conf["rewardWaitTime"] == "PT1H" and conf["explorationPercentage"] == 0.2
         new = {**conf, "explorationPercentage": 0.6, "rewardWaitTime": "PT5S",
@@ -138,14 +154,21 @@ def test_an_evaluation_of_the_loop_s_own_joined_topic_applied_to_the_running_loo
             top = max(ranked, key=lambda a: a["probability"])
             assert top["id"] == winner and round(top["probability"], 6) == 0.985
         version = stack.model()["version"]
-        for i in range(20):  # the learner learns on from the applied model
-            u = "xy"[i % 2]
-            body = rank_u(c, u, EVAL_ACTIONS)
-            c.post(f"/personalizer/events/{body['eventId']}/reward" + Q,
-                   json={"value": 1.0 if body["rewardActionId"] == WINNER[u] else 0.0})
-        info = wait_for(lambda: (m := stack.model())["version"] != version and
-                        m["events_learned"] >= 20 and m, 30)
-        assert info["policy"] == "epsilon:0.02"
+
+        def more() -> dict | None:
+            """Some traffic; the model once the learner published one learned on from the
+            applied one (what it learned before it noticed the change is not in it)."""
+            for i in range(4):
+                u = "xy"[i % 2]
+                body = rank_u(c, u, EVAL_ACTIONS)
+                assert c.post(f"/personalizer/events/{body['eventId']}/reward" + Q, json={
+                    "value": 1.0 if body["rewardActionId"] == WINNER[u] else 0.0}
+                ).status_code == 204
+            m = stack.model()
+            return m if m["version"] != version else None
+
+        info = wait_for(more, 30, step=0.5)
+        assert info["policy"] == "epsilon:0.02" and info["events_learned"] > sent
 
 
 def rank_u(c: httpx.Client, u: str, actions: list) -> dict:
