@@ -266,3 +266,43 @@ def test_offline_experimentation_adds_the_policy_search_s_best(parts):
     assert c.get("/personalizer/configurations/policy" + Q).json()["arguments"] == \
         found["arguments"]
     assert c.get("/v1/model").json()["policy"] == search["best"]
+
+
+def test_evaluations_run_on_personalizer_s_own_dsjson_logs(tmp_path):
+    """Logs as Personalizer writes them (no canonical features, ``_label_*`` fields,
+    ``a``/``p``, raw ``c``), pointed at by BANDIT_EVALUATION_LOGS: evaluated as they are."""
+    rng = np.random.default_rng(5)
+    path = tmp_path / "personalizer.json"
+    rewards = []
+    with open(path, "wb") as f:
+        for i in range(N):
+            u = "x" if rng.random() < 0.5 else "y"
+            order = [int(x) for x in rng.permutation(4)]
+            r = 1.0 if f"a{order[0]}" == WINNER[u] else 0.0
+            rewards.append(r)
+            f.write(orjson.dumps({
+                "_label_cost": -r, "_label_probability": 0.25, "_label_Action": order[0] + 1,
+                "_labelIndex": order[0], "Timestamp": stamp(T0 + timedelta(seconds=i)),
+                "Version": "1", "EventId": f"p{i}", "a": [j + 1 for j in order],
+                "c": {"user": {"u": u}, "_multi": [{"_tag": f"a{j}", "kind": str(j)}
+                                                   for j in range(4)]},
+                "p": [0.25] * 4, "VWState": {"m": "x"}}) + b"\n")
+    settings = Settings(event_dir=str(tmp_path / "events"), model_dir=str(tmp_path / "m"),
+                        policy="epsilon:0.1", evaluation_logs=str(path))
+    policy = VWPolicy.fresh(PolicySpec.parse(settings.policy), seed=1)
+    sink = FileSink(settings.event_dir)
+    c = Client(create_app(settings, policy, sink, registry=CollectorRegistry(),
+                          store=ModelStore(settings.model_dir)))
+    try:
+        assert c.request("PUT", "/personalizer/evaluations/p" + Q, json=CONTRACT
+                         ).status_code == 200
+        doc = wait_done(c, "/personalizer/evaluations/p" + Q, ("Succeeded", "Failed"))
+    finally:
+        c.close()
+        sink.close()
+        policy.close()
+    assert doc["status"] == "Succeeded", doc
+    res = by_source(doc["content"]["value"])
+    assert res["Online"]["summary"]["expectedReward"] == pytest.approx(np.mean(rewards),
+                                                                       abs=1e-9)
+    assert res["greedy-ish"]["summary"]["expectedReward"] > 0.6
