@@ -53,6 +53,7 @@ def test_each_slot_shows_its_baseline_and_agreement_is_per_slot(tmp_path):
         bad = c.post("/personalizer/v1.1-preview.3/multislot/rank", json={
             "actions": ACTIONS, "slots": [{"id": "hero", "baselineAction": "a9"}]})
         info = c.get("/v1/model").json()["apprentice"]
+        page = c.get("/").text
     finally:
         c.close()
         policy.close()
@@ -64,3 +65,4 @@ def test_each_slot_shows_its_baseline_and_agreement_is_per_slot(tmp_path):
     assert info["decisions"] == 3 and info["agreement"] == 1 / 3
     assert info["slots"] == [{"slot": "hero", "decisions": 3, "agreement": 1 / 3},
                              {"slot": "side", "decisions": 3, "agreement": 2 / 3}]
+    assert "agreement · slot hero" in page and "0.667 of 3" in page  # the status page
