@@ -148,6 +148,7 @@ class VWModel:
         self._names: set[str] = set()
         self._reset: list[Any] | None = None
         self._term_layout: tuple[int, int] | None = None  # see term_weights
+        self._interactions: list[tuple[str, ...]] | None = None  # see interactions
 
     @classmethod
     def load(cls, path: str | Path, extra: str = "--quiet", *,
@@ -432,15 +433,18 @@ class VWModel:
         """The namespace initials the model crosses (``-q co`` → ``[("c", "o")]``,
         ``--cubic cco`` → ``[("c", "c", "o")]``; a ``:`` stands for every namespace), as
         its arguments say."""
+        if self._interactions is not None:
+            return list(self._interactions)
         words = self.args_text().split()
-        out = []
+        out: list[tuple[str, ...]] = []
         for i, w in enumerate(words[:-1]):
             term = words[i + 1]
             if (w in ("-q", "--quadratic") and len(term) == 2) or \
                     (w == "--cubic" and len(term) == 3) or \
                     (w == "--interactions" and len(term) in (2, 3)):
                 out.append(tuple(term))
-        return out
+        self._interactions = out
+        return list(out)
 
     def term_weights(self, terms: Sequence[tuple[tuple[str, str], ...]]) -> list[float]:
         """The weight of each term (one feature ``((ns, name),)``, or a crossing of two
