@@ -198,6 +198,13 @@ def test_2022_evaluation_apply_and_feature_importance(parts):
     assert scores.get("noise", 0.0) < 0.1
     assert [x["id"] for x in c.get("/personalizer/featureImportances" + Q).json()["value"]] \
         == ["fi1"]
+    # v1.1-preview.3 evaluations carry the same scores as tiers of feature names
+    r = c.post("/personalizer/v1.1-preview.3/evaluations", json=CONTRACT)
+    tiers = wait_done(c, f"/personalizer/v1.1-preview.3/evaluations/{r.json()['id']}",
+                      ("completed", "failed"))["featureImportance"]
+    top = max(fi["featureScores"], key=lambda x: x["score"])
+    assert f"{top['namespace']}.{top['featureName']}" in tiers[0]
+    assert not any("noise" in name for tier in tiers[:1] for name in tier)
     assert c.request("DELETE", "/personalizer/featureImportances/fi1" + Q).status_code == 204
     assert c.get("/personalizer/featureImportances/fi1" + Q).status_code == 404
 
