@@ -51,7 +51,13 @@ def parse_time(value: Any, name: str, code: str = "InvalidEvaluationContract") -
         except ValueError:
             pass
         else:
-            return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+            epoch = (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+            try:
+                iso(epoch)  # within the years a UTC date-time can be written in
+            except (ValueError, OverflowError, OSError):
+                pass
+            else:
+                return epoch
     raise BadRequest(f"{name} must be an ISO-8601 date-time such as 2019-01-19T00:00:00Z",
                      field=name, code=code)
 

@@ -212,6 +212,10 @@ def test_2022_evaluation_apply_and_feature_importance(parts):
 @pytest.mark.parametrize("body, field, code", [
     ({**CONTRACT, "name": ""}, "name", "InvalidEvaluationContract"),
     ({**CONTRACT, "startTime": "yesterday"}, "startTime", "InvalidEvaluationContract"),
+    ({**CONTRACT, "endTime": "9999-12-31T23:59:59-05:00"}, "endTime",
+     "InvalidEvaluationContract"),  # (after year 9999 in UTC)
+    ({**CONTRACT, "startTime": "0001-01-01T00:00:00+05:00"}, "startTime",
+     "InvalidEvaluationContract"),
     ({**CONTRACT, "endTime": CONTRACT["startTime"]}, "endTime", "InvalidEvaluationContract"),
     ({**CONTRACT, "policies": [{"name": "a", "arguments": "--epsilon 0.1"}] * 2},
      "policies[1].name", "DuplicateCustomPolicyNames"),
