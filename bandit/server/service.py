@@ -29,6 +29,7 @@ from bandit.userstore import UserStore, hash_user
 
 log = logging.getLogger("bandit.server")
 HOLDOUT = Experiment("holdout", ())  # its hash decides who is held out
+MAX_SLOT_IDS = 100  # slot ids whose apprentice agreement is counted apart
 
 
 class SinkUnavailable(BadRequest):
@@ -121,6 +122,9 @@ class Service:
                 extra["agree_slots"] = slots
                 for k, agreed in enumerate(slots):
                     key = request.slot_ids[k] if k < len(request.slot_ids) else str(k + 1)
+                    if key not in self.apprentice_slots and \
+                            len(self.apprentice_slots) >= MAX_SLOT_IDS:
+                        key = "other"  # slot ids come from clients: bounded
                     counts = self.apprentice_slots.setdefault(key, [0, 0])
                     counts[0] += 1
                     counts[1] += int(bool(agreed))
