@@ -4,12 +4,13 @@ A Personalizer policy is ``{"name", "arguments"}`` with arguments such as
 ``--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::``. The
 arguments that choose the exploration and the learning become a
 :class:`~bandit.policy_spec.PolicySpec` (and so the VW command line the models are
-built with); input-format arguments (``--dsjson``, ``--cb_explore_adf``…) and
-interactions between namespace initials (``-q co -q cc``, ``--cubic cco``) become the
-spec's ``interactions`` (``-q co`` alone is the default); wildcard interactions such as
-Personalizer's ``-q ::`` are accepted and not applied (this service always crosses
-context and offer namespaces); anything else is refused, naming the argument, rather
-than silently dropped.
+built with). Input-format arguments (``--dsjson``, ``--cb_explore_adf``,
+``--hash all``…) are accepted and not applied. Interactions (``-q``, ``--quadratic``,
+``--cubic``) among this service's namespaces (context ``c…``, offer ``o…``: ``-q co``,
+``-q cc``, ``--cubic cco``) become the spec's ``interactions``; others (``-q ::``, or
+namespaces of another feature layout) are accepted and not applied. ``--adaptive
+--invariant`` is ``normalized=0``. Anything else is refused, naming the argument,
+rather than silently dropped.
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ _APPLIED: dict[str, tuple[str, bool]] = {
     "--power_t": ("power_t", True), "--l2": ("l2", True), "-b": ("bits", True),
     "--bit_precision": ("bits", True), "--elim": ("elim", False),
 }
-# VW's update rule: all three by default; ``--adaptive --invariant`` alone is normalized=0
-_UPDATE_FLAGS = {"--adaptive", "--invariant", "--normalized"}
 _IGNORED_FLAGS = {"--cb_explore_adf", "--dsjson", "--json", "--quiet", "--cb_adf"}
-_IGNORED_VALUED = {"--random_seed", "--hash"}
-_INTERACTIONS = {"-q", "--quadratic", "--interactions", "--cubic"}
+_IGNORED_VALUED = {"--random_seed"}
+_INTERACTIONS = {"-q": 2, "--quadratic": 2, "--interactions": 0, "--cubic": 3}
+_NORMALISATION = ("--adaptive", "--invariant")  # both without --normalized: normalized=0
 
 
 def _error(message: str) -> BadRequest:
@@ -41,27 +41,28 @@ def _tokens(arguments: str) -> dict[str, str]:
     words = arguments.split()
     out: dict[str, str] = {}
     terms: list[str] = []
+    flags: set[str] = set()
     i = 0
     while i < len(words):
         w = words[i]
         name, eq, inline = w.partition("=")
-        if name in _INTERACTIONS:
-            value = inline if eq else (words[i + 1] if i + 1 < len(words) else "")
-            if not value or value.startswith("-"):
-                raise _error(f"{name} needs a value")
-            if value.isascii() and value.isalpha():  # namespace initials, not wildcards
-                terms.append(value.lower())
-            i += 1 if eq else 2
-            continue
         if name in _IGNORED_FLAGS:
             i += 1
             continue
-        if name in _UPDATE_FLAGS:
-            out[name] = "1"
-            i += 1
-            continue
-        if name in _IGNORED_VALUED:
+        if name in _IGNORED_VALUED or name == "--hash" or name in _INTERACTIONS:
+            value = inline if eq else (words[i + 1] if i + 1 < len(words) else "")
+            if not value or value.startswith("--"):
+                raise _error(f"{name} needs a value")
+            if name == "--hash" and value != "all":
+                raise _error("--hash must be all: the service hashes every feature as a "
+                             "string, as VW's DSJSON reader does")
+            if name in _INTERACTIONS:
+                terms.append(value)
             i += 1 if eq else 2
+            continue
+        if name in _NORMALISATION or name == "--normalized":
+            flags.add(name)
+            i += 1
             continue
         if name not in _APPLIED:
             raise _error(f"unsupported learning-settings argument {w!r}; supported: "
@@ -77,9 +78,27 @@ def _tokens(arguments: str) -> dict[str, str]:
         else:
             out[key] = "1"
             i += 1
-    if terms and terms != ["co"]:
-        out["interactions"] = "+".join(dict.fromkeys(terms))
+    if flags and flags != {*_NORMALISATION, "--normalized"}:  # all three: VW's default
+        if flags != set(_NORMALISATION):
+            raise _error("--adaptive and --invariant go together (VW's updates without "
+                         "its normalisation: normalized=0), or all three with --normalized "
+                         "(the default)")
+        out["normalized"] = "0"
+    applied = _applied_interactions(terms)
+    if applied is not None:
+        out["interactions"] = applied
     return out
+
+
+def _applied_interactions(terms: list[str]) -> str | None:
+    """The interactions among this service's namespaces (context ``c…``, offer ``o…``)
+    as a spec's ``interactions`` (None: the default ``-q co``). Terms naming other
+    namespaces (``-q ::``, ``-q ua`` of another feature layout) cross nothing here and
+    are not applied."""
+    mine = [t.lower() for t in terms if 2 <= len(t) <= 3 and set(t.lower()) <= {"c", "o"}]
+    if not mine or mine == ["co"]:
+        return None
+    return "+".join(dict.fromkeys(mine))
 
 
 def spec_from_arguments(arguments: str) -> PolicySpec:
@@ -94,15 +113,9 @@ def spec_from_arguments(arguments: str) -> PolicySpec:
     main = {"bag": "bag", "squarecb": "gamma", "softmax": "lambda", "epsilon": "epsilon"}[kind]
     parts = [kind + (f":{t[main]}" if main in t else "")]
     for key in ("epsilon", "gamma", "lambda", "cb_type", "lr", "power_t", "l2", "bits",
-                "first_only", "elim", "interactions"):
-        if key in t and key != main:
-            parts.append(f"{key}={t[key]}")
-    update = {f for f in _UPDATE_FLAGS if f in t}
-    if update == {"--adaptive", "--invariant"}:
-        parts.append("normalized=0")
-    elif update and update != _UPDATE_FLAGS:
-        raise _error("VW's update flags: --adaptive --invariant (without normalisation), "
-                     "or all three of --adaptive --invariant --normalized (the default)")
+                "first_only", "elim", "interactions", "normalized"):
+        if key in t and key != main and not (key == "bits" and t[key] == "18"):
+            parts.append(f"{key}={t[key]}")  # (18 bits: the default, left out)
     try:
         return PolicySpec.parse(",".join(parts))
     except ValueError as exc:

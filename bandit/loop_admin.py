@@ -100,6 +100,24 @@ class LoopAdmin:
         config = replace(self.config(), policy=LearningSettings(name, args))
         return self._new_generation(config, spec, fresh=True)
 
+    def apply_policy(self, name: str, arguments: str, model_path: str | None) -> None:
+        """Serve learning settings and, when given, a model trained with them (an offline
+        evaluation's): the learner learns on from that model."""
+        spec = spec_from_arguments(arguments)
+        config = replace(self.config(), policy=LearningSettings(name, arguments))
+        if model_path is None:
+            self._new_generation(config, spec, fresh=True)
+            return
+        try:
+            model = VWModel.load(model_path)
+        except Exception:  # VW raises plain RuntimeError on a file it cannot read
+            raise BadRequest("Model not found in evaluation.", code="EvaluationModelNotFound",
+                             status=404) from None
+        try:
+            self._new_generation(config, spec, fresh=False, model=model)
+        finally:
+            model.close()
+
     def reset_policy(self) -> dict[str, str]:
         config = replace(self.config(), policy=None)
         return self._new_generation(config, self.spec(config), fresh=True)

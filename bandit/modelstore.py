@@ -214,11 +214,18 @@ class ModelStore:
     def update(self, manifest: Manifest, offsets: dict[str, int],
                extra: dict[str, Any]) -> Manifest:
         """Same model version, new offsets and extra (a checkpoint with nothing new
-        learned): servers keep serving the model they have."""
+        learned): servers keep serving the model they have. If another version became
+        current meanwhile (a server replaced the model: a reset, an import, new learning
+        settings), it stays current; only this version's own record is updated."""
         new = Manifest(manifest.version, manifest.file, manifest.sha256, manifest.policy,
                        manifest.events_learned, manifest.created_at, dict(offsets), dict(extra))
         atomic_write(self.dir / f"model-{new.version}.json", new.to_json())
-        atomic_write(self.manifest_path, new.to_json())
+        try:
+            cur = self.current()
+        except ModelStoreError:
+            cur = None
+        if cur is None or cur.version == new.version:
+            atomic_write(self.manifest_path, new.to_json())
         self._prune()
         return new
 

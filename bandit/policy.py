@@ -176,6 +176,7 @@ class VWPolicy:
         safe = adjusted and opts.safe_delta > 0
         diversify = adjustable and opts.diversity > 0
         agree: bool | None = None
+        agree_slots: list[bool] = []  # apprentice: the model's greedy choice is the baseline
         mean = stats.global_mean() if stats is not None else 0.0
         rng = event_rng(request.event_id, self.seed)
         remaining = list(range(n))
@@ -200,10 +201,15 @@ class VWPolicy:
             eligible = offers if k == 0 and whole_first else [offers[i] for i in remaining]
             if mode == "fixed" or mode == "apprentice":
                 first_choice = 0
-                if mode == "apprentice" and k == 0:
-                    first_choice = self._default_index(request, remaining)
-                    model_pmf = self._pmf(current, request.context, eligible, 0)
-                    agree = model_pmf.index(max(model_pmf)) == first_choice
+                if mode == "apprentice":
+                    first_choice = self._default_index(request, remaining, k)
+                    context = request.context if k == 0 else \
+                        {**request.context, SLOT_NAMESPACE: {f"k={k + 1}": 1.0}}
+                    model_pmf = self._pmf(current, context, eligible, k)
+                    agreed = model_pmf.index(max(model_pmf)) == first_choice
+                    agree_slots.append(agreed)
+                    if k == 0:
+                        agree = agreed
                 pmf = [0.0] * len(remaining)
                 pmf[first_choice] = 1.0
             elif mode == "uniform":
@@ -254,6 +260,8 @@ class VWPolicy:
                                    ("model" if mode == "model" else mode)}
         if agree is not None:
             info["agree"] = agree
+            if request.slots > 1:
+                info["agree_slots"] = agree_slots
         if request.explain:
             info["explain"] = self._explain(current.model, request, order, probs)
         return Decision(request.event_id, tuple(order), tuple(probs), shown_slots,
@@ -265,11 +273,17 @@ class VWPolicy:
         return current.model.predict(context, [o.line for o in offers])
 
     @staticmethod
-    def _default_index(request: DecideRequest, remaining: list[int]) -> int:
-        """Position in ``remaining`` of the client's default offer (else the first)."""
-        if request.default_id is not None:
+    def _default_index(request: DecideRequest, remaining: list[int], slot: int = 0) -> int:
+        """Position in ``remaining`` of the client's baseline offer for 0-based ``slot``
+        (``slot_defaults``, or ``default_id`` for slot 1); the first remaining offer when
+        there is none or it is not available to the slot (excluded, or shown above)."""
+        defaults = request.slot_defaults
+        wanted = defaults[slot] if slot < len(defaults) else None
+        if wanted is None and slot == 0:
+            wanted = request.default_id
+        if wanted is not None:
             for j, i in enumerate(remaining):
-                if request.offers[i].id == request.default_id:
+                if request.offers[i].id == wanted:
                     return j
         return 0
 
@@ -308,22 +322,18 @@ class VWPolicy:
 
     def _explain(self, model: VWModel, request: DecideRequest, order: list[int],
                  probs: list[float], top: int = 5) -> list[dict[str, object]]:
-        """Per shown offer: its probability and the largest first-order feature
-        contributions (weight × value) of the offer's and the context's features."""
+        """Per shown offer: its probability and the largest terms of its predicted
+        reward, crossings included (see :mod:`bandit.explain`), with the slot's
+        context (slot *k* ≥ 2 carries its slot feature)."""
+        from bandit.explain import contributions
+
         out = []
-        ctx = [(ns, f, v) for ns, feats in request.context.items() for f, v in feats.items()]
         for pos in range(min(request.slots, len(order))):
             offer = request.offers[order[pos]]
-            feats = ctx + [(ns, f, v) for ns, fs in offer.features.items()
-                           for f, v in fs.items()]
-            contrib = []
-            for ns, f, v in feats:
-                w = model.weight(ns, f)
-                if w != 0.0:
-                    contrib.append({"namespace": ns, "feature": f, "contribution": w * v})
-            contrib.sort(key=lambda c: -abs(float(c["contribution"])))  # type: ignore[arg-type]
+            context = request.context if pos == 0 else \
+                {**request.context, SLOT_NAMESPACE: {f"k={pos + 1}": 1.0}}
             out.append({"id": offer.id, "probability": probs[pos],
-                        "contributions": contrib[:top]})
+                        "contributions": contributions(model, context, offer.features, top)})
         return out
 
     def swap(self, model: VWModel, version: str, stats: OfferStats | None = None,

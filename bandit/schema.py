@@ -354,21 +354,25 @@ class RequestParser:
         ids: list[str] = []
         seen: set[str] = set()
         exclude: list[frozenset[str]] = []
+        baselines: list[str | None] = []
+        action_ids = {o.id for o in offers}
         for i, slot in enumerate(slots):
             where = f"slots[{i}]"
             ids.append(self._item_id(slot, where, seen, "slot"))
             exclude.append(frozenset(self._exclude(slot.get("excludedActions"),
                                                    f"{where}.excludedActions")))
             baseline = slot.get("baselineAction")
-            if baseline is not None and not isinstance(baseline, str):
-                raise BadRequest("baselineAction must be an action id",
+            if baseline is not None and (not isinstance(baseline, str) or
+                                         baseline not in action_ids):
+                raise BadRequest("baselineAction must be the id of one of the actions",
                                  field=f"{where}.baselineAction")
+            baselines.append(baseline)
             self._feature_list(slot.get("features"), f"{where}.features")
         return DecideRequest(
             event_id=self._event_id(obj.get("eventId"), "eventId"),
             context=context, offers=offers, slots=len(slots), explore=True,
             defer=_bool(obj, "deferActivation", False), slot_ids=tuple(ids),
-            slot_exclude=tuple(exclude))
+            slot_exclude=tuple(exclude), slot_defaults=tuple(baselines))
 
     def personalizer_multislot_reward(self, event_id: str, body: bytes) -> list[Reward]:
         eid = check_id(event_id, "eventId", self.s.max_id_bytes)

@@ -171,6 +171,8 @@ class Settings:
     arm_guard_margin: float = _num(0.0, 0.0, 1e9)
     arm_guard_baseline: str = "popularity"
     arm_guard_min: int = _num(500, 10, 10**9)
+    # offline evaluations (see bandit.evaluation_jobs): their joined logs
+    evaluation_logs: str = ""  # DSJSON file/dir or kafka://host:port/topic ("": the joined topic)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

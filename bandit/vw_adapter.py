@@ -42,6 +42,8 @@ from bandit.features import MAX_VALUE, Namespaces, render
 from bandit.scaling import Snapshot, Standardizer
 
 _lib: Any = pyvw.pylibvw.vw
+_FNV_PRIME = 16777619  # VW's quadratic-interaction hash multiplier
+_U64 = (1 << 64) - 1
 
 
 def cost_label(reward: float, probability: float) -> str:
@@ -172,6 +174,8 @@ class VWModel:
         self.standardizer: Standardizer | None = None
         self.saved_scale: dict[str, Any] | None = None
         self._observed: set[str] = set()  # offer lines counted in this snapshot
+        self._term_layout: tuple[int, int] | None = None  # see term_weights
+        self._interactions: list[tuple[str, ...]] | None = None  # see interactions
 
     def standardize(self, standardizer: Standardizer) -> None:
         """Learn with running standardisation of numeric context features."""
@@ -519,6 +523,68 @@ class VWModel:
         """Learned weight of a single (non-interacted) feature, for explanations."""
         with self._lock:
             return float(self._ws.get_weight_from_name(feature, namespace))
+
+    def interactions(self) -> list[tuple[str, ...]]:
+        """The namespace initials the model crosses (``-q co`` → ``[("c", "o")]``,
+        ``--cubic cco`` → ``[("c", "c", "o")]``; a ``:`` stands for every namespace), as
+        its arguments say."""
+        if self._interactions is not None:
+            return list(self._interactions)
+        words = self.args_text().split()
+        out: list[tuple[str, ...]] = []
+        for i, w in enumerate(words[:-1]):
+            term = words[i + 1]
+            if (w in ("-q", "--quadratic") and len(term) == 2) or \
+                    (w == "--cubic" and len(term) == 3) or \
+                    (w == "--interactions" and len(term) in (2, 3)):
+                out.append(tuple(term))
+        self._interactions = out
+        return list(out)
+
+    def term_weights(self, terms: Sequence[tuple[tuple[str, str], ...]]) -> list[float]:
+        """The weight of each term (one feature ``((ns, name),)``, or a crossing of two
+        or three ``((ns1, name1), (ns2, name2), …)``) as the model's prediction uses it:
+        VW hashes a crossing as ``(h1 · 16777619) ^ h2`` (then ``· 16777619 ^ h3``), the
+        features' hashes scaled by the weights per model; a bagged model's weight is the
+        mean over its members."""
+        models, bits = self._layout()
+        per = 1 << (models - 1).bit_length()  # VW rounds the models up to a power of 2
+        mask = (1 << bits) - 1
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("model is closed")
+            ws = self._ws
+            hashes: dict[tuple[str, str], int] = {}
+
+            def h(ns: str, name: str) -> int:
+                key = (ns, name)
+                if key not in hashes:
+                    hashes[key] = int(ws.hash_feature(name, ws.hash_space(ns)))
+                return hashes[key]
+
+            out = []
+            for term in terms:
+                base = h(*term[0]) * per
+                for part in term[1:]:
+                    base = ((base * _FNV_PRIME) ^ (h(*part) * per)) & _U64
+                total = 0.0
+                for k in range(models):
+                    total += float(ws.get_weight((base + k) & mask, 0))
+                out.append(total / models)
+        return out
+
+    def _layout(self) -> tuple[int, int]:
+        """(models in the workspace, bits of its weight table), from its arguments."""
+        if self._term_layout is None:
+            words = self.args_text().split()
+            models, bits = 1, 18
+            for i, w in enumerate(words[:-1]):
+                if w == "--bag" and words[i + 1].isdigit():
+                    models = max(1, int(words[i + 1]))
+                elif w in ("-b", "--bit_precision") and words[i + 1].isdigit():
+                    bits = int(words[i + 1])
+            self._term_layout = (models, bits)
+        return self._term_layout
 
     def close(self) -> None:
         """Return cached examples to VW and release the workspace."""

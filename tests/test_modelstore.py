@@ -119,3 +119,22 @@ def test_pin_rollback_export_import_round_trip(tmp_path, capsys):
                        str(tmp_path / "exported")]) == 1
     model.close()
     app.state.service.policy.close()
+
+
+def test_a_checkpoint_with_nothing_new_leaves_a_replaced_model_current(tmp_path):
+    """A learner's offsets-only checkpoint of the model it had must not put that model
+    back in front of one a server has just put in place (before the learner saw the new
+    configuration): the replacement stays current, the old version's record is updated."""
+    store = ModelStore(tmp_path)
+    m = trained()
+    try:
+        old = store.publish(m, "epsilon:0.1", 10, {"d:0": 5})
+        new = store.replace_model(m, "epsilon:0.02")
+        store.update(old, {"d:0": 7}, {"lag": 0})
+        assert store.current().version == new.version
+        assert store.version(old.version).offsets == {"d:0": 7}
+        # with nothing replaced, the update is the current manifest
+        again = store.update(new, {"d:0": 9}, {})
+        assert store.current() == again and again.offsets == {"d:0": 9}
+    finally:
+        m.close()

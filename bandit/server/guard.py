@@ -12,7 +12,8 @@ microseconds.
   pinning and rollback, and Personalizer's configuration, model, logs and evaluation
   routes); any valid key may read ``/readyz``, ``/metrics``,
   ``/v1/model`` and ``/openapi.json``; ``/healthz`` is public. No key or an unknown
-  key → 401; a known key without the route's scope → 403. Keys are never logged.
+  key → 401; a known key without the route's scope → 403 (under ``/personalizer/``
+  with Azure's bodies: code ``401``, and ``PermissionDenied``). Keys are never logged.
   Without ``BANDIT_API_KEYS`` the service is open (development only).
 * **Rate limits.** A token bucket per key (per client address when keys are off):
   ``BANDIT_RATE_LIMIT`` requests/s for everything, ``BANDIT_REWARD_RATE_LIMIT``
@@ -46,6 +47,14 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+# what Azure AI services answer (``x-ms-error-code`` too) to a missing or unknown key and
+# to a key without the operation's permission, on the Personalizer routes
+PERSONALIZER_401 = ("401", "Access denied due to invalid subscription key or wrong API "
+                    "endpoint. Make sure to provide a valid key for an active subscription "
+                    "and use a correct regional API endpoint for your resource.",
+                    [(b"x-ms-error-code", b"401")])
+PERSONALIZER_403 = ("PermissionDenied", "Principal does not have access to API/Operation.",
+                    [(b"x-ms-error-code", b"PermissionDenied")])
 PUBLIC = frozenset({"/healthz"})
 
 
@@ -160,14 +169,21 @@ class Guard:
             await self._call_with_deadline(scope, receive, send)
             return
         who, scopes = self._identify(scope)
+        azure = scope["path"].startswith("/personalizer/")  # Azure's answers there
         if scopes is None:
-            await self._refuse(send, 401, "Unauthorized", "a valid API key is required",
-                               [(b"www-authenticate", b'Bearer realm="offer-bandit"')])
+            if azure:
+                await self._refuse(send, 401, *PERSONALIZER_401)
+            else:
+                await self._refuse(send, 401, "Unauthorized", "a valid API key is required",
+                                   [(b"www-authenticate", b'Bearer realm="offer-bandit"')])
             return
         needed = required_scope(scope["path"])
         if needed is not None and needed not in scopes:
-            await self._refuse(send, 403, "Forbidden",
-                               f"this key may not use {needed} routes")
+            if azure:
+                await self._refuse(send, 403, *PERSONALIZER_403)
+            else:
+                await self._refuse(send, 403, "Forbidden",
+                                   f"this key may not use {needed} routes")
             return
         now = time.monotonic()
         assert who is not None

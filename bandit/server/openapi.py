@@ -203,6 +203,8 @@ def openapi_document() -> dict[str, Any]:
                                           "503": {"description": "not ready"}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics",
                              "responses": {"200": {"description": "text exposition"}}}},
+        "/openapi.json": {"get": {"summary": "This document",
+                                  "responses": {"200": {"description": "OpenAPI 3.1"}}}},
     }
     for base in BASES:
         _personalizer_events(paths, base)

@@ -23,7 +23,8 @@ The newest generation has no version in its path: ``/personalizer/rank?api-versi
 ``UnsupportedApiVersionValue`` naming the supported ones (the Azure REST guidelines'
 answers). Every error on these routes also carries its code in ``x-ms-error-code``.
 The configuration, model and logs routes are in
-:mod:`bandit.server.personalizer_admin`.
+:mod:`bandit.server.personalizer_admin`, the evaluation routes in
+:mod:`bandit.server.personalizer_eval`.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bandit.errors import BadRequest
+from bandit.evaluation_jobs import EvaluationJobs
+from bandit.loop_admin import LoopAdmin
 from bandit.schema import check_id
-from bandit.server import personalizer_admin
+from bandit.server import personalizer_admin, personalizer_eval
 from bandit.server.http import JSONResponse, read_body
 
 if TYPE_CHECKING:
@@ -94,7 +97,8 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
 
     handlers = {"rank": rank, "reward": reward, "activate": activate,
                 "multislot_rank": multislot_rank, "multislot_reward": multislot_reward}
-    out = []
+    jobs = EvaluationJobs(svc.settings, svc.store, LoopAdmin(svc.settings, svc.store))
+    out = [personalizer_eval.report_route(svc, jobs, lambda h: guarded(svc, h))]
     for base in (*BASES, QUERY_BASE):
         wrap = versioned if base == QUERY_BASE else _identity
 
@@ -103,6 +107,7 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
 
         out += _event_routes(base, {k: full(h) for k, h in handlers.items()})
         out += personalizer_admin.routes(svc, base, iso=base == QUERY_BASE, wrap=full)
+        out += personalizer_eval.routes(svc, jobs, base, iso=base == QUERY_BASE, wrap=full)
     return out
 
 

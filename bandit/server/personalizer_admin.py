@@ -117,11 +117,11 @@ def routes(svc: Service, base: str, *, iso: bool,
     for path, method, fn in table:
         by_path.setdefault(path, {})[method] = fn
     # one route per path, so a method it lacks gets 405 with every method it has in Allow
-    return [Route(base + path, wrap(_by_method(fns)), methods=list(fns))
+    return [Route(base + path, wrap(by_method(fns)), methods=list(fns))
             for path, fns in by_path.items()]
 
 
-def _by_method(fns: dict[str, Handler]) -> Handler:
+def by_method(fns: dict[str, Handler]) -> Handler:
     async def dispatch(request: Request) -> Response:
         return await fns["GET" if request.method == "HEAD" else request.method](request)
 

@@ -30,6 +30,7 @@ from bandit.userstore import UserStore, hash_user
 
 log = logging.getLogger("bandit.server")
 HOLDOUT = Experiment("holdout", ())  # its hash decides who is held out
+MAX_SLOT_IDS = 100  # slot ids whose apprentice agreement is counted apart
 
 
 class SinkUnavailable(BadRequest):
@@ -53,6 +54,8 @@ class Service:
     lgbm_arm: VWPolicy | None = None
     parser: RequestParser = field(init=False)
     apprentice: list[int] = field(default_factory=lambda: [0, 0])  # decisions, agreements
+    # multi-slot apprentice decisions: slot id (or 1-based position) -> decisions, agreements
+    apprentice_slots: dict[str, list[int]] = field(default_factory=dict)
     _explored: dict[str, list[float]] = field(default_factory=dict)
     arm_guard_tripped: bool = False
     _arm_guard_checked: float = 0.0
@@ -115,6 +118,17 @@ class Service:
             self.apprentice[0] += 1
             self.apprentice[1] += int(bool(decision.info["agree"]))
             extra["agree"] = decision.info["agree"]
+            slots = decision.info.get("agree_slots")
+            if isinstance(slots, list):
+                extra["agree_slots"] = slots
+                for k, agreed in enumerate(slots):
+                    key = request.slot_ids[k] if k < len(request.slot_ids) else str(k + 1)
+                    if key not in self.apprentice_slots and \
+                            len(self.apprentice_slots) >= MAX_SLOT_IDS:
+                        key = "other"  # slot ids come from clients: bounded
+                    counts = self.apprentice_slots.setdefault(key, [0, 0])
+                    counts[0] += 1
+                    counts[1] += int(bool(agreed))
         if self.shadow is not None:
             extra["shadow"] = self._shadow(request)
         if not isinstance(self.sink, NullSink):  # no sink: no event to build
@@ -291,14 +305,21 @@ class Service:
             "pinned": bool(self.store is not None and self._pinned()),
             "arm_guard_tripped": self.arm_guard_tripped,
             "mode": self.mode,
-            **({"apprentice": {"decisions": self.apprentice[0],
-                               "agreement": self.apprentice[1] / self.apprentice[0]
-                               if self.apprentice[0] else None}}
-               if self.mode == "apprentice" else {}),
+            **({"apprentice": self._apprentice_info()} if self.mode == "apprentice" else {}),
             **({"experiment": {"name": self.experiment.name,
                                "arms": {a.name: a.share for a in self.experiment.arms}}}
                if self.experiment is not None else {}),
         }
+
+    def _apprentice_info(self) -> dict[str, Any]:
+        """How often the learned policy's greedy choice is the baseline: over slot 1 of
+        every decision, and per slot of multi-slot decisions (by slot id)."""
+        n, agreed = self.apprentice
+        out: dict[str, Any] = {"decisions": n, "agreement": agreed / n if n else None}
+        if self.apprentice_slots:
+            out["slots"] = [{"slot": key, "decisions": c[0], "agreement": c[1] / c[0]}
+                            for key, c in self.apprentice_slots.items()]
+        return out
 
     @property
     def mode(self) -> str:

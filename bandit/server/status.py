@@ -112,6 +112,15 @@ def render(svc: Service) -> str:
         ("learner lag (messages)", "—" if lag is None else lag),
         ("spool depth", sink.get("spool_depth", "—")),
     ]
+    app = info.get("apprentice")
+    if isinstance(app, dict):  # how often the learned policy agrees with the baseline
+        def share(a: Any, n: Any) -> str:
+            return "—" if a is None else f"{a:.3f} of {n}"
+
+        tiles.append(("apprentice agreement", share(app.get("agreement"),
+                                                    app.get("decisions"))))
+        tiles += [(f"agreement · slot {x['slot']}", share(x["agreement"], x["decisions"]))
+                  for x in app.get("slots", [])]
     tile_html = "".join(f"<div class='tile' data-tile='{html.escape(k)}'><div class='k'>"
                         f"{html.escape(k)}</div><div class='v'>{html.escape(str(v))}</div>"
                         "</div>" for k, v in tiles)

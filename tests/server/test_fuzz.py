@@ -24,9 +24,16 @@ from bandit.sinks import NullSink
 
 def _app():
     import tempfile
+    from pathlib import Path
 
-    s = Settings(model_dir=tempfile.mkdtemp(prefix="bandit-fuzz-"), event_sink="none")
-    # with a model store: the configuration, model and logs routes do their real work
+    from tests.server.test_personalizer_eval import write_logs
+
+    root = Path(tempfile.mkdtemp(prefix="bandit-fuzz-"))
+    write_logs(root / "joined.jsonl", 40)  # what evaluations run on
+    s = Settings(model_dir=str(root / "models"), event_sink="none",
+                 evaluation_logs=str(root / "joined.jsonl"))
+    # with a model store: the configuration, model, logs and evaluation routes do their
+    # real work
     return create_app(s, VWPolicy.fresh(PolicySpec.parse("epsilon:0.1")), NullSink(),
                       registry=CollectorRegistry(), store=ModelStore(s.model_dir))
 

@@ -87,8 +87,9 @@ def test_reward_weights_combine_objectives():
 
 def test_explanations(app_parts, client):
     """A model taught that only o2 pays (shown uniformly, with context u) explains its
-    choice of o2 by o2's and the context's features, all lowering o2's cost; a feature
-    it never saw contributes nothing."""
+    choice of o2 by o2's features and their crossings with the context, each raising o2's
+    predicted reward; the context's own features (the same for every offer) and a
+    feature it never saw are not listed."""
     from bandit.schema import RequestParser
 
     settings, policy, _ = app_parts
@@ -107,12 +108,17 @@ def test_explanations(app_parts, client):
     e = body["explain"][0]
     assert e["id"] == body["slots"][0]["id"] == "o2"
     assert e["probability"] == body["slots"][0]["probability"] == pytest.approx(0.925)
-    got = {(c["namespace"], c["feature"]): c["contribution"] for c in e["contributions"]}
-    assert set(got) == {("o_id", "id=o2"), ("ocat", "c=2"), ("o", "price"),
-                        ("cu", "a=b"), ("cu", "n")}  # not cu/unseen=x: never learned
-    assert all(v < 0 for v in got.values())  # each lowers the cost of the winner
+    got = {(c["namespace"], c["feature"]): c for c in e["contributions"]}
+    assert len(got) == 5 and all(ns.startswith("o") or "*o" in ns for ns, _ in got)
+    assert not any("unseen" in f for _, f in got)  # never learned
+    assert all(c["contribution"] > 0 for c in got.values())  # each raises the winner
     mags = [abs(c["contribution"]) for c in e["contributions"]]
     assert mags == sorted(mags, reverse=True)
-    for (ns, f), v in got.items():  # weight × value
-        value = 2.0 if f in ("price", "n") else 1.0
-        assert v == pytest.approx(policy.model.weight(ns, f) * value, rel=1e-6)
+    for (ns, f), c in got.items():  # -weight × value, crossings included
+        terms = tuple(zip(ns.split("*"), f.split("*"), strict=True))
+        value = 1.0
+        for _, name in terms:
+            value *= 2.0 if name in ("price", "n") else 1.0
+        assert c["interaction"] == (len(terms) == 2)
+        assert c["contribution"] == pytest.approx(
+            -policy.model.term_weights([terms])[0] * value, rel=1e-6)

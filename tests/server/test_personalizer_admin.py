@@ -161,6 +161,12 @@ def test_exploration_and_learning_mode_change_what_is_served(parts):
     ({"name": "", "arguments": "--epsilon 0.1"}, "InvalidPolicyContract", "name"),
     ({"arguments": "--epsilon 0.1"}, "InvalidPolicyContract", "name"),
     ({"name": "x", "arguments": 3}, "InvalidPolicyContract", "arguments"),
+    ({"name": "x", "arguments": "--hash strings --epsilon 0.1"}, "InvalidPolicyConfiguration",
+     "arguments"),
+    ({"name": "x", "arguments": "--adaptive --epsilon 0.1"}, "InvalidPolicyConfiguration",
+     "arguments"),
+    ({"name": "x", "arguments": "--epsilon 0.1 -q"}, "InvalidPolicyConfiguration",
+     "arguments"),
 ])
 def test_bad_learning_settings_are_refused(parts, body, code, field):
     _, store, c = parts
@@ -184,6 +190,23 @@ def test_learning_settings_replace_the_served_model(parts):
     assert r.status_code == 201
     assert c.request("DELETE", "/personalizer/configurations/policy" + Q).json() == default
     assert c.get("/v1/model").json()["policy"] == "epsilon:0.1"
+
+
+@pytest.mark.parametrize("spec", ["epsilon:0.1", "bag:5,interactions=co+cc+oo,lr=1",
+                                  "squarecb:100,normalized=0", "epsilon:0.05,interactions=cco",
+                                  "softmax:10,cb_type=dr,bits=20"])
+def test_the_arguments_the_service_shows_are_ones_it_takes(parts, spec):
+    """GET then PUT of the learning settings serves the same VW command line."""
+    from bandit.learning_settings import arguments_of, spec_from_arguments
+
+    _, store, c = parts
+    args = arguments_of(PolicySpec.parse(spec))
+    assert spec_from_arguments(args) == PolicySpec.parse(spec)
+    r = put(c, "/personalizer/configurations/policy", {"name": "same", "arguments": args})
+    assert r.status_code == 200, r.text
+    assert PolicySpec.parse(store.current().policy).vw_args() == PolicySpec.parse(spec).vw_args()
+    again = c.get("/personalizer/configurations/policy" + Q).json()
+    assert again == {"name": "same", "arguments": args}
 
 
 def test_model_export_import_and_reset(parts):

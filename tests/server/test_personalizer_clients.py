@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,11 @@ from azure.ai.personalizer import PersonalizerAdministrationClient, Personalizer
 from azure.cognitiveservices.personalizer import PersonalizerClient as V1Client
 from azure.cognitiveservices.personalizer.models import RankableAction, RankRequest
 from azure.core.credentials import AzureKeyCredential
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
 from msrest.authentication import CognitiveServicesCredentials
 
 from bandit.apikeys import hash_key
@@ -26,6 +32,8 @@ ADMIN, USER = "admin-key-123", "user-key-456"
 ACTIONS = [{"id": f"a{i}", "features": [{"kind": str(i), "price": float(i)}]}
            for i in range(4)]
 CONTEXT = [{"user": {"device": "ios"}}, {"time": "morning"}]
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T1 = T0 + timedelta(hours=1)
 
 
 def events(directory: Path, kind: str) -> list[dict]:
@@ -121,12 +129,72 @@ def test_azure_ai_personalizer_administration(server):
 
 def test_admin_routes_need_the_admin_scope(server):
     admin = PersonalizerAdministrationClient(server.base, AzureKeyCredential(USER))
-    with pytest.raises(HttpResponseError) as refused:
-        admin.get_service_configuration()
-    assert refused.value.status_code == 403
-    with pytest.raises(HttpResponseError) as refused:
-        admin.reset_model()
-    assert refused.value.status_code == 403
+    calls = [admin.get_service_configuration, admin.reset_model, admin.get_policy,
+             admin.get_log_properties, lambda: list(admin.list_evaluations()),
+             lambda: admin.get_evaluation("e", start_time=T0, end_time=T1),
+             lambda: admin.apply_from_evaluation({"evaluationId": "e", "policyName": "p"}),
+             lambda: list(admin.list_feature_importances())]
+    for call in calls:  # Azure's answer to a key without the permission
+        with pytest.raises(HttpResponseError) as refused:
+            call()
+        assert refused.value.status_code == 403
+        assert refused.value.error.code == "PermissionDenied"
+    stranger = PersonalizerAdministrationClient(server.base, AzureKeyCredential("nope"))
+    with pytest.raises(ClientAuthenticationError) as denied:  # and to an unknown key
+        stranger.get_policy()
+    assert denied.value.status_code == 401 and denied.value.error.code == "401"
+    assert "invalid subscription key" in denied.value.error.message
+
+
+def test_azure_ai_personalizer_evaluations(start_server, tmp_path):
+    """Offline evaluation, applyFromEvaluation and feature importance through the
+    published client, on joined logs where a1 wins for u=x and a2 for u=y."""
+    from tests.server.test_personalizer_eval import ACTIONS as EVAL_ACTIONS
+    from tests.server.test_personalizer_eval import CONTRACT, WINNER, write_logs
+
+    logs = tmp_path / "joined.jsonl"
+    rewards = write_logs(logs)
+    srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "models"),
+                        "BANDIT_EVENT_SINK": "file", "BANDIT_EVENT_DIR": str(tmp_path / "ev"),
+                        "BANDIT_API_KEYS": f"{hash_key(ADMIN)}:decide+reward+admin",
+                        "BANDIT_EVALUATION_LOGS": str(logs), "BANDIT_POLICY": "epsilon:0.2"})
+    srv.wait_ready()
+    admin = PersonalizerAdministrationClient(srv.base, AzureKeyCredential(ADMIN))
+    admin.create_evaluation("ev-1", CONTRACT)
+    found = wait(lambda: admin.get_evaluation("ev-1", start_time=T0, end_time=T1),
+                 lambda e: e["status"] != "Running")
+    assert found["status"] == "Succeeded", found
+    value = {v["name"]: v for v in found["content"]["value"]}
+    online = [v for v in value.values() if v["policySource"] == "Online"][0]
+    assert abs(online["summary"]["expectedReward"] - rewards.mean()) < 1e-9
+    assert value["greedy-ish"]["summary"]["expectedReward"] > 0.6
+    assert [e["id"] for e in admin.list_evaluations()] == ["ev-1"]
+    admin.apply_from_evaluation({"evaluationId": "ev-1", "policyName": "greedy-ish"})
+    assert admin.get_policy()["name"] == "greedy-ish"
+    client = PersonalizerClient(srv.base, AzureKeyCredential(ADMIN))
+    for u, winner in WINNER.items():  # the model learned on the logs is served
+        ranked = wait(lambda u=u: client.rank({"contextFeatures": [{"u": u}],
+                                               "actions": EVAL_ACTIONS})["ranking"],
+                      lambda r, w=winner: max(r, key=lambda a: a["probability"])["id"] == w)
+        assert max(ranked, key=lambda a: a["probability"])["id"] == winner
+    admin.create_feature_importance("fi-1", {"name": "fi", "startTime": CONTRACT["startTime"],
+                                             "endTime": CONTRACT["endTime"]})
+    fi = wait(lambda: admin.get_feature_importance("fi-1"), lambda f: f["status"] != "Running")
+    assert fi["status"] == "Succeeded"
+    assert fi["featureScores"][0]["featureName"] in ("u", "id", "kind")
+    admin.delete_feature_importance("fi-1")
+    admin.delete_evaluation("ev-1")
+    with pytest.raises(ResourceNotFoundError):
+        admin.get_evaluation("ev-1", start_time=T0, end_time=T1)
+
+
+def wait(get, done, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = get()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
 
 
 def test_azure_cognitiveservices_personalizer_v1(server, tmp_path):
