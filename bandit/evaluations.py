@@ -2,11 +2,13 @@
 
 A job is one JSON document in ``<model store>/evaluations/`` (its file named by a hash of
 its id, so any id is a safe file name), written atomically, so every worker lists and
-reads the same jobs. The worker that accepts a job runs it in a background thread (one
-job at a time per worker) and writes its result into the document: the computation is in
-:mod:`bandit.offline_eval`, on the joined logs of ``BANDIT_EVALUATION_LOGS`` (a DSJSON
-file or directory, or ``kafka://host:port/topic``; by default the loop's own joined topic
-when Kafka is configured). A job whose worker stops before it finishes stays ``Running``.
+reads the same jobs. The worker that accepts a job runs it in a child process (one job
+at a time per worker), which writes its result into the document: the computation is
+the replay's (:mod:`replay.evaluation_work`, :mod:`replay.offline_eval`), on the joined
+logs of ``BANDIT_EVALUATION_LOGS`` (a DSJSON file or directory, or
+``kafka://host:port/topic``; by default the loop's own joined topic when Kafka is
+configured). A job whose child fails is ``Failed`` with the reason; one
+whose worker stops before it finishes stays ``Running``.
 
 The documents are rendered in Personalizer's two shapes: v1.1-preview.3 (``policyResults``
 with 5-minute ``summary`` entries and a ``totalSummary``) and 2022-09-01-preview (``content``
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import subprocess
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -208,36 +211,57 @@ class JobStore:
 
 
 class Runner:
-    """Runs jobs in one background thread; ``work(doc)`` fills a job's result."""
+    """Runs jobs one at a time, each in a child process (``command``), from a background
+    thread of the worker that accepted them; a child that dies without writing its
+    result leaves the job ``Failed``, saying how it ended."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float = 6 * 3600.0) -> None:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self.timeout = timeout
 
-    def submit(self, jobs: JobStore, doc: dict[str, Any], work: Any) -> None:
+    def submit(self, jobs: JobStore, doc: dict[str, Any], command: list[str],
+               env: dict[str, str]) -> None:
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="bandit-eval")
             pool = self._pool
-        pool.submit(self._run, jobs, doc, work)
+        pool.submit(self._run, jobs, doc, command, env)
 
-    @staticmethod
-    def _run(jobs: JobStore, doc: dict[str, Any], work: Any) -> None:
+    def _run(self, jobs: JobStore, doc: dict[str, Any], command: list[str],
+             env: dict[str, str]) -> None:
         try:
-            result = work(doc)
-            doc = {**doc, **result, "status": result.get("status", "Succeeded")}
-        except Exception as exc:  # a failed job says why; the server goes on
-            log.warning("%s %s failed: %s", jobs.kind, doc["id"], exc)
-            doc = {**doc, "status": "Failed", "description": str(exc)[:1000]}
+            done = subprocess.run(command, env=env, timeout=self.timeout, check=False,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            why = f"the evaluation process exited with code {done.returncode}: " \
+                  f"{done.stderr.decode('utf-8', 'replace')[-500:]}"
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            why = f"the evaluation process did not finish: {exc}"
         current = jobs.load(doc["id"])
-        if current is None or current.get("creationTime") != doc.get("creationTime"):
-            return  # deleted or replaced meanwhile
-        try:
-            jobs.save(doc)
-        except Exception as exc:
-            log.exception("%s %s: the result could not be stored", jobs.kind, doc["id"])
-            jobs.save({**{k: v for k, v in doc.items() if k not in ("results", "replay")},
-                       "status": "Failed", "description": f"result not stored: {exc}"[:1000]})
+        if current is not None and current.get("creationTime") == doc.get("creationTime") \
+                and current.get("status") == "Running":
+            log.warning("%s %s failed: %s", jobs.kind, doc["id"], why)
+            jobs.save({**current, "status": "Failed", "description": why[:1000]})
+
+
+def finish(jobs: JobStore, doc: dict[str, Any], work: Any) -> None:
+    """Run ``work(doc)`` and store its result in the job (``Failed`` with the reason if
+    it raises), unless the job was deleted or replaced meanwhile."""
+    try:
+        result = work(doc)
+        doc = {**doc, **result, "status": result.get("status", "Succeeded")}
+    except Exception as exc:  # a failed job says why
+        log.warning("%s %s failed: %s", jobs.kind, doc["id"], exc)
+        doc = {**doc, "status": "Failed", "description": str(exc)[:1000]}
+    current = jobs.load(doc["id"])
+    if current is None or current.get("creationTime") != doc.get("creationTime"):
+        return  # deleted or replaced meanwhile
+    try:
+        jobs.save(doc)
+    except Exception as exc:
+        log.exception("%s %s: the result could not be stored", jobs.kind, doc["id"])
+        jobs.save({**{k: v for k, v in doc.items() if k not in ("results", "replay")},
+                   "status": "Failed", "description": f"result not stored: {exc}"[:1000]})
 
 
 def new_job(job_id: str | None, request: dict[str, Any], now: str) -> dict[str, Any]:
@@ -267,7 +291,7 @@ def _head(doc: dict[str, Any], v11: bool) -> dict[str, Any]:
 
 def evaluation_v11(doc: dict[str, Any]) -> dict[str, Any]:
     """v1.1-preview.3's Evaluation."""
-    from bandit.offline_eval import aggregate
+    from bandit.evaluation_sums import aggregate
 
     out = {**_head(doc, True), "jobId": doc["id"], "policyResults": [],
            "featureImportance": doc.get("featureTiers", []),
@@ -289,7 +313,7 @@ def evaluation_v11(doc: dict[str, Any]) -> dict[str, Any]:
 def evaluation_2022(doc: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
     """2022-09-01-preview's PersonalizerEvaluation, aggregated as ``query`` asks
     (``startTime``, ``endTime``, ``intervalInMinutes``, ``window``)."""
-    from bandit.offline_eval import aggregate
+    from bandit.evaluation_sums import aggregate
 
     start = parse_time(query["startTime"], "startTime", "BadRequest") \
         if query.get("startTime") else doc["start"]
@@ -359,7 +383,7 @@ def page(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
 
 def best_policy(results: list[dict[str, Any]]) -> str:
     """The learning settings with the highest IPS estimate (ties: the online one)."""
-    from bandit.offline_eval import Sums
+    from bandit.evaluation_sums import Sums
 
     best, value = "", -math.inf
     for r in results:
