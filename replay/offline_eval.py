@@ -94,24 +94,11 @@ def _progressive(logs: Logs, spec: str, seed: int, save_to: Path | None
                  ) -> tuple[np.ndarray, str | None]:
     """The distribution of ``spec`` learned progressively over ``logs``; the final model
     is saved to ``save_to`` when given."""
-    from bandit.policy_spec import PolicySpec
-    from bandit.vw_adapter import VWModel
-    from replay.policies import vw_inputs
+    from replay.policies import VWProgressive
 
-    model = VWModel(PolicySpec.parse(spec).vw_args(seed))
-    dist = np.zeros(logs.candidates.shape)
-    try:
-        for i, (ctx, lines) in enumerate(vw_inputs(logs)):
-            pmf = np.asarray(model.predict(ctx, lines))
-            total = pmf.sum()
-            dist[i, :len(lines)] = pmf / total if total > 0 else 1.0 / len(lines)
-            model.learn(ctx, lines, int(logs.chosen[i]), float(logs.reward[i]),
-                        float(logs.pscore[i]))
-        if save_to is not None:
-            model.save(save_to)
-    finally:
-        model.close()
-    return dist, str(save_to) if save_to is not None else None
+    saved = str(save_to) if save_to is not None else None
+    dist, _ = VWProgressive(spec, seed, save_to=saved).action_dist(logs)
+    return dist, saved
 
 
 def score(logs: Logs, candidates: Sequence[Candidate], seed: int = 0,

@@ -149,6 +149,9 @@ class _VWBase:
                p: float) -> None:
         """Progressive policies learn the logged outcome after predicting."""
 
+    def _done(self, model: Any) -> None:
+        """After the last row, before the model is closed."""
+
     def action_dist(self, logs: Logs, progress: Callable[[int], None] | None = None) -> Dist:
         if logs.rows is None:
             raise ValueError(f"policy {self.name} needs the logged features (DSJSON or "
@@ -164,6 +167,7 @@ class _VWBase:
                             float(logs.pscore[i]))
                 if progress is not None:
                     progress(1)
+            self._done(model)
         finally:
             model.close()
         return dist, np.ones(logs.n, bool)
@@ -191,6 +195,7 @@ class VWProgressive(_VWBase):
     spec: str
     seed: int = 0
     name: str = ""
+    save_to: str | None = None  # where the model learned over the logs is saved
 
     def _model(self) -> Any:
         from bandit.policy_spec import PolicySpec
@@ -201,6 +206,10 @@ class VWProgressive(_VWBase):
     def _after(self, model: Any, ctx: Any, lines: list[str], chosen: int, reward: float,
                p: float) -> None:
         model.learn(ctx, lines, chosen, reward, p)
+
+    def _done(self, model: Any) -> None:
+        if self.save_to is not None:
+            model.save(self.save_to)
 
 
 @dataclass(frozen=True)
