@@ -103,7 +103,7 @@ class Settings:
     # whenever the events learned since the last model reach those it had (0 = off)
     checkpoint_first_events: int = 32
     learner_process: bool = True
-    standardize: bool = True  # numeric context features standardised by the model
+    standardize: bool = True  # numeric features standardised by the model (bandit.scaling)
     guard_margin: float = 0.0
     long_wait: float = 0.0
     long_weight: float = 1.0

@@ -164,7 +164,7 @@ class VWModel:
         self._labels: dict[bytes, tuple[str, int]] = {}  # label fields' JSON → text, index
         self._names: set[str] = set()
         self._reset: list[Any] | None = None
-        # standardisation of numeric context features (bandit.scaling): a served model
+        # standardisation of numeric features (bandit.scaling): a served model
         # applies a fixed snapshot; a learning one keeps statistics and refreshes its
         # snapshot at each save (``saved_scale``: what that save is served with)
         self.scale = Snapshot()
@@ -173,7 +173,7 @@ class VWModel:
         self._observed: set[str] = set()  # offer lines counted in this snapshot
 
     def standardize(self, standardizer: Standardizer) -> None:
-        """Learn with running standardisation of numeric context features."""
+        """Learn with running standardisation of numeric features."""
         with self._lock:
             self.standardizer = standardizer
             self._contexts.clear()

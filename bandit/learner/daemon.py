@@ -226,7 +226,7 @@ class Learner:
 
     def _standardize(self, model: VWModel | VWProcess,
                      man: Manifest | None) -> VWModel | VWProcess:
-        """Learn with standardised numeric context features (``BANDIT_STANDARDIZE``),
+        """Learn with standardised numeric features (``BANDIT_STANDARDIZE``),
         from the statistics of the checkpoint ``man`` (see :mod:`bandit.scaling`)."""
         if not self.s.standardize:
             return model
