@@ -211,7 +211,8 @@ def run_service(x: np.ndarray, y: np.ndarray, passes: int, seed: int, rate: floa
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(tmp, policy=d.policy, reward_wait=d.reward_wait,
                       checkpoint_seconds=d.checkpoint_seconds, model_poll=d.model_poll,
-                      extra_env={"BANDIT_SEED": str(seed)})
+                      # every version stays listed, to tell what each decision's model had learned
+                      extra_env={"BANDIT_SEED": str(seed), "BANDIT_MODEL_KEEP": "100000"})
         stack.start()
         try:
             stack.wait_learner()  # a learner that runs already, as in a deployment

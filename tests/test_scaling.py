@@ -133,3 +133,57 @@ def test_the_vw_child_standardises_as_the_in_process_model(tmp_path):
     finally:
         child.close()
         inproc.close()
+
+
+def published(store, n: int = 120):
+    """A standardising model published as the learner does (its scale as an attachment)."""
+    model = VWModel(ARGS)
+    model.standardize(Standardizer())
+    learn_lines(model, 40)
+    model.refresh_scale()
+    learn_lines(model, n - 40)
+    slot = store.reserve()
+    model.save(slot.tmp)
+    ref = store.write_attachment("state", orjson.dumps(model.saved_scale))
+    man = store.publish_file(slot, "squarecb:10,lr=3,normalized=0", n, {},
+                             {"feature_scale": ref})
+    model.close()
+    return man
+
+
+def test_the_scale_travels_with_an_exported_model(tmp_path):
+    """Store export → import, and the Personalizer signed archive → import: the model
+    is served with its standardisation, so it predicts as before; a tampered scale in
+    an archive is refused."""
+    import io
+    import zipfile
+
+    from bandit.errors import BadRequest
+    from bandit.loop_admin import SCALE_ENTRY, LoopAdmin
+    from bandit.modelstore import ModelStore
+    from bandit.settings import Settings
+
+    a = ModelStore(tmp_path / "a")
+    man = published(a)
+    want = probe(a.load(man))
+    b = ModelStore(tmp_path / "b")
+    copy = b.import_(a.export(man.version, tmp_path / "export"))
+    assert probe(b.load(copy)) == pytest.approx(want, abs=1e-7)
+    assert b.feature_scale(copy) == a.feature_scale(man)
+
+    archive = LoopAdmin(Settings(model_dir=str(tmp_path / "a")), a).export_model(signed=True)
+    c = ModelStore(tmp_path / "c")
+    LoopAdmin(Settings(model_dir=str(tmp_path / "c")), c).import_model(archive)
+    served = c.current()
+    assert served is not None and probe(c.load(served)) == pytest.approx(want, abs=1e-7)
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as src, zipfile.ZipFile(buf, "w") as out:
+        for item in src.namelist():
+            data = src.read(item)
+            out.writestr(item, data.replace(b'"served"', b'"served" ') if item == SCALE_ENTRY
+                         else data)
+    with pytest.raises(BadRequest) as err:
+        LoopAdmin(Settings(model_dir=str(tmp_path / "d")),
+                  ModelStore(tmp_path / "d")).import_model(buf.getvalue())
+    assert err.value.code == "InvalidModelImportSignature"
