@@ -214,7 +214,10 @@ class VWModel:
         std = self.standardizer
         if std is None:
             return
-        self.saved_scale = std.state(std.refresh())
+        before = std.refresh()
+        self.saved_scale = std.state(before)
+        if before.by_ns == std.current.by_ns:
+            return  # (e.g. no numeric features at all): what is kept still holds
         # what was parsed or written with the old snapshot goes
         self._contexts.clear()
         self._observed.clear()
