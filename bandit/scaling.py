@@ -166,6 +166,14 @@ class Standardizer:
         return std
 
 
+def young_model(n: int, first: int = 32) -> bool:
+    """Whether the learner publishes a young model (so refreshes its snapshot) after
+    ``n`` events, without the time interval: at ``first``, ``2·first``, ``4·first``…
+    (see ``BANDIT_CHECKPOINT_FIRST_EVENTS``)."""
+    return first > 0 and n >= first and n % first == 0 and \
+        (n // first) & (n // first - 1) == 0
+
+
 def served_snapshot(feature_scale: Any) -> Snapshot:
     """The snapshot a server applies for a manifest's ``extra.feature_scale``."""
     return Snapshot.from_json(feature_scale.get("served")) \

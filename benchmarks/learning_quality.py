@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bandit.policy import VWPolicy  # noqa: E402
 from bandit.policy_spec import PolicySpec  # noqa: E402
-from bandit.scaling import Standardizer  # noqa: E402
+from bandit.scaling import Standardizer, young_model  # noqa: E402
 from bandit.schema import RequestParser  # noqa: E402
 from bandit.settings import Settings  # noqa: E402
 from bandit.stack import Stack  # noqa: E402
@@ -104,8 +104,7 @@ def publish_points(settings: Settings, rate: float) -> Callable[[int], bool]:
     first = settings.checkpoint_first_events
 
     def due(n: int) -> bool:
-        young = first > 0 and n >= first and n & (n - 1) == 0 and n % first == 0
-        return young or n % every == 0
+        return young_model(n, first) or n % every == 0
     return due
 
 

@@ -187,3 +187,22 @@ def test_the_scale_travels_with_an_exported_model(tmp_path):
         LoopAdmin(Settings(model_dir=str(tmp_path / "d")),
                   ModelStore(tmp_path / "d")).import_model(buf.getvalue())
     assert err.value.code == "InvalidModelImportSignature"
+
+
+def test_replay_evaluates_a_stored_model_with_its_scale(tmp_path):
+    """``vw:PATH`` of a model-store file predicts as the store's servers do; a bare file
+    has no snapshot; ``spec:`` candidates standardise as the learner does."""
+    import shutil
+
+    from bandit.modelstore import ModelStore
+    from replay.policies import VWProgressive, VWSaved
+
+    store = ModelStore(tmp_path / "store")
+    man = published(store)
+    saved = VWSaved(str(tmp_path / "store" / man.file))._model()
+    assert saved.scale.by_ns and probe(saved) == pytest.approx(probe(store.load(man)), abs=1e-7)
+    (tmp_path / "bare").mkdir()
+    shutil.copyfile(tmp_path / "store" / man.file, tmp_path / "bare" / "m.vw")
+    assert not VWSaved(str(tmp_path / "bare" / "m.vw"))._model().scale
+    assert VWProgressive("squarecb:gamma=10,lr=3,normalized=0")._model().standardizer
+    assert VWProgressive("epsilon:0.1", standardize=False)._model().standardizer is None
