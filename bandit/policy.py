@@ -321,10 +321,11 @@ class VWPolicy:
         """Per shown offer: its probability and the largest first-order feature
         contributions (weight × value) of the offer's and the context's features."""
         out = []
-        ctx = [(ns, f, v) for ns, feats in request.context.items() for f, v in feats.items()]
+        ctx = [(ns, f, v) for ns, feats in model.standardized(request.context).items()
+               for f, v in feats.items()]  # the values the model sees
         for pos in range(min(request.slots, len(order))):
             offer = request.offers[order[pos]]
-            feats = ctx + [(ns, f, v) for ns, fs in offer.features.items()
+            feats = ctx + [(ns, f, v) for ns, fs in model.standardized(offer.features).items()
                            for f, v in fs.items()]
             contrib = []
             for ns, f, v in feats:

@@ -192,6 +192,11 @@ class VWModel:
         snap = self._snapshot()
         return snap.apply(context) if snap else context
 
+    def standardized(self, features: Namespaces) -> Namespaces:
+        """Features (of a context or an offer) as this model sees them."""
+        with self._lock:
+            return self._served(features)
+
     def _learned(self, context: Namespaces) -> Namespaces:
         """Features to learn from; a standardising model counts them in its statistics
         first (offers: once each per snapshot, as the parsed ones are kept)."""

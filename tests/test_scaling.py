@@ -206,3 +206,24 @@ def test_replay_evaluates_a_stored_model_with_its_scale(tmp_path):
     assert not VWSaved(str(tmp_path / "bare" / "m.vw"))._model().scale
     assert VWProgressive("squarecb:gamma=10,lr=3,normalized=0")._model().standardizer
     assert VWProgressive("epsilon:0.1", standardize=False)._model().standardizer is None
+
+
+def test_explanations_weigh_the_values_the_model_sees(tmp_path):
+    """An explanation's contribution of a numeric feature is weight × standardised value."""
+    from bandit.modelstore import ModelStore
+    from bandit.policy import VWPolicy
+    from bandit.types import DecideRequest, Offer
+
+    store = ModelStore(tmp_path)
+    model = store.load(published(store))
+    policy = VWPolicy(PolicySpec.parse("squarecb:gamma=10,lr=3,normalized=0"), model)
+    ctx = {"cu": {"age": 80.0, "income": 5e4}}
+    offers = tuple(Offer(f"o{k}", {"oprice": {"usd": 10.0 + 90 * k}, "o_id": {f"id=o{k}": 1.0}},
+                         action_line({"oprice": {"usd": 10.0 + 90 * k},
+                                      "o_id": {f"id=o{k}": 1.0}})) for k in range(3))
+    d = policy.decide(DecideRequest("e1", ctx, offers, explain=True))
+    (shown,) = d.info["explain"]
+    z = model.scale.apply(ctx)["cu"]["age"]
+    age = [c for c in shown["contributions"] if c["feature"] == "age"]
+    assert age and age[0]["contribution"] == pytest.approx(model.weight("cu", "age") * z)
+    assert z != pytest.approx(80.0)
