@@ -30,6 +30,7 @@ from bandit.settings import Settings
 from bandit.vw_adapter import VWModel
 
 MODEL_ENTRY, MANIFEST_ENTRY = "model.vw", "manifest.json"
+SCALE_ENTRY = "feature_scale.json"  # the standardisation the model is served with
 
 
 def load_config(store: ModelStore | None, settings: Settings) -> LoopConfig:
@@ -123,13 +124,14 @@ class LoopAdmin:
         return self._new_generation(config, self.spec(config), fresh=True)
 
     def _new_generation(self, config: LoopConfig, spec: PolicySpec, *, fresh: bool,
-                        model: VWModel | None = None) -> dict[str, str]:
+                        model: VWModel | None = None,
+                        feature_scale: dict[str, Any] | None = None) -> dict[str, str]:
         """Serve a new model (fresh with ``spec``, or ``model``) and tell the learner."""
         store = self._store()
         owned = model is None
         model = model or VWModel(spec.vw_args(self.s.seed))
         try:
-            manifest = store.replace_model(model, str(spec))
+            manifest = store.replace_model(model, str(spec), feature_scale=feature_scale)
         finally:
             if owned:
                 model.close()
@@ -151,18 +153,27 @@ class LoopAdmin:
             raise BadRequest(str(exc), code="ModelDownloadFailed", status=404) from None
         if not signed:
             return data
+        meta = {"sha256": hashlib.sha256(data).hexdigest(), "policy": manifest.policy,
+                "version": manifest.version, "created_at": manifest.created_at}
+        try:
+            scale = orjson.dumps(store.feature_scale(manifest)) \
+                if "feature_scale" in manifest.extra else b""
+        except ModelStoreError as exc:
+            raise BadRequest(str(exc), code="ModelDownloadFailed", status=404) from None
+        if scale:
+            meta["feature_scale_sha256"] = hashlib.sha256(scale).hexdigest()
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr(MODEL_ENTRY, data)
-            z.writestr(MANIFEST_ENTRY, orjson.dumps(
-                {"sha256": hashlib.sha256(data).hexdigest(), "policy": manifest.policy,
-                 "version": manifest.version, "created_at": manifest.created_at}))
+            z.writestr(MANIFEST_ENTRY, orjson.dumps(meta))
+            if scale:
+                z.writestr(SCALE_ENTRY, scale)
         return buf.getvalue()
 
     def import_model(self, body: bytes) -> None:
         """Serve an exported model: the zip of ``GET model?signed=true`` (its sha256 is
         checked) or a bare VW model file; either must load as a VW contextual bandit."""
-        data, policy = _unpack(body)
+        data, policy, scale = _unpack(body)
         with tempfile.TemporaryDirectory(prefix="bandit-import-") as tmp:
             path = Path(tmp) / MODEL_ENTRY
             path.write_bytes(data)
@@ -177,7 +188,8 @@ class LoopAdmin:
                                      code="InvalidModelImportFormat")
                 config = self.config()
                 spec = _policy_or(policy, self.spec(config))
-                self._new_generation(config, spec, fresh=False, model=model)
+                self._new_generation(config, spec, fresh=False, model=model,
+                                     feature_scale=scale)
             finally:
                 model.close()
 
@@ -225,23 +237,38 @@ def _log_range(manifest: Manifest | None) -> tuple[str, str] | None:
     return Checkpoint.of(manifest).log_range()
 
 
-def _unpack(body: bytes) -> tuple[bytes, str | None]:
+def _unpack(body: bytes) -> tuple[bytes, str | None, dict[str, Any] | None]:
+    """The model file, its policy spec and its feature scale (from a signed archive)."""
     if not body:
         raise BadRequest("the request body must be a model file", code="InvalidModelImportFormat")
     if not zipfile.is_zipfile(io.BytesIO(body)):
-        return body, None
+        return body, None, None
     try:
         with zipfile.ZipFile(io.BytesIO(body)) as z:
             data = z.read(MODEL_ENTRY)
             meta = orjson.loads(z.read(MANIFEST_ENTRY))
+            raw_scale = z.read(SCALE_ENTRY) if SCALE_ENTRY in z.namelist() else None
     except (KeyError, zipfile.BadZipFile, orjson.JSONDecodeError, OSError):
         raise BadRequest(f"a model archive must hold {MODEL_ENTRY} and {MANIFEST_ENTRY}",
                          code="InvalidModelImportFormat") from None
     if not isinstance(meta, dict) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
         raise BadRequest("the model file does not match the checksum in its archive",
                          code="InvalidModelImportSignature")
+    scale = None
+    if raw_scale is not None or "feature_scale_sha256" in meta:
+        if raw_scale is None or \
+                meta.get("feature_scale_sha256") != hashlib.sha256(raw_scale).hexdigest():
+            raise BadRequest(f"{SCALE_ENTRY} does not match the checksum in its archive",
+                             code="InvalidModelImportSignature")
+        try:
+            scale = orjson.loads(raw_scale)
+        except orjson.JSONDecodeError:
+            scale = None
+        if not isinstance(scale, dict):
+            raise BadRequest(f"{SCALE_ENTRY} must be a JSON object",
+                             code="InvalidModelImportFormat")
     policy = meta.get("policy")
-    return data, policy if isinstance(policy, str) else None
+    return data, policy if isinstance(policy, str) else None, scale
 
 
 def _policy_or(text: str | None, fallback: PolicySpec) -> PolicySpec:

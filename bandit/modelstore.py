@@ -252,7 +252,8 @@ class ModelStore:
         atomic_write(self.config_path, orjson.dumps(obj, option=orjson.OPT_INDENT_2))
 
     def replace_model(self, model: Savable, policy: str,
-                      extra: dict[str, Any] | None = None) -> Manifest:
+                      extra: dict[str, Any] | None = None,
+                      feature_scale: dict[str, Any] | None = None) -> Manifest:
         """Serve ``model`` from now on in place of the current one (a reset, an import, new
         learning settings): a new current version that keeps the current one's offsets
         and learner state, so a learner resuming from it continues where it was, with
@@ -261,6 +262,8 @@ class ModelStore:
         # (the statistics of the offers and features were the replaced model's)
         kept = {k: v for k, v in (cur.extra if cur else {}).items()
                 if k not in ("offer_stats", "feature_scale")}
+        if feature_scale:  # the standardisation ``model`` was learned with
+            kept["feature_scale"] = self.write_attachment("state", orjson.dumps(feature_scale))
         manifest = self.publish(model, policy, 0, dict(cur.offsets) if cur else {},
                                 {**kept, **(extra or {})})
         self.unpin()
@@ -320,6 +323,9 @@ class ModelStore:
         out = Path(target)
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.dir / m.file, out / m.file)
+        ref = m.extra.get("feature_scale")
+        if isinstance(ref, dict):  # the standardisation the model is served with
+            atomic_write(out / str(ref["file"]), self.read_attachment(ref))
         atomic_write(out / "manifest.json", m.to_json())
         return out
 
@@ -337,12 +343,19 @@ class ModelStore:
         version = self.next_version()
         name = f"model-{version}.vw"
         tmp = self.dir / f".{name}.import"
+        extra: dict[str, Any] = {"imported_from": m.version,
+                                 **{k: v for k, v in m.extra.items() if k == "offer_stats"}}
+        ref = m.extra.get("feature_scale")
+        if isinstance(ref, dict):
+            data = (src / str(ref.get("file"))).read_bytes() \
+                if (src / str(ref.get("file"))).is_file() else b""
+            if hashlib.sha256(data).hexdigest() != ref.get("sha256"):
+                raise ModelStoreError(f"{src}: feature scale missing or checksum mismatch")
+            extra["feature_scale"] = self.write_attachment("state", data)
         shutil.copyfile(src / m.file, tmp)
         os.replace(tmp, self.dir / name)
         new = Manifest(version, name, m.sha256, m.policy, m.events_learned, utc_now(),
-                       dict(m.offsets), {"imported_from": m.version,
-                                         **{k: v for k, v in m.extra.items()
-                                            if k == "offer_stats"}})
+                       dict(m.offsets), extra)
         atomic_write(self.dir / f"model-{version}.json", new.to_json())
         return new
 

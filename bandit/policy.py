@@ -330,10 +330,11 @@ class VWPolicy:
         out = []
         for pos in range(min(request.slots, len(order))):
             offer = request.offers[order[pos]]
-            context = request.context if pos == 0 else \
-                {**request.context, SLOT_NAMESPACE: {f"k={pos + 1}": 1.0}}
+            context = model.standardized(request.context if pos == 0 else {
+                **request.context, SLOT_NAMESPACE: {f"k={pos + 1}": 1.0}})  # as the model sees
             out.append({"id": offer.id, "probability": probs[pos],
-                        "contributions": contributions(model, context, offer.features, top)})
+                        "contributions": contributions(model, context,
+                                                      model.standardized(offer.features), top)})
         return out
 
     def swap(self, model: VWModel, version: str, stats: OfferStats | None = None,

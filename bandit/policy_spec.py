@@ -96,6 +96,8 @@ class PolicySpec:
         for key in ("gamma", "lambda", "lr"):
             if key in p and float(p[key]) <= 0:
                 raise ValueError(f"{key} must be positive")
+        if self.kind == "squarecb" and p.get("cb_type", "mtr") != "mtr":
+            raise ValueError("squarecb learns with cb_type=mtr only (VW refuses the others)")
 
     def get(self, key: str, default: float | str | None = None) -> float | str | None:
         return dict(self.params).get(key, default)

@@ -1,27 +1,30 @@
-"""Online standardisation of numeric context features, learned with the model.
+"""Online standardisation of numeric features, learned with the model.
 
 A linear learner updated by stochastic gradients (VW's) learns slowly from numeric
 features far from zero: a value that is 700 ± 300 moves every prediction with its
 offset, so the per-action weights chase it instead of the differences between rows.
 Second-order learners (ridge regression, LinUCB) do not care; VW does, measurably (see
 ``benchmarks/learning_quality.py``). So clients send numeric values as they are, and
-the model standardises each numeric context feature, ``z = (x − mean) / sd``, with the
-mean and standard deviation of the values it has learned from.
+the model standardises each numeric feature of contexts and offers alike,
+``z = (x − mean) / sd``, with the mean and standard deviation of the values it has
+learned from.
 
 The statistics belong to the model: the learner accumulates them (Welford's algorithm)
-over the contexts it decodes, and at each save it **freezes** a snapshot. A saved model
-file is served with the snapshot its weights were learned under (``served``); the
-learner goes on with the snapshot of everything so far. Both travel in the model
-store's manifest (``extra.feature_scale``), so a server standardises exactly as the
-learner did, and a learner resuming from a checkpoint continues with the same snapshot
-as before the crash (exactly-once learning stays deterministic).
+over the contexts and offers it decodes (a context or offer whose text it kept is not
+counted again until the next snapshot clears what it kept), and at each save it
+**freezes** a snapshot. A saved model file is served with the snapshot its weights were
+learned under (``served``); the learner goes on with the snapshot of everything so far.
+Both travel in the model store (an attachment the manifest's ``extra.feature_scale``
+names), so a server standardises exactly as the learner did, and a learner resuming
+from a checkpoint continues with the same snapshot as before the crash (exactly-once
+learning stays deterministic).
 
 Numeric features are the canonical features whose name has no ``=`` (categorical,
 boolean and bag features always have one: ``name=value``). A feature not in the
-snapshot yet (new, or seen once) passes unchanged; one with no spread so far is only
-centred. Standardised values are clipped to ±:data:`CLIP` so one outlier cannot swamp
-an update. Offer features are not standardised (an offer's line is parsed once and
-cached; its numeric values are constants of the offer).
+snapshot yet (new, or seen once) is left out until a snapshot has it (so VW never sees
+a raw value of a feature it will later see standardised); one with no spread so far is
+only centred. Standardised values are clipped to ±:data:`CLIP` so one outlier cannot
+swamp an update.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ _NONE: dict[str, tuple[float, float]] = {}
 
 
 class Snapshot:
-    """Frozen statistics: ``(namespace, feature) → (mean, 1/sd)``; applied to contexts."""
+    """Frozen statistics: ``(namespace, feature) → (mean, 1/sd)``; applied to features."""
 
     __slots__ = ("by_ns",)
 
@@ -50,8 +53,8 @@ class Snapshot:
         return bool(self.by_ns)
 
     def apply(self, context: Namespaces) -> Namespaces:
-        """The context with every known numeric feature standardised (a new dict; the
-        argument is not changed)."""
+        """The features with every known numeric one standardised and the unknown
+        numeric ones left out (a new dict; the argument is not changed)."""
         by_ns = self.by_ns
         out: Namespaces = {}
         for ns, feats in context.items():
@@ -90,7 +93,7 @@ class Snapshot:
 
 
 class Standardizer:
-    """Running statistics of numeric context features and the snapshot in use."""
+    """Running statistics of numeric features and the snapshot in use."""
 
     __slots__ = ("stats", "tracked", "current")
 
@@ -101,7 +104,7 @@ class Standardizer:
         self.current = Snapshot()
 
     def observe(self, context: Namespaces) -> None:
-        """Add one context's numeric values to the statistics."""
+        """Add one context's (or offer's) numeric values to the statistics."""
         for ns, feats in context.items():
             acc = self.stats.get(ns)
             if acc is None:
@@ -161,6 +164,14 @@ class Standardizer:
                 std.tracked += len(d)
         std.current = std.snapshot()
         return std
+
+
+def young_model(n: int, first: int = 32) -> bool:
+    """Whether the learner publishes a young model (so refreshes its snapshot) after
+    ``n`` events, without the time interval: at ``first``, ``2·first``, ``4·first``…
+    (see ``BANDIT_CHECKPOINT_FIRST_EVENTS``)."""
+    return first > 0 and n >= first and n % first == 0 and \
+        (n // first) & (n // first - 1) == 0
 
 
 def served_snapshot(feature_scale: Any) -> Snapshot:

@@ -119,7 +119,7 @@ class Settings:
     # whenever the events learned since the last model reach those it had (0 = off)
     checkpoint_first_events: int = _num(32, 0, 10**9)
     learner_process: bool = True
-    standardize: bool = True  # numeric context features standardised by the model
+    standardize: bool = True  # numeric features standardised by the model (bandit.scaling)
     guard_margin: float = _num(0.0, 0.0, 1e9)
     long_wait: float = _num(0.0, 0.0, 90 * 86400.0)
     long_weight: float = _num(1.0, 0.0, 1e6)

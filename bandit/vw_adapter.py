@@ -167,7 +167,7 @@ class VWModel:
         self._labels: dict[bytes, tuple[str, int]] = {}  # label fields' JSON → text, index
         self._names: set[str] = set()
         self._reset: list[Any] | None = None
-        # standardisation of numeric context features (bandit.scaling): a served model
+        # standardisation of numeric features (bandit.scaling): a served model
         # applies a fixed snapshot; a learning one keeps statistics and refreshes its
         # snapshot at each save (``saved_scale``: what that save is served with)
         self.scale = Snapshot()
@@ -178,7 +178,7 @@ class VWModel:
         self._interactions: list[tuple[str, ...]] | None = None  # see interactions
 
     def standardize(self, standardizer: Standardizer) -> None:
-        """Learn with running standardisation of numeric context features."""
+        """Learn with running standardisation of numeric features."""
         with self._lock:
             self.standardizer = standardizer
             self._contexts.clear()
@@ -196,6 +196,11 @@ class VWModel:
     def _served(self, context: Namespaces) -> Namespaces:
         snap = self._snapshot()
         return snap.apply(context) if snap else context
+
+    def standardized(self, features: Namespaces) -> Namespaces:
+        """Features (of a context or an offer) as this model sees them."""
+        with self._lock:
+            return self._served(features)
 
     def _learned(self, context: Namespaces) -> Namespaces:
         """Features to learn from; a standardising model counts them in its statistics
@@ -219,7 +224,10 @@ class VWModel:
         std = self.standardizer
         if std is None:
             return
-        self.saved_scale = std.state(std.refresh())
+        before = std.refresh()
+        self.saved_scale = std.state(before)
+        if before.by_ns == std.current.by_ns:
+            return  # (e.g. no numeric features at all): what is kept still holds
         # what was parsed or written with the old snapshot goes
         self._contexts.clear()
         self._observed.clear()

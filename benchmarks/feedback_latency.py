@@ -82,7 +82,8 @@ def measure(args: argparse.Namespace, d: Settings) -> dict[str, object]:
         stack = Stack(tmp, policy=d.policy, reward_wait=d.reward_wait,
                       checkpoint_seconds=d.checkpoint_seconds, model_poll=d.model_poll,
                       extra_env={"BANDIT_CHECKPOINT_FIRST_EVENTS":
-                                 str(d.checkpoint_first_events)})
+                                 str(d.checkpoint_first_events),
+                                 "BANDIT_MODEL_KEEP": "100000"})  # every version listed
         stack.start()
         try:
             stack.wait_learner()  # a learner that runs already, as in a deployment

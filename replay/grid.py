@@ -53,6 +53,9 @@ def vary(spec: PolicySpec, kind: str | None = None, main: float | None = None,
         p.pop(_KINDS[spec.kind][0], None)
         p.pop("epsilon", None)
         p.pop("first_only", None)
+        p.pop("elim", None)  # SquareCB's own
+        if new_kind == "squarecb":
+            p.pop("cb_type", None)  # SquareCB learns with mtr only
     main_name, main_default, main_int = _KINDS[new_kind]
     value = main if main is not None else p.get(main_name, main_default)
     p[main_name] = int(value) if main_int else float(value)
@@ -83,7 +86,8 @@ def default_grid(current: PolicySpec | str) -> list[Candidate]:
     specs += [vary(base, kind, main) for kind, main in EXPLORATION]
     specs += [vary(base, lr=lr) for lr in LEARNING_RATES]
     specs += [vary(base, interactions=i) for i in INTERACTIONS]
-    specs += [vary(base, cb_type=t) for t in CB_TYPES]
+    if base.kind != "squarecb":  # SquareCB learns with mtr only
+        specs += [vary(base, cb_type=t) for t in CB_TYPES]
     specs += [vary(base, normalized=n) for n in NORMALIZED]
     richer = vary(base, interactions="co+cc+oo")
     specs += [vary(richer, lr=lr) for lr in (1.0, 2.0)]

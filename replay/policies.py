@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bandit.scaling import young_model
 from replay.logs import Logs
 
 Dist = tuple[np.ndarray, np.ndarray]
@@ -146,8 +148,9 @@ class _VWBase:
         raise NotImplementedError
 
     def _after(self, model: Any, ctx: Any, lines: list[str], chosen: int, reward: float,
-               p: float) -> None:
-        """Progressive policies learn the logged outcome after predicting."""
+               p: float, row: int) -> None:
+        """Progressive policies learn the logged outcome (of 0-based ``row``) after
+        predicting."""
 
     def _done(self, model: Any) -> None:
         """After the last row, before the model is closed."""
@@ -164,7 +167,7 @@ class _VWBase:
                 total = pmf.sum()
                 dist[i, :len(sub)] = pmf / total if total > 0 else 1.0 / len(sub)
                 self._after(model, ctx, sub, int(logs.chosen[i]), float(logs.reward[i]),
-                            float(logs.pscore[i]))
+                            float(logs.pscore[i]), i)
                 if progress is not None:
                     progress(1)
             self._done(model)
@@ -175,37 +178,60 @@ class _VWBase:
 
 @dataclass(frozen=True)
 class VWSaved(_VWBase):
-    """A saved model (e.g. from the model store) evaluated as it is."""
+    """A saved model (e.g. from the model store) evaluated as it is; a model store's
+    file is standardised as its servers do (its manifest names the snapshot)."""
 
     path: str
     name: str = ""
 
     def _model(self) -> Any:
+        from bandit.modelstore import Manifest, ModelStore
+        from bandit.scaling import served_snapshot
         from bandit.vw_adapter import VWModel
 
-        return VWModel.load(self.path)
+        model = VWModel.load(self.path)
+        path = Path(self.path)
+        manifest = path.with_suffix(".json")  # model-000012.vw → model-000012.json
+        if manifest.is_file():
+            try:
+                m = Manifest.from_json(manifest.read_bytes())
+                if m.file == path.name:
+                    model.set_scale(served_snapshot(ModelStore(path.parent).feature_scale(m)))
+            except Exception:
+                model.close()
+                raise
+        return model
 
 
 @dataclass(frozen=True)
 class VWProgressive(_VWBase):
     """A candidate policy spec learned from scratch over the logs in time order:
     each row is predicted before its logged outcome is learned (progressive
-    validation), so its estimate answers "what would these settings have earned"."""
+    validation), so its estimate answers "what would these settings have earned".
+    Numeric features are standardised as the service's learner does, the snapshot
+    refreshed where it publishes young models (after 32, 64, 128… rows)."""
 
     spec: str
     seed: int = 0
     name: str = ""
+    standardize: bool = True
     save_to: str | None = None  # where the model learned over the logs is saved
 
     def _model(self) -> Any:
         from bandit.policy_spec import PolicySpec
+        from bandit.scaling import Standardizer
         from bandit.vw_adapter import VWModel
 
-        return VWModel(PolicySpec.parse(self.spec).vw_args(self.seed))
+        model = VWModel(PolicySpec.parse(self.spec).vw_args(self.seed))
+        if self.standardize:  # as the service's learner does (BANDIT_STANDARDIZE)
+            model.standardize(Standardizer())
+        return model
 
     def _after(self, model: Any, ctx: Any, lines: list[str], chosen: int, reward: float,
-               p: float) -> None:
+               p: float, row: int) -> None:
         model.learn(ctx, lines, chosen, reward, p)
+        if self.standardize and young_model(row + 1):
+            model.refresh_scale()  # when the learner would publish a young model
 
     def _done(self, model: Any) -> None:
         if self.save_to is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bandit.learning_settings import arguments_of, spec_from_arguments
@@ -20,7 +20,10 @@ extras = st.lists(st.sampled_from(["lr=3", "lr=0.1", "cb_type=dr", "cb_type=ips"
 @settings(max_examples=150, deadline=None)
 @given(kinds, extras)
 def test_the_arguments_a_spec_shows_describe_the_same_model(kind, more):
-    spec = PolicySpec.parse(",".join([kind, *more]))
+    try:
+        spec = PolicySpec.parse(",".join([kind, *more]))
+    except ValueError:  # a combination VW refuses (squarecb with another cb_type)
+        assume(False)
     again = spec_from_arguments(arguments_of(spec))
     assert again.vw_args(7) == spec.vw_args(7)
 

@@ -81,3 +81,40 @@ def test_defaults_are_unchanged_by_the_optional_keys():
 def test_rejects_bad_optional_keys(text, message):
     with pytest.raises(ValueError, match=message):
         PolicySpec.parse(text)
+
+
+@pytest.mark.parametrize("text", [
+    "squarecb:gamma=10,lr=3,normalized=0",  # the default
+    "squarecb:gamma=20,elim=1", "epsilon:0.1,normalized=0,power_t=0.3", "bag:4,epsilon=0.02",
+])
+def test_personalizer_learning_settings_round_trip(text):
+    """The arguments Personalizer's policy route shows for a spec read back as that spec
+    (``-b 18``, the default, is left out)."""
+    from bandit.learning_settings import arguments_of, spec_from_arguments
+
+    spec = PolicySpec.parse(text)
+    back = spec_from_arguments(arguments_of(spec))
+    assert back.vw_args() == spec.vw_args()
+    assert dict(back.params) == dict(spec.params)
+
+
+@pytest.mark.parametrize("arguments", ["--cb_explore_adf --adaptive", "--invariant --normalized",
+                                       "--epsilon 0.1 --adaptive --normalized"])
+def test_learning_settings_refuse_a_partial_update_rule(arguments):
+    from bandit.errors import BadRequest
+    from bandit.learning_settings import spec_from_arguments
+
+    with pytest.raises(BadRequest):
+        spec_from_arguments(arguments)
+
+
+def test_elim_belongs_to_squarecb():
+    assert PolicySpec.parse("squarecb,elim=1").vw_args().endswith("--elim")
+    with pytest.raises(ValueError, match="allowed"):
+        PolicySpec.parse("epsilon:0.1,elim=1")
+
+
+def test_squarecb_takes_only_the_cb_type_vw_accepts():
+    with pytest.raises(ValueError, match="cb_type=mtr only"):
+        PolicySpec.parse("squarecb:10,cb_type=dr")
+    assert PolicySpec.parse("squarecb:10,cb_type=mtr").kind == "squarecb"

@@ -133,3 +133,97 @@ def test_the_vw_child_standardises_as_the_in_process_model(tmp_path):
     finally:
         child.close()
         inproc.close()
+
+
+def published(store, n: int = 120):
+    """A standardising model published as the learner does (its scale as an attachment)."""
+    model = VWModel(ARGS)
+    model.standardize(Standardizer())
+    learn_lines(model, 40)
+    model.refresh_scale()
+    learn_lines(model, n - 40)
+    slot = store.reserve()
+    model.save(slot.tmp)
+    ref = store.write_attachment("state", orjson.dumps(model.saved_scale))
+    man = store.publish_file(slot, "squarecb:10,lr=3,normalized=0", n, {},
+                             {"feature_scale": ref})
+    model.close()
+    return man
+
+
+def test_the_scale_travels_with_an_exported_model(tmp_path):
+    """Store export → import, and the Personalizer signed archive → import: the model
+    is served with its standardisation, so it predicts as before; a tampered scale in
+    an archive is refused."""
+    import io
+    import zipfile
+
+    from bandit.errors import BadRequest
+    from bandit.loop_admin import SCALE_ENTRY, LoopAdmin
+    from bandit.modelstore import ModelStore
+    from bandit.settings import Settings
+
+    a = ModelStore(tmp_path / "a")
+    man = published(a)
+    want = probe(a.load(man))
+    b = ModelStore(tmp_path / "b")
+    copy = b.import_(a.export(man.version, tmp_path / "export"))
+    assert probe(b.load(copy)) == pytest.approx(want, abs=1e-7)
+    assert b.feature_scale(copy) == a.feature_scale(man)
+
+    archive = LoopAdmin(Settings(model_dir=str(tmp_path / "a")), a).export_model(signed=True)
+    c = ModelStore(tmp_path / "c")
+    LoopAdmin(Settings(model_dir=str(tmp_path / "c")), c).import_model(archive)
+    served = c.current()
+    assert served is not None and probe(c.load(served)) == pytest.approx(want, abs=1e-7)
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as src, zipfile.ZipFile(buf, "w") as out:
+        for item in src.namelist():
+            data = src.read(item)
+            out.writestr(item, data.replace(b'"served"', b'"served" ') if item == SCALE_ENTRY
+                         else data)
+    with pytest.raises(BadRequest) as err:
+        LoopAdmin(Settings(model_dir=str(tmp_path / "d")),
+                  ModelStore(tmp_path / "d")).import_model(buf.getvalue())
+    assert err.value.code == "InvalidModelImportSignature"
+
+
+def test_replay_evaluates_a_stored_model_with_its_scale(tmp_path):
+    """``vw:PATH`` of a model-store file predicts as the store's servers do; a bare file
+    has no snapshot; ``spec:`` candidates standardise as the learner does."""
+    import shutil
+
+    from bandit.modelstore import ModelStore
+    from replay.policies import VWProgressive, VWSaved
+
+    store = ModelStore(tmp_path / "store")
+    man = published(store)
+    saved = VWSaved(str(tmp_path / "store" / man.file))._model()
+    assert saved.scale.by_ns and probe(saved) == pytest.approx(probe(store.load(man)), abs=1e-7)
+    (tmp_path / "bare").mkdir()
+    shutil.copyfile(tmp_path / "store" / man.file, tmp_path / "bare" / "m.vw")
+    assert not VWSaved(str(tmp_path / "bare" / "m.vw"))._model().scale
+    assert VWProgressive("squarecb:gamma=10,lr=3,normalized=0")._model().standardizer
+    assert VWProgressive("epsilon:0.1", standardize=False)._model().standardizer is None
+
+
+def test_explanations_weigh_the_values_the_model_sees(tmp_path):
+    """An explanation's contribution of a numeric feature is weight × standardised value."""
+    from bandit.modelstore import ModelStore
+    from bandit.policy import VWPolicy
+    from bandit.types import DecideRequest, Offer
+
+    store = ModelStore(tmp_path)
+    model = store.load(published(store))
+    policy = VWPolicy(PolicySpec.parse("squarecb:gamma=10,lr=3,normalized=0"), model)
+    ctx = {"cu": {"age": 80.0, "income": 5e4}}
+    offers = tuple(Offer(f"o{k}", {"oprice": {"usd": 10.0 + 90 * k}, "o_id": {f"id=o{k}": 1.0}},
+                         action_line({"oprice": {"usd": 10.0 + 90 * k},
+                                      "o_id": {f"id=o{k}": 1.0}})) for k in range(3))
+    d = policy.decide(DecideRequest("e1", ctx, offers, explain=True))
+    (shown,) = d.info["explain"]
+    z = model.scale.apply(ctx)["cu"]["age"]
+    age = [c for c in shown["contributions"] if c["feature"] == "age"]
+    assert age and age[0]["contribution"] == pytest.approx(model.weight("cu", "age") * z)
+    assert z != pytest.approx(80.0)

@@ -233,7 +233,7 @@ class Learner:
         return self._standardize(model, man)
 
     def _standardize(self, model: LearnerBackend, man: Manifest | None) -> LearnerBackend:
-        """Learn with standardised numeric context features (``BANDIT_STANDARDIZE``),
+        """Learn with standardised numeric features (``BANDIT_STANDARDIZE``),
         from the statistics of the checkpoint ``man`` (see :mod:`bandit.scaling`)."""
         if self.s.standardize:
             model.standardize(self.store.feature_scale(man) if man is not None else {})

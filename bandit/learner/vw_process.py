@@ -12,7 +12,7 @@ is a command: ``!save PATH`` saves the model after every line before it and answ
 ``ok LEARNED ERRORS REFUSED [SCALE]`` on stdout (lines learned, lines VW refused, joined
 events Kafka refused for good; with standardisation, the manifest's ``feature_scale``
 entry as JSON), so a checkpoint holds exactly the lines sent before it.
-``!scale JSON`` makes the model standardise numeric context features from there on,
+``!scale JSON`` makes the model standardise numeric features from there on,
 from the statistics in JSON (a manifest's ``feature_scale``, or ``{}``). At
 EOF the child exits without saving: a killed daemon takes its child with it,
 and the next one resumes from the last checkpoint (exactly-once is unchanged).

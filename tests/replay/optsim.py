@@ -22,6 +22,7 @@ import orjson
 from bandit.events import decision_event, joined_event
 from bandit.policy import VWPolicy
 from bandit.policy_spec import PolicySpec
+from bandit.scaling import Standardizer, young_model
 from bandit.schema import RequestParser
 from bandit.settings import Settings
 from bandit.simulator import World
@@ -33,12 +34,14 @@ from tests.replay.simlogs import T0
 
 def policy_logs(path: Path, n: int, *, spec: str = "epsilon:0.2", seed: int = 0, k: int = 10,
                 world: World | None = None) -> np.ndarray:
-    """Joined DSJSON logged by ``spec`` learning online (the loop with no delay);
+    """Joined DSJSON logged by ``spec`` learning online (the loop with no delay, numeric
+    features standardised as the service's learner does);
     returns the (n, k) true click probabilities in each row's ``_multi`` order."""
     world = world or World(seed=seed)
     rng = np.random.default_rng(seed)
     parser = RequestParser(Settings())
     policy = VWPolicy.fresh(PolicySpec.parse(spec), seed)
+    policy.model.standardize(Standardizer())  # learning as the service's learner does
     truth = []
     try:
         with open(path, "wb") as f:
@@ -56,6 +59,8 @@ def policy_logs(path: Path, n: int, *, spec: str = "epsilon:0.2", seed: int = 0,
                 f.write(orjson.dumps(joined_event(ev, reward, rewards)) + b"\n")
                 policy.model.learn(req.context, [o.line for o in req.offers], chosen,
                                    reward, d.probabilities[0])
+                if young_model(i + 1):
+                    policy.model.refresh_scale()  # where the learner publishes young models
                 truth.append(mu)
     finally:
         policy.close()

@@ -35,6 +35,7 @@ from tests.replay.optsim import (
 )
 
 DEFAULT = "epsilon:0.05"
+ROWS = 3000  # logged decisions
 GRID = ("epsilon:0.02;epsilon:0.5;epsilon:1;squarecb:100;epsilon:0.05,lr=0.1;"
         "epsilon:0.05,cb_type=dr;bag:5")
 
@@ -42,7 +43,7 @@ GRID = ("epsilon:0.02;epsilon:0.5;epsilon:1;squarecb:100;epsilon:0.05,lr=0.1;"
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     path = tmp_path_factory.mktemp("optimize") / "joined.dsjson"
-    truth = policy_logs(path, 3000, spec="epsilon:0.2", seed=0)
+    truth = policy_logs(path, ROWS, spec="epsilon:0.2", seed=0)
     logs = read(str(path), keep_rows=True, strict=True)
     return logs, column_truth(logs, truth)
 
@@ -69,10 +70,10 @@ def test_ranking_agrees_with_ground_truth_and_the_winner_beats_the_default(sim):
     winner = result.winner
     assert winner is not None and winner.name == result.ranked[0].name
     assert truth[winner.name] >= truth[DEFAULT]
-    online = online_truth(winner.name, 3000, seed=0) - online_truth(DEFAULT, 3000, seed=0)
+    online = online_truth(winner.name, ROWS, seed=0) - online_truth(DEFAULT, ROWS, seed=0)
     assert online >= 0
     # the README states this seeded run
-    assert figure(r"winner `(\S+)` is truly better than the default") == winner.name
+    assert figure(r"winner `(\S+)` is truly better than `epsilon:0.05`") == winner.name
     assert near(rho, figure(r"Spearman correlation of the DR estimates with the "
                             r"candidates' true values is ([\d.]+)"))
     assert near(truth[winner.name] - truth[DEFAULT],
