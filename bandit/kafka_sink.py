@@ -2,7 +2,9 @@
 
 ``decision``/``reward`` append one line to this process's spool (one ``write``;
 nothing on the request path waits for the network). A background thread ships the
-spool to Kafka in batches, advancing the spool cursor only after the broker
+spool to Kafka in batches every ``SHIP_EVERY`` seconds (taking the records from the
+writer's memory, :meth:`~bandit.spool.SpoolWriter.take`, rather than reading them
+back), advancing the spool cursor only after the broker
 acknowledged a batch, fsyncs the spool in batches, and adopts spools left behind by
 processes that died. When the broker is down or slow the spool simply grows and is
 shipped in order when it is back; ``health()`` reports its depth and the producer
@@ -26,12 +28,14 @@ from bandit import kafka_client
 from bandit.broker import port_open
 from bandit.events import C_AT, dumps, encode_decision
 from bandit.settings import Settings
-from bandit.spool import SpoolReader, SpoolWriter, adopt_orphans
+from bandit.spool import Record, SpoolReader, SpoolWriter, adopt_orphans
 from bandit.topics import Topics, ensure_topics
 
 log = logging.getLogger("bandit.kafka_sink")
 
 BATCH = 5000
+SHIP_EVERY = 0.02  # s between batches when caught up: fewer, larger batches cost the
+# request threads less (the shipper shares their interpreter) and the broker less
 SHIP_TIMEOUT = 15.0  # > the producer's message.timeout.ms, so every send is settled
 
 
@@ -59,6 +63,8 @@ class KafkaSink:
         self.connected = False
         self.last_error: str | None = None
         self._producer: Any = None
+        self._pending: list[Record] = []  # taken from the writer, not yet acknowledged
+        self._from_disk = False  # the writer's memory overflowed: read the spool back
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kafka-sink", daemon=True)
@@ -68,17 +74,9 @@ class KafkaSink:
     def decision(self, event_id: str, event: dict[str, Any]) -> None:
         value, c_at = encode_decision(event)  # the learner then decodes only the head
         self.writer.append("d", event_id, value, c_at)
-        self._nudge()
 
     def reward(self, event_id: str, event: dict[str, Any]) -> None:
         self.writer.append("r", event_id, dumps(event))
-        self._nudge()
-
-    def _nudge(self) -> None:
-        # Setting an Event takes its lock; under load it is nearly always set already.
-        # (Set just before the shipper clears it, an event waits one 50 ms poll at most.)
-        if not self._wake.is_set():
-            self._wake.set()
 
     def health(self) -> dict[str, Any]:
         own = self.writer.appended - self._own_shipped
@@ -139,10 +137,29 @@ class KafkaSink:
             with contextlib.suppress(Exception):
                 producer.purge()  # what it still holds is in the spool, shipped again later
 
+    def _own_records(self) -> list[Record]:
+        """The next batch from this process's spool: what was taken and not yet
+        shipped, else what the writer appended since (kept in memory), else (after
+        the writer's memory overflowed) read back from disk until caught up."""
+        if not self._pending and not self._from_disk:
+            taken = self.writer.take()
+            if taken is None:
+                self._from_disk = True
+            else:
+                self._pending = taken
+        if self._pending:
+            return self._pending[:BATCH]
+        if self._from_disk:
+            records = self.own.reader.read(BATCH, self.writer.position())
+            if not records and self.writer.resume_tail(self.own.reader.cursor):
+                self._from_disk = False
+            return records
+        return []
+
     def _ship(self, source: _Source) -> int:
         """Ship one batch from ``source``; the number of records shipped."""
         is_own = source is self.own
-        records = source.reader.read(BATCH, self.writer.position() if is_own else None)
+        records = self._own_records() if is_own else source.reader.read(BATCH)
         if not records:
             return 0
         errors: list[str] = []
@@ -175,6 +192,8 @@ class KafkaSink:
         source.reader.commit(records[-1].end)
         if is_own:
             self._own_shipped += len(records)
+            if self._pending:
+                del self._pending[:len(records)]
         else:
             source.pending = max(0, source.pending - len(records))
         self.shipped += len(records)
@@ -230,9 +249,8 @@ class KafkaSink:
                     return
                 if time.monotonic() >= stop_deadline:
                     return
-            if shipped == 0:
-                self._wake.wait(0.05)
-                self._wake.clear()
+            if shipped < BATCH:  # caught up: gather the next batch for a while
+                self._wake.wait(SHIP_EVERY)
 
 
 def any_reachable(bootstrap: str) -> bool:
