@@ -72,7 +72,10 @@ class KafkaSink:
 
     # -- request path -----------------------------------------------------------------
     def decision(self, event_id: str, event: dict[str, Any]) -> None:
-        value, c_at = encode_decision(event)  # the learner then decodes only the head
+        self.decision_encoded(event_id, *encode_decision(event))
+
+    def decision_encoded(self, event_id: str, value: bytes, c_at: int | None) -> None:
+        # c last and its offset in a header: the learner then decodes only the head
         self.writer.append("d", event_id, value, c_at)
 
     def reward(self, event_id: str, event: dict[str, Any]) -> None:
