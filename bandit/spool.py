@@ -13,8 +13,9 @@ a decision's ``c_at`` offset (see :mod:`bandit.events`), shipped as a Kafka head
   records it appended since the shipper last took them (:meth:`SpoolWriter.take`, the
   fast twin of reading them back from disk: the same records, byte for byte, without
   the read and the parse), as long as there are fewer than ``TAIL_LIMIT``; past that
-  (the broker away for long) the shipper reads from disk until it has caught up. A crash between shipping
-  and advancing the cursor re-ships a few records: consumers deduplicate by event id.
+  (the broker away for long) the shipper reads from disk until it has caught up. A
+  crash between shipping and advancing the cursor re-ships a few records: consumers
+  deduplicate by event id.
 * Spools whose owner died (their ``lock`` is free) are adopted by the next process
   and drained first, so a restart with a non-empty spool loses nothing.
 """
