@@ -36,6 +36,7 @@ log = logging.getLogger("bandit.kafka_sink")
 BATCH = 5000
 SHIP_EVERY = 0.02  # s between batches when caught up: fewer, larger batches cost the
 # request threads less (the shipper shares their interpreter) and the broker less
+PERSIST_EVERY = 0.25  # s between writes of a spool's cursor (a crash re-ships that much)
 SHIP_TIMEOUT = 15.0  # > the producer's message.timeout.ms, so every send is settled
 
 
@@ -65,6 +66,7 @@ class KafkaSink:
         self._producer: Any = None
         self._pending: list[Record] = []  # taken from the writer, not yet acknowledged
         self._from_disk = False  # the writer's memory overflowed: read the spool back
+        self._persisted_at = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kafka-sink", daemon=True)
@@ -99,6 +101,8 @@ class KafkaSink:
         self._stop.set()
         self._wake.set()
         self._thread.join(self.drain_timeout + 15)
+        with contextlib.suppress(OSError):
+            self.own.reader.persist()
         self.writer.close()
         if self.writer.appended == self._own_shipped:
             self.own.reader.remove()  # fully shipped: nothing for a successor to adopt
@@ -192,7 +196,11 @@ class KafkaSink:
             self._fail(f"Kafka refused {len(errors) or undelivered} of {len(records)} events: "
                        f"{reason}")
             return 0
-        source.reader.commit(records[-1].end)
+        now = time.monotonic()
+        persist = now - self._persisted_at >= PERSIST_EVERY
+        source.reader.commit(records[-1].end, persist=persist)
+        if persist:
+            self._persisted_at = now
         if is_own:
             self._own_shipped += len(records)
             if self._pending:

@@ -29,8 +29,8 @@ import shutil
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
@@ -38,8 +38,7 @@ SEGMENT_BYTES = 16 << 20
 TAIL_LIMIT = 50_000  # records kept in memory for the shipper (~150 MB of 3 kB events)
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):  # a tuple: built on the request path, so cheap to build
     kind: str
     key: str
     value: bytes
@@ -83,9 +82,9 @@ class SpoolWriter:
         self._retired: list[int] = []  # full segments' fds, fsynced and closed by sync()
         self.appended = 0
         self.error: str | None = None
-        # (kind, key, value, c_at, segment, end offset) appended since the last take();
-        # None once it overflowed, until the disk reader catches up (resume_tail)
-        self._tail: list[tuple[str, str, bytes, int | None, int, int]] | None = []
+        # the records appended since the last take(); None once it overflowed, until
+        # the disk reader catches up (resume_tail)
+        self._tail: list[Record] | None = []
 
     def _open(self, n: int) -> int:
         return os.open(_seg_path(self.dir, n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -110,7 +109,7 @@ class SpoolWriter:
             tail = self._tail
             if tail is not None:
                 if len(tail) < TAIL_LIMIT:
-                    tail.append((kind, key, value, c_at, self.segment, self._size))
+                    tail.append(Record(kind, key, value, (self.segment, self._size), c_at))
                 else:
                     self._tail = None  # the reader goes to disk until it has caught up
 
@@ -124,7 +123,7 @@ class SpoolWriter:
             if tail is None:
                 return None
             self._tail = []
-        return [Record(k, key, v, (seg, end), c) for k, key, v, c, seg, end in tail]
+        return tail
 
     def resume_tail(self, position: tuple[int, int]) -> bool:
         """Keep records in memory again if ``position`` (where the disk reader got to)
@@ -179,6 +178,12 @@ class SpoolReader:
         self.dir = directory
         self.owned = owned
         self.cursor = self._load_cursor()
+        self._persisted = self.cursor  # the cursor as on disk
+
+    def persist(self) -> None:
+        """Write the cursor if it moved since it was last written."""
+        if self.cursor != self._persisted:
+            self.commit(self.cursor)
 
     def _load_cursor(self) -> tuple[int, int]:
         try:
@@ -231,11 +236,16 @@ class SpoolReader:
             seg, off = later[0], 0
         return out
 
-    def commit(self, position: tuple[int, int]) -> None:
-        """Everything up to ``position`` was shipped: persist and drop finished segments
-        (the directory is listed only when the cursor moved to a later segment)."""
-        moved_on = position[0] > self.cursor[0]
+    def commit(self, position: tuple[int, int], *, persist: bool = True) -> None:
+        """Everything up to ``position`` was shipped: move the cursor there, and (unless
+        ``persist`` is false: the shipper persists a few times a second, so a crash
+        re-ships at most that much) write it to disk and drop finished segments (the
+        directory is listed only when the cursor moved to a later segment)."""
+        moved_on = position[0] > self._persisted[0]
         self.cursor = position
+        if not (persist or moved_on):
+            return
+        self._persisted = position
         tmp = self.dir / "cursor.tmp"
         tmp.write_text(f"{position[0]} {position[1]}")
         os.replace(tmp, self.dir / "cursor")

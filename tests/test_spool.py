@@ -122,3 +122,22 @@ def test_the_writers_memory_gives_what_reading_the_spool_back_gives(tmp_path, mo
     assert from_memory == from_disk
     assert r.read(10, w.position()) == [] and w.take() == []
     w.close()
+
+
+def test_an_unpersisted_cursor_means_re_reading_never_losing(tmp_path):
+    """The shipper persists its cursor a few times a second: a successor of a crash
+    re-reads what was shipped since (duplicates, which consumers drop), never skips."""
+    w = SpoolWriter(tmp_path)
+    for i in range(6):
+        w.append("d", f"k{i}", b"{}")
+    r = SpoolReader(w.dir, owned=True)
+    first = r.read(2, w.position())
+    r.commit(first[-1].end)  # persisted
+    more = r.read(3, w.position())
+    r.commit(more[-1].end, persist=False)
+    assert [x.key for x in r.read(10, w.position())] == ["k5"]  # in memory: moved on
+    crashed = SpoolReader(w.dir, owned=True)
+    assert [x.key for x in crashed.read(10, w.position())] == ["k2", "k3", "k4", "k5"]
+    r.persist()
+    assert [x.key for x in SpoolReader(w.dir, owned=True).read(10, w.position())] == ["k5"]
+    w.close()
