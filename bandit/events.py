@@ -69,6 +69,13 @@ def decision_event(request: DecideRequest, decision: Decision,
         "explore": request.explore,
         "DeferredAction": request.defer,
     }
+    _add_optional(event, request, decision)
+    event.update(extra)
+    return event
+
+
+def _add_optional(event: dict[str, Any], request: DecideRequest, decision: Decision) -> None:
+    """A decision event's keys that only some decisions have."""
     path = decision.info.get("path")
     if path is not None:
         event["path"] = path
@@ -78,8 +85,6 @@ def decision_event(request: DecideRequest, decision: Decision,
         event["slot_exclude"] = [sorted(x) for x in request.slot_exclude]
     if request.user_id is not None:
         event["user"] = request.user_id
-    event.update(extra)
-    return event
 
 
 def reward_event(reward: Reward, timestamp: str | None = None) -> dict[str, Any]:
@@ -237,15 +242,7 @@ def encode_decision_event(request: DecideRequest, decision: Decision,
                           "VWState": {"m": decision.model_version}})
     rest: dict[str, Any] = {"slots": decision.slots, "policy": decision.policy,
                             "explore": request.explore, "DeferredAction": request.defer}
-    path = decision.info.get("path")
-    if path is not None:
-        rest["path"] = path
-    if request.slot_ids:
-        rest["slot_ids"] = list(request.slot_ids)
-    if any(request.slot_exclude):
-        rest["slot_exclude"] = [sorted(x) for x in request.slot_exclude]
-    if request.user_id is not None:
-        rest["user"] = request.user_id
+    _add_optional(rest, request, decision)
     if extra:
         rest.update(extra)
     head = first[:-1] + b',"ids":' + ids + b"," + orjson.dumps(rest)[1:-1]
