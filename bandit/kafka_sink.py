@@ -67,6 +67,7 @@ class KafkaSink:
         self._pending: list[Record] = []  # taken from the writer, not yet acknowledged
         self._from_disk = False  # the writer's memory overflowed: read the spool back
         self._persisted_at = 0.0
+        self._errors: list[str] = []  # the batch being shipped's delivery failures
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kafka-sink", daemon=True)
@@ -122,9 +123,11 @@ class KafkaSink:
             return False
         try:
             ensure_topics(self.bootstrap, self.topics, self.partitions)
-            # delivery callbacks only for failures: no Python call per shipped event
+            # delivery callbacks only for failures, and one for the producer rather than
+            # one per message: no Python object or call per shipped event
             self._producer = kafka_client.producer(
-                self.bootstrap, self.compression, **{"delivery.report.only.error": True})
+                self.bootstrap, self.compression,
+                **{"delivery.report.only.error": True, "on_delivery": self._undelivered})
         except Exception as exc:  # any client error means "not now"
             self._fail(f"cannot reach Kafka at {self.bootstrap}: {exc}")
             return False
@@ -132,6 +135,10 @@ class KafkaSink:
         self.last_error = None
         log.info("shipping events to Kafka at %s", self.bootstrap)
         return True
+
+    def _undelivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
 
     def _fail(self, message: str) -> None:
         if self.connected or self.last_error != message:
@@ -169,12 +176,7 @@ class KafkaSink:
         records = self._own_records() if is_own else source.reader.read(BATCH)
         if not records:
             return 0
-        errors: list[str] = []
-
-        def delivered(err: Any, msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
-
+        errors = self._errors = []  # filled by _undelivered while flush() waits
         try:
             for r in records:
                 topic = self._topic_of.get(r.kind, self.topics.deadletter)
@@ -182,8 +184,7 @@ class KafkaSink:
                     try:
                         self._producer.produce(
                             topic, key=r.key.encode("utf-8"), value=r.value,
-                            headers=None if r.c_at is None else [(C_AT, b"%d" % r.c_at)],
-                            on_delivery=delivered)
+                            headers=None if r.c_at is None else [(C_AT, b"%d" % r.c_at)])
                         break
                     except BufferError:  # librdkafka's queue is full: let it drain
                         self._producer.poll(0.05)
