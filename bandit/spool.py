@@ -35,7 +35,7 @@ from typing import NamedTuple
 import orjson
 
 SEGMENT_BYTES = 16 << 20
-TAIL_LIMIT = 50_000  # records kept in memory for the shipper (~150 MB of 3 kB events)
+TAIL_LIMIT = 10_000  # records kept in memory for the shipper (~35 MB of 3.5 kB events)
 
 
 class Record(NamedTuple):  # a tuple: built on the request path, so cheap to build
