@@ -212,13 +212,16 @@ def test_admin_routes_pin_and_need_the_admin_scope(tmp_path):
         c.close()
 
 
-def test_oversized_bodies_get_a_413_that_urllib_and_httpx_read(start_server, tmp_path):
+def test_oversized_bodies_get_a_413_that_urllib_requests_and_httpx_read(start_server,
+                                                                        tmp_path):
     """A body over BANDIT_MAX_BODY_BYTES is drained (up to DRAIN_BYTES) before the 413,
     so clients that send it whole before reading (urllib sends ``Connection: close``)
     read the 413 instead of a broken pipe or a reset; on the fast routes and on a
     Starlette route, with Content-Length and chunked."""
     import urllib.error
     import urllib.request
+
+    import requests
 
     from bandit.server.http import DRAIN_BYTES
 
@@ -238,6 +241,9 @@ def test_oversized_bodies_get_a_413_that_urllib_and_httpx_read(start_server, tmp
                            headers={"Content-Type": "application/json"})
             assert r.status_code == 413 and r.json()["error"]["code"] == "PayloadTooLarge"
             assert r.headers["connection"] == "close"
+            r2 = requests.post(srv.base + path, data=body, timeout=20,
+                               headers={"Content-Type": "application/json"})
+            assert r2.status_code == 413 and r2.json()["error"]["code"] == "PayloadTooLarge"
 
             def chunks():
                 for _ in range(32):
