@@ -10,6 +10,8 @@ from __future__ import annotations
 class BadRequest(Exception):
     """A request that cannot be served as sent. ``field`` names the offending input."""
 
+    close_connection = False  # answered with ``Connection: close`` (a body left unread)
+
     def __init__(self, message: str, *, field: str = "", code: str = "BadRequest",
                  status: int = 400) -> None:
         super().__init__(message)

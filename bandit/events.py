@@ -69,6 +69,13 @@ def decision_event(request: DecideRequest, decision: Decision,
         "explore": request.explore,
         "DeferredAction": request.defer,
     }
+    _add_optional(event, request, decision)
+    event.update(extra)
+    return event
+
+
+def _add_optional(event: dict[str, Any], request: DecideRequest, decision: Decision) -> None:
+    """A decision event's keys that only some decisions have."""
     path = decision.info.get("path")
     if path is not None:
         event["path"] = path
@@ -78,8 +85,6 @@ def decision_event(request: DecideRequest, decision: Decision,
         event["slot_exclude"] = [sorted(x) for x in request.slot_exclude]
     if request.user_id is not None:
         event["user"] = request.user_id
-    event.update(extra)
-    return event
 
 
 def reward_event(reward: Reward, timestamp: str | None = None) -> dict[str, Any]:
@@ -194,6 +199,56 @@ def encode_decision(event: dict[str, Any]) -> tuple[bytes, int | None]:
     else:
         body = orjson.dumps(c)
     return head[:at] + b',"c":' + body + b"}", at
+
+
+class _Catalogues:
+    """The JSON of recent offer tuples' ids and features (``ids`` and ``c._multi``),
+    keyed by the tuple's identity: the request parser hands out the same tuple for a
+    catalogue it has seen (one per placement), and an entry holds the tuple, so its
+    id cannot be reused while the entry lives."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._by_id: dict[int, tuple[tuple[Any, ...], bytes, bytes]] = {}
+
+    def get(self, offers: tuple[Any, ...]) -> tuple[bytes, bytes]:
+        hit = self._by_id.get(id(offers))
+        if hit is None or hit[0] is not offers:
+            hit = (offers, orjson.dumps([o.id for o in offers]),
+                   _OFFER_LISTS.dumps([o.features for o in offers]))
+            if len(self._by_id) >= self.size:
+                self._by_id.clear()
+            self._by_id[id(offers)] = hit
+        return hit[1], hit[2]
+
+
+_CATALOGUES = _Catalogues()
+_HEAD_KEYS = frozenset({"EventId", "Timestamp", "Version", "a", "p", "c", "VWState", "ids"})
+
+
+def encode_decision_event(request: DecideRequest, decision: Decision,
+                          timestamp: str | None = None,
+                          **extra: Any) -> tuple[bytes, int | None]:
+    """``encode_decision(decision_event(request, decision, timestamp, **extra))``, byte
+    for byte, without building the event: the fast twin the server logs with (tested
+    to agree with the plain pair). The offers' ids and features are encoded once per
+    catalogue (:class:`_Catalogues`) and spliced in; the rest is two small encodes."""
+    if "_multi" in request.context or not _HEAD_KEYS.isdisjoint(extra):
+        return encode_decision(decision_event(request, decision, timestamp, **extra))
+    ids, multi = _CATALOGUES.get(request.offers)
+    first = orjson.dumps({"EventId": request.event_id, "Timestamp": timestamp or utc_now(),
+                          "Version": "1", "a": [i + 1 for i in decision.order],
+                          "p": list(decision.probabilities),
+                          "VWState": {"m": decision.model_version}})
+    rest: dict[str, Any] = {"slots": decision.slots, "policy": decision.policy,
+                            "explore": request.explore, "DeferredAction": request.defer}
+    _add_optional(rest, request, decision)
+    if extra:
+        rest.update(extra)
+    head = first[:-1] + b',"ids":' + ids + b"," + orjson.dumps(rest)[1:-1]
+    context = orjson.dumps(request.context)[:-1]
+    return (head + b',"c":' + context + (b',"_multi":' if len(context) > 1 else b'"_multi":')
+            + multi + b"}}", len(head))
 
 
 _LABELS: dict[tuple[float, Any, int], bytes] = {}  # (reward, p[0], a[0]) → open label

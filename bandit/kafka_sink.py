@@ -2,7 +2,9 @@
 
 ``decision``/``reward`` append one line to this process's spool (one ``write``;
 nothing on the request path waits for the network). A background thread ships the
-spool to Kafka in batches, advancing the spool cursor only after the broker
+spool to Kafka in batches every ``SHIP_EVERY`` seconds (taking the records from the
+writer's memory, :meth:`~bandit.spool.SpoolWriter.take`, rather than reading them
+back), advancing the spool cursor only after the broker
 acknowledged a batch, fsyncs the spool in batches, and adopts spools left behind by
 processes that died. When the broker is down or slow the spool simply grows and is
 shipped in order when it is back; ``health()`` reports its depth and the producer
@@ -26,12 +28,15 @@ from bandit import kafka_client
 from bandit.broker import port_open
 from bandit.events import C_AT, dumps, encode_decision
 from bandit.settings import Settings
-from bandit.spool import SpoolReader, SpoolWriter, adopt_orphans
+from bandit.spool import Record, SpoolReader, SpoolWriter, adopt_orphans
 from bandit.topics import Topics, ensure_topics
 
 log = logging.getLogger("bandit.kafka_sink")
 
 BATCH = 5000
+SHIP_EVERY = 0.02  # s between batches when caught up: fewer, larger batches cost the
+# request threads less (the shipper shares their interpreter) and the broker less
+PERSIST_EVERY = 0.25  # s between writes of a spool's cursor (a crash re-ships that much)
 SHIP_TIMEOUT = 15.0  # > the producer's message.timeout.ms, so every send is settled
 
 
@@ -59,6 +64,10 @@ class KafkaSink:
         self.connected = False
         self.last_error: str | None = None
         self._producer: Any = None
+        self._pending: list[Record] = []  # taken from the writer, not yet acknowledged
+        self._from_disk = False  # the writer's memory overflowed: read the spool back
+        self._persisted_at = 0.0
+        self._errors: list[str] = []  # the batch being shipped's delivery failures
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kafka-sink", daemon=True)
@@ -66,19 +75,14 @@ class KafkaSink:
 
     # -- request path -----------------------------------------------------------------
     def decision(self, event_id: str, event: dict[str, Any]) -> None:
-        value, c_at = encode_decision(event)  # the learner then decodes only the head
+        self.decision_encoded(event_id, *encode_decision(event))
+
+    def decision_encoded(self, event_id: str, value: bytes, c_at: int | None) -> None:
+        # c last and its offset in a header: the learner then decodes only the head
         self.writer.append("d", event_id, value, c_at)
-        self._nudge()
 
     def reward(self, event_id: str, event: dict[str, Any]) -> None:
         self.writer.append("r", event_id, dumps(event))
-        self._nudge()
-
-    def _nudge(self) -> None:
-        # Setting an Event takes its lock; under load it is nearly always set already.
-        # (Set just before the shipper clears it, an event waits one 50 ms poll at most.)
-        if not self._wake.is_set():
-            self._wake.set()
 
     def health(self) -> dict[str, Any]:
         own = self.writer.appended - self._own_shipped
@@ -98,6 +102,8 @@ class KafkaSink:
         self._stop.set()
         self._wake.set()
         self._thread.join(self.drain_timeout + 15)
+        with contextlib.suppress(OSError):
+            self.own.reader.persist()
         self.writer.close()
         if self.writer.appended == self._own_shipped:
             self.own.reader.remove()  # fully shipped: nothing for a successor to adopt
@@ -117,9 +123,11 @@ class KafkaSink:
             return False
         try:
             ensure_topics(self.bootstrap, self.topics, self.partitions)
-            # delivery callbacks only for failures: no Python call per shipped event
+            # delivery callbacks only for failures, and one for the producer rather than
+            # one per message: no Python object or call per shipped event
             self._producer = kafka_client.producer(
-                self.bootstrap, self.compression, **{"delivery.report.only.error": True})
+                self.bootstrap, self.compression,
+                **{"delivery.report.only.error": True, "on_delivery": self._undelivered})
         except Exception as exc:  # any client error means "not now"
             self._fail(f"cannot reach Kafka at {self.bootstrap}: {exc}")
             return False
@@ -127,6 +135,10 @@ class KafkaSink:
         self.last_error = None
         log.info("shipping events to Kafka at %s", self.bootstrap)
         return True
+
+    def _undelivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
 
     def _fail(self, message: str) -> None:
         if self.connected or self.last_error != message:
@@ -139,18 +151,32 @@ class KafkaSink:
             with contextlib.suppress(Exception):
                 producer.purge()  # what it still holds is in the spool, shipped again later
 
+    def _own_records(self) -> list[Record]:
+        """The next batch from this process's spool: what was taken and not yet
+        shipped, else what the writer appended since (kept in memory), else (after
+        the writer's memory overflowed) read back from disk until caught up."""
+        if not self._pending and not self._from_disk:
+            taken = self.writer.take()
+            if taken is None:
+                self._from_disk = True
+            else:
+                self._pending = taken
+        if self._pending:
+            return self._pending[:BATCH]
+        if self._from_disk:
+            records = self.own.reader.read(BATCH, self.writer.position())
+            if not records and self.writer.resume_tail(self.own.reader.cursor):
+                self._from_disk = False
+            return records
+        return []
+
     def _ship(self, source: _Source) -> int:
         """Ship one batch from ``source``; the number of records shipped."""
         is_own = source is self.own
-        records = source.reader.read(BATCH, self.writer.position() if is_own else None)
+        records = self._own_records() if is_own else source.reader.read(BATCH)
         if not records:
             return 0
-        errors: list[str] = []
-
-        def delivered(err: Any, msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
-
+        errors = self._errors = []  # filled by _undelivered while flush() waits
         try:
             for r in records:
                 topic = self._topic_of.get(r.kind, self.topics.deadletter)
@@ -158,8 +184,7 @@ class KafkaSink:
                     try:
                         self._producer.produce(
                             topic, key=r.key.encode("utf-8"), value=r.value,
-                            headers=None if r.c_at is None else [(C_AT, b"%d" % r.c_at)],
-                            on_delivery=delivered)
+                            headers=None if r.c_at is None else [(C_AT, b"%d" % r.c_at)])
                         break
                     except BufferError:  # librdkafka's queue is full: let it drain
                         self._producer.poll(0.05)
@@ -172,9 +197,15 @@ class KafkaSink:
             self._fail(f"Kafka refused {len(errors) or undelivered} of {len(records)} events: "
                        f"{reason}")
             return 0
-        source.reader.commit(records[-1].end)
+        now = time.monotonic()
+        persist = now - self._persisted_at >= PERSIST_EVERY
+        source.reader.commit(records[-1].end, persist=persist)
+        if persist:
+            self._persisted_at = now
         if is_own:
             self._own_shipped += len(records)
+            if self._pending:
+                del self._pending[:len(records)]
         else:
             source.pending = max(0, source.pending - len(records))
         self.shipped += len(records)
@@ -230,9 +261,8 @@ class KafkaSink:
                     return
                 if time.monotonic() >= stop_deadline:
                     return
-            if shipped == 0:
-                self._wake.wait(0.05)
-                self._wake.clear()
+            if shipped < BATCH:  # caught up: gather the next batch for a while
+                self._wake.wait(SHIP_EVERY)
 
 
 def any_reachable(bootstrap: str) -> bool:

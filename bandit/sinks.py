@@ -19,6 +19,12 @@ from bandit.settings import Settings
 class EventSink(Protocol):
     def decision(self, event_id: str, event: dict[str, Any]) -> None: ...
 
+    def decision_encoded(self, event_id: str, value: bytes, c_at: int | None) -> None:
+        """A decision already encoded by :func:`bandit.events.encode_decision` (or its
+        fast twin ``encode_decision_event``): its JSON with ``c`` last, and the offset
+        of ``,"c":`` (the server's path: it never builds the event as a dict)."""
+        ...
+
     def reward(self, event_id: str, event: dict[str, Any]) -> None: ...
 
     def health(self) -> dict[str, Any]:
@@ -32,6 +38,9 @@ class NullSink:
     """Drops events (benchmarks, and ``BANDIT_EVENT_SINK=none``)."""
 
     def decision(self, event_id: str, event: dict[str, Any]) -> None:
+        pass
+
+    def decision_encoded(self, event_id: str, value: bytes, c_at: int | None) -> None:
         pass
 
     def reward(self, event_id: str, event: dict[str, Any]) -> None:
@@ -65,12 +74,18 @@ class FileSink:
         self.errors = 0
 
     def _write(self, kind: str, event: dict[str, Any]) -> None:
-        line = dumps(event) + b"\n"
+        self._write_line(kind, dumps(event))
+
+    def _write_line(self, kind: str, data: bytes) -> None:
+        line = data + b"\n"
         with self._lock:
             os.write(self._fds[kind], line)
 
     def decision(self, event_id: str, event: dict[str, Any]) -> None:
         self._write("decisions", event)
+
+    def decision_encoded(self, event_id: str, value: bytes, c_at: int | None) -> None:
+        self._write_line("decisions", value)
 
     def reward(self, event_id: str, event: dict[str, Any]) -> None:
         self._write("rewards", event)

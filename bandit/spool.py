@@ -9,8 +9,13 @@ a decision's ``c_at`` offset (see :mod:`bandit.events`), shipped as a Kafka head
 * The request path appends one line with a single ``write`` (O_APPEND); a
   background thread fsyncs in batches.
 * A :class:`SpoolReader` reads records from the cursor on; once they are shipped
-  the cursor advances and finished segments are deleted. A crash between shipping
-  and advancing the cursor re-ships a few records: consumers deduplicate by event id.
+  the cursor advances and finished segments are deleted. The writer also keeps the
+  records it appended since the shipper last took them (:meth:`SpoolWriter.take`, the
+  fast twin of reading them back from disk: the same records, byte for byte, without
+  the read and the parse), as long as there are fewer than ``TAIL_LIMIT``; past that
+  (the broker away for long) the shipper reads from disk until it has caught up. A
+  crash between shipping and advancing the cursor re-ships a few records: consumers
+  deduplicate by event id.
 * Spools whose owner died (their ``lock`` is free) are adopted by the next process
   and drained first, so a restart with a non-empty spool loses nothing.
 """
@@ -24,16 +29,16 @@ import shutil
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
 SEGMENT_BYTES = 16 << 20
+TAIL_LIMIT = 10_000  # records kept in memory for the shipper (~35 MB of 3.5 kB events)
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):  # a tuple: built on the request path, so cheap to build
     kind: str
     key: str
     value: bytes
@@ -77,6 +82,9 @@ class SpoolWriter:
         self._retired: list[int] = []  # full segments' fds, fsynced and closed by sync()
         self.appended = 0
         self.error: str | None = None
+        # the records appended since the last take(); None once it overflowed, until
+        # the disk reader catches up (resume_tail)
+        self._tail: list[Record] | None = []
 
     def _open(self, n: int) -> int:
         return os.open(_seg_path(self.dir, n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -98,6 +106,32 @@ class SpoolWriter:
             self._size += len(line)
             self._dirty = True
             self.appended += 1
+            tail = self._tail
+            if tail is not None:
+                if len(tail) < TAIL_LIMIT:
+                    tail.append(Record(kind, key, value, (self.segment, self._size), c_at))
+                else:
+                    self._tail = None  # the reader goes to disk until it has caught up
+
+    def take(self) -> list[Record] | None:
+        """The records appended since the last call, in order (the fast twin of
+        ``SpoolReader.read`` from the position the last call ended at), or None if
+        more than ``TAIL_LIMIT`` piled up: then read them from disk, and call
+        :meth:`resume_tail` once caught up."""
+        with self._mutex:
+            tail = self._tail
+            if tail is None:
+                return None
+            self._tail = []
+        return tail
+
+    def resume_tail(self, position: tuple[int, int]) -> bool:
+        """Keep records in memory again if ``position`` (where the disk reader got to)
+        is the end of the spool: True if so, and :meth:`take` goes on from there."""
+        with self._mutex:
+            if self._tail is None and position == (self.segment, self._size):
+                self._tail = []
+            return self._tail is not None
 
     def position(self) -> tuple[int, int]:
         with self._mutex:
@@ -146,6 +180,12 @@ class SpoolReader:
         if not owned:
             self._trim_torn_tail()
         self.cursor = self._load_cursor()
+        self._persisted = self.cursor  # the cursor as on disk
+
+    def persist(self) -> None:
+        """Write the cursor if it moved since it was last written."""
+        if self.cursor != self._persisted:
+            self.commit(self.cursor)
 
     def _trim_torn_tail(self) -> None:
         """Cut an unterminated last line off an adopted spool's last segment: its writer
@@ -220,11 +260,16 @@ class SpoolReader:
             seg, off = later[0], 0
         return out
 
-    def commit(self, position: tuple[int, int]) -> None:
-        """Everything up to ``position`` was shipped: persist and drop finished segments
-        (the directory is listed only when the cursor moved to a later segment)."""
-        moved_on = position[0] > self.cursor[0]
+    def commit(self, position: tuple[int, int], *, persist: bool = True) -> None:
+        """Everything up to ``position`` was shipped: move the cursor there, and (unless
+        ``persist`` is false: the shipper persists a few times a second, so a crash
+        re-ships at most that much) write it to disk and drop finished segments (the
+        directory is listed only when the cursor moved to a later segment)."""
+        moved_on = position[0] > self._persisted[0]
         self.cursor = position
+        if not (persist or moved_on):
+            return
+        self._persisted = position
         tmp = self.dir / "cursor.tmp"
         tmp.write_text(f"{position[0]} {position[1]}")
         os.replace(tmp, self.dir / "cursor")

@@ -1,28 +1,38 @@
-"""Decide latency and throughput against a bare Starlette baseline, in one run.
+"""Decide throughput and latency with the Kafka sink on, against a raw ASGI
+baseline, measured with wrk (an external load generator), in one run.
 
-Three servers, one uvicorn worker each, on the same machine: ``bare`` (a Starlette
-endpoint that parses and echoes the same JSON payload), ``decide`` (the decision
-server, events discarded) and ``decide_kafka`` (the decision server producing every
-decision to the embedded broker). Payload: 20 offers × 10 features, a 10-feature
-context that changes per request. All three run for the whole benchmark and are
-measured in turn, round after round (``--rounds``), so a slow spell of this shared
-machine falls on all of them rather than on whichever ran then: open-loop latency
-p50/p99/p99.9 at ``--rate`` req/s (``--seconds`` per server, split over the rounds,
-pooled), then closed-loop peak throughput per round. The peak ratio is the median of
-the rounds' decide/bare ratios; every round's figures are printed. Prints one JSON
-object.
+Servers, one uvicorn worker each, on the same machine:
 
-Targets: decide p99 ≤ 5 ms at 1,000 req/s; decide peak ≥ 0.5 × bare peak;
-the Kafka sink moves decide p99 by ≤ 1 ms.
+* ``baseline`` (``benchmarks/raw_asgi.py``): reads the body, parses it with orjson and
+  answers with the decision server's own reply bytes for that request;
+* ``decide_kafka`` (the headline): the decision server with ``BANDIT_EVENT_SINK=kafka``,
+  spooling every decision and shipping it to the embedded broker (real Tansu);
+* ``decide`` (secondary): the decision server with ``BANDIT_EVENT_SINK=none``.
 
-    python benchmarks/decide_latency.py [--quick]
+Payload: 256 requests of 20 offers × 10 features and a 10-feature context that
+changes per request, each with a fixed ``event_id`` (so a decision, seeded by its
+event id, is the same every time). Before measuring, every request is sent to each
+server and the replies are checked byte for byte: the baseline sends what decide
+sends (``replies_identical``).
+
+Each round measures every server in turn (so a slow spell of this shared machine
+falls on all of them): closed-loop peak throughput (``wrk -t1 -c16 -s wrk/bodies.lua``)
+and latency at a constant ``--rate`` (``wrk -tT -cT -s wrk/rate.lua``: open loop,
+latency from each request's due time, as wrk2 does). The ratios are per round;
+figures are the median of the rounds with their min–max spread. Prints one JSON object.
+
+Targets (one worker): decide with the Kafka sink ≥ 0.5 × the baseline's peak, and its
+p99 at 1,000 req/s no more than 1 ms above the baseline's.
+
+    python benchmarks/decide_latency.py [--rounds 5] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,29 +42,13 @@ import httpx
 import numpy as np
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from _load import Result, build_request, closed_loop, open_loop  # noqa: E402
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
 
 from bandit.broker import EmbeddedBroker  # noqa: E402
 from bandit.stack import Child, free_port  # noqa: E402
 
-BARE_APP = """
-import orjson, uvicorn, sys
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-async def echo(request: Request) -> Response:
-    body = orjson.loads(await request.body())
-    return Response(orjson.dumps(body), media_type="application/json")
-
-app = Starlette(routes=[Route("/v1/decide", echo, methods=["POST"]),
-                        Route("/healthz", lambda r: Response("ok"))])
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
-            access_log=False)
-"""
+WRK_THREADS_RATE = 4  # one connection each: 250 req/s per connection at 1,000 req/s
 
 
 def payloads(n: int = 256, offers: int = 20, seed: int = 0) -> list[bytes]:
@@ -63,11 +57,11 @@ def payloads(n: int = 256, offers: int = 20, seed: int = 0) -> list[bytes]:
         **{f"c{j}": f"v{int(rng.integers(5))}" for j in range(5)},
         **{f"x{j}": round(float(rng.random()), 3) for j in range(5)}}}} for k in range(offers)]
     out = []
-    for _ in range(n):
+    for i in range(n):
         ctx = {"user": {**{f"u{j}": f"v{int(rng.integers(20))}" for j in range(5)},
                         **{f"n{j}": round(float(rng.random()), 3) for j in range(5)}}}
-        out.append(build_request("/v1/decide", orjson.dumps({"context": ctx,
-                                                               "offers": catalogue})))
+        out.append(orjson.dumps({"context": ctx, "offers": catalogue,
+                                 "event_id": f"bench-{i:04d}"}))
     return out
 
 
@@ -85,91 +79,171 @@ def wait_healthy(port: int, proc: Child, timeout: float = 60) -> None:
     raise TimeoutError(proc.name)
 
 
-def start_server(name: str, work: Path, env: dict[str, str]) -> tuple[Child, int]:
-    port = free_port()
-    if name == "bare":
-        child = Child(name, "", [], {}, work / f"{name}.log",
-                      argv=[sys.executable, "-c", BARE_APP, str(port)])
-    else:
-        child = Child(name, "bandit.cli.serve", ["--port", str(port), "--workers", "1"],
-                      env, work / f"{name}.log")
-    wait_healthy(port, child)
-    return child, port
+def replies(port: int, bodies: list[bytes]) -> list[tuple[int, str, bytes]]:
+    out = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        for body in bodies:
+            r = client.post("/v1/decide", content=body,
+                            headers={"content-type": "application/json"})
+            out.append((r.status_code, r.headers.get("content-type", ""), r.content))
+    return out
 
 
-def interleaved(ports: dict[str, int], reqs: list[bytes],
-                args: argparse.Namespace) -> dict[str, dict[str, object]]:
-    """Every server measured in turn, round after round, so a slow spell of the
-    machine falls on all of them: open-loop latency (``--seconds`` split over the
-    rounds, the latencies pooled) and closed-loop peak (``--peak-seconds`` per round;
-    the peak is the median of the rounds)."""
-    for port in ports.values():  # warm-up
-        asyncio.run(closed_loop("127.0.0.1", port, reqs, min(2.0, args.peak_seconds), 8))
-    lat = {name: Result() for name in ports}
-    peaks: dict[str, list[float]] = {name: [] for name in ports}
-    peak_errors = {name: 0 for name in ports}
-    for _ in range(args.rounds):
-        for name, port in ports.items():
-            r = asyncio.run(open_loop("127.0.0.1", port, reqs, args.rate,
-                                      args.seconds / args.rounds))
-            lat[name].latencies_ms += r.latencies_ms
-            lat[name].errors += r.errors
-            lat[name].seconds += r.seconds
-        for name, port in ports.items():
-            peak = asyncio.run(closed_loop("127.0.0.1", port, reqs, args.peak_seconds, 16))
-            peaks[name].append(peak.summary()["throughput_rps"])
-            peak_errors[name] += peak.errors
-    return {name: {"open_loop": {"rate_rps": args.rate, **lat[name].summary()},
-                   "peak_rps": float(np.median(peaks[name])), "peak_rounds": peaks[name],
-                   "peak_errors": peak_errors[name]} for name in ports}
+def wrk_peak(port: int, bodies_file: Path, seconds: float) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", "-c16", f"-d{seconds:g}s", "-s", str(HERE / "wrk" / "bodies.lua"),
+         f"http://127.0.0.1:{port}/", "--", str(bodies_file), "/v1/decide"],
+        capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    rps = errors = 0.0
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("Requests/sec:"):
+            rps = float(line.split()[1])
+        elif line.startswith("Non-2xx or 3xx responses:") or line.startswith("Socket errors:"):
+            errors += sum(int(x.strip(",")) for x in line.split(":", 1)[1].split()
+                          if x.strip(",").isdigit())
+    return {"rps": rps, "errors": errors}
+
+
+def wrk_rate(port: int, bodies_file: Path, rate: float, seconds: float,
+             work: Path) -> dict[str, float]:
+    t = WRK_THREADS_RATE
+    out_file = work / "rate.txt"
+    out_file.unlink(missing_ok=True)
+    subprocess.run(
+        ["wrk", f"-t{t}", f"-c{t}", f"-d{seconds:g}s", "-s", str(HERE / "wrk" / "rate.lua"),
+         f"http://127.0.0.1:{port}/", "--", str(bodies_file), "/v1/decide",
+         str(rate / t), str(out_file), str(t)],
+        capture_output=True, text=True, timeout=seconds + 60, check=True)
+    lat: list[int] = []
+    errors = 0
+    for line in out_file.read_text().splitlines():
+        n, e, values = (line.split(" ", 2) + [""])[:3]
+        errors += int(e)
+        lat += [int(v) for v in values.split(",") if v]
+    a = np.array(lat, dtype=float) / 1000.0
+    return {"requests": len(lat), "errors": errors,
+            "rate_rps": round(len(lat) / seconds, 1),
+            "p50_ms": round(float(np.percentile(a, 50)), 3),
+            "p99_ms": round(float(np.percentile(a, 99)), 3),
+            "p999_ms": round(float(np.percentile(a, 99.9)), 3)}
+
+
+def spread(values: list[float]) -> dict[str, object]:
+    return {"median": round(float(np.median(values)), 3),
+            "min": round(float(min(values)), 3), "max": round(float(max(values)), 3),
+            "rounds": [round(float(v), 3) for v in values]}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--rate", type=float, default=1000.0)
-    p.add_argument("--seconds", type=float, default=20.0,
-                   help="open-loop seconds per server, split over the rounds")
+    p.add_argument("--rate-seconds", type=float, default=10.0,
+                   help="constant-rate seconds per server and round")
     p.add_argument("--peak-seconds", type=float, default=5.0,
                    help="closed-loop seconds per server and round")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--no-plain", action="store_true",
+                   help="skip the secondary decide server without a sink")
     p.add_argument("--quick", action="store_true", help="short runs, for a smoke test")
     args = p.parse_args()
     if args.quick:
-        args.seconds, args.peak_seconds, args.rate, args.rounds = 3.0, 1.0, 300.0, 1
-    reqs = payloads()
+        args.rate_seconds, args.peak_seconds, args.rate, args.rounds = 2.0, 1.0, 300.0, 1
+    if shutil.which("wrk") is None:
+        sys.exit("decide_latency: needs wrk (Debian: apt-get install -y wrk)")
+    bodies = payloads()
     out: dict[str, object] = {"benchmark": "decide_latency", "offers": 20,
                               "features_per_offer": 10, "context_features": 10,
-                              "cpus": os.cpu_count(), "rounds": args.rounds}
+                              "cpus": os.cpu_count(), "rounds": args.rounds,
+                              "load_generator": "wrk", "workers": 1}
     with tempfile.TemporaryDirectory() as tmp, \
             EmbeddedBroker(free_port(), log_path=Path(tmp) / "broker.log") as broker:
         work = Path(tmp)
-        base_env = {"BANDIT_MODEL_DIR": str(work / "models"), "BANDIT_EVENT_SINK": "none",
-                    "BANDIT_POLICY": "epsilon:0.05"}
-        kafka_env = {**base_env, "BANDIT_EVENT_SINK": "kafka",
-                     "BANDIT_KAFKA_BOOTSTRAP": broker.bootstrap,
-                     "BANDIT_SPOOL_DIR": str(work / "spool"),
-                     "BANDIT_MODEL_DIR": str(work / "models-kafka")}
+        bodies_file = work / "bodies.txt"
+        bodies_file.write_bytes(b"\n".join(bodies) + b"\n")
+        base_env = {"BANDIT_EVENT_SINK": "none", "BANDIT_POLICY": "epsilon:0.05"}
+        envs = {"decide_kafka": {**base_env, "BANDIT_EVENT_SINK": "kafka",
+                                 "BANDIT_KAFKA_BOOTSTRAP": broker.bootstrap,
+                                 "BANDIT_SPOOL_DIR": str(work / "spool"),
+                                 "BANDIT_MODEL_DIR": str(work / "models-kafka")},
+                "decide": {**base_env, "BANDIT_MODEL_DIR": str(work / "models")}}
+        if args.no_plain:
+            del envs["decide"]
         children: list[Child] = []
+        ports: dict[str, int] = {}
         try:
-            ports = {}
-            for name, env in (("bare", {}), ("decide", base_env), ("decide_kafka", kafka_env)):
-                child, ports[name] = start_server(name, work, env)
+            for name, env in envs.items():
+                ports[name] = free_port()
+                child = Child(name, "bandit.cli.serve", ["--port", str(ports[name]),
+                                                         "--workers", "1"],
+                              env, work / f"{name}.log")
                 children.append(child)
-            out.update(interleaved(ports, reqs, args))
+                wait_healthy(ports[name], child)
+            decided = replies(ports["decide_kafka"], bodies)
+            assert all(s == 200 for s, _, _ in decided), decided[0]
+            table = {f"bench-{i:04d}": r.decode() for i, (_, _, r) in enumerate(decided)}
+            (work / "replies.json").write_bytes(orjson.dumps(table))
+            ports["baseline"] = free_port()
+            child = Child("baseline", "", [], {}, work / "baseline.log",
+                          argv=[sys.executable, str(HERE / "raw_asgi.py"),
+                                str(ports["baseline"]), str(work / "replies.json")])
+            children.append(child)
+            wait_healthy(ports["baseline"], child)
+            same = replies(ports["baseline"], bodies) == decided == \
+                replies(ports["decide_kafka"], bodies)
+            out["replies_identical"] = same
+            if "decide" in ports:
+                out["replies_identical_without_sink"] = replies(ports["decide"], bodies) == \
+                    decided
+            if not same:
+                sys.exit("decide_latency: the baseline's replies differ from decide's")
+            order = ["baseline", "decide_kafka"] + (["decide"] if "decide" in ports else [])
+            for name in order:  # warm-up
+                wrk_peak(ports[name], bodies_file, min(2.0, args.peak_seconds))
+            peaks: dict[str, list[float]] = {n: [] for n in order}
+            rates: dict[str, list[dict[str, float]]] = {n: [] for n in order}
+            errors = {n: 0.0 for n in order}
+            for _ in range(args.rounds):
+                for name in order:
+                    pk = wrk_peak(ports[name], bodies_file, args.peak_seconds)
+                    peaks[name].append(pk["rps"])
+                    errors[name] += pk["errors"]
+                for name in order:
+                    rt = wrk_rate(ports[name], bodies_file, args.rate, args.rate_seconds, work)
+                    rates[name].append(rt)
+                    errors[name] += rt["errors"]
+            health = httpx.get(f"http://127.0.0.1:{ports['decide_kafka']}/readyz").json()
+            out["decide_kafka_sink"] = health.get("sink")
         finally:
             for child in children:
                 child.stop()
-    bare, dec, kaf = out["bare"], out["decide"], out["decide_kafka"]
-    assert isinstance(bare, dict) and isinstance(dec, dict) and isinstance(kaf, dict)
-    rounds = [d / b for d, b in zip(dec["peak_rounds"], bare["peak_rounds"], strict=True) if b]
-    ratio = float(np.median(rounds)) if rounds else 0.0
-    p99_delta = kaf["open_loop"]["p99_ms"] - dec["open_loop"]["p99_ms"]
-    out["ratios"] = {"decide_peak_vs_bare": round(ratio, 3),
-                     "decide_peak_vs_bare_rounds": [round(r, 3) for r in rounds],
-                     "kafka_sink_p99_delta_ms": round(p99_delta, 3)}
-    out["targets"] = {"decide_p99_le_5ms": dec["open_loop"]["p99_ms"] <= 5.0,
-                      "decide_peak_ge_0.5x_bare": ratio >= 0.5,
-                      "kafka_sink_p99_delta_le_1ms": p99_delta <= 1.0}
+    for name in order:
+        out[name] = {
+            "peak_rps": spread(peaks[name]),
+            "at_rate": {"rate_rps": args.rate,
+                        "achieved_rps": spread([r["rate_rps"] for r in rates[name]]),
+                        "p50_ms": spread([r["p50_ms"] for r in rates[name]]),
+                        "p99_ms": spread([r["p99_ms"] for r in rates[name]]),
+                        "p999_ms": spread([r["p999_ms"] for r in rates[name]]),
+                        "requests": int(sum(r["requests"] for r in rates[name]))},
+            "errors": int(errors[name])}
+    base = peaks["baseline"]
+    ratios: dict[str, object] = {}
+    targets: dict[str, bool] = {}
+    for name in order[1:]:
+        ratio = [d / b for d, b in zip(peaks[name], base, strict=True) if b]
+        p99_over = [r["p99_ms"] - b["p99_ms"]
+                    for r, b in zip(rates[name], rates["baseline"], strict=True)]
+        ratios[f"{name}_peak_vs_baseline"] = spread(ratio)
+        ratios[f"{name}_p99_over_baseline_ms"] = spread(p99_over)
+    out["ratios"] = ratios
+    kr = ratios["decide_kafka_peak_vs_baseline"]
+    kp = ratios["decide_kafka_p99_over_baseline_ms"]
+    assert isinstance(kr, dict) and isinstance(kp, dict)
+    targets["decide_kafka_peak_ge_0.5x_baseline"] = float(kr["median"]) >= 0.5  # type: ignore[arg-type]
+    targets["decide_kafka_p99_le_baseline_plus_1ms"] = float(kp["median"]) <= 1.0  # type: ignore[arg-type]
+    targets["no_errors"] = all(v == 0 for v in errors.values())
+    out["targets"] = targets
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
 
 

@@ -1,6 +1,8 @@
 """Soak: mixed decide/reward traffic at 1,000 req/s for 10 minutes against two
 workers producing to the embedded broker with the learner running: no errors, flat
-memory (worker RSS growth < 10%), stable p99. Prints JSON with per-minute figures.
+memory (worker RSS growth < 10%), stable p99, and no event lost: every decision the
+servers answered (distinct event ids, warm-up included) is read back from the
+decisions topic and learned. Prints JSON with per-minute figures.
 
     python benchmarks/soak.py [--seconds 600] [--rate 1000] [--quick]
 """
@@ -14,8 +16,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import numpy as np
 import orjson
 
@@ -23,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _load import build_request, open_loop  # noqa: E402
 
+from bandit import kafka_client  # noqa: E402
 from bandit.simulator import World  # noqa: E402
 from bandit.stack import Stack, child_pids  # noqa: E402
 
@@ -33,6 +38,54 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def wait_spool_empty(base: str, timeout: float) -> int | None:
+    """The servers' spool depth once it is 0 (or what it is at the timeout)."""
+    deadline = time.monotonic() + timeout
+    depth = None
+    while time.monotonic() < deadline:
+        depth = httpx.get(base + "/readyz", timeout=5).json()["sink"].get("spool_depth")
+        if depth == 0:
+            break
+        time.sleep(0.5)
+    return depth
+
+
+def decision_keys(bootstrap: str, topic: str) -> set[str]:
+    """The keys (event ids) of every message in ``topic``, read back to its end."""
+    c = kafka_client.consumer(bootstrap, f"soak-{time.time_ns()}")
+    try:
+        parts = kafka_client.topic_partitions(c, topic)
+        ends = {p: c.get_watermark_offsets(kafka_client.TopicPartition(topic, p),
+                                           timeout=10)[1] for p in parts}
+        c.assign([kafka_client.TopicPartition(topic, p, kafka_client.OFFSET_BEGINNING)
+                  for p in parts])
+        keys: set[str] = set()
+        done = {p for p, end in ends.items() if end == 0}
+        deadline = time.monotonic() + 300
+        while len(done) < len(parts) and time.monotonic() < deadline:
+            for m in c.consume(10000, 1.0):
+                if m.error() is None:
+                    keys.add(m.key().decode())
+                    if m.offset() + 1 >= ends[m.partition()]:
+                        done.add(m.partition())
+        return keys
+    finally:
+        c.close()
+
+
+def wait_learned(stack: Stack, n: int, timeout: float) -> int:
+    """Events learned once they reach ``n`` (or at the timeout), from the model store's
+    manifest as the server reports it."""
+    deadline = time.monotonic() + timeout
+    learned = 0
+    while time.monotonic() < deadline:
+        learned = int(stack.model().get("events_learned") or 0)
+        if learned >= n:
+            break
+        time.sleep(1.0)
+    return learned
 
 
 def main() -> None:
@@ -49,12 +102,18 @@ def main() -> None:
     bodies = [orjson.dumps(world.request(rng, 10)[0]) for _ in range(500)]
     every = max(2, round(1 / args.reward_share))
 
-    def request(i: int) -> bytes:
-        if i % every == every - 1:  # a reward for the decision just before it
-            return build_request("/v1/rewards", orjson.dumps(
-                {"event_id": f"s{i - 1}", "reward": 1.0, "kind": "click"}))
-        body = bodies[i % len(bodies)]
-        return build_request("/v1/decide", body[:-1] + f',"event_id":"s{i}"}}'.encode())
+    def traffic(prefix: str) -> Callable[[int], bytes]:
+        def request(i: int) -> bytes:
+            if i % every == every - 1:  # a reward for the decision just before it
+                return build_request("/v1/rewards", orjson.dumps(
+                    {"event_id": f"{prefix}{i - 1}", "reward": 1.0, "kind": "click"}))
+            body = bodies[i % len(bodies)]
+            return build_request("/v1/decide",
+                                 body[:-1] + f',"event_id":"{prefix}{i}"}}'.encode())
+        return request
+
+    def decided(prefix: str, total: int) -> set[str]:
+        return {f"{prefix}{i}" for i in range(total) if i % every != every - 1}
 
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(tmp, workers=2)
@@ -73,17 +132,23 @@ def main() -> None:
                     except OSError:
                         pass
 
-            warm = asyncio.run(open_loop("127.0.0.1", port, request, args.rate,
-                                         min(10.0, args.seconds / 4)))
+            warm_seconds = min(10.0, args.seconds / 4)
+            warm = asyncio.run(open_loop("127.0.0.1", port, traffic("w"), args.rate,
+                                         warm_seconds))
             rss_start = sum(rss_kib(p) for p in pids)
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             stamps: list[float] = []
-            res = asyncio.run(open_loop("127.0.0.1", port, request, args.rate, args.seconds,
-                                        stamps=stamps))
+            res = asyncio.run(open_loop("127.0.0.1", port, traffic("s"), args.rate,
+                                        args.seconds, stamps=stamps))
             stop.set()
             rss_end = sum(rss_kib(p) for p in pids)
             alive = all(os.path.exists(f"/proc/{p}") for p in pids)
+            accepted = decided("w", int(args.rate * warm_seconds)) | \
+                decided("s", int(args.rate * args.seconds))
+            spool = wait_spool_empty(stack.base, 60)
+            in_kafka = decision_keys(stack.bootstrap, "offers.decisions")
+            learned = wait_learned(stack, len(accepted), 120)
             model = stack.model()
         finally:
             stack.stop()
@@ -112,9 +177,13 @@ def main() -> None:
         "rss_growth": round(growth, 4), "rss_kib_by_minute": rss_minutes,
         "rss_growth_after_2min": round(growth_after_2min, 4), "per_minute": per_minute,
         "p99_spread_ms": round(max(p99s) - min(p99s), 3) if p99s else None,
-        "events_learned": model.get("events_learned"),
+        "decisions_accepted": len(accepted), "spool_depth_after": spool,
+        "decisions_in_kafka": len(in_kafka & accepted),
+        "events_lost": len(accepted - in_kafka),
+        "events_learned": learned, "model_version": model.get("version"),
         "targets": {"no_errors": res.errors == 0 and warm.errors == 0,
-                    "rss_growth_lt_10pct": growth < 0.10},
+                    "rss_growth_lt_10pct": growth < 0.10,
+                    "no_event_lost": not (accepted - in_kafka) and learned >= len(accepted)},
     }, option=orjson.OPT_INDENT_2).decode())
 
 

@@ -20,7 +20,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bandit.errors import BadRequest
-from bandit.server.http import receive_body
+from bandit.server.http import CLOSE, receive_body
 
 BodyHandler = Callable[[bytes], tuple[int, Any]]  # body → (status, JSON payload)
 
@@ -55,6 +55,12 @@ class FastRoutes:
         except BadRequest as exc:
             self.on_error(exc)
             status, payload = exc.status, exc.to_json()
+            if exc.close_connection:
+                data = orjson.dumps(payload)
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [_JSON, (b"content-length", b"%d" % len(data)), CLOSE]})
+                await send({"type": "http.response.body", "body": data})
+                return
         except Exception as exc:  # a bug: say so without leaking internals, keep serving
             self.on_crash(scope["path"], exc)
             status, payload = 500, {"error": {"code": "InternalError",

@@ -21,8 +21,10 @@ microseconds.
   429 with ``Retry-After``. Limits hold per worker process.
 * **Timeouts.** A request body that has not fully arrived within
   ``BANDIT_REQUEST_TIMEOUT`` seconds gets 408 and the connection is closed, so slow
-  clients cannot hold a worker's attention; idle connections cost the event loop
-  nothing and are capped by ``BANDIT_MAX_CONNECTIONS`` (uvicorn answers 503 beyond).
+  clients cannot hold a worker's attention (what still arrives is drained for at most
+  half that time, and one second, first: see :mod:`bandit.server.http`); idle
+  connections cost the event loop nothing and are capped by ``BANDIT_MAX_CONNECTIONS``
+  (uvicorn answers 503 beyond).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any
 import orjson
 
 from bandit.apikeys import SCOPES
+from bandit.server.http import DRAIN_SECONDS, drain
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -226,6 +229,9 @@ class Guard:
             task.uncancel()
             if state.started:  # the client stopped reading the response: drop it
                 raise TimeoutError("response not read in time") from None
+            # a client that is merely slow may finish meanwhile and then read the 408;
+            # a slow-loris is cut off after this short drain
+            await drain(receive, seconds=min(DRAIN_SECONDS, self.body_timeout / 2))
             await self._refuse(send, 408, "RequestTimeout",
                                f"the request body did not arrive within "
                                f"{self.body_timeout:g} s", [(b"connection", b"close")])

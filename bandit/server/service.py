@@ -11,7 +11,7 @@ from typing import Any
 
 from bandit.checkpoint import Checkpoint
 from bandit.errors import BadRequest
-from bandit.events import activation_event, decision_event, reward_event
+from bandit.events import activation_event, encode_decision_event, reward_event
 from bandit.experiments import Experiment
 from bandit.livestats import Counts, LiveStats
 from bandit.loop_admin import load_config
@@ -131,8 +131,9 @@ class Service:
                     counts[1] += int(bool(agreed))
         if self.shadow is not None:
             extra["shadow"] = self._shadow(request)
-        if not isinstance(self.sink, NullSink):  # no sink: no event to build
-            self._emit("decision", request.event_id, decision_event(request, decision, **extra))
+        if not isinstance(self.sink, NullSink):  # no sink: no event to encode
+            self._emit_decision(request.event_id,
+                                *encode_decision_event(request, decision, **extra))
         self.metrics.decided(arm or decision.policy, "explore" if request.explore else "exploit")
         if self.users is not None and (request.user_id is not None or
                                        self.settings.offer_budgets):
@@ -152,12 +153,20 @@ class Service:
                            decision.explored, request.event_id)
         return request, decision
 
-    def _emit(self, what: str, key: str, event: dict[str, Any]) -> None:
-        """Hand an event to the sink (decisions to its decision stream, rewards and
-        activations to its reward stream); a refusal is a 503 the client can retry."""
-        send = self.sink.decision if what == "decision" else self.sink.reward
+    def _emit_decision(self, key: str, value: bytes, c_at: int | None) -> None:
+        """Hand an encoded decision to the sink; a refusal is a 503 the client can retry."""
         try:
-            send(key, event)
+            self.sink.decision_encoded(key, value, c_at)
+        except Exception:
+            log.exception("event sink refused the decision")
+            self.metrics.sink_errors.inc()
+            raise SinkUnavailable("decision") from None
+
+    def _emit(self, what: str, key: str, event: dict[str, Any]) -> None:
+        """Hand a reward or activation to the sink's reward stream; a refusal is a 503
+        the client can retry."""
+        try:
+            self.sink.reward(key, event)
         except Exception:
             log.exception("event sink refused the %s", what)
             self.metrics.sink_errors.inc()

@@ -135,10 +135,10 @@ def test_hot_swap_from_the_store(tmp_path, app_parts):
 def test_sink_failure_is_503_not_500(client, app_parts):
     _, _, sink = app_parts
 
-    def broken(event_id, event):
+    def broken(event_id, *event):
         raise OSError("disk full")
 
-    sink.decision = broken
+    sink.decision = sink.decision_encoded = broken
     r = client.post("/v1/decide", json={"offers": offers(2)})
     assert r.status_code == 503 and r.json()["error"]["code"] == "ServiceUnavailable"
 

@@ -173,8 +173,9 @@ def test_slow_clients_get_408_and_cannot_starve_a_worker(start_server, tmp_path)
     # out first (a worker held by them would answer after about 1 s)
     assert took < 0.5, took
     assert reply.startswith(b"HTTP/1.1 408") and b"RequestTimeout" in reply
-    # the slow body is cut at the timeout: 1 s, plus at most the 0.25 s sweep tick
-    assert 0.95 <= waited < 1.25 + 0.3, waited
+    # the slow body is cut at the timeout (1 s, plus at most the 0.25 s sweep tick)
+    # and the drain after it (half the timeout: 0.5 s), never later
+    assert 1.45 <= waited < 1.5 + 0.25 + 0.3, waited
     with socket.create_connection((host, port)):
         pass  # still accepting
 
@@ -209,3 +210,68 @@ def test_admin_routes_pin_and_need_the_admin_scope(tmp_path):
         assert svc.policy.version == store.current().version != first
     finally:
         c.close()
+
+
+def test_oversized_bodies_get_a_413_that_urllib_requests_and_httpx_read(start_server,
+                                                                        tmp_path):
+    """A body over BANDIT_MAX_BODY_BYTES is drained (up to DRAIN_BYTES) before the 413,
+    so clients that send it whole before reading (urllib sends ``Connection: close``)
+    read the 413 instead of a broken pipe or a reset; on the fast routes and on a
+    Starlette route, with Content-Length and chunked."""
+    import urllib.error
+    import urllib.request
+
+    import requests
+
+    from bandit.server.http import DRAIN_BYTES
+
+    srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "m"), "BANDIT_EVENT_SINK": "none",
+                        "BANDIT_MAX_BODY_BYTES": "65536"})
+    srv.wait_ready()
+    body = b'{"offers": [' + b" " * (DRAIN_BYTES // 4) + b"]}"  # 32 times the limit
+    for path in ("/v1/decide", "/v1/rewards", "/personalizer/v1.0/rank"):
+        for _ in range(3):
+            req = urllib.request.Request(srv.base + path, data=body,
+                                         headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(req, timeout=20)
+            assert refused.value.code == 413, path
+            assert b"PayloadTooLarge" in refused.value.read()
+            r = httpx.post(srv.base + path, content=body, timeout=20,
+                           headers={"Content-Type": "application/json"})
+            assert r.status_code == 413 and r.json()["error"]["code"] == "PayloadTooLarge"
+            assert r.headers["connection"] == "close"
+            r2 = requests.post(srv.base + path, data=body, timeout=20,
+                               headers={"Content-Type": "application/json"})
+            assert r2.status_code == 413 and r2.json()["error"]["code"] == "PayloadTooLarge"
+
+            def chunks():
+                for _ in range(32):
+                    yield body[: len(body) // 32]
+
+            r = httpx.post(srv.base + path, content=chunks(), timeout=20,
+                           headers={"Content-Type": "application/json"})
+            assert r.status_code == 413, path
+    assert httpx.post(srv.base + "/v1/decide", json={"offers": offers(3)}).status_code == 200
+
+
+def test_a_slow_oversized_body_is_answered_and_cut_at_the_drain_cap(start_server, tmp_path):
+    """The drain is bounded in time: a body declared too large that never arrives gets
+    its 413 after DRAIN_SECONDS (not at the 10 s body timeout) and the connection is
+    closed."""
+    from bandit.server.http import DRAIN_SECONDS
+
+    srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "m"), "BANDIT_EVENT_SINK": "none",
+                        "BANDIT_MAX_BODY_BYTES": "65536", "BANDIT_REQUEST_TIMEOUT": "10"})
+    srv.wait_ready()
+    with socket.create_connection(("127.0.0.1", srv.port)) as s:
+        s.sendall(b"POST /v1/decide HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                  b"\r\nContent-Length: 100000\r\n\r\n{\"offers\": [")  # ... and no more
+        t0 = time.monotonic()
+        s.settimeout(10)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+        waited = time.monotonic() - t0
+    assert reply.startswith(b"HTTP/1.1 413") and b"PayloadTooLarge" in reply
+    assert DRAIN_SECONDS - 0.05 <= waited < DRAIN_SECONDS + 0.5, waited
