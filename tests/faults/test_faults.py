@@ -198,7 +198,9 @@ def test_learner_killed_at_random_times_and_mid_write_learns_each_event_once(
     producer = threading.Thread(target=traffic)
     models = tmp_path / "models"
     env = {"BANDIT_KAFKA_BOOTSTRAP": broker.bootstrap, "BANDIT_TOPIC_PREFIX": prefix,
-           "BANDIT_MODEL_DIR": str(models), "BANDIT_REWARD_WAIT": "1",
+           # the window (by the learner's clock) outlasts a kill and restart, so a reward
+           # sent with its decision joins it however the kills fall
+           "BANDIT_MODEL_DIR": str(models), "BANDIT_REWARD_WAIT": "8",
            "BANDIT_CHECKPOINT_EVENTS": "100", "BANDIT_CHECKPOINT_SECONDS": "0.05"}
     store = ModelStore(models)
     rng = np.random.default_rng(5)
