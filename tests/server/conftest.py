@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +39,26 @@ class Client:
     def close(self) -> None:
         self.loop.run_until_complete(self._client.aclose())
         self.loop.close()
+
+
+@contextlib.contextmanager
+def store_app(tmp_path: Any, **settings: Any) -> Iterator[tuple[Settings, Any, Client]]:
+    """A real app over a model store in ``tmp_path`` (file sink, fresh ``epsilon:0.1``
+    model): yields its settings, store and client, and closes them all."""
+    from bandit.modelstore import ModelStore
+
+    s = Settings(event_dir=str(tmp_path / "events"), model_dir=str(tmp_path / "models"),
+                 policy="epsilon:0.1", **settings)
+    store = ModelStore(s.model_dir)
+    policy = VWPolicy.fresh(PolicySpec.parse(s.policy), seed=1)
+    sink = FileSink(s.event_dir)
+    c = Client(create_app(s, policy, sink, registry=CollectorRegistry(), store=store))
+    try:
+        yield s, store, c
+    finally:
+        c.close()
+        sink.close()
+        policy.close()
 
 
 def offers(n: int = 5) -> list[dict[str, Any]]:

@@ -9,16 +9,10 @@ import zipfile
 
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 
 from bandit.loop_config import LoopConfig
-from bandit.modelstore import ModelStore
-from bandit.policy import VWPolicy
 from bandit.policy_spec import PolicySpec
-from bandit.server.app import create_app
-from bandit.settings import Settings
-from bandit.sinks import FileSink
-from tests.server.conftest import Client
+from tests.server.conftest import Client, store_app
 from tests.server.test_app import logged
 
 Q = "?api-version=2022-09-01-preview"
@@ -30,17 +24,8 @@ SERVICE = {"rewardWaitTime": "PT10M", "defaultReward": 0.0, "rewardAggregation":
 
 @pytest.fixture
 def parts(tmp_path):
-    settings = Settings(event_dir=str(tmp_path / "events"), model_dir=str(tmp_path / "models"),
-                        policy="epsilon:0.1")
-    store = ModelStore(settings.model_dir)
-    policy = VWPolicy.fresh(PolicySpec.parse(settings.policy), seed=1)
-    sink = FileSink(settings.event_dir)
-    app = create_app(settings, policy, sink, registry=CollectorRegistry(), store=store)
-    c = Client(app)
-    yield settings, store, c
-    c.close()
-    sink.close()
-    policy.close()
+    with store_app(tmp_path) as out:
+        yield out
 
 
 def put(c: Client, path: str, body: object) -> object:

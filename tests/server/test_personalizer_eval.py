@@ -22,7 +22,7 @@ from bandit.server.app import create_app
 from bandit.settings import Settings
 from bandit.sinks import FileSink
 from bandit.types import Decision
-from tests.server.conftest import Client
+from tests.server.conftest import Client, store_app
 
 Q = "?api-version=2022-09-01-preview"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -60,17 +60,8 @@ def write_logs(path, n: int = N, seed: int = 3) -> np.ndarray:
 def parts(tmp_path):
     logs = tmp_path / "joined.jsonl"
     rewards = write_logs(logs)
-    settings = Settings(event_dir=str(tmp_path / "events"), model_dir=str(tmp_path / "models"),
-                        policy="epsilon:0.1", evaluation_logs=str(logs))
-    store = ModelStore(settings.model_dir)
-    policy = VWPolicy.fresh(PolicySpec.parse(settings.policy), seed=1)
-    sink = FileSink(settings.event_dir)
-    app = create_app(settings, policy, sink, registry=CollectorRegistry(), store=store)
-    c = Client(app)
-    yield c, rewards, store
-    c.close()
-    sink.close()
-    policy.close()
+    with store_app(tmp_path, evaluation_logs=str(logs)) as (_, store, c):
+        yield c, rewards, store
 
 
 CONTRACT = {"name": "first", "startTime": stamp(T0), "endTime": stamp(T0 + timedelta(hours=1)),
