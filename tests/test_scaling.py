@@ -209,7 +209,7 @@ def test_replay_evaluates_a_stored_model_with_its_scale(tmp_path):
 
 
 def test_explanations_weigh_the_values_the_model_sees(tmp_path):
-    """An explanation's contribution of a numeric feature is weight × standardised value."""
+    """An explanation's terms are those of the standardised values the model sees."""
     from bandit.modelstore import ModelStore
     from bandit.policy import VWPolicy
     from bandit.types import DecideRequest, Offer
@@ -221,9 +221,15 @@ def test_explanations_weigh_the_values_the_model_sees(tmp_path):
     offers = tuple(Offer(f"o{k}", {"oprice": {"usd": 10.0 + 90 * k}, "o_id": {f"id=o{k}": 1.0}},
                          action_line({"oprice": {"usd": 10.0 + 90 * k},
                                       "o_id": {f"id=o{k}": 1.0}})) for k in range(3))
+    from bandit.explain import contributions
+
     d = policy.decide(DecideRequest("e1", ctx, offers, explain=True))
     (shown,) = d.info["explain"]
-    z = model.scale.apply(ctx)["cu"]["age"]
-    age = [c for c in shown["contributions"] if c["feature"] == "age"]
-    assert age and age[0]["contribution"] == pytest.approx(model.weight("cu", "age") * z)
-    assert z != pytest.approx(80.0)
+    offer = next(o for o in offers if o.id == shown["id"])
+    top = len(shown["contributions"])
+    seen = contributions(model, model.standardized(ctx), model.standardized(offer.features),
+                         top)
+    raw = contributions(model, ctx, offer.features, top)
+    assert top and shown["contributions"] == seen  # the terms of the values the model sees
+    assert [c["contribution"] for c in raw] != pytest.approx([c["contribution"] for c in seen])
+    assert model.scale.apply(ctx)["cu"]["age"] != pytest.approx(80.0)
