@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from bandit import evaluations as ev
-from bandit.errors import BadRequest
+from bandit.errors import BadRequest, Conflict, NotFound
 from bandit.events import utc_now
 from bandit.loop_admin import LoopAdmin
 from bandit.modelstore import ModelStore
@@ -45,15 +45,14 @@ class EvaluationJobs:
 
     def _jobs(self, kind: str) -> ev.JobStore:
         if self.store is None:
-            raise BadRequest("this server has no model store", code="OperationNotAllowed",
-                             status=409)
+            raise Conflict("this server has no model store", code="OperationNotAllowed")
         return ev.JobStore(self.store, kind)
 
     def _source(self) -> str:
         source = logs_source(self.s)
         if source is None:
-            raise BadRequest("no joined logs to evaluate on: set BANDIT_EVALUATION_LOGS or "
-                             "BANDIT_KAFKA_BOOTSTRAP", code="OperationNotAllowed", status=409)
+            raise Conflict("no joined logs to evaluate on: set BANDIT_EVALUATION_LOGS or "
+                             "BANDIT_KAFKA_BOOTSTRAP", code="OperationNotAllowed")
         return source
 
     def _submit(self, kind: str, job_id: str | None, request: dict[str, Any]
@@ -62,8 +61,8 @@ class EvaluationJobs:
         self._source()
         if job_id is None or jobs.load(job_id) is None:
             if jobs.count() >= ev.MAX_JOBS:
-                raise BadRequest(f"at most {ev.MAX_JOBS} {kind} are kept; delete some first",
-                                 code="OperationNotAllowed", status=409)
+                raise Conflict(f"at most {ev.MAX_JOBS} {kind} are kept; delete some first",
+                                 code="OperationNotAllowed")
         elif job_id is not None:
             jobs.delete(job_id)  # PUT replaces the job of that id
         doc = ev.new_job(job_id, request, utc_now())
@@ -83,8 +82,8 @@ class EvaluationJobs:
         doc = self._jobs(kind).load(job_id)
         if doc is None:
             what = "Offline Evaluation" if kind == "evaluations" else "Feature Importance"
-            raise BadRequest(f"{what} not found.", code="EvaluationNotFound"
-                             if kind == "evaluations" else "ResourceNotFound", status=404)
+            raise NotFound(f"{what} not found.", code="EvaluationNotFound"
+                             if kind == "evaluations" else "ResourceNotFound")
         return doc
 
     def all(self, kind: str) -> list[dict[str, Any]]:
@@ -99,8 +98,7 @@ class EvaluationJobs:
         try:
             return path.read_bytes()
         except FileNotFoundError:
-            raise BadRequest("the evaluation has no report (yet)", code="ResourceNotFound",
-                             status=404) from None
+            raise NotFound("the evaluation has no report (yet)", code="ResourceNotFound") from None
 
     # -- applyFromEvaluation ---------------------------------------------------------------
     def apply(self, body: Any) -> None:
@@ -111,21 +109,19 @@ class EvaluationJobs:
         jobs = self._jobs("evaluations")
         doc = self.get("evaluations", ev.check_job_id(body["evaluationId"]))
         if doc["status"] == "Running":
-            raise BadRequest("the evaluation has not finished", code="OperationNotAllowed",
-                             status=409)
+            raise Conflict("the evaluation has not finished", code="OperationNotAllowed")
         result = next((r for r in doc.get("results", [])
                        if r["name"] == body["policyName"]), None)
         if result is None or result["policySource"] in ("Baseline", "Random"):
-            raise BadRequest("Learning Settings not found in evaluation.",
-                             code="LearningSettingsNotFound", status=404,
+            raise NotFound("Learning Settings not found in evaluation.",
+                             code="LearningSettingsNotFound",
                              field="policyName")
         if result["policySource"] == "Online":
             jobs.save({**doc, "status": "OnlinePolicyRetained"})
             return
         model = jobs.files(doc["id"]) / result["model"] if result.get("model") else None
         if model is None or not model.exists():
-            raise BadRequest("Model not found in evaluation.", code="EvaluationModelNotFound",
-                             status=404)
+            raise NotFound("Model not found in evaluation.", code="EvaluationModelNotFound")
         self.admin.apply_policy(result["name"], result["arguments"], str(model))
         jobs.save({**doc, "status": "OptimalPolicyApplied"})
 

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from bandit.checkpoint import Checkpoint
-from bandit.errors import BadRequest
+from bandit.errors import BadRequest, Conflict, NotFound
 from bandit.events import utc_now
 from bandit.learning_settings import arguments_of, spec_from_arguments
 from bandit.loop_config import LearningSettings, LoopConfig
@@ -59,8 +59,7 @@ class LoopAdmin:
 
     def _store(self) -> ModelStore:
         if self.store is None:
-            raise BadRequest("this server has no model store", code="OperationNotAllowed",
-                             status=409)
+            raise Conflict("this server has no model store", code="OperationNotAllowed")
         return self.store
 
     def config(self) -> LoopConfig:
@@ -112,8 +111,8 @@ class LoopAdmin:
         try:
             model = VWModel.load(model_path)
         except Exception:  # VW raises plain RuntimeError on a file it cannot read
-            raise BadRequest("Model not found in evaluation.", code="EvaluationModelNotFound",
-                             status=404) from None
+            raise NotFound("Model not found in evaluation.",
+                           code="EvaluationModelNotFound") from None
         try:
             self._new_generation(config, spec, fresh=False, model=model)
         finally:
@@ -145,12 +144,11 @@ class LoopAdmin:
         store = self._store()
         manifest = store.serving()
         if manifest is None:
-            raise BadRequest("no model has been published yet", code="ResourceNotFound",
-                             status=404)
+            raise NotFound("no model has been published yet", code="ResourceNotFound")
         try:
             data = store.verify(manifest).read_bytes()
         except ModelStoreError as exc:
-            raise BadRequest(str(exc), code="ModelDownloadFailed", status=404) from None
+            raise NotFound(str(exc), code="ModelDownloadFailed") from None
         if not signed:
             return data
         meta = {"sha256": hashlib.sha256(data).hexdigest(), "policy": manifest.policy,
@@ -159,7 +157,7 @@ class LoopAdmin:
             scale = orjson.dumps(store.feature_scale(manifest)) \
                 if "feature_scale" in manifest.extra else b""
         except ModelStoreError as exc:
-            raise BadRequest(str(exc), code="ModelDownloadFailed", status=404) from None
+            raise NotFound(str(exc), code="ModelDownloadFailed") from None
         if scale:
             meta["feature_scale_sha256"] = hashlib.sha256(scale).hexdigest()
         buf = io.BytesIO()
@@ -202,8 +200,7 @@ class LoopAdmin:
         current = store.serving()
         config = self.config()
         if current is None:
-            raise BadRequest("no model has been published yet", code="ResourceNotFound",
-                             status=404)
+            raise NotFound("no model has been published yet", code="ResourceNotFound")
         versions = store.versions()  # the first version since the last reset or import
         since = [m for m in versions if config.generation_version is None or
                  m.version >= config.generation_version]
@@ -218,15 +215,15 @@ class LoopAdmin:
         config = self.config()
         rng = _log_range(manifest)
         if rng is None:
-            raise BadRequest("no logs yet: the learner has joined no decision",
-                             code="LogsPropertiesNotFound", status=404)
+            raise NotFound("no logs yet: the learner has joined no decision",
+                             code="LogsPropertiesNotFound")
         start, end = rng
         cleared = config.logs_cleared_at
         if cleared is not None and cleared > start:
             start = cleared
             if cleared > end:
-                raise BadRequest("no logs since they were deleted",
-                                 code="LogsPropertiesNotFound", status=404)
+                raise NotFound("no logs since they were deleted",
+                                 code="LogsPropertiesNotFound")
         return {"dateRange": {"from": start, "to": end}}
 
     def delete_logs(self) -> None:

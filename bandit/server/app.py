@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from bandit.checkpoint import Checkpoint
-from bandit.errors import BadRequest
+from bandit.errors import BadRequest, Conflict, NotFound, ServiceError
 from bandit.metrics import Metrics, exposition
 from bandit.modelstore import ModelStore, ModelStoreError
 from bandit.offerstats import OfferStats
@@ -48,12 +48,12 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def guarded(service: Service, fn: Handler) -> Handler:
-    """Turn :class:`BadRequest` into its 4xx/503 reply and count it by code."""
+    """Turn a :class:`ServiceError` into its 4xx/503 reply and count it by code."""
 
     async def wrapper(request: Request) -> Response:
         try:
             return await fn(request)
-        except BadRequest as exc:
+        except ServiceError as exc:
             service.metrics.errors.labels(exc.code).inc()
             return error_response(exc)
 
@@ -118,18 +118,18 @@ def native_routes(svc: Service) -> list[Route]:
         if not isinstance(version, str) or not version:
             raise BadRequest("version must name a stored model version", field="version")
         if svc.store is None:
-            raise BadRequest("this server has no model store", code="Conflict", status=409)
+            raise Conflict("this server has no model store", code="Conflict")
         try:
             m = svc.store.pin(version)
         except ModelStoreError as exc:
-            raise BadRequest(str(exc), field="version", code="NotFound", status=404) from None
+            raise NotFound(str(exc), field="version", code="NotFound") from None
         await svc.refresh_model()
         return JSONResponse({"pinned": m.version})
 
     async def unpin(request: Request) -> Response:
         await read_body(request, limit)
         if svc.store is None:
-            raise BadRequest("this server has no model store", code="Conflict", status=409)
+            raise Conflict("this server has no model store", code="Conflict")
         svc.store.unpin()
         await svc.refresh_model()
         return JSONResponse({"pinned": None})
@@ -248,7 +248,7 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
                        reward_rate=settings.reward_rate_limit,
                        body_timeout=settings.request_timeout,
                        on_refuse=lambda code: metrics.errors.labels(code).inc())
-    def count_error(exc: BadRequest) -> None:
+    def count_error(exc: ServiceError) -> None:
         metrics.errors.labels(exc.code).inc()
 
     def crashed(path: str, exc: Exception) -> None:

@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bandit.errors import BadRequest
-from bandit.server.http import CLOSE, receive_body
+from bandit.errors import ServiceError
+from bandit.server.http import CLOSE, receive_body, status_of
 
 BodyHandler = Callable[[bytes], tuple[int, Any]]  # body → (status, JSON payload)
 
@@ -29,7 +29,7 @@ _JSON = (b"content-type", b"application/json")
 
 class FastRoutes:
     def __init__(self, app: ASGIApp, *, routes: dict[str, BodyHandler], limit: int,
-                 on_error: Callable[[BadRequest], None],
+                 on_error: Callable[[ServiceError], None],
                  on_crash: Callable[[str, Exception], None]) -> None:
         self.app = app
         self.routes = routes
@@ -52,9 +52,9 @@ class FastRoutes:
             if body is None:
                 return  # the client went away
             status, payload = handler(body)
-        except BadRequest as exc:
+        except ServiceError as exc:
             self.on_error(exc)
-            status, payload = exc.status, exc.to_json()
+            status, payload = status_of(exc), exc.to_json()
             if exc.close_connection:
                 data = orjson.dumps(payload)
                 await send({"type": "http.response.start", "status": status,

@@ -20,19 +20,26 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from bandit.errors import BadRequest
+from bandit.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    ServiceError,
+    TooLarge,
+    Unavailable,
+    Unprocessable,
+)
 
 DRAIN_BYTES = 8 << 20  # of a refused body, read and dropped before the answer
 DRAIN_SECONDS = 1.0  # at most, so a slow sender is still cut off
 CLOSE = (b"connection", b"close")
 
 
-class PayloadTooLarge(BadRequest):
+class PayloadTooLarge(TooLarge):
     close_connection = True
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"request body larger than {limit} bytes", code="PayloadTooLarge",
-                         status=413)
+        super().__init__(f"request body larger than {limit} bytes")
 
 
 async def drain(receive: Receive, max_bytes: int = DRAIN_BYTES,
@@ -66,9 +73,22 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def error_response(exc: BadRequest) -> JSONResponse:
+# the HTTP status of each kind of service error (the core never names one)
+STATUS: dict[type[ServiceError], int] = {BadRequest: 400, NotFound: 404, Conflict: 409,
+                                         TooLarge: 413, Unprocessable: 422, Unavailable: 503}
+
+
+def status_of(exc: ServiceError) -> int:
+    for kind in type(exc).__mro__:
+        status = STATUS.get(kind)
+        if status is not None:
+            return status
+    return 400
+
+
+def error_response(exc: ServiceError) -> JSONResponse:
     headers = {"connection": "close"} if exc.close_connection else None
-    return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
+    return JSONResponse(exc.to_json(), status_code=status_of(exc), headers=headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bandit.checkpoint import Checkpoint
-from bandit.errors import BadRequest
+from bandit.errors import Unavailable, Unprocessable
 from bandit.events import activation_event, encode_decision_event, reward_event
 from bandit.experiments import Experiment
 from bandit.livestats import Counts, LiveStats
@@ -33,10 +33,9 @@ HOLDOUT = Experiment("holdout", ())  # its hash decides who is held out
 MAX_SLOT_IDS = 100  # slot ids whose apprentice agreement is counted apart
 
 
-class SinkUnavailable(BadRequest):
+class SinkUnavailable(Unavailable):
     def __init__(self, what: str) -> None:
-        super().__init__(f"the {what} could not be recorded; retry later",
-                         code="ServiceUnavailable", status=503)
+        super().__init__(f"the {what} could not be recorded; retry later")
 
 
 @dataclass
@@ -275,8 +274,8 @@ class Service:
         if capped:
             offers = tuple(o for o in offers if o.id not in capped)
             if not offers:
-                raise BadRequest("every eligible offer is capped for this user or out of "
-                                 "budget", code="NoEligibleOffer", status=422, field="offers")
+                raise Unprocessable("every eligible offer is capped for this user or out of "
+                                 "budget", code="NoEligibleOffer", field="offers")
         context = request.context
         if user is not None:
             sig = self.users.signals(user, now)
