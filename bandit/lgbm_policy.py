@@ -21,9 +21,11 @@ import orjson
 
 from bandit.features import Namespaces
 from bandit.hashing import hash_features
-from bandit.policy import RankingOptions, VWPolicy, _Current
+from bandit.offerstats import OfferStats
+from bandit.policy import RankingOptions, Serving, compose
 from bandit.policy_spec import PolicySpec
-from bandit.types import DecideRequest, Offer
+from bandit.types import DecideRequest, Decision, Offer
+from bandit.vw_adapter import VWModel
 
 
 def parse_lgbm_policy(text: str) -> tuple[str, float]:
@@ -86,33 +88,49 @@ class LGBMRanker:
         return [{"feature": n, "contribution": float(v)} for n, v in groups[:top] if v != 0]
 
 
-class LGBMPolicy(VWPolicy):
-    def __init__(self, text: str, seed: int = 0, options: RankingOptions | None = None) -> None:
-        path, eps = parse_lgbm_policy(text)
-        self.ranker = LGBMRanker(path)
-        self.epsilon = eps
-        super().__init__(PolicySpec.parse(f"epsilon:{eps}"), None,  # type: ignore[arg-type]
-                         f"lgbm-{Path(path).name}", seed, options)
-        self.name = text
+class LGBMScorer:
+    """The booster's scores as a distribution: epsilon-greedy on the best score."""
 
-    def _pmf(self, current: _Current, context: Namespaces, offers: Sequence[Offer],
-             slot: int) -> list[float]:
+    def __init__(self, ranker: LGBMRanker, epsilon: float) -> None:
+        self.ranker = ranker
+        self.epsilon = epsilon
+
+    def pmf(self, context: Namespaces, offers: Sequence[Offer], slot: int) -> list[float]:
         s = self.ranker.scores(context, list(offers), slot)
         n = len(offers)
         best = int(np.argmax(s))
         return [self.epsilon / n + (1 - self.epsilon if j == best else 0.0) for j in range(n)]
 
-    def _explain(self, model: Any, request: DecideRequest, order: list[int],
-                 probs: list[float], top: int = 5) -> list[dict[str, object]]:
-        out = []
-        for pos in range(min(request.slots, len(order))):
-            offer = request.offers[order[pos]]
-            out.append({"id": offer.id, "probability": probs[pos],
-                        "contributions": self.ranker.contributions(request.context, offer,
-                                                                   pos, top)})
-        return out
+    def contributions(self, request: DecideRequest, slot: int, offer: Offer,
+                      top: int) -> list[dict[str, object]]:
+        """``pred_contrib`` over the hashed feature groups (the request's context: the
+        slot is a feature of its own)."""
+        return self.ranker.contributions(request.context, offer, slot, top)
 
-    def swap(self, *args: Any, **kwargs: Any) -> None:
+
+class LGBMPolicy:
+    """A trained LightGBM model served by the same strategies as the VW policy (see
+    :func:`bandit.policy.compose`); it never changes while serving."""
+
+    def __init__(self, text: str, seed: int = 0, options: RankingOptions | None = None) -> None:
+        path, eps = parse_lgbm_policy(text)
+        self.ranker = LGBMRanker(path)
+        self.epsilon = eps
+        self.spec = PolicySpec.parse(f"epsilon:{eps}")
+        self.name = text
+        self.seed = seed
+        self.options = options or RankingOptions()
+        self._serving = Serving(LGBMScorer(self.ranker, eps), f"lgbm-{Path(path).name}")
+
+    @property
+    def version(self) -> str:
+        return self._serving.version
+
+    def decide(self, request: DecideRequest, mode: str = "model") -> Decision:
+        return compose(request, mode, self._serving, self.options, self.seed, self.name)
+
+    def swap(self, model: VWModel, version: str, stats: OfferStats | None = None,
+             events_learned: int = 0) -> None:
         """A LightGBM policy is not hot-swapped from the VW model store."""
 
     def close(self) -> None:
