@@ -133,7 +133,7 @@ def test_the_arm_guard_switches_a_losing_model_arm_to_its_baseline(tmp_path):
             # the truth: the model arm converts at 5%, the baseline at 20%
             if rng.random() < (0.05 if arm == "model" else 0.20):
                 c.post("/v1/rewards", json={"event_id": ev, "reward": 1.0})
-            svc._arm_guard_checked = 0.0  # check on every decision in this test
+            svc.arm_guard.checked = 0.0  # check on every decision in this test
             (arms_after if svc.arm_guard_tripped else arms_before)[arm] += 1
         assert svc.arm_guard_tripped and arms_after["model"] > 0
         paths = [d["path"] for d in logged(s, "decisions") if d["arm"] == "model"]
@@ -157,7 +157,7 @@ def test_the_arm_guard_leaves_a_winning_model_arm_alone(tmp_path):
             arm = svc.live.series_of[ev]
             if rng.random() < (0.20 if arm == "model" else 0.18):
                 c.post("/v1/rewards", json={"event_id": ev, "reward": 1.0})
-            svc._arm_guard_checked = 0.0
+            svc.arm_guard.checked = 0.0
         assert not svc.arm_guard_tripped
     finally:
         c.close()

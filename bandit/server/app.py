@@ -27,7 +27,7 @@ from bandit.errors import BadRequest, Conflict, NotFound, ServiceError
 from bandit.metrics import Metrics, exposition
 from bandit.modelstore import ModelStore, ModelStoreError
 from bandit.offerstats import OfferStats
-from bandit.policy import VWPolicy
+from bandit.policy import Policy, VWPolicy
 from bandit.policy_spec import PolicySpec
 from bandit.server import personalizer
 from bandit.server.fast import BodyHandler, FastRoutes
@@ -108,6 +108,22 @@ def native_routes(svc: Service) -> list[Route]:
         svc.activate(event_id)
         return JSONResponse({"event_id": event_id, "status": "accepted"}, status_code=202)
 
+    async def model(request: Request) -> Response:
+        return JSONResponse(svc.model_info())
+
+    return [
+        Route("/v1/decide", guarded(svc, decide), methods=["POST"]),
+        Route("/v1/rewards", guarded(svc, rewards), methods=["POST"]),
+        Route("/v1/events/{event_id}/activate", guarded(svc, activate), methods=["POST"]),
+        Route("/v1/model", guarded(svc, model), methods=["GET"]),
+        *admin_routes(svc),
+    ]
+
+
+def admin_routes(svc: Service) -> list[Route]:
+    """Rollback (pin a stored version, unpin) and the arm guard's reset."""
+    limit = svc.settings.max_body_bytes
+
     async def pin(request: Request) -> Response:
         body = await read_body(request, limit)
         try:
@@ -139,14 +155,7 @@ def native_routes(svc: Service) -> list[Route]:
         svc.reset_arm_guard()
         return JSONResponse({"arm_guard": "reset"})
 
-    async def model(request: Request) -> Response:
-        return JSONResponse(svc.model_info())
-
     return [
-        Route("/v1/decide", guarded(svc, decide), methods=["POST"]),
-        Route("/v1/rewards", guarded(svc, rewards), methods=["POST"]),
-        Route("/v1/events/{event_id}/activate", guarded(svc, activate), methods=["POST"]),
-        Route("/v1/model", guarded(svc, model), methods=["GET"]),
         Route("/v1/admin/arm-guard/reset", guarded(svc, arm_guard_reset), methods=["POST"]),
         Route("/v1/admin/pin", guarded(svc, pin), methods=["POST"]),
         Route("/v1/admin/unpin", guarded(svc, unpin), methods=["POST"]),
@@ -210,44 +219,18 @@ class _App(Starlette):
         return app
 
 
-def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
+def create_app(settings: Settings, policy: Policy, sink: EventSink,
                registry: CollectorRegistry | None = None,
                store: ModelStore | None = None) -> Starlette:
     """The ASGI app. ``store`` enables polling it for new models (hot swap)."""
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
-    manifest = None
-    if store is not None:
-        with contextlib.suppress(ModelStoreError):
-            current = store.serving()
-            if current is not None and current.version == policy.version:
-                manifest = current
-    users = make_user_store(settings.user_store_kind(), settings.signal_ttl, settings.cap,
-                            settings.budgets, settings.max_users)
-    svc = Service(settings, policy, sink, metrics, store, manifest, users,
-                  load_salt(settings.user_salt, settings.model_dir),
-                  settings.experiment_spec,
-                  make_shadow(settings, policy), make_lgbm_arm(settings),
-                  shared=SharedLive(Path(settings.shared_dir) / "live.sqlite")
-                  if settings.shared_dir else None)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        tasks = ([asyncio.create_task(svc.poll_models())] if store is not None else []) + \
-            ([asyncio.create_task(svc.share_live_forever())] if svc.shared is not None else [])
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            sink.close()
-
+    svc = make_service(settings, policy, sink, metrics, store)
     routes = native_routes(svc) + personalizer.routes(svc, guarded) + ops_routes(svc)
     guard = Middleware(Guard, keys=settings.keys, rate=settings.rate_limit,
                        reward_rate=settings.reward_rate_limit,
                        body_timeout=settings.request_timeout,
                        on_refuse=lambda code: metrics.errors.labels(code).inc())
+
     def count_error(exc: ServiceError) -> None:
         metrics.errors.labels(exc.code).inc()
 
@@ -257,8 +240,55 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
 
     fast = Middleware(FastRoutes, routes=hot_routes(svc), limit=settings.max_body_bytes,
                       on_error=count_error, on_crash=crashed)
-    app = _App(routes=routes, lifespan=lifespan, outer=[guard, fast])
+    app = _App(routes=routes, lifespan=_lifespan(svc), outer=[guard, fast])
     app.state.service = svc
+    _handle_errors(app, svc)
+    return app
+
+
+def make_service(settings: Settings, policy: Policy, sink: EventSink, metrics: Metrics,
+                 store: ModelStore | None) -> Service:
+    """The service and its parts: the store's manifest when it is the served model's,
+    the user store, the salt, the experiment, the shadow and LightGBM arm policies."""
+    manifest = None
+    if store is not None:
+        with contextlib.suppress(ModelStoreError):
+            current = store.serving()
+            if current is not None and current.version == policy.version:
+                manifest = current
+    users = make_user_store(settings.user_store_kind(), settings.signal_ttl, settings.cap,
+                            settings.budgets, settings.max_users)
+    return Service(settings, policy, sink, metrics, store, manifest, users,
+                   load_salt(settings.user_salt, settings.model_dir),
+                   settings.experiment_spec,
+                   make_shadow(settings, policy), make_lgbm_arm(settings),
+                   shared=SharedLive(Path(settings.shared_dir) / "live.sqlite")
+                   if settings.shared_dir else None)
+
+
+def _lifespan(svc: Service) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    """Polls the model store and shares the live counts while the app runs; closes the
+    sink at the end."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tasks = ([asyncio.create_task(svc.poll_models())] if svc.store is not None else []) \
+            + ([asyncio.create_task(svc.share_live_forever())] if svc.shared is not None
+               else [])
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            svc.sink.close()
+
+    return lifespan
+
+
+def _handle_errors(app: Starlette, svc: Service) -> None:
+    """Every error the router or a bug raises is a JSON error reply."""
 
     async def on_error(request: Request, exc: Exception) -> Response:
         # Reached only by a bug: say so without leaking internals, keep the worker alive.
@@ -282,10 +312,9 @@ def create_app(settings: Settings, policy: VWPolicy, sink: EventSink,
     app.add_exception_handler(Exception, on_error)
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_allowed)
-    return app
 
 
-def make_lgbm_arm(settings: Settings) -> VWPolicy | None:
+def make_lgbm_arm(settings: Settings) -> Policy | None:
     if not settings.lgbm_arm:
         return None
     from bandit.lgbm_policy import LGBMPolicy
@@ -295,7 +324,7 @@ def make_lgbm_arm(settings: Settings) -> VWPolicy | None:
     return LGBMPolicy(spec, settings.seed, settings.ranking_options())
 
 
-def make_shadow(settings: Settings, policy: VWPolicy) -> tuple[VWPolicy, str] | None:
+def make_shadow(settings: Settings, policy: Policy) -> tuple[Policy, str] | None:
     """The shadow policy: a saved model (``vw:PATH``) or a baseline sharing the served
     policy's statistics (``popularity``, ``uniform``, ``fixed``)."""
     spec = settings.shadow_policy

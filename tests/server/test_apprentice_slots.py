@@ -70,14 +70,14 @@ def test_each_slot_shows_its_baseline_and_agreement_is_per_slot(tmp_path):
 
 def test_agreement_per_slot_id_is_bounded(tmp_path):
     """Slot ids come from clients: past 100 distinct ones, agreement counts as ``other``."""
-    from bandit.server import service
+    from bandit.server import apprentice
 
     s = Settings(model_dir=str(tmp_path / "m"), event_dir=str(tmp_path / "ev"),
                  event_sink="none", mode="apprentice")
     policy = VWPolicy.fresh(PolicySpec.parse("epsilon:0.1"))
     c = Client(create_app(s, policy, FileSink(s.event_dir), registry=CollectorRegistry()))
     try:
-        for i in range(service.MAX_SLOT_IDS + 5):
+        for i in range(apprentice.MAX_SLOT_IDS + 5):
             r = c.post("/personalizer/v1.1-preview.3/multislot/rank", json={
                 "actions": ACTIONS, "slots": [{"id": f"s{i}"}, {"id": "side"}]})
             assert r.status_code == 201
@@ -86,5 +86,5 @@ def test_agreement_per_slot_id_is_bounded(tmp_path):
     finally:
         c.close()
         policy.close()
-    assert len(slots) == service.MAX_SLOT_IDS + 1 and slots["side"] == 105
+    assert len(slots) == apprentice.MAX_SLOT_IDS + 1 and slots["side"] == 105
     assert slots["other"] == 6  # the ids after the 100th (side is the second)

@@ -1,0 +1,111 @@
+"""Keeps a server's model and live configuration those of the model store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bandit.checkpoint import Checkpoint
+from bandit.loop_admin import load_config
+from bandit.loop_config import LoopConfig
+from bandit.metrics import Metrics
+from bandit.modelstore import Manifest, ModelStore, ModelStoreError
+from bandit.offerstats import OfferStats
+from bandit.policy import Policy
+from bandit.policy_spec import PolicySpec
+from bandit.settings import Settings
+from bandit.vw_adapter import VWModel
+
+log = logging.getLogger("bandit.server")
+
+
+class Refresher:
+    """The served model's manifest and the live configuration (``loop``), read again
+    when the store's change. A model that fails to load or verify is refused once and
+    the previous one keeps serving."""
+
+    def __init__(self, settings: Settings, policy: Policy, metrics: Metrics,
+                 store: ModelStore | None, manifest: Manifest | None) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.metrics = metrics
+        self.store = store
+        self.manifest = manifest
+        self._refused: set[tuple[str, str]] = set()
+        self.loop: LoopConfig = load_config(store, settings)
+        self._config_stamp = self._stamp()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        if self.store is None:
+            return None
+        try:
+            st = self.store.config_path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def refresh_config(self, force: bool = False) -> bool:
+        """Read the live configuration again if its file changed; True if it did."""
+        stamp = self._stamp()
+        if not force and stamp == self._config_stamp:
+            return False
+        self._config_stamp = stamp
+        self.loop = load_config(self.store, self.settings)
+        return True
+
+    def pinned(self) -> bool:
+        if self.store is None:
+            return False
+        try:
+            return self.store.pinned() is not None
+        except ModelStoreError:
+            return False
+
+    async def refresh_model(self) -> bool:
+        """Load the store's current model if it is new; True when a swap happened.
+
+        Loading and checksum verification run in a thread; the swap itself is one
+        reference assignment on the event loop, so no request sees a half-loaded model.
+        """
+        if self.store is None:
+            return False
+        try:
+            manifest = self.store.serving()  # a pinned version wins (rollback)
+        except ModelStoreError as exc:
+            self._refuse(("manifest", str(exc)), f"manifest refused: {exc}")
+            return False
+        if manifest is None or manifest.version == self.policy.version:
+            return False
+        key = (manifest.version, manifest.sha256)
+        if key in self._refused:
+            return False
+        try:
+            model = await asyncio.to_thread(self.store.load, manifest)
+        except ModelStoreError as exc:
+            self._refuse(key, f"model {manifest.version} refused, keeping "
+                              f"{self.policy.version}: {exc}")
+            return False
+        self._swap_in(manifest, model)
+        return True
+
+    def _swap_in(self, manifest: Manifest, model: VWModel) -> None:
+        previous = self.policy.version
+        self.policy.swap(model, manifest.version,
+                         OfferStats.restore(Checkpoint.of(manifest).offer_stats),
+                         manifest.events_learned)
+        self.manifest = manifest
+        if manifest.policy != self.policy.name:  # new learning settings
+            try:
+                self.policy.spec = PolicySpec.parse(manifest.policy)
+                self.policy.name = str(self.policy.spec)
+            except ValueError:
+                pass
+        self.metrics.model_swaps.labels("ok").inc()
+        self.metrics.set_model(manifest.version, self.policy.name, previous)
+        log.info("serving model %s (was %s)", manifest.version, previous)
+
+    def _refuse(self, key: tuple[str, str], message: str) -> None:
+        if key not in self._refused:  # count and log each bad model once, not every poll
+            self._refused.add(key)
+            log.warning(message)
+            self.metrics.model_swaps.labels("refused").inc()
