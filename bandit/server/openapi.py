@@ -18,7 +18,8 @@ _FEATURES = {
 _FEATURE_LIST = {"type": "array", "items": {"type": "object", "additionalProperties": True}}
 _ID = {"type": "string", "minLength": 1, "maxLength": 256}
 _RANKED = {"type": "object", "required": ["id", "probability"],
-           "properties": {"id": {"type": "string"},
+           "properties": {"id": {"type": ["string", "null"],
+                                 "description": "null: show nothing (allow_none, holdout)"},
                           "probability": {"type": "number", "minimum": 0, "maximum": 1}}}
 
 
@@ -59,7 +60,9 @@ SCHEMAS: dict[str, Any] = {
         "explore": {"type": "boolean", "default": True},
         "event_id": _ID,
         "defer": {"type": "boolean", "default": False},
-        "explain": {"type": "boolean", "default": False}}},
+        "explain": {"type": "boolean", "default": False},
+        "allow_none": {"type": "boolean", "default": False,
+                       "description": "showing nothing (id null) may be chosen"}}},
     "DecideResponse": {"type": "object",
                        "required": ["event_id", "ranking", "slots", "model_version", "policy"],
                        "properties": {"event_id": {"type": "string"},
