@@ -133,17 +133,19 @@ class _KnownList:
         self.tail = 1  # ``…]}``: the list is the body's last member
 
 
-class RequestParser:
-    """Turns request bodies into typed requests under the configured limits."""
+class OfferLists:
+    """Validated offer lists. Offers repeat across requests (one catalogue per
+    placement) where contexts do not: a list seen before is found, in the body's bytes
+    or as decoded JSON, instead of validated and encoded again."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.s = settings
-        self.limits = Limits(settings.max_features, settings.max_name_bytes, settings.max_depth)
-        self.offers = OfferCache()
+    def __init__(self, settings: Settings, limits: Limits) -> None:
+        self.max_offers = settings.max_offers
+        self.max_id_bytes = settings.max_id_bytes
+        self.limits = limits
+        self.cache = OfferCache()
         self._lists: OrderedDict[tuple[str, bytes], _KnownList] = OrderedDict()
 
-    # -- shared pieces ------------------------------------------------------------------
-    def _body(self, body: bytes, field: str) -> tuple[dict[str, Any], Any]:
+    def body(self, body: bytes, field: str) -> tuple[dict[str, Any], Any]:
         """The decoded body and its ``field`` (the offer list). A client that sends the
         same list in every request (one catalogue per placement) sends the same bytes:
         when one of the most recent lists appears verbatim in ``body``, only the rest
@@ -173,10 +175,10 @@ class RequestParser:
         obj = _object(body)
         return obj, obj.get(field)
 
-    def _offers(self, items: Any, field: str, exclude: Set[str],
+    def offers(self, items: Any, field: str, exclude: Set[str],
                 features_of: Any) -> tuple[Offer, ...]:
         """The eligible offers. A whole list seen before (the usual case: one catalogue
-        per placement) is one dictionary lookup (or was found by :meth:`_body`);
+        per placement) is one dictionary lookup (or was found by :meth:`body`);
         otherwise each offer is validated, and each offer seen before is still a lookup
         in the offer cache."""
         if isinstance(items, tuple):
@@ -184,13 +186,13 @@ class RequestParser:
         else:
             if not isinstance(items, list) or not items:
                 raise BadRequest(f"{field} must be a non-empty list", field=field)
-            if len(items) > self.s.max_offers:
+            if len(items) > self.max_offers:
                 raise BadRequest(f"{field} has {len(items)} entries; at most "
-                                 f"{self.s.max_offers} are allowed", field=field)
+                                 f"{self.max_offers} are allowed", field=field)
             key = (field, orjson.dumps(items))
             known = self._lists.get(key)
             if known is None:
-                every = self._validate_offers(items, field, features_of)
+                every = self._validate(items, field, features_of)
                 self._lists[key] = _KnownList(every)
                 if len(self._lists) > LIST_CACHE_SIZE:
                     self._lists.popitem(last=False)
@@ -203,31 +205,41 @@ class RequestParser:
             raise BadRequest("every offer is excluded", field="exclude")
         return out
 
-    def _item_id(self, item: Any, where: str, seen: set[str], what: str) -> str:
+    def item_id(self, item: Any, where: str, seen: set[str], what: str) -> str:
         """The id of one object of a list whose ids must be unique (offers, slots)."""
         if not isinstance(item, dict):
             raise BadRequest(f"{where} must be an object", field=where)
-        oid = check_id(item.get("id"), f"{where}.id", self.s.max_id_bytes)
+        oid = check_id(item.get("id"), f"{where}.id", self.max_id_bytes)
         assert oid is not None
         if oid in seen:
             raise BadRequest(f"duplicate {what} id {oid!r}", field=f"{where}.id")
         seen.add(oid)
         return oid
 
-    def _validate_offers(self, items: list[Any], field: str,
+    def _validate(self, items: list[Any], field: str,
                          features_of: Any) -> tuple[Offer, ...]:
         seen: set[str] = set()
         out = []
         for i, item in enumerate(items):
             where = f"{field}[{i}]"
-            oid = self._item_id(item, where, seen, "offer")
+            oid = self.item_id(item, where, seen, "offer")
             if oid == NONE_ID:
                 raise BadRequest(f"offer id {NONE_ID!r} is reserved for the null offer "
                                  "(use allow_none)", field=f"{where}.id")
             feats = features_of(item.get("features"), f"{where}.features")
-            out.append(self.offers.get(oid, feats, f"{where}.features", self.limits))
+            out.append(self.cache.get(oid, feats, f"{where}.features", self.limits))
         return tuple(out)
 
+
+class RequestParser:
+    """Turns request bodies into typed requests under the configured limits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.limits = Limits(settings.max_features, settings.max_name_bytes, settings.max_depth)
+        self.lists = OfferLists(settings, self.limits)
+
+    # -- shared pieces ------------------------------------------------------------------
     def _exclude(self, value: Any, field: str) -> set[str]:
         if value is None:
             return set()
@@ -266,14 +278,14 @@ class RequestParser:
 
     # -- native API ---------------------------------------------------------------------
     def decide(self, body: bytes) -> DecideRequest:
-        obj, items = self._body(body, "offers")
+        obj, items = self.lists.body(body, "offers")
         context = encode(obj.get("context"), CONTEXT_PREFIX, "context", self.limits)
         if obj.keys() <= _PLAIN_DECIDE:  # no options given: their defaults
-            offers = self._offers(items, "offers", _NO_IDS, _as_given)
+            offers = self.lists.offers(items, "offers", _NO_IDS, _as_given)
             return DecideRequest(self._event_id(obj.get("event_id"), "event_id"), context,
                                  offers)
         exclude = self._exclude(obj.get("exclude"), "exclude")
-        offers = self._offers(items, "offers", exclude, _as_given)
+        offers = self.lists.offers(items, "offers", exclude, _as_given)
         return DecideRequest(
             event_id=self._event_id(obj.get("event_id"), "event_id"),
             context=context,
@@ -323,11 +335,11 @@ class RequestParser:
         return merged
 
     def personalizer_rank(self, body: bytes) -> DecideRequest:
-        obj, items = self._body(body, "actions")
+        obj, items = self.lists.body(body, "actions")
         context = encode(self._feature_list(obj.get("contextFeatures"), "contextFeatures"),
                          CONTEXT_PREFIX, "contextFeatures", self.limits)
         exclude = self._exclude(obj.get("excludedActions"), "excludedActions")
-        offers = self._offers(items, "actions", exclude, self._feature_list)
+        offers = self.lists.offers(items, "actions", exclude, self._feature_list)
         return DecideRequest(
             event_id=self._event_id(obj.get("eventId"), "eventId"),
             context=context,
@@ -343,7 +355,7 @@ class RequestParser:
         obj = _object(body)
         context = encode(self._feature_list(obj.get("contextFeatures"), "contextFeatures"),
                          CONTEXT_PREFIX, "contextFeatures", self.limits)
-        offers = self._offers(obj.get("actions"), "actions", set(), self._feature_list)
+        offers = self.lists.offers(obj.get("actions"), "actions", set(), self._feature_list)
         slots = obj.get("slots")
         if not isinstance(slots, list) or not slots:
             raise BadRequest("slots must be a non-empty list", field="slots")
@@ -358,7 +370,7 @@ class RequestParser:
         action_ids = {o.id for o in offers}
         for i, slot in enumerate(slots):
             where = f"slots[{i}]"
-            ids.append(self._item_id(slot, where, seen, "slot"))
+            ids.append(self.lists.item_id(slot, where, seen, "slot"))
             exclude.append(frozenset(self._exclude(slot.get("excludedActions"),
                                                    f"{where}.excludedActions")))
             baseline = slot.get("baselineAction")
