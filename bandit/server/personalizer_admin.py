@@ -38,85 +38,102 @@ Handler = Callable[[Request], Awaitable[Response]]
 MODEL_BODY_LIMIT = 1 << 30  # a model file may be far larger than a rank request
 
 
-def routes(svc: Service, base: str, *, iso: bool,
-           wrap: Callable[[Handler], Handler]) -> list[Route]:
-    admin = LoopAdmin(svc.settings, svc.store)
-    limit = svc.settings.max_body_bytes
+class _Handlers:
+    """The handlers of one API generation (``iso``: 2022-09-01-preview's shapes)."""
 
-    def service_json() -> JSONResponse:
-        return JSONResponse(svc.loop.service_json(iso, default_exploration(svc.policy.spec)))
+    def __init__(self, svc: Service, iso: bool) -> None:
+        self.svc = svc
+        self.iso = iso
+        self.admin = LoopAdmin(svc.settings, svc.store)
+        self.limit = svc.settings.max_body_bytes
 
-    async def get_service(request: Request) -> Response:
-        svc.refresh_config()
-        return service_json()
+    def _service_json(self) -> JSONResponse:
+        svc = self.svc
+        return JSONResponse(svc.loop.service_json(self.iso,
+                                                  default_exploration(svc.policy.spec)))
 
-    async def put_service(request: Request) -> Response:
-        body = load_json(await read_body(request, limit))
-        admin.update_service(body)
-        svc.refresh_config(force=True)
-        return service_json()
-
-    async def get_policy(request: Request) -> Response:
-        return JSONResponse(admin.policy_json())
-
-    async def changed(result: dict[str, str] | None = None, status: int = 200) -> Response:
-        svc.refresh_config(force=True)
-        await svc.refresh_model()
+    async def _changed(self, result: dict[str, str] | None = None,
+                       status: int = 200) -> Response:
+        """The reply after a change of the served policy or model: both read again."""
+        self.svc.refresh_config(force=True)
+        await self.svc.refresh_model()
         return JSONResponse(result, status_code=status) if result is not None \
             else Response(status_code=status)
 
-    async def put_policy(request: Request) -> Response:
-        body = load_json(await read_body(request, limit))
-        return await changed(await asyncio.to_thread(admin.update_policy, body))
+    async def get_service(self, request: Request) -> Response:
+        self.svc.refresh_config()
+        return self._service_json()
 
-    async def reset_policy(request: Request) -> Response:
-        await read_body(request, limit)
-        return await changed(await asyncio.to_thread(admin.reset_policy))
+    async def put_service(self, request: Request) -> Response:
+        body = load_json(await read_body(request, self.limit))
+        self.admin.update_service(body)
+        self.svc.refresh_config(force=True)
+        return self._service_json()
 
-    async def get_model(request: Request) -> Response:
+    async def get_policy(self, request: Request) -> Response:
+        return JSONResponse(self.admin.policy_json())
+
+    async def put_policy(self, request: Request) -> Response:
+        body = load_json(await read_body(request, self.limit))
+        return await self._changed(await asyncio.to_thread(self.admin.update_policy, body))
+
+    async def reset_policy(self, request: Request) -> Response:
+        await read_body(request, self.limit)
+        return await self._changed(await asyncio.to_thread(self.admin.reset_policy))
+
+    async def get_model(self, request: Request) -> Response:
         signed = _flag(request.query_params.get("signed"), "signed")
-        data = await asyncio.to_thread(admin.export_model, signed)
+        data = await asyncio.to_thread(self.admin.export_model, signed)
         return Response(data, media_type="application/octet-stream")
 
-    async def put_model(request: Request) -> Response:
+    async def put_model(self, request: Request) -> Response:
         body = await read_body(request, MODEL_BODY_LIMIT)
-        await asyncio.to_thread(admin.import_model, body)
-        return await changed(status=204)
+        await asyncio.to_thread(self.admin.import_model, body)
+        return await self._changed(status=204)
 
-    async def reset_model(request: Request) -> Response:
-        await read_body(request, limit)
-        await asyncio.to_thread(admin.reset_model)
-        return await changed(status=204)
+    async def reset_model(self, request: Request) -> Response:
+        await read_body(request, self.limit)
+        await asyncio.to_thread(self.admin.reset_model)
+        return await self._changed(status=204)
 
-    async def model_properties(request: Request) -> Response:
-        return JSONResponse(admin.model_properties())
+    async def model_properties(self, request: Request) -> Response:
+        return JSONResponse(self.admin.model_properties())
 
-    async def log_properties(request: Request) -> Response:
-        return JSONResponse(admin.log_properties())
+    async def log_properties(self, request: Request) -> Response:
+        return JSONResponse(self.admin.log_properties())
 
-    async def delete_logs(request: Request) -> Response:
-        await read_body(request, limit)
-        admin.delete_logs()
-        svc.refresh_config(force=True)
+    async def delete_logs(self, request: Request) -> Response:
+        await read_body(request, self.limit)
+        self.admin.delete_logs()
+        self.svc.refresh_config(force=True)
         return Response(status_code=204)
 
-    table: list[tuple[str, str, Handler]] = [
-        ("/configurations/service", "GET", get_service),
-        ("/configurations/service", "PUT", put_service),
-        ("/configurations/policy", "GET", get_policy),
-        ("/configurations/policy", "PUT", put_policy),
-        ("/configurations/policy", "DELETE", reset_policy),
-        ("/model", "GET", get_model),
-        ("/model", "PUT", put_model),
-        ("/model", "DELETE", reset_model),
-        ("/model/properties", "GET", model_properties),
-        ("/logs/properties", "GET", log_properties),
-        ("/logs", "DELETE", delete_logs),
-    ]
+
+def routes(svc: Service, base: str, *, iso: bool,
+           wrap: Callable[[Handler], Handler]) -> list[Route]:
+    h = _Handlers(svc, iso)
+    return grouped_routes(base, wrap, [
+        ("/configurations/service", "GET", h.get_service),
+        ("/configurations/service", "PUT", h.put_service),
+        ("/configurations/policy", "GET", h.get_policy),
+        ("/configurations/policy", "PUT", h.put_policy),
+        ("/configurations/policy", "DELETE", h.reset_policy),
+        ("/model", "GET", h.get_model),
+        ("/model", "PUT", h.put_model),
+        ("/model", "DELETE", h.reset_model),
+        ("/model/properties", "GET", h.model_properties),
+        ("/logs/properties", "GET", h.log_properties),
+        ("/logs", "DELETE", h.delete_logs),
+    ])
+
+
+def grouped_routes(base: str, wrap: Callable[[Handler], Handler],
+                   table: list[tuple[str, str, Handler]]) -> list[Route]:
+    """One route per path of ``table`` (path, method, handler), so a method it lacks
+    gets 405 with every method it has in Allow."""
     by_path: dict[str, dict[str, Handler]] = {}
     for path, method, fn in table:
         by_path.setdefault(path, {})[method] = fn
-    # one route per path, so a method it lacks gets 405 with every method it has in Allow
     return [Route(base + path, wrap(by_method(fns)), methods=list(fns))
             for path, fns in by_path.items()]
 

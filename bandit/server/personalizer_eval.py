@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -37,7 +37,7 @@ from bandit import evaluations as ev
 from bandit.evaluation_jobs import EvaluationJobs
 from bandit.schema import load_json
 from bandit.server.http import JSONResponse, read_body
-from bandit.server.personalizer_admin import by_method
+from bandit.server.personalizer_admin import grouped_routes
 
 if TYPE_CHECKING:
     from bandit.server.service import Service
@@ -45,92 +45,104 @@ if TYPE_CHECKING:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def routes(svc: Service, jobs: EvaluationJobs, base: str, *, iso: bool,
-           wrap: Callable[[Handler], Handler]) -> list[Route]:
-    limit = svc.settings.max_body_bytes
+class _Handlers:
+    """The handlers of one API generation (``iso``: 2022-09-01-preview's shapes)."""
 
-    def job_id(request: Request, name: str = "evaluationId") -> str:
-        return ev.check_job_id(str(request.path_params[name]), name)
+    def __init__(self, svc: Service, jobs: EvaluationJobs, base: str, iso: bool) -> None:
+        self.svc = svc
+        self.jobs = jobs
+        self.base = base
+        self.iso = iso
+        self.limit = svc.settings.max_body_bytes
 
-    def query(request: Request) -> dict[str, str]:
-        return dict(request.query_params)
+    async def _body(self, request: Request) -> Any:
+        return load_json(await read_body(request, self.limit))
 
-    async def create_v11(request: Request) -> Response:
-        body = load_json(await read_body(request, limit))
-        doc = await asyncio.to_thread(jobs.create, None, body)
+    async def create_v11(self, request: Request) -> Response:
+        doc = await asyncio.to_thread(self.jobs.create, None, await self._body(request))
         return JSONResponse(ev.evaluation_v11(doc), status_code=201,
-                            headers={"Location": f"{base}/evaluations/{doc['id']}"})
+                            headers={"Location": f"{self.base}/evaluations/{doc['id']}"})
 
-    async def create_2022(request: Request) -> Response:
-        body = load_json(await read_body(request, limit))
-        await asyncio.to_thread(jobs.create, job_id(request), body)
+    async def create_2022(self, request: Request) -> Response:
+        body = await self._body(request)
+        await asyncio.to_thread(self.jobs.create, _job_id(request), body)
         return Response(status_code=200)
 
-    async def list_evaluations(request: Request) -> Response:
-        docs = await asyncio.to_thread(jobs.all, "evaluations")
-        if iso:
-            return JSONResponse(ev.page([ev.listed_2022(d) for d in docs], query(request)))
+    async def list_evaluations(self, request: Request) -> Response:
+        docs = await asyncio.to_thread(self.jobs.all, "evaluations")
+        if self.iso:
+            return JSONResponse(ev.page([ev.listed_2022(d) for d in docs], _query(request)))
         return JSONResponse([ev.evaluation_v11(d) for d in docs])
 
-    async def get_evaluation(request: Request) -> Response:
-        doc = await asyncio.to_thread(jobs.get, "evaluations", job_id(request))
-        return JSONResponse(ev.evaluation_2022(doc, query(request)) if iso
+    async def get_evaluation(self, request: Request) -> Response:
+        doc = await asyncio.to_thread(self.jobs.get, "evaluations", _job_id(request))
+        return JSONResponse(ev.evaluation_2022(doc, _query(request)) if self.iso
                             else ev.evaluation_v11(doc))
 
-    async def delete_evaluation(request: Request) -> Response:
-        await read_body(request, limit)
-        await asyncio.to_thread(jobs.delete, "evaluations", job_id(request))
+    async def delete_evaluation(self, request: Request) -> Response:
+        return await self._delete(request, "evaluations", "evaluationId")
+
+    async def apply(self, request: Request) -> Response:
+        await asyncio.to_thread(self.jobs.apply, await self._body(request))
+        self.svc.refresh_config(force=True)
+        await self.svc.refresh_model()
         return Response(status_code=204)
 
-    async def apply(request: Request) -> Response:
-        body = load_json(await read_body(request, limit))
-        await asyncio.to_thread(jobs.apply, body)
-        svc.refresh_config(force=True)
-        await svc.refresh_model()
-        return Response(status_code=204)
-
-    fid = "featureImportanceId"
-
-    async def create_importance(request: Request) -> Response:
-        body = load_json(await read_body(request, limit))
-        await asyncio.to_thread(jobs.create_importance, job_id(request, fid), body)
+    async def create_importance(self, request: Request) -> Response:
+        body = await self._body(request)
+        await asyncio.to_thread(self.jobs.create_importance, _job_id(request, _FID), body)
         return Response(status_code=200)
 
-    async def list_importances(request: Request) -> Response:
-        docs = await asyncio.to_thread(jobs.all, "featureImportances")
+    async def list_importances(self, request: Request) -> Response:
+        docs = await asyncio.to_thread(self.jobs.all, "featureImportances")
         return JSONResponse(ev.page([ev.feature_importance_json(d) for d in docs],
-                                    query(request)))
+                                    _query(request)))
 
-    async def get_importance(request: Request) -> Response:
-        doc = await asyncio.to_thread(jobs.get, "featureImportances", job_id(request, fid))
+    async def get_importance(self, request: Request) -> Response:
+        doc = await asyncio.to_thread(self.jobs.get, "featureImportances",
+                                      _job_id(request, _FID))
         return JSONResponse(ev.feature_importance_json(doc))
 
-    async def delete_importance(request: Request) -> Response:
-        await read_body(request, limit)
-        await asyncio.to_thread(jobs.delete, "featureImportances", job_id(request, fid))
+    async def delete_importance(self, request: Request) -> Response:
+        return await self._delete(request, "featureImportances", _FID)
+
+    async def _delete(self, request: Request, kind: str, name: str) -> Response:
+        await read_body(request, self.limit)
+        await asyncio.to_thread(self.jobs.delete, kind, _job_id(request, name))
         return Response(status_code=204)
 
+
+_FID = "featureImportanceId"
+
+
+def _job_id(request: Request, name: str = "evaluationId") -> str:
+    return ev.check_job_id(str(request.path_params[name]), name)
+
+
+def _query(request: Request) -> dict[str, str]:
+    return dict(request.query_params)
+
+
+def routes(svc: Service, jobs: EvaluationJobs, base: str, *, iso: bool,
+           wrap: Callable[[Handler], Handler]) -> list[Route]:
+    h = _Handlers(svc, jobs, base, iso)
     table: list[tuple[str, str, Handler]] = [
-        ("/evaluations", "GET", list_evaluations),
-        ("/evaluations/{evaluationId}", "GET", get_evaluation),
-        ("/evaluations/{evaluationId}", "DELETE", delete_evaluation),
-        ("/configurations/applyFromEvaluation", "POST", apply),
+        ("/evaluations", "GET", h.list_evaluations),
+        ("/evaluations/{evaluationId}", "GET", h.get_evaluation),
+        ("/evaluations/{evaluationId}", "DELETE", h.delete_evaluation),
+        ("/configurations/applyFromEvaluation", "POST", h.apply),
     ]
     if iso:
         table += [
-            ("/evaluations/{evaluationId}", "PUT", create_2022),
-            ("/featureImportances", "GET", list_importances),
-            (f"/featureImportances/{{{fid}}}", "GET", get_importance),
-            (f"/featureImportances/{{{fid}}}", "PUT", create_importance),
-            (f"/featureImportances/{{{fid}}}", "DELETE", delete_importance),
+            ("/evaluations/{evaluationId}", "PUT", h.create_2022),
+            ("/featureImportances", "GET", h.list_importances),
+            (f"/featureImportances/{{{_FID}}}", "GET", h.get_importance),
+            (f"/featureImportances/{{{_FID}}}", "PUT", h.create_importance),
+            (f"/featureImportances/{{{_FID}}}", "DELETE", h.delete_importance),
         ]
     else:
-        table.append(("/evaluations", "POST", create_v11))
-    by_path: dict[str, dict[str, Handler]] = {}
-    for path, method, fn in table:
-        by_path.setdefault(path, {})[method] = fn
-    return [Route(base + path, wrap(by_method(fns)), methods=list(fns))
-            for path, fns in by_path.items()]
+        table.append(("/evaluations", "POST", h.create_v11))
+    return grouped_routes(base, wrap, table)
 
 
 def report_route(svc: Service, jobs: EvaluationJobs,

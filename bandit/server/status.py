@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bandit.checkpoint import Checkpoint
-from bandit.livestats import BUCKET_SECONDS
+from bandit.livestats import BUCKET_SECONDS, Counts
 
 if TYPE_CHECKING:
     from bandit.server.service import Service
@@ -76,32 +76,17 @@ def chart(title: str, series: dict[str, list[tuple[float, float]]], unit: str,
             f"{body}</svg></figure>")
 
 
-def render(svc: Service) -> str:
+def tiles(svc: Service, recent: dict[str, Counts]) -> list[tuple[str, Any]]:
+    """The headline figures: rates, the model, the learner's lag, the spool, and the
+    apprentice's agreement."""
     info = svc.model_info()
     sink = svc.sink.health()
     m = svc.manifest
     lag = Checkpoint.of(m).lag if m is not None else None
-    recent = svc.live_window(300)
-    last_minute = svc.live_window(60)
     decisions = sum(c.decisions for c in recent.values())
     explored = sum(c.explored for c in recent.values())
-    rate = sum(c.decisions for c in last_minute.values()) / 60.0
-    rows = []
-    for name, c in sorted(recent.items()):
-        ctr = c.rewards / c.decisions if c.decisions else None
-        mean = c.reward_sum / c.decisions if c.decisions else None
-        rows.append(f"<tr><td>{html.escape(name)}</td><td>{c.decisions}</td>"
-                    f"<td>{'—' if ctr is None else f'{ctr:.4f}'}</td>"
-                    f"<td>{'—' if mean is None else f'{mean:.4f}'}</td></tr>")
-    timeline = svc.live_timeline()
-    per_s: dict[str, list[tuple[float, float]]] = {}
-    ctr_series: dict[str, list[tuple[float, float]]] = {}
-    for t, buckets in timeline:
-        for name, c in buckets.items():
-            per_s.setdefault(name, []).append((t, c.decisions / BUCKET_SECONDS))
-            if c.decisions:
-                ctr_series.setdefault(name, []).append((t, c.rewards / c.decisions))
-    tiles: list[tuple[str, Any]] = [
+    rate = sum(c.decisions for c in svc.live_window(60).values()) / 60.0
+    out: list[tuple[str, Any]] = [
         ("decisions/s (last minute)", f"{rate:.1f}"),
         ("exploration rate (5 min)", f"{explored / decisions:.3f}" if decisions else "—"),
         ("model version", info["version"] + (" (pinned)" if info.get("pinned") else "")),
@@ -117,13 +102,32 @@ def render(svc: Service) -> str:
         def share(a: Any, n: Any) -> str:
             return "—" if a is None else f"{a:.3f} of {n}"
 
-        tiles.append(("apprentice agreement", share(app.get("agreement"),
-                                                    app.get("decisions"))))
-        tiles += [(f"agreement · slot {x['slot']}", share(x["agreement"], x["decisions"]))
-                  for x in app.get("slots", [])]
+        out.append(("apprentice agreement", share(app.get("agreement"),
+                                                  app.get("decisions"))))
+        out += [(f"agreement · slot {x['slot']}", share(x["agreement"], x["decisions"]))
+                for x in app.get("slots", [])]
+    return out
+
+
+def render(svc: Service) -> str:
+    recent = svc.live_window(300)
+    rows = []
+    for name, c in sorted(recent.items()):
+        ctr = c.rewards / c.decisions if c.decisions else None
+        mean = c.reward_sum / c.decisions if c.decisions else None
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{c.decisions}</td>"
+                    f"<td>{'—' if ctr is None else f'{ctr:.4f}'}</td>"
+                    f"<td>{'—' if mean is None else f'{mean:.4f}'}</td></tr>")
+    per_s: dict[str, list[tuple[float, float]]] = {}
+    ctr_series: dict[str, list[tuple[float, float]]] = {}
+    for t, buckets in svc.live_timeline():
+        for name, c in buckets.items():
+            per_s.setdefault(name, []).append((t, c.decisions / BUCKET_SECONDS))
+            if c.decisions:
+                ctr_series.setdefault(name, []).append((t, c.rewards / c.decisions))
     tile_html = "".join(f"<div class='tile' data-tile='{html.escape(k)}'><div class='k'>"
                         f"{html.escape(k)}</div><div class='v'>{html.escape(str(v))}</div>"
-                        "</div>" for k, v in tiles)
+                        "</div>" for k, v in tiles(svc, recent))
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="refresh" content="5"><title>offer-bandit status</title>
 <style>body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}}
