@@ -86,16 +86,37 @@ def _check(f: Field[Any], value: Any) -> None:
         raise ConfigError(f"{name}={value} must be a finite number in [{lo}, {hi}]")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """All runtime configuration. Field ``foo_bar`` is read from ``BANDIT_FOO_BAR``."""
+# The fields by concern, each group with the parsed forms of its structured values
+# (parsed once; Settings.validate parses each). Settings inherits them all: its field
+# order is that of its bases, last first.
 
-    # serving
+@dataclass(frozen=True)
+class _Serving:
     host: str = "127.0.0.1"
     port: int = _num(8080, 0, 65535)
     workers: int = _num(1, 1, 256)
     policy: str = "squarecb:gamma=10,lr=3,normalized=0"  # see README, learning quality
     seed: int = _num(0, 0, 2**31 - 1)
+
+    @cached_property
+    def policy_spec(self) -> PolicySpec | None:
+        """The VW policy of ``BANDIT_POLICY`` (None when it names a LightGBM model)."""
+        from bandit.policy_spec import PolicySpec
+
+        return None if self.policy.startswith("lgbm:") else PolicySpec.parse(self.policy)
+
+    @cached_property
+    def lgbm_policy(self) -> tuple[str, float] | None:
+        """``lgbm:DIR[,epsilon=E]`` → (DIR, E); None for a VW policy."""
+        if not self.policy.startswith("lgbm:"):
+            return None
+        from bandit.lgbm_policy import parse_lgbm_policy
+
+        return parse_lgbm_policy(self.policy)
+
+
+@dataclass(frozen=True)
+class _Events:
     # storage
     model_dir: str = "var/models"
     model_poll: float = _num(0.5, 0.05, 3600.0)
@@ -109,7 +130,23 @@ class Settings:
     partitions: int = _num(4, 1, 1024)
     # of the batches every producer of the service sends
     kafka_compression: str = _one_of("lz4", ("none", "gzip", "snappy", "lz4", "zstd"))
-    # learner
+    # offline evaluations (see bandit.evaluation_jobs): their joined logs
+    evaluation_logs: str = ""  # DSJSON file/dir or kafka://host:port/topic ("": the joined topic)
+
+    @property
+    def sink_kind(self) -> str:
+        """The event sink actually used: ``auto`` means Kafka when a bootstrap is set."""
+        if self.event_sink == "auto":
+            return "kafka" if self.kafka_bootstrap else "file"
+        return self.event_sink
+
+    def topic(self, name: str) -> str:
+        """Full topic name, e.g. ``topic("decisions") == "offers.decisions"``."""
+        return f"{self.topic_prefix}{name}"
+
+
+@dataclass(frozen=True)
+class _Learner:
     reward_wait: float = _num(600.0, 0.0, 30 * 86400.0)
     reward_function: str = _one_of("earliest", ("earliest", "sum", "max", "last"))
     default_reward: float = _num(0.0, -1e9, 1e9)
@@ -125,7 +162,12 @@ class Settings:
     long_weight: float = _num(1.0, 0.0, 1e6)
     attribution: str = _one_of("last", ("last", "split"))
     guard_holdout: float = _num(0.1, 0.001, 0.5)
-    # request limits
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """Request limits."""
+
     max_offers: int = _num(50, 1, 10000)
     max_body_bytes: int = _num(1 << 20, 1024, 1 << 30)
     max_id_bytes: int = _num(256, 8, 65536)
@@ -135,7 +177,12 @@ class Settings:
     max_slots: int = _num(3, 1, 50)
     reward_min: float = _num(-1.0, -1e12, 1e12)
     reward_max: float = _num(1.0, -1e12, 1e12)
-    # ranking: cold start, diversity, objectives
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """Cold start, diversity, objectives; safe exploration."""
+
     warmup_events: int = _num(0, 0, 10**12)
     popularity_epsilon: float = _num(0.2, 0.0, 1.0)
     new_offer_impressions: int = _num(100, 0, 10**12)
@@ -143,7 +190,42 @@ class Settings:
     diversity: float = _num(0.0, 0.0, 1.0)
     diversity_feature: str = "category"
     reward_weights: str = ""
-    # users: signals, caps (see bandit.userstore)
+    safe_delta: float = _num(0.0, 0.0, 1e9)
+
+    def weights(self) -> dict[str, float] | None:
+        """``click=1,conversion=5`` → weights per reward kind (None: no weighting)."""
+        return self._weights
+
+    @cached_property
+    def _weights(self) -> dict[str, float] | None:
+        if not self.reward_weights.strip():
+            return None
+        out: dict[str, float] = {}
+        for part in self.reward_weights.split(","):
+            kind, sep, value = part.partition("=")
+            if not sep or not kind.strip():
+                raise ValueError(f"expected KIND=WEIGHT, got {part!r}")
+            try:
+                w = float(value)
+            except ValueError:
+                raise ValueError(f"weight of {kind.strip()!r} is not a number") from None
+            if not math.isfinite(w):
+                raise ValueError(f"weight of {kind.strip()!r} must be finite")
+            out[kind.strip()] = w
+        return out
+
+    def ranking_options(self) -> RankingOptions:
+        from bandit.policy import RankingOptions
+
+        return RankingOptions(self.warmup_events, self.popularity_epsilon,
+                              self.new_offer_impressions, self.new_offer_floor,
+                              self.diversity, self.diversity_feature, self.safe_delta)
+
+
+@dataclass(frozen=True)
+class _Users:
+    """Signals, caps and budgets (see bandit.userstore)."""
+
     user_store: str = "auto"
     shared_dir: str = ""  # the host's workers share state here (bandit-serve makes one)
     user_salt: str = ""
@@ -151,28 +233,84 @@ class Settings:
     frequency_cap: str = ""
     offer_budgets: str = ""
     max_users: int = _num(100_000, 1, 10**9)
-    # access and abuse (see bandit.server.guard)
+
+    @cached_property
+    def cap(self) -> Cap | None:
+        """The per-user frequency cap (None: none)."""
+        from bandit.userstore import Cap
+
+        return Cap.parse(self.frequency_cap) if self.frequency_cap else None
+
+    @cached_property
+    def budgets(self) -> dict[str, Cap]:
+        """Per-offer impression budgets."""
+        from bandit.userstore import parse_budgets
+
+        return parse_budgets(self.offer_budgets)
+
+
+@dataclass(frozen=True)
+class _Access:
+    """Keys and abuse (see bandit.server.guard)."""
+
     api_keys: str = ""
     rate_limit: float = _num(0.0, 0.0, 1e9)
     reward_rate_limit: float = _num(0.0, 0.0, 1e9)
     request_timeout: float = _num(10.0, 0.1, 3600.0)
     max_connections: int = _num(2048, 1, 10**6)
-    # experiments and rollout (see bandit.experiments)
+
+    @cached_property
+    def keys(self) -> list[tuple[bytes, frozenset[str]]]:
+        """``BANDIT_API_KEYS`` as (SHA-256 digest, scopes) pairs."""
+        from bandit.apikeys import parse_keys
+
+        return parse_keys(self.api_keys)
+
+
+@dataclass(frozen=True)
+class _Experiments:
+    """Experiments and rollout (see bandit.experiments), causal value and safe
+    exploration."""
+
     experiment: str = ""
     mode: str = _one_of("online", ("online", "apprentice"))
     shadow_policy: str = ""
     lgbm_arm: str = ""
-    # causal value and safe exploration
     holdout: float = _num(0.0, 0.0, 0.5)
     holdout_treatment: str = _one_of("none", ("none", "default"))
-    safe_delta: float = _num(0.0, 0.0, 1e9)
     explore_budget: int = _num(0, 0, 10**9)
     protected: str = ""
     arm_guard_margin: float = _num(0.0, 0.0, 1e9)
     arm_guard_baseline: str = "popularity"
     arm_guard_min: int = _num(500, 10, 10**9)
-    # offline evaluations (see bandit.evaluation_jobs): their joined logs
-    evaluation_logs: str = ""  # DSJSON file/dir or kafka://host:port/topic ("": the joined topic)
+
+    @cached_property
+    def experiment_spec(self) -> Experiment | None:
+        """The A/B split of ``BANDIT_EXPERIMENT`` (None: no experiment)."""
+        from bandit.experiments import Experiment
+
+        return Experiment.parse(self.experiment) if self.experiment else None
+
+    def _validate_arm_guard(self) -> None:
+        """The arm guard's baseline is an arm kind other than ``model``; when the guard is
+        on, the experiment has both arms (else it would never compare anything)."""
+        from bandit.experiments import ARM_KINDS
+
+        kinds = [k for k in ARM_KINDS if k != "model"]
+        if self.arm_guard_baseline not in kinds:
+            raise ConfigError(f"{PREFIX}ARM_GUARD_BASELINE={self.arm_guard_baseline!r}: "
+                              f"expected one of {', '.join(kinds)}")
+        if self.arm_guard_margin > 0:
+            exp = self.experiment_spec
+            arms = {a.name for a in exp.arms} if exp is not None else set()
+            if not {"model", self.arm_guard_baseline} <= arms:
+                raise ConfigError(f"{PREFIX}ARM_GUARD_MARGIN is on: {PREFIX}EXPERIMENT needs "
+                                  f"a model arm and a {self.arm_guard_baseline} arm")
+
+
+@dataclass(frozen=True)
+class Settings(_Experiments, _Access, _Users, _Ranking, _Limits, _Learner, _Events, _Serving):
+    """All runtime configuration. Field ``foo_bar`` is read from ``BANDIT_FOO_BAR``."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -221,22 +359,6 @@ class Settings:
         if self.event_sink == "kafka" and not self.kafka_bootstrap:
             raise ConfigError(f"{PREFIX}EVENT_SINK=kafka needs {PREFIX}KAFKA_BOOTSTRAP")
 
-    def _validate_arm_guard(self) -> None:
-        """The arm guard's baseline is an arm kind other than ``model``; when the guard is
-        on, the experiment has both arms (else it would never compare anything)."""
-        from bandit.experiments import ARM_KINDS
-
-        kinds = [k for k in ARM_KINDS if k != "model"]
-        if self.arm_guard_baseline not in kinds:
-            raise ConfigError(f"{PREFIX}ARM_GUARD_BASELINE={self.arm_guard_baseline!r}: "
-                              f"expected one of {', '.join(kinds)}")
-        if self.arm_guard_margin > 0:
-            exp = self.experiment_spec
-            arms = {a.name for a in exp.arms} if exp is not None else set()
-            if not {"model", self.arm_guard_baseline} <= arms:
-                raise ConfigError(f"{PREFIX}ARM_GUARD_MARGIN is on: {PREFIX}EXPERIMENT needs "
-                                  f"a model arm and a {self.arm_guard_baseline} arm")
-
     def user_store_kind(self) -> str:
         """The user store ``auto`` stands for: one SQLite file in the shared directory
         when several workers share it (caps and budgets hold across them), else memory."""
@@ -245,92 +367,6 @@ class Settings:
         if self.shared_dir and self.workers > 1:
             return f"sqlite:{Path(self.shared_dir) / 'users.sqlite'}"
         return "memory"
-
-    def weights(self) -> dict[str, float] | None:
-        """``click=1,conversion=5`` → weights per reward kind (None: no weighting)."""
-        return self._weights
-
-    @cached_property
-    def _weights(self) -> dict[str, float] | None:
-        if not self.reward_weights.strip():
-            return None
-        out: dict[str, float] = {}
-        for part in self.reward_weights.split(","):
-            kind, sep, value = part.partition("=")
-            if not sep or not kind.strip():
-                raise ValueError(f"expected KIND=WEIGHT, got {part!r}")
-            try:
-                w = float(value)
-            except ValueError:
-                raise ValueError(f"weight of {kind.strip()!r} is not a number") from None
-            if not math.isfinite(w):
-                raise ValueError(f"weight of {kind.strip()!r} must be finite")
-            out[kind.strip()] = w
-        return out
-
-    # the structured settings, parsed once (validate() parses each of them)
-
-    @cached_property
-    def policy_spec(self) -> PolicySpec | None:
-        """The VW policy of ``BANDIT_POLICY`` (None when it names a LightGBM model)."""
-        from bandit.policy_spec import PolicySpec
-
-        return None if self.policy.startswith("lgbm:") else PolicySpec.parse(self.policy)
-
-    @cached_property
-    def lgbm_policy(self) -> tuple[str, float] | None:
-        """``lgbm:DIR[,epsilon=E]`` → (DIR, E); None for a VW policy."""
-        if not self.policy.startswith("lgbm:"):
-            return None
-        from bandit.lgbm_policy import parse_lgbm_policy
-
-        return parse_lgbm_policy(self.policy)
-
-    @cached_property
-    def keys(self) -> list[tuple[bytes, frozenset[str]]]:
-        """``BANDIT_API_KEYS`` as (SHA-256 digest, scopes) pairs."""
-        from bandit.apikeys import parse_keys
-
-        return parse_keys(self.api_keys)
-
-    @cached_property
-    def cap(self) -> Cap | None:
-        """The per-user frequency cap (None: none)."""
-        from bandit.userstore import Cap
-
-        return Cap.parse(self.frequency_cap) if self.frequency_cap else None
-
-    @cached_property
-    def budgets(self) -> dict[str, Cap]:
-        """Per-offer impression budgets."""
-        from bandit.userstore import parse_budgets
-
-        return parse_budgets(self.offer_budgets)
-
-    @cached_property
-    def experiment_spec(self) -> Experiment | None:
-        """The A/B split of ``BANDIT_EXPERIMENT`` (None: no experiment)."""
-        from bandit.experiments import Experiment
-
-        return Experiment.parse(self.experiment) if self.experiment else None
-
-    def ranking_options(self) -> RankingOptions:
-        from bandit.policy import RankingOptions
-
-        return RankingOptions(self.warmup_events, self.popularity_epsilon,
-                              self.new_offer_impressions, self.new_offer_floor,
-                              self.diversity, self.diversity_feature, self.safe_delta)
-
-    @property
-    def sink_kind(self) -> str:
-        """The event sink actually used: ``auto`` means Kafka when a bootstrap is set."""
-        if self.event_sink == "auto":
-            return "kafka" if self.kafka_bootstrap else "file"
-        return self.event_sink
-
-    def topic(self, name: str) -> str:
-        """Full topic name, e.g. ``topic("decisions") == "offers.decisions"``."""
-        return f"{self.topic_prefix}{name}"
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (used by CLI flags), validated again."""
