@@ -41,12 +41,16 @@ __all__ = ["Service", "SinkUnavailable"]
 
 @dataclass
 class Service:
+    """What the request handlers share. The entry points (``decide``, ``reward``,
+    ``activate``, ``refresh_model``, ``refresh_config``, ``model_info``) delegate to one
+    collaborator per concern."""
+
     settings: Settings
     policy: Policy
     sink: EventSink
     metrics: Metrics
     store: ModelStore | None = None
-    manifest_at_start: Manifest | None = None
+    manifest_at_start: Manifest | None = None  # the store's, when it is the served model
     users: UserStore | None = None
     salt: bytes = b""
     experiment: Experiment | None = None

@@ -1,0 +1,116 @@
+"""The strategies a decision is composed of: providers by serving mode, adjustments."""
+
+import pytest
+
+from bandit.adjustments import Diversity, NewOfferFloor, SafeDelta
+from bandit.features import ID_NAMESPACE
+from bandit.lgbm_policy import LGBMPolicy
+from bandit.offerstats import OfferStats
+from bandit.pmfs import (
+    ApprenticePmf,
+    FixedPmf,
+    ModelPmf,
+    PopularityPmf,
+    Slot,
+    UniformPmf,
+    VWScorer,
+    slot_context,
+)
+from bandit.policy import RankingOptions, Serving, VWPolicy, strategy
+from bandit.policy_spec import PolicySpec
+from bandit.types import DecideRequest, Offer
+from bandit.vw_adapter import VWModel, action_line
+
+
+def offers(*cats):
+    out = []
+    for i, cat in enumerate(cats):
+        ns = {ID_NAMESPACE: {f"id=o{i}": 1.0}, "o": {f"category={cat}": 1.0}}
+        out.append(Offer(f"o{i}", ns, action_line(ns)))
+    return tuple(out)
+
+
+@pytest.fixture(scope="module")
+def serving():
+    spec = PolicySpec.parse("epsilon:0.1")
+    model = VWModel(spec.vw_args(0))
+    yield Serving(VWScorer(model), "1", None, 0)
+    model.close()
+
+
+def stats_of(**impressions):
+    s = OfferStats()
+    for oid, n in impressions.items():
+        for _ in range(n):
+            s.add(oid, 1.0 if oid == "o0" else 0.0, 0.5)
+    return s
+
+
+@pytest.mark.parametrize(("mode", "kind", "path"), [
+    ("model", ModelPmf, "model"), ("popularity", PopularityPmf, "popularity"),
+    ("uniform", UniformPmf, "uniform"), ("fixed", FixedPmf, "fixed"),
+    ("apprentice", ApprenticePmf, "apprentice"), ("other", ModelPmf, "other")])
+def test_each_mode_has_its_provider(serving, mode, kind, path):
+    provider, _ = strategy(mode, serving, RankingOptions(), DecideRequest("e", {}, offers("a")))
+    assert isinstance(provider, kind) and provider.path == path
+    # only the learned policy and popularity are adjusted (and greedy without exploring)
+    assert provider.adjustable == (mode in ("model", "popularity"))
+
+
+def test_a_young_model_serves_popularity(serving):
+    young = Serving(serving.scorer, "1", stats_of(o0=3), events_learned=5)
+    req = DecideRequest("e", {}, offers("a"))
+    provider, _ = strategy("model", young, RankingOptions(warmup_events=10), req)
+    assert isinstance(provider, PopularityPmf)
+    provider, _ = strategy("model", young, RankingOptions(warmup_events=5), req)
+    assert isinstance(provider, ModelPmf)
+
+
+def test_adjustments_apply_to_exploring_decisions_with_statistics(serving):
+    opts = RankingOptions(new_offer_floor=0.05, safe_delta=0.1, diversity=0.5)
+    with_stats = Serving(serving.scorer, "1", stats_of(o0=3))
+
+    def kinds(s, **kw):
+        return [type(a) for a in strategy("model", s, opts,
+                                          DecideRequest("e", {}, offers("a"), **kw))[1]]
+
+    assert kinds(with_stats) == [NewOfferFloor, SafeDelta, Diversity]
+    assert kinds(with_stats, explore=False) == [Diversity]
+    assert kinds(serving) == [Diversity]  # no statistics: no floor, no safe δ
+    assert strategy("fixed", with_stats, opts, DecideRequest("e", {}, offers("a")))[1] == []
+
+
+def slot(request, k=0, shown=()):
+    return Slot(request, k, request.offers, list(range(len(request.offers))), list(shown))
+
+
+def test_the_floor_lifts_new_offers_only_when_some_are_known():
+    s = slot(DecideRequest("e", {}, offers("a", "b", "c")))
+    floor = NewOfferFloor(2, 0.1, stats_of(o0=5))
+    assert floor([1.0, 0.0, 0.0], s) == pytest.approx([0.8, 0.1, 0.1])
+    assert NewOfferFloor(2, 0.1, OfferStats())([1.0, 0.0, 0.0], s) == [1.0, 0.0, 0.0]
+
+
+def test_safe_delta_keeps_exploration_on_offers_near_the_best():
+    s = slot(DecideRequest("e", {}, offers("a", "b", "c")))
+    pmf = SafeDelta(0.05, stats_of(o0=50, o1=50, o2=50))([0.2, 0.5, 0.3], s)
+    assert pmf[0] > 0 and pmf[1] > 0 and pmf[2] == 0  # o0 pays; o1 is the greedy choice
+
+
+def test_diversity_discounts_a_shown_category_from_slot_two():
+    req = DecideRequest("e", {}, offers("a", "a", "b"), slots=2)
+    div = Diversity(1.0, "category")
+    assert div([0.5, 0.5, 0.0], slot(req)) == [0.5, 0.5, 0.0]  # slot 1: nothing shown
+    assert div([0.0, 0.6, 0.4], slot(req, 1, shown=[0])) == [0.0, 0.0, 1.0]
+    # every offer left shares the shown category: unchanged rather than nothing
+    assert div([0.0, 1.0, 0.0], slot(req, 1, shown=[0])) == [0.0, 1.0, 0.0]
+
+
+def test_slot_contexts_carry_the_position_from_slot_two():
+    ctx = {"u": {"x": 1.0}}
+    assert slot_context(ctx, 0) is ctx
+    assert slot_context(ctx, 2) == {"u": {"x": 1.0}, "cslot": {"k=3": 1.0}}
+
+
+def test_lightgbm_is_not_a_vw_policy():
+    assert not issubclass(LGBMPolicy, VWPolicy)
