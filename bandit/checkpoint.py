@@ -58,6 +58,11 @@ class Checkpoint:
             out["feature_scale"] = self.feature_scale
         return out
 
+    def rewards_through(self) -> str | None:
+        """The latest reward timestamp the learner had read when it wrote this model."""
+        value = (self.logs or {}).get("rewards_to")
+        return value if isinstance(value, str) else None
+
     def log_range(self) -> tuple[str, str] | None:
         logs = self.logs or {}
         start, end = logs.get("from"), logs.get("to")

@@ -424,7 +424,9 @@ class Learner:
                 part, off = m.partition(), m.offset()
                 ref = (part, off) if part is not None and off is not None else None
                 return self.state.add_decision(_decision(m), now, ref)
-            return self.state.add_reward(parse_reward(decode(m.value() or b"")), now)
+            reward = parse_reward(decode(m.value() or b""))
+            self.logs.reward(reward.timestamp)
+            return self.state.add_reward(reward, now)
         except BadRequest as exc:
             self._dead_letter(topic, m, exc.message + (f" ({exc.field})" if exc.field else ""))
             return []
