@@ -34,6 +34,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from bandit.features import Namespaces
+from bandit.scaling import young_model
 from bandit.types import DecideRequest, Decision
 from bandit.vw_adapter import VWModel
 
@@ -67,10 +68,11 @@ class InstantLearner:
     """
 
     def __init__(self, capacity: int, window: float,
-                 weights: dict[str, float] | None = None) -> None:
+                 weights: dict[str, float] | None = None, first_events: int = 32) -> None:
         self.capacity = capacity
         self.window = window
         self.weights = weights
+        self.first_events = first_events  # a standardising model's young-model points
         self._made: OrderedDict[str, Made] = OrderedDict()
         self._updates: deque[Update] = deque(maxlen=capacity)
         self._seq = 0
@@ -117,6 +119,8 @@ class InstantLearner:
         self._seq += 1
         self._updates.append(Update(made, value, stamp, self._seq))
         self.learned += 1
+        if model.standardizer is not None and young_model(self.learned, self.first_events):
+            model.refresh_scale()  # as the learner does when it publishes a young model
         return True
 
     def unread(self, through: str | None) -> list[Update]:

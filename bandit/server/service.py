@@ -21,6 +21,7 @@ from bandit.modelstore import Manifest, ModelStore, ModelStoreError
 from bandit.offerstats import OfferStats
 from bandit.policy import VWPolicy, category_of
 from bandit.policy_spec import PolicySpec
+from bandit.scaling import Standardizer
 from bandit.schema import NULL_OFFER, RequestParser
 from bandit.server.instant import InstantLearner, Update
 from bandit.server.shared_live import SharedLive
@@ -84,7 +85,11 @@ class Service:
         if self.settings.instant_learning and not isinstance(self.sink, NullSink):
             # (without logged decisions there is no learner to take over from it)
             self.instant = InstantLearner(self.settings.instant_memory,
-                                          self.settings.reward_wait, self.settings.weights())
+                                          self.settings.reward_wait, self.settings.weights(),
+                                          self.settings.checkpoint_first_events)
+            model = self.policy.model
+            if isinstance(model, VWModel):
+                self._standardizing(model)
 
     # -- the decision path ----------------------------------------------------------------
     def decide(self, request: DecideRequest) -> tuple[DecideRequest, Decision]:
@@ -446,9 +451,18 @@ class Service:
         """Load (in a thread) a model to serve, with the updates it lacks applied."""
         assert self.store is not None
         model = self.store.load(manifest)
+        self._standardizing(model)
         if updates and self.instant is not None:
             self.instant.apply(updates, model)
         return model
+
+    def _standardizing(self, model: VWModel) -> None:
+        """A model served without a standardisation (a fresh or reset one, before the
+        learner's first) that learns rewards at once standardises as the learner does:
+        running statistics, frozen at the young-model points (bandit.scaling)."""
+        if self.settings.standardize and self.instant is not None and not model.scale \
+                and model.standardizer is None:
+            model.standardize(Standardizer())
 
     def _refuse(self, key: tuple[str, str], message: str) -> None:
         if key not in self._refused:  # count and log each bad model once, not every poll

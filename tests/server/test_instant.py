@@ -17,6 +17,7 @@ from bandit.metrics import Metrics
 from bandit.modelstore import ModelStore
 from bandit.policy import VWPolicy
 from bandit.policy_spec import PolicySpec
+from bandit.scaling import Standardizer, young_model
 from bandit.schema import RequestParser
 from bandit.server.instant import InstantLearner
 from bandit.server.service import Service
@@ -42,6 +43,9 @@ def scores(model: VWModel, req: DecideRequest) -> list[float]:
 
 
 def service(tmp_path: Path, **kw: object) -> tuple[Service, ModelStore]:
+    """A Service over a store in ``tmp_path``; raw numeric features unless asked (a
+    model from the store here has no standardisation)."""
+    kw.setdefault("standardize", False)
     s = Settings(policy=SPEC, model_dir=str(tmp_path / "models"),
                  event_dir=str(tmp_path / "events"), **kw)  # type: ignore[arg-type]
     store = ModelStore(s.model_dir)
@@ -78,6 +82,30 @@ def test_a_reward_changes_the_served_model_at_once_as_the_learner_would(tmp_path
     assert svc.instant is not None and svc.instant.learned == 40
     assert scores(svc.policy.model, probe) == scores(twin, probe) != before
     assert svc.model_info()["instant"] == {"learned": 40, "replayed": 0}
+
+
+def test_a_fresh_model_standardises_as_the_learner_does(tmp_path):
+    """Before the learner's first model, the served one learns with running
+    standardisation frozen at the young-model points (32, 64, …), as the learner does:
+    equal to a twin standardising so, and not to one learning raw values."""
+    svc, _ = service(tmp_path, standardize=True)
+    parser = RequestParser(svc.settings)
+    twin = VWModel(PolicySpec.parse(SPEC).vw_args(3))
+    twin.standardize(Standardizer())
+    raw = VWModel(PolicySpec.parse(SPEC).vw_args(3))
+    for i in range(80):
+        req, d = svc.decide(parser.decide(body(i)))
+        value = reward_of(req, d.order[0])
+        svc.reward(Reward(f"e{i}", value))
+        for model in (twin, raw):
+            model.learn(req.context, [o.line for o in req.offers], d.order[0], value,
+                        d.probabilities[0])
+        if young_model(i + 1):
+            twin.refresh_scale()
+    probe = parser.decide(body(3))
+    std = svc.policy.model.standardizer
+    assert std is not None and std.current, "a snapshot was frozen"
+    assert scores(svc.policy.model, probe) == scores(twin, probe) != scores(raw, probe)
 
 
 def test_only_the_first_reward_of_a_one_slot_decision_is_learned(tmp_path):
