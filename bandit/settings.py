@@ -94,7 +94,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = _num(8080, 0, 65535)
     workers: int = _num(1, 1, 256)
-    policy: str = "squarecb:gamma=10,lr=0.5,normalized=0,power_t=0,elim=1"  # see README, learning quality
+    # see README, learning quality
+    policy: str = "squarecb:gamma=10,lr=0.5,normalized=0,power_t=0,elim=1"
     seed: int = _num(0, 0, 2**31 - 1)
     # storage
     model_dir: str = "var/models"

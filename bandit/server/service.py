@@ -445,7 +445,8 @@ class Service:
         if self._serving_pinned:
             instant.clear()
             return []
-        return instant.unread(Checkpoint.of(manifest).rewards_through())
+        ck = Checkpoint.of(manifest)
+        return instant.unread(ck.rewards_through(), ck.rewards_pending())
 
     def _load(self, manifest: Manifest, updates: list[Update]) -> VWModel:
         """Load (in a thread) a model to serve, with the updates it lacks applied."""
