@@ -338,7 +338,7 @@ def main() -> None:
                 rewards, info = run_service(x, y, args.passes, s, args.rate, args.time_limit,
                                             args.checkpoint_seconds)
                 runs.append(summary(rewards, rows))
-                measured.append(info)
+                measured.append({**info, **{k: round(v, 4) for k, v in runs[-1].items()}})
             res["learners"]["service"] = spread(runs)
             res["service_runs"] = measured
             known = [m["delay_median"] for m in measured if m["delay_median"] is not None]

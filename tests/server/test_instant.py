@@ -232,3 +232,27 @@ def test_rewards_the_learner_read_but_had_not_learned_are_applied_again(tmp_path
     probe = parser.decide(body(0))
     assert scores(svc.policy.model, probe) == scores(whole, probe)
     assert svc.model_info()["instant"]["replayed"] == 11
+
+
+def test_a_learner_model_is_served_with_the_snapshot_the_learner_goes_on_with(tmp_path):
+    """The learner saved a model learned under snapshot A, then goes on learning it
+    under B (its statistics at the save). A server learning rewards at once serves and
+    updates that model under B, as the learner will; without instant learning, under A
+    (the snapshot its weights were learned under)."""
+    std = Standardizer()
+    for i in range(10):
+        std.observe({"cuser": {"age": float(i)}})
+    std.refresh()
+    a = std.current  # the weights were learned under A
+    for i in range(10):
+        std.observe({"cuser": {"age": 100.0 + i}})
+    b = std.snapshot()  # the statistics at the save
+    assert a.by_ns != b.by_ns
+    for instant, want in ((True, b), (False, a)):
+        svc, store = service(tmp_path / str(instant), standardize=True,
+                             instant_learning=instant)
+        ref = store.write_attachment("scale", orjson.dumps(std.state(a)))
+        store.publish(VWModel(PolicySpec.parse(SPEC).vw_args(3)), SPEC, 20,
+                      extra={"feature_scale": ref, "logs": {"rewards_to": "2026"}})
+        assert asyncio.run(svc.refresh_model())
+        assert svc.policy.model.scale.by_ns == want.by_ns
