@@ -126,6 +126,11 @@ class LGBMPolicy:
     def version(self) -> str:
         return self._serving.version
 
+    @property
+    def model(self) -> None:
+        """No VW model: nothing learns on a LightGBM policy while serving."""
+        return None
+
     def decide(self, request: DecideRequest, mode: str = "model") -> Decision:
         return compose(request, mode, self._serving, self.options, self.seed, self.name)
 

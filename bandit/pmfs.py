@@ -47,9 +47,11 @@ class Slot:
 
 
 def normalise(w: list[float]) -> list[float]:
-    """``w`` scaled to sum to 1 (uniform when it cannot be: no mass, or NaN)."""
+    """``w`` scaled to sum to 1 (uniform when it cannot be: no mass, NaN, or a
+    negative weight, which VW's ``--squarecb --elim`` can return on extreme feature
+    values and which is no probability to log)."""
     total = sum(w)
-    if total <= 0 or total != total:
+    if total <= 0 or total != total or min(w) < 0:
         return [1.0 / len(w)] * len(w)
     return [x / total for x in w]
 

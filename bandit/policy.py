@@ -91,6 +91,10 @@ class Policy(Protocol):
     @property
     def version(self) -> str: ...
 
+    @property
+    def model(self) -> VWModel | None:
+        """The VW model served (None: not a VW policy), which may learn at once."""
+
     def decide(self, request: DecideRequest, mode: str = "model") -> Decision: ...
 
     def swap(self, model: VWModel, version: str, stats: OfferStats | None = None,

@@ -14,6 +14,7 @@ from bandit.pmfs import (
     Slot,
     UniformPmf,
     VWScorer,
+    normalise,
     slot_context,
 )
 from bandit.policy import RankingOptions, Serving, VWPolicy, strategy
@@ -104,6 +105,12 @@ def test_diversity_discounts_a_shown_category_from_slot_two():
     assert div([0.0, 0.6, 0.4], slot(req, 1, shown=[0])) == [0.0, 0.0, 1.0]
     # every offer left shares the shown category: unchanged rather than nothing
     assert div([0.0, 1.0, 0.0], slot(req, 1, shown=[0])) == [0.0, 1.0, 0.0]
+
+
+def test_a_pmf_with_a_negative_weight_falls_back_to_uniform():
+    # VW's squarecb with elim returned [-2, 1, 1, 1] for a fresh model on extreme values
+    assert normalise([-2.0, 1.0, 1.0, 1.0]) == [0.25] * 4
+    assert normalise([0.0, 2.0, 2.0]) == [0.0, 0.5, 0.5]
 
 
 def test_slot_contexts_carry_the_position_from_slot_two():

@@ -424,7 +424,9 @@ class Learner:
                 part, off = m.partition(), m.offset()
                 ref = (part, off) if part is not None and off is not None else None
                 return self.state.add_decision(_decision(m), now, ref)
-            return self.state.add_reward(parse_reward(decode(m.value() or b"")), now)
+            reward = parse_reward(decode(m.value() or b""))
+            self.logs.reward(reward.timestamp)
+            return self.state.add_reward(reward, now)
         except BadRequest as exc:
             self._dead_letter(topic, m, exc.message + (f" ({exc.field})" if exc.field else ""))
             return []
@@ -543,6 +545,7 @@ class Learner:
         if self.guard is not None:
             snap["guard"] = self.guard.snapshot()
         ref = self.store.write_attachment("state", orjson.dumps(snap))
+        self.logs.rewards_pending = self._rewards_pending()
         record = Checkpoint(ref, self.state.counters.as_dict(), self.dead_letters,
                             self.state.sizes, self.offer_stats.snapshot(), self.logs.snapshot(),
                             self.lag())
@@ -569,6 +572,17 @@ class Learner:
             slot.discard()
             raise
         return self._finish_checkpoint(wait=False)
+
+    def _rewards_pending(self, most: int = 1000) -> list[str]:
+        """The latest decisions rewarded but not read yet (at most ``most``): a server
+        that learned their rewards at once applies them again on this model."""
+        out = []
+        for eid, orphan in reversed(self.state.orphans.items()):
+            if orphan.rewards:
+                out.append(eid)
+                if len(out) >= most:
+                    break
+        return out
 
     def _finish_checkpoint(self, wait: bool) -> Manifest | None:
         """Publish the checkpoint begun last, once its model is saved (None until then,

@@ -152,7 +152,7 @@ def admin_routes(svc: Service) -> list[Route]:
 
     async def arm_guard_reset(request: Request) -> Response:
         await read_body(request, limit)
-        svc.reset_arm_guard()
+        svc.arm_guard.reset()
         return JSONResponse({"arm_guard": "reset"})
 
     return [
@@ -272,9 +272,11 @@ def _lifespan(svc: Service) -> Callable[[Starlette], contextlib.AbstractAsyncCon
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        tasks = ([asyncio.create_task(svc.poll_models())] if svc.store is not None else []) \
-            + ([asyncio.create_task(svc.share_live_forever())] if svc.shared is not None
-               else [])
+        tasks = []
+        if svc.store is not None:
+            tasks.append(asyncio.create_task(svc.poll_models()))
+        if svc.shared is not None:
+            tasks.append(asyncio.create_task(svc.counts.share_forever(svc.arm_guard)))
         try:
             yield
         finally:

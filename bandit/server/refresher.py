@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from bandit.checkpoint import Checkpoint
 from bandit.loop_admin import load_config
@@ -13,6 +14,8 @@ from bandit.modelstore import Manifest, ModelStore, ModelStoreError
 from bandit.offerstats import OfferStats
 from bandit.policy import Policy
 from bandit.policy_spec import PolicySpec
+from bandit.scaling import Standardizer
+from bandit.server.instant import InstantLearner, Update
 from bandit.settings import Settings
 from bandit.vw_adapter import VWModel
 
@@ -22,15 +25,19 @@ log = logging.getLogger("bandit.server")
 class Refresher:
     """The served model's manifest and the live configuration (``loop``), read again
     when the store's change. A model that fails to load or verify is refused once and
-    the previous one keeps serving."""
+    the previous one keeps serving. With rewards learned at once (``instant``), a new
+    model is served with the updates it lacks applied again."""
 
     def __init__(self, settings: Settings, policy: Policy, metrics: Metrics,
-                 store: ModelStore | None, manifest: Manifest | None) -> None:
+                 store: ModelStore | None, manifest: Manifest | None,
+                 instant: InstantLearner | None = None) -> None:
         self.settings = settings
         self.policy = policy
         self.metrics = metrics
         self.store = store
         self.manifest = manifest
+        self.instant = instant
+        self.serving_pinned = False  # the served model is a pinned one (a rollback)
         self._refused: set[tuple[str, str]] = set()
         self.loop: LoopConfig = load_config(store, settings)
         self._config_stamp = self._stamp()
@@ -79,14 +86,53 @@ class Refresher:
         key = (manifest.version, manifest.sha256)
         if key in self._refused:
             return False
+        instant = self.instant
+        updates: list[Update] = [] if instant is None else self._unread(instant, manifest)
+        seq = 0 if instant is None else instant.last_seq
         try:
-            model = await asyncio.to_thread(self.store.load, manifest)
+            model = await asyncio.to_thread(self._load, manifest, updates)
         except ModelStoreError as exc:
             self._refuse(key, f"model {manifest.version} refused, keeping "
                               f"{self.policy.version}: {exc}")
             return False
+        if instant is not None:  # rewards learned at once while it loaded
+            instant.apply(instant.since(seq), model)
+            instant.swapped()
         self._swap_in(manifest, model)
         return True
+
+    def _unread(self, instant: InstantLearner, manifest: Manifest) -> list[Update]:
+        """The updates learned at once that ``manifest``'s model lacks; none for a
+        pinned model (a rollback serves the model as it is, and nothing is learned on
+        it until the pin goes)."""
+        self.serving_pinned = self.pinned()
+        if self.serving_pinned:
+            instant.clear()
+            return []
+        ck = Checkpoint.of(manifest)
+        return instant.unread(ck.rewards_through(), ck.rewards_pending())
+
+    def _load(self, manifest: Manifest, updates: list[Update]) -> VWModel:
+        """Load (in a thread) a model to serve, with the updates it lacks applied."""
+        assert self.store is not None
+        model = self.store.load(manifest)
+        self.standardizing(model, self.store.feature_scale(manifest))
+        if updates and self.instant is not None:
+            self.instant.apply(updates, model)
+        return model
+
+    def standardizing(self, model: VWModel, scale: dict[str, Any] | None = None) -> None:
+        """A model that learns rewards at once standardises as the learner goes on
+        learning it (bandit.scaling): a model of the learner's with the snapshot of the
+        statistics it was saved with (the one the learner learns on with after that
+        save, not the one before it), a fresh or reset one with running statistics
+        frozen at the young-model points."""
+        if not self.settings.standardize or self.instant is None:
+            return
+        if scale:
+            model.set_scale(Standardizer.restore(scale).current)
+        elif not model.scale and model.standardizer is None:
+            model.standardize(Standardizer())
 
     def _swap_in(self, manifest: Manifest, model: VWModel) -> None:
         previous = self.policy.version

@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bandit.events import activation_event, reward_event
+from bandit.events import activation_event, reward_event, utc_now
 from bandit.experiments import Experiment
-from bandit.livestats import Counts, LiveStats
+from bandit.livestats import LiveStats
 from bandit.loop_config import LoopConfig
 from bandit.metrics import Metrics
 from bandit.modelstore import Manifest, ModelStore
@@ -28,12 +28,15 @@ from bandit.server.arm_guard import ArmGuard
 from bandit.server.arms import Arms, Assignment
 from bandit.server.constraints import UserConstraints
 from bandit.server.emitter import Emitter, SinkUnavailable
+from bandit.server.instant import InstantLearner
+from bandit.server.live_counts import LiveCounts
 from bandit.server.refresher import Refresher
 from bandit.server.shared_live import SharedLive
 from bandit.settings import Settings
-from bandit.sinks import EventSink
+from bandit.sinks import EventSink, NullSink
 from bandit.types import DecideRequest, Decision, Reward
 from bandit.userstore import UserStore, hash_user
+from bandit.vw_adapter import VWModel
 
 log = logging.getLogger("bandit.server")
 __all__ = ["Service", "SinkUnavailable"]
@@ -58,8 +61,10 @@ class Service:
     lgbm_arm: Policy | None = None
     live: LiveStats = field(default_factory=LiveStats)
     shared: SharedLive | None = None  # the host's workers' counts and arm guard switch
+    instant: InstantLearner | None = None  # rewards learned at once (bandit.server.instant)
     parser: RequestParser = field(init=False)
     apprentice: Agreement = field(default_factory=Agreement)
+    counts: LiveCounts = field(init=False)  # the live counts, this worker's or the host's
     arm_guard: ArmGuard = field(init=False)
     arms: Arms = field(init=False)
     constraints: UserConstraints = field(init=False)
@@ -69,13 +74,20 @@ class Service:
     def __post_init__(self) -> None:
         self.parser = RequestParser(self.settings)
         self.events = Emitter(self.sink, self.metrics)
-        self.arm_guard = ArmGuard(self.settings, self.live_window, self.shared)
+        self.counts = LiveCounts(self.live, self.shared)
+        self.arm_guard = ArmGuard(self.settings, self.counts.window, self.shared)
         self.arms = Arms(self.settings, self.experiment, self.arm_guard)
         self.constraints = UserConstraints(self.settings, self.users)
         self.metrics.set_model(self.policy.version, self.policy.name)
+        if self.settings.instant_learning and not isinstance(self.sink, NullSink):
+            # (without logged decisions there is no learner to take over from it)
+            self.instant = InstantLearner(self.settings.instant_memory,
+                                          self.settings.reward_wait, self.settings.weights(),
+                                          self.settings.checkpoint_first_events)
         self.models = Refresher(self.settings, self.policy, self.metrics, self.store,
-                                self.manifest_at_start)
-        self.live.shared = self.shared is not None
+                                self.manifest_at_start, self.instant)
+        if isinstance(self.policy.model, VWModel):
+            self.models.standardizing(self.policy.model)
 
     # -- the decision path ----------------------------------------------------------------
     def decide(self, request: DecideRequest) -> tuple[DecideRequest, Decision]:
@@ -122,6 +134,8 @@ class Service:
         if self.shadow is not None:
             extra["shadow"] = self._shadow(request)
         self.events.decision(request, decision, **extra)
+        if self.instant is not None:
+            self.instant.remember(request, decision)
         arm = assignment.arm
         self.metrics.decided(arm or decision.policy, "explore" if request.explore else "exploit")
         self.constraints.record_shown(request, decision)
@@ -148,41 +162,30 @@ class Service:
         if self.users is not None and reward.slot_id is None:
             self.users.record_reward(reward.event_id, reward.slot or 1, reward.value,
                                      time.time())
-        self.events.reward("reward", reward.event_id, reward_event(reward))
+        stamp = utc_now()
+        self.events.reward("reward", reward.event_id, reward_event(reward, stamp))
         self.metrics.rewards.labels(reward.kind or "default").inc()
         self.live.reward(reward.event_id, reward.value)
+        if self.instant is not None and self._learns_at_once(reward):
+            model = self.policy.model
+            if isinstance(model, VWModel):
+                self.instant.learn(reward.event_id, reward.value, reward.kind, stamp, model)
+
+    def _learns_at_once(self, reward: Reward) -> bool:
+        """Whether the learner's reward for the decision is this first one (see
+        bandit.server.instant), and the served model may learn."""
+        return ((reward.slot or 1) == 1 and reward.slot_id is None
+                and self.loop.reward_aggregation == "earliest"
+                and self.settings.long_wait <= 0 and self.mode == "online"
+                and not self.models.serving_pinned)
 
     def activate(self, event_id: str) -> None:
         self.events.reward("activation", event_id, activation_event(event_id))
         self.metrics.activations.inc()
 
-    # -- the arm guard and the live counts: this worker's, or the host's ------------------
     @property
     def arm_guard_tripped(self) -> bool:
         return self.arm_guard.tripped
-
-    def reset_arm_guard(self) -> None:
-        self.arm_guard.reset()
-
-    def live_window(self, seconds: float) -> dict[str, Counts]:
-        return (self.shared or self.live).window(seconds)
-
-    def live_timeline(self) -> list[tuple[float, dict[str, Counts]]]:
-        return (self.shared or self.live).timeline()
-
-    def share_live(self) -> None:
-        """Publish this worker's counts and pick up the arm guard's switch."""
-        assert self.shared is not None
-        self.shared.flush(self.live)
-        self.arm_guard.pick_up()
-
-    async def share_live_forever(self, every: float = 1.0) -> None:
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await asyncio.to_thread(self.share_live)
-            except Exception:  # the status page goes stale; serving goes on
-                log.exception("sharing live counts failed")
 
     # -- model information, live configuration and hot swap ---------------------------------
     @property
@@ -211,6 +214,9 @@ class Service:
             "created_at": m.created_at if m else None,
             "pinned": self.models.pinned(),
             "arm_guard_tripped": self.arm_guard.tripped,
+            **({"instant": {"learned": self.instant.learned,
+                            "replayed": self.instant.replayed}}
+               if self.instant is not None else {}),
             "mode": self.mode,
             **({"apprentice": self.apprentice.summary()} if self.mode == "apprentice" else {}),
             **({"experiment": {"name": self.experiment.name,

@@ -85,7 +85,7 @@ def tiles(svc: Service, recent: dict[str, Counts]) -> list[tuple[str, Any]]:
     lag = Checkpoint.of(m).lag if m is not None else None
     decisions = sum(c.decisions for c in recent.values())
     explored = sum(c.explored for c in recent.values())
-    rate = sum(c.decisions for c in svc.live_window(60).values()) / 60.0
+    rate = sum(c.decisions for c in svc.counts.window(60).values()) / 60.0
     out: list[tuple[str, Any]] = [
         ("decisions/s (last minute)", f"{rate:.1f}"),
         ("exploration rate (5 min)", f"{explored / decisions:.3f}" if decisions else "—"),
@@ -110,7 +110,7 @@ def tiles(svc: Service, recent: dict[str, Counts]) -> list[tuple[str, Any]]:
 
 
 def render(svc: Service) -> str:
-    recent = svc.live_window(300)
+    recent = svc.counts.window(300)
     rows = []
     for name, c in sorted(recent.items()):
         ctr = c.rewards / c.decisions if c.decisions else None
@@ -120,7 +120,7 @@ def render(svc: Service) -> str:
                     f"<td>{'—' if mean is None else f'{mean:.4f}'}</td></tr>")
     per_s: dict[str, list[tuple[float, float]]] = {}
     ctr_series: dict[str, list[tuple[float, float]]] = {}
-    for t, buckets in svc.live_timeline():
+    for t, buckets in svc.counts.timeline():
         for name, c in buckets.items():
             per_s.setdefault(name, []).append((t, c.decisions / BUCKET_SECONDS))
             if c.decisions:
