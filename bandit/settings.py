@@ -95,7 +95,7 @@ class Settings:
     port: int = _num(8080, 0, 65535)
     workers: int = _num(1, 1, 256)
     # see README, learning quality
-    policy: str = "squarecb:gamma=10,lr=0.5,normalized=0,power_t=0,elim=1"
+    policy: str = "squarecb:gamma=10,lr=0.5,normalized=0,power_t=0"
     seed: int = _num(0, 0, 2**31 - 1)
     # storage
     model_dir: str = "var/models"
