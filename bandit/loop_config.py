@@ -62,7 +62,7 @@ def parse_duration(value: Any, field_name: str, code: str = "InvalidServiceConfi
 
 
 def format_duration(seconds: float, iso: bool) -> str:
-    """``PT10M`` (2022-09-01-preview) or ``00:10:00`` (v1.0, v1.1-preview.3)."""
+    """``PT10M`` (v1.1-preview.3, 2022-09-01-preview) or ``00:10:00`` (v1.0)."""
     total = round(seconds, 3)
     d, rest = divmod(total, 86400)
     h, rest = divmod(rest, 3600)
