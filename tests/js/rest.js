@@ -79,6 +79,7 @@ async function main() {
   const conf = record("getService", await admin.path("/configurations/service").get()).body;
   record("putService", await admin.path("/configurations/service").put({
     body: { ...conf, explorationPercentage: 0.5, rewardWaitTime: "PT5M", defaultReward: 0.1,
+            rewardAggregation: "average",
             logRetentionDays: 30 },
   }));
   record("getServiceAfter", await admin.path("/configurations/service").get());

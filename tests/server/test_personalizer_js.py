@@ -144,6 +144,7 @@ def test_ai_personalizer_rest(node, server, tmp_path, generation):
             "logRetentionDays"} <= set(conf)
     put = out["putService"]["body"]
     assert put["explorationPercentage"] == 0.5 and put["defaultReward"] == 0.1
+    assert put["rewardAggregation"] == "average"  # as the JS SDK's own tests send it
     assert put["logRetentionDays"] == 30
     assert put["rewardWaitTime"] == "PT5M"  # ISO-8601, as both references write it
     assert out["getServiceAfter"]["body"] == put
