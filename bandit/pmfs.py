@@ -47,11 +47,14 @@ class Slot:
 
 
 def normalise(w: list[float]) -> list[float]:
-    """``w`` scaled to sum to 1 (uniform when it cannot be: no mass, NaN, or a
-    negative weight, which VW's ``--squarecb --elim`` can return on extreme feature
-    values and which is no probability to log)."""
+    """A distribution from the model's scores: ``w`` scaled to sum to 1, negative
+    entries counting 0 (VW's SquareCB with ``--elim`` can return some, e.g. ``[-8, 1,
+    1, …]`` from a fresh model; drawing from such a list would not draw with the
+    probabilities it logs); uniform when there is no mass, or NaN."""
+    if min(w) < 0:
+        w = [x if x > 0 else 0.0 for x in w]
     total = sum(w)
-    if total <= 0 or total != total or min(w) < 0:
+    if total <= 0 or total != total:
         return [1.0 / len(w)] * len(w)
     return [x / total for x in w]
 

@@ -96,7 +96,7 @@ class _Serving:
     port: int = _num(8080, 0, 65535)
     workers: int = _num(1, 1, 256)
     # see README, learning quality
-    policy: str = "squarecb:gamma=10,lr=0.5,normalized=0,power_t=0,elim=1"
+    policy: str = "squarecb:gamma=10,lr=0.5,normalized=0,power_t=0"
     seed: int = _num(0, 0, 2**31 - 1)
 
     @cached_property
@@ -149,7 +149,7 @@ class _Events:
 @dataclass(frozen=True)
 class _Learner:
     reward_wait: float = _num(600.0, 0.0, 30 * 86400.0)
-    reward_function: str = _one_of("earliest", ("earliest", "sum", "max", "last"))
+    reward_function: str = _one_of("earliest", ("earliest", "sum", "max", "last", "average"))
     default_reward: float = _num(0.0, -1e9, 1e9)
     checkpoint_events: int = _num(50000, 1, 10**9)
     checkpoint_seconds: float = _num(5.0, 0.01, 86400.0)

@@ -107,10 +107,10 @@ def test_diversity_discounts_a_shown_category_from_slot_two():
     assert div([0.0, 1.0, 0.0], slot(req, 1, shown=[0])) == [0.0, 1.0, 0.0]
 
 
-def test_a_pmf_with_a_negative_weight_falls_back_to_uniform():
+def test_negative_weights_count_zero():
     # VW's squarecb with elim returned [-2, 1, 1, 1] for a fresh model on extreme values
-    assert normalise([-2.0, 1.0, 1.0, 1.0]) == [0.25] * 4
-    assert normalise([0.0, 2.0, 2.0]) == [0.0, 0.5, 0.5]
+    assert normalise([-2.0, 1.0, 1.0, 1.0]) == pytest.approx([0.0, 1 / 3, 1 / 3, 1 / 3])
+    assert normalise([-1.0, 0.0]) == [0.5, 0.5]  # no mass left: uniform
 
 
 def test_slot_contexts_carry_the_position_from_slot_two():
