@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from bandit.checkpoint import Checkpoint
@@ -22,24 +23,26 @@ from bandit.vw_adapter import VWModel
 log = logging.getLogger("bandit.server")
 
 
+@dataclass
 class Refresher:
-    """The served model's manifest and the live configuration (``loop``), read again
-    when the store's change. A model that fails to load or verify is refused once and
+    """The served model's manifest and the live configuration (``loop``), each read
+    again when the store's copy changes. A model that fails to load or verify is refused once and
     the previous one keeps serving. With rewards learned at once (``instant``), a new
     model is served with the updates it lacks applied again."""
 
-    def __init__(self, settings: Settings, policy: Policy, metrics: Metrics,
-                 store: ModelStore | None, manifest: Manifest | None,
-                 instant: InstantLearner | None = None) -> None:
-        self.settings = settings
-        self.policy = policy
-        self.metrics = metrics
-        self.store = store
-        self.manifest = manifest
-        self.instant = instant
-        self.serving_pinned = False  # the served model is a pinned one (a rollback)
-        self._refused: set[tuple[str, str]] = set()
-        self.loop: LoopConfig = load_config(store, settings)
+    settings: Settings
+    policy: Policy
+    metrics: Metrics
+    store: ModelStore | None
+    manifest: Manifest | None
+    instant: InstantLearner | None = None
+    serving_pinned: bool = False  # the served model is a pinned one (a rollback)
+    loop: LoopConfig = field(init=False)
+    _config_stamp: tuple[int, int] | None = field(init=False)
+    _refused: set[tuple[str, str]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.loop = load_config(self.store, self.settings)
         self._config_stamp = self._stamp()
 
     def _stamp(self) -> tuple[int, int] | None:
