@@ -31,10 +31,9 @@ from itertools import accumulate
 from bandit.features import Namespaces
 from bandit.offerstats import OfferStats
 from bandit.policy_spec import PolicySpec
+from bandit.slots import SLOT_NAMESPACE, slot_context, slot_split
 from bandit.types import DecideRequest, Decision, Offer
 from bandit.vw_adapter import VWModel
-
-SLOT_NAMESPACE = "cslot"
 
 
 @dataclass(frozen=True)
@@ -189,22 +188,18 @@ class VWPolicy:
         slot_exclude = request.slot_exclude
         for k in range(min(request.slots, n)):
             excluded = slot_exclude[k] if k < len(slot_exclude) else None
-            blocked: list[int] = []
-            if excluded:
-                allowed = [i for i in remaining if offers[i].id not in excluded]
-                if not allowed:
-                    break  # nothing this slot may show: it stays empty
-                blocked = [i for i in remaining if offers[i].id in excluded]
-                remaining = allowed
-                if k == 0:
-                    whole_first = not blocked
+            allowed, blocked = slot_split(remaining, excluded, lambda i: offers[i].id)
+            if not allowed:
+                break  # nothing this slot may show: it stays empty
+            remaining = allowed
+            if k == 0:
+                whole_first = not blocked
             eligible = offers if k == 0 and whole_first else [offers[i] for i in remaining]
             if mode == "fixed" or mode == "apprentice":
                 first_choice = 0
                 if mode == "apprentice":
                     first_choice = self._default_index(request, remaining, k)
-                    context = request.context if k == 0 else \
-                        {**request.context, SLOT_NAMESPACE: {f"k={k + 1}": 1.0}}
+                    context = slot_context(request.context, k + 1)
                     model_pmf = self._pmf(current, context, eligible, k)
                     agreed = model_pmf.index(max(model_pmf)) == first_choice
                     agree_slots.append(agreed)
@@ -222,8 +217,7 @@ class VWPolicy:
                 pmf = [eps / len(vals)] * len(vals)
                 pmf[best] += 1 - eps
             else:
-                context = request.context if k == 0 else \
-                    {**request.context, SLOT_NAMESPACE: {f"k={k + 1}": 1.0}}
+                context = slot_context(request.context, k + 1)
                 pmf = _normalise(self._pmf(current, context, eligible, k))
                 if request.exploration is not None:
                     pmf = _epsilon_greedy(pmf, request.exploration)
