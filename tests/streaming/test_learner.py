@@ -482,7 +482,7 @@ def test_a_pending_decision_that_no_longer_validates_is_forgotten_on_restart(
     """A decision a checkpoint references by offset, valid when first read, that this
     version's checks refuse when it is read back: forgotten, logged and counted as
     lost; the learner starts, and the other pending decisions are read back."""
-    import bandit.learner.daemon as daemon
+    import bandit.learner.intake as intake
     from bandit.errors import BadRequest
 
     s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=600.0,
@@ -496,7 +496,7 @@ def test_a_pending_decision_that_no_longer_validates_is_forgotten_on_restart(
         first.checkpoint()
     finally:
         first.close()
-    real = daemon._decision
+    real = intake.decision_of
 
     def stricter(m):
         d = real(m)
@@ -504,7 +504,7 @@ def test_a_pending_decision_that_no_longer_validates_is_forgotten_on_restart(
             raise BadRequest("refused by a newer check", field="x")
         return d
 
-    monkeypatch.setattr(daemon, "_decision", stricter)
+    monkeypatch.setattr(intake, "decision_of", stricter)
     second = Learner(s)
     try:
         with caplog.at_level("ERROR", logger="bandit.learner"):
