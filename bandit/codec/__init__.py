@@ -32,6 +32,7 @@ from bandit.codec.joined import (
     joined_event,
     joined_head,
     joined_line,
+    joined_tail,
     label_end,
     learn_event,
     learn_line,
@@ -44,7 +45,8 @@ from bandit.codec.slots import slot_example, slot_lines
 __all__ = [
     "C_AT", "LABEL_KEYS", "JoinedParts", "cb_label", "ccb_joined_event", "decision_event",
     "encode_decision", "encode_decision_event", "encode_decision_plain", "joined_event",
-    "joined_head", "joined_line", "label_end", "learn_event", "learn_line", "open_label",
+    "joined_head", "joined_line", "joined_tail", "label_end", "learn_event", "learn_line",
+    "open_label",
     "slot_example", "slot_lines", "split_head", "split_head_plain", "split_joined",
     "split_joined_plain", "utc_now",
 ]

@@ -82,12 +82,18 @@ def joined_line(head: dict[str, Any], body: bytes, reward: float,
     :func:`open_label`, if already made."""
     if label is None:
         label = open_label(head, reward)
-    return joined_head(label, rewards_seen) + body[1:]
+    return joined_head(label, rewards_seen) + joined_tail(body)
 
 
 def joined_head(label: bytes, rewards_seen: list[dict[str, Any]]) -> bytes:
     """What :func:`joined_line` puts in place of the body's opening brace."""
     return label + b',"o":' + orjson.dumps(rewards_seen) + b","
+
+
+def joined_tail(body: bytes) -> memoryview:
+    """What :func:`joined_line` keeps of the body after :func:`joined_head`: all but its
+    opening brace (a view: a VW child is sent the two parts without copying the body)."""
+    return memoryview(body)[1:]
 
 
 def learn_event(decision: dict[str, Any], reward: float) -> dict[str, Any]:
