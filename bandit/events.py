@@ -57,7 +57,7 @@ __all__ = [
     "ccb_joined_event", "decision_event", "decode", "dumps", "encode_decision",
     "encode_decision_event", "joined_event", "joined_head", "joined_line", "learn_line",
     "open_label", "parse_decision", "parse_decision_head", "parse_reward", "reward_event",
-    "utc_now",
+    "reward_fields", "utc_now",
 ]
 
 
@@ -68,15 +68,20 @@ def reward_event(reward: Reward, timestamp: str | None = None) -> dict[str, Any]
         if reward.kind is not None:
             event["kind"] = reward.kind
         return event
-    event = {"EventId": reward.event_id, "Timestamp": timestamp or utc_now(),
-             "v": reward.value}
-    if reward.slot is not None:
-        event["slot"] = reward.slot
-    if reward.kind is not None:
-        event["kind"] = reward.kind
-    if reward.slot_id is not None:
-        event["slot_id"] = reward.slot_id
-    return event
+    return reward_fields({"EventId": reward.event_id, "Timestamp": timestamp or utc_now(),
+                          "v": reward.value}, reward.slot, reward.kind, reward.slot_id)
+
+
+def reward_fields(out: dict[str, Any], slot: int | None, kind: str | None,
+                  slot_id: str | None) -> dict[str, Any]:
+    """``out`` with the optional fields of a reward that it has (slot, kind, slot id)."""
+    if slot is not None:
+        out["slot"] = slot
+    if kind is not None:
+        out["kind"] = kind
+    if slot_id is not None:
+        out["slot_id"] = slot_id
+    return out
 
 
 def activation_event(event_id: str, timestamp: str | None = None) -> dict[str, Any]:

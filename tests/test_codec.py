@@ -99,14 +99,21 @@ def test_encoding_a_decision_is_encoding_it_with_c_last(made):
     assert encode_decision(shuffled) == encode_decision_plain(shuffled)
 
 
-@SETTINGS
-@given(decisions(), numbers, rewards_seen)
-def test_spliced_lines_are_the_joined_and_learn_events(made, reward, seen):
+def _logged(made: Any) -> tuple[bytes, int, dict[str, Any]]:
+    """A decision as the server logs it: its bytes, ``c_at`` and decoded head."""
     req, decision, extra = made
     body, at = encode_decision(decision_event(req, decision, "t", **extra))
     assert at is not None
-    head, event = split_head(body, at), orjson.loads(body)
+    head = split_head(body, at)
     assert head is not None
+    return body, at, head
+
+
+@SETTINGS
+@given(decisions(), numbers, rewards_seen)
+def test_spliced_lines_are_the_joined_and_learn_events(made, reward, seen):
+    body, at, head = _logged(made)
+    event = orjson.loads(body)
     label = open_label(head, reward)
     assert joined_line(head, body, reward, seen) == \
         joined_line(head, body, reward, seen, label) == \
@@ -130,11 +137,7 @@ def _decodes(parts: Any) -> bool:
 @SETTINGS
 @given(decisions(), numbers, rewards_seen)
 def test_cutting_a_joined_line_is_cutting_the_decoded_line(made, reward, seen):
-    req, decision, extra = made
-    body, at = encode_decision(decision_event(req, decision, "t", **extra))
-    assert at is not None
-    head = split_head(body, at)
-    assert head is not None
+    body, at, head = _logged(made)
     for line in (joined_line(head, body, reward, seen), learn_line(head, body, at, reward)):
         fast, plain = split_joined(line), split_joined_plain(line)
         assert (fast is None) == (plain is None)

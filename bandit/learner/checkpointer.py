@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -44,8 +44,7 @@ class Hooks:
     # model): promote it, commit the offsets
 
 
-@dataclass
-class Saving:
+class Saving(NamedTuple):
     """A checkpoint whose model is being saved: the rest was captured when begun."""
 
     slot: Slot

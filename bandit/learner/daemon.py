@@ -83,34 +83,10 @@ class Learner:
         self._hooks = Hooks(self.outputs.flush, self._still_current, self._published)
         self.schedule = Schedule(s.checkpoint_events, s.checkpoint_first_events)
 
-    # -- what tools and tests read -----------------------------------------------------
     @property
     def model(self) -> LearnerBackend:
+        """The model being learned (the handler's: replaced when another is adopted)."""
         return self.handler.model
-
-    @property
-    def offer_stats(self) -> OfferStats:
-        return self.handler.stats
-
-    @property
-    def manifest(self) -> Manifest | None:
-        return self.checkpointer.manifest
-
-    @property
-    def policy(self) -> str:
-        return self.checkpointer.policy
-
-    @property
-    def dead_letters(self) -> int:
-        return self.intake.dead_letters
-
-    @property
-    def learn_errors(self) -> int:
-        return self.handler.errors
-
-    @property
-    def producer(self) -> Any:
-        return self.outputs.producer
 
     # -- restore and the live configuration ----------------------------------------
     def _restore(self) -> tuple[LearnerBackend, Resumed]:
@@ -215,7 +191,8 @@ class Learner:
         if self.guard is not None:
             snap["guard"] = self.guard.snapshot()
         record = Checkpoint(self.checkpointer.write_state(snap), self.state.counters.as_dict(),
-                            self.dead_letters, self.state.sizes, self.offer_stats.snapshot(),
+                            self.intake.dead_letters, self.state.sizes,
+                            self.handler.stats.snapshot(),
                             self.handler.logs.snapshot(), self.lag())
         self.schedule.reset()
         return self.checkpointer.begin(self.model, record, self.state.counters.learned,
@@ -234,9 +211,10 @@ class Learner:
         self.intake.commit(offsets)
 
     def status(self) -> dict[str, Any]:
-        return {"version": self.manifest.version if self.manifest else None,
+        manifest = self.checkpointer.manifest
+        return {"version": manifest.version if manifest else None,
                 **self.state.counters.as_dict(), **self.state.sizes,
-                "dead_letters": self.dead_letters,
-                "learn_errors": self.learn_errors + self.model.errors,
+                "dead_letters": self.intake.dead_letters,
+                "learn_errors": self.handler.errors + self.model.errors,
                 "output_errors": self.outputs.errors + self.model.refused,
                 "guard_blocked": self.guard.blocked if self.guard else 0}

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bandit.events import LoggedDecision, LoggedReward
+from bandit.events import LoggedDecision, LoggedReward, reward_fields
 from bandit.learner.long_horizon import LongHorizon, long_total
 
 REWARD_FUNCTIONS = ("earliest", "sum", "max", "last")
@@ -143,7 +143,7 @@ def id_digest(event_id: str) -> int:
                           "little")
 
 
-@dataclass
+@dataclass(slots=True)
 class Counters:
     learned: int = 0
     defaulted: int = 0
@@ -155,7 +155,7 @@ class Counters:
     digest: int = 0  # sum of id_digest over learned event ids, mod 2**64
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 MAX_WINDOWS = 16  # reward windows remembered for decisions made before a change
@@ -370,13 +370,7 @@ def _reward_dict(r: LoggedReward) -> dict[str, Any]:
     out: dict[str, Any] = {"v": r.value, "EventId": r.event_id}
     if r.timestamp:
         out["Timestamp"] = r.timestamp
-    if r.slot is not None:
-        out["slot"] = r.slot
-    if r.kind is not None:
-        out["kind"] = r.kind
-    if r.slot_id is not None:
-        out["slot_id"] = r.slot_id
-    return out
+    return reward_fields(out, r.slot, r.kind, r.slot_id)
 
 
 def _resolve_slot_ids(decision: dict[str, Any],

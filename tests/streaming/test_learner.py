@@ -119,9 +119,9 @@ def test_poison_messages_go_to_the_dead_letter_topic(broker, prefix, tmp_path):
                 [("r", b'{"EventId": "ok1", "v": "NaN"}'),
                  ("r", b'{"EventId": "ok2", "v": 1e400}')])
         run_learner(learner, lambda: learner.state.counters.learned == 20 and
-                    learner.dead_letters == len(bad) + 2)
+                    learner.intake.dead_letters == len(bad) + 2)
         learner.checkpoint()
-        assert learner.learn_errors == 0
+        assert learner.handler.errors == 0
     finally:
         learner.close()
     from kafka import KafkaConsumer, TopicPartition
@@ -403,7 +403,7 @@ def test_multi_slot_decisions_are_joined_as_ccb_dsjson(broker, prefix, tmp_path)
                                        "kind": "click"})) for e in events[::2]])
         run_learner(learner, lambda: learner.state.counters.learned == n + 1)
         learner.checkpoint()
-        assert learner.learn_errors == 1
+        assert learner.handler.errors == 1
     finally:
         learner.close()
     joined = read_topic(broker.bootstrap, prefix + "joined", expect=n)
@@ -464,7 +464,7 @@ def test_server_encoded_decisions_learn_like_whole_ones(broker, tmp_path):
                         (tmp_path / tag / man.file).read_bytes(),
                         learner.state.counters.digest, man.extra["offer_stats"])
             # every learned decision counted its shown offer once, whatever the path
-            rows = learner.offer_stats.rows
+            rows = learner.handler.stats.rows
             assert sum(r[0] for r in rows.values()) == expect
             assert rows.keys() == {e["ids"][e["a"][0] - 1] for e in events}
         finally:
