@@ -94,7 +94,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = _num(8080, 0, 65535)
     workers: int = _num(1, 1, 256)
-    policy: str = "squarecb:gamma=10,lr=3,normalized=0"  # see README, learning quality
+    # see README, learning quality
+    policy: str = "squarecb:gamma=10,lr=0.5,normalized=0,power_t=0"
     seed: int = _num(0, 0, 2**31 - 1)
     # storage
     model_dir: str = "var/models"
@@ -119,6 +120,10 @@ class Settings:
     # whenever the events learned since the last model reach those it had (0 = off)
     checkpoint_first_events: int = _num(32, 0, 10**9)
     learner_process: bool = True
+    # a server learns the first reward of its own one-slot decisions at once, on the
+    # model it serves, until the learner's next model (bandit.server.instant)
+    instant_learning: bool = True
+    instant_memory: int = _num(20000, 1, 10**7)  # decisions and updates kept per worker
     standardize: bool = True  # numeric features standardised by the model (bandit.scaling)
     guard_margin: float = _num(0.0, 0.0, 1e9)
     long_wait: float = _num(0.0, 0.0, 90 * 86400.0)

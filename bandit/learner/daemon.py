@@ -39,7 +39,7 @@ from bandit.learner.backend import Emit, LearnerBackend
 from bandit.learner.checkpointer import Checkpointer, Hooks, Resumed, Schedule
 from bandit.learner.guard import Promoter, PromotionGuard
 from bandit.learner.intake import Intake
-from bandit.learner.join import JoinState
+from bandit.learner.join import JoinState, rewarded_unread
 from bandit.learner.learning import JoinedHandler
 from bandit.learner.live_config import ConfigFollower, apply_to_join
 from bandit.learner.outputs import Outputs
@@ -67,7 +67,6 @@ class Learner:
             if s.guard_margin > 0 else None
         self.promoter = Promoter(self.store, self.guard) if self.guard is not None else None
         self.outputs = Outputs(self.topics)
-        self.intake = Intake(s.kafka_bootstrap, self.topics, group, self.state, self.outputs)
         self.follower = ConfigFollower(self.store, settings)
         self.loop = self.follower.config
         apply_to_join(self.state, self.loop)
@@ -76,6 +75,8 @@ class Learner:
                                          emit=self._emit_to(), standardize=s.standardize,
                                          policy=s.policy)
         model, resumed = self._restore()
+        self.intake = Intake(s.kafka_bootstrap, self.topics, group, self.state, self.outputs,
+                             resumed.logs)
         self.intake.offsets, self.intake.dead_letters = resumed.offsets, resumed.dead_letters
         self.handler = JoinedHandler(model, self.outputs, self.guard, resumed.offer_stats,
                                      resumed.logs)
@@ -190,6 +191,7 @@ class Learner:
         snap = self.state.snapshot()
         if self.guard is not None:
             snap["guard"] = self.guard.snapshot()
+        self.handler.logs.rewards_pending = rewarded_unread(self.state)
         record = Checkpoint(self.checkpointer.write_state(snap), self.state.counters.as_dict(),
                             self.intake.dead_letters, self.state.sizes,
                             self.handler.stats.snapshot(),

@@ -21,6 +21,7 @@ from bandit.codec import C_AT
 from bandit.errors import BadRequest
 from bandit.events import LoggedDecision, decode, parse_decision, parse_decision_head, parse_reward
 from bandit.learner.join import Joined, JoinState
+from bandit.learner.live_config import LogRange
 from bandit.learner.outputs import Outputs
 from bandit.topics import Topics, ensure_topics
 
@@ -41,17 +42,19 @@ def decision_of(m: Any) -> LoggedDecision:
 
 
 class Intake:
-    """Reads ``decisions`` and ``rewards`` into ``state``; undecodable messages go to
-    ``outputs``' dead-letter topic. ``offsets``: the next offset of every partition
-    consumed (what a checkpoint stores)."""
+    """Reads ``decisions`` and ``rewards`` into ``state``, noting in ``logs`` the latest
+    reward timestamp read; undecodable messages go to ``outputs``' dead-letter topic.
+    ``offsets``: the next offset of every partition consumed (what a checkpoint
+    stores)."""
 
     def __init__(self, bootstrap: str, topics: Topics, group: str, state: JoinState,
-                 outputs: Outputs) -> None:
+                 outputs: Outputs, logs: LogRange) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
         self.group = group
         self.state = state
         self.outputs = outputs
+        self.logs = logs
         self.offsets: dict[str, int] = {}
         self.dead_letters = 0
         self.consumer: Any = None
@@ -110,7 +113,9 @@ class Intake:
                 part, off = m.partition(), m.offset()
                 ref = (part, off) if part is not None and off is not None else None
                 return self.state.add_decision(decision_of(m), now, ref)
-            return self.state.add_reward(parse_reward(decode(m.value() or b"")), now)
+            reward = parse_reward(decode(m.value() or b""))
+            self.logs.reward(reward.timestamp)
+            return self.state.add_reward(reward, now)
         except BadRequest as exc:
             self.dead_letters += 1
             self.outputs.dead_letter(topic, m, exc.message +

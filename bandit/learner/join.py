@@ -362,6 +362,19 @@ class JoinState:
                 "done": len(self.done)}
 
 
+def rewarded_unread(state: JoinState, most: int = 1000) -> list[str]:
+    """The latest decisions rewarded but not read yet (at most ``most``, latest first):
+    a server that learned their rewards at once applies them again on a model a
+    checkpoint names them in."""
+    out = []
+    for eid, orphan in reversed(state.orphans.items()):
+        if orphan.rewards:
+            out.append(eid)
+            if len(out) >= most:
+                break
+    return out
+
+
 def _names_slot(r: dict[str, Any]) -> bool:
     return "slot" in r or "slot_id" in r
 

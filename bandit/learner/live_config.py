@@ -9,7 +9,8 @@ new learning settings published by a server).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from bandit.learner.join import JoinState
 from bandit.loop_admin import load_config
@@ -20,10 +21,16 @@ from bandit.settings import Settings
 
 @dataclass
 class LogRange:
-    """The first and last decision timestamps learned (``GET logs/properties``)."""
+    """The first and last decision timestamps learned (``GET logs/properties``), and the
+    latest reward timestamp read: servers learning rewards at once (``bandit.server.
+    instant``) re-apply to a new model only the rewards stamped after it."""
 
     start: str | None = None
     end: str | None = None
+    rewards_to: str | None = None
+    # decisions whose rewards were read but not learned yet (the decision had not been
+    # read): a server applies their updates again too
+    rewards_pending: list[str] = field(default_factory=list)
 
     def add(self, timestamp: object) -> None:
         if isinstance(timestamp, str):
@@ -32,16 +39,27 @@ class LogRange:
             if self.end is None or timestamp > self.end:
                 self.end = timestamp
 
-    def snapshot(self) -> dict[str, str] | None:
-        return None if self.start is None or self.end is None else \
+    def reward(self, timestamp: str) -> None:
+        if self.rewards_to is None or timestamp > self.rewards_to:
+            self.rewards_to = timestamp
+
+    def snapshot(self) -> dict[str, Any] | None:
+        out: dict[str, Any] = {} if self.start is None or self.end is None else \
             {"from": self.start, "to": self.end}
+        if self.rewards_to is not None:
+            out["rewards_to"] = self.rewards_to
+        if self.rewards_pending:
+            out["rewards_pending"] = self.rewards_pending
+        return out or None
 
     @classmethod
     def restore(cls, obj: object) -> LogRange:
         if isinstance(obj, dict):
-            start, end = obj.get("from"), obj.get("to")
+            start, end, rewards = obj.get("from"), obj.get("to"), obj.get("rewards_to")
+            rewards = rewards if isinstance(rewards, str) else None
             if isinstance(start, str) and isinstance(end, str):
-                return cls(start, end)
+                return cls(start, end, rewards)
+            return cls(rewards_to=rewards)
         return cls()
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from bandit.checkpoint import Checkpoint
 from bandit.errors import Unavailable, Unprocessable
-from bandit.events import activation_event, encode_decision_event, reward_event
+from bandit.events import activation_event, encode_decision_event, reward_event, utc_now
 from bandit.experiments import Experiment
 from bandit.livestats import Counts, LiveStats
 from bandit.loop_admin import load_config
@@ -21,12 +21,15 @@ from bandit.modelstore import Manifest, ModelStore, ModelStoreError
 from bandit.offerstats import OfferStats
 from bandit.policy import VWPolicy, category_of
 from bandit.policy_spec import PolicySpec
+from bandit.scaling import Standardizer
 from bandit.schema import NULL_OFFER, RequestParser
+from bandit.server.instant import InstantLearner, Update
 from bandit.server.shared_live import SharedLive
 from bandit.settings import Settings
 from bandit.sinks import EventSink, NullSink
 from bandit.types import DecideRequest, Decision, Reward
 from bandit.userstore import UserStore, hash_user
+from bandit.vw_adapter import VWModel
 
 log = logging.getLogger("bandit.server")
 HOLDOUT = Experiment("holdout", ())  # its hash decides who is held out
@@ -66,6 +69,8 @@ class Service:
     _refused: set[tuple[str, str]] = field(default_factory=set)
     loop: LoopConfig = field(init=False)  # the live configuration (bandit.loop_config)
     _config_stamp: tuple[int, int] | None = None
+    instant: InstantLearner | None = None  # rewards learned at once (bandit.server.instant)
+    _serving_pinned: bool = False
 
     def __post_init__(self) -> None:
         self.parser = RequestParser(self.settings)
@@ -77,6 +82,14 @@ class Service:
         self.loop = load_config(self.store, self.settings)
         self._config_stamp = self._stamp()
         self.live.shared = self.shared is not None
+        if self.settings.instant_learning and not isinstance(self.sink, NullSink):
+            # (without logged decisions there is no learner to take over from it)
+            self.instant = InstantLearner(self.settings.instant_memory,
+                                          self.settings.reward_wait, self.settings.weights(),
+                                          self.settings.checkpoint_first_events)
+            model = self.policy.model
+            if isinstance(model, VWModel):
+                self._standardizing(model)
 
     # -- the decision path ----------------------------------------------------------------
     def decide(self, request: DecideRequest) -> tuple[DecideRequest, Decision]:
@@ -133,6 +146,8 @@ class Service:
         if not isinstance(self.sink, NullSink):  # no sink: no event to encode
             self._emit_decision(request.event_id,
                                 *encode_decision_event(request, decision, **extra))
+        if self.instant is not None:
+            self.instant.remember(request, decision)
         self.metrics.decided(arm or decision.policy, "explore" if request.explore else "exploit")
         if self.users is not None and (request.user_id is not None or
                                        self.settings.offer_budgets):
@@ -293,9 +308,22 @@ class Service:
         if self.users is not None and reward.slot_id is None:
             self.users.record_reward(reward.event_id, reward.slot or 1, reward.value,
                                      time.time())
-        self._emit("reward", reward.event_id, reward_event(reward))
+        stamp = utc_now()
+        self._emit("reward", reward.event_id, reward_event(reward, stamp))
         self.metrics.rewards.labels(reward.kind or "default").inc()
         self.live.reward(reward.event_id, reward.value)
+        if self.instant is not None and self._learns_at_once(reward):
+            model = self.policy.model
+            if isinstance(model, VWModel):
+                self.instant.learn(reward.event_id, reward.value, reward.kind, stamp, model)
+
+    def _learns_at_once(self, reward: Reward) -> bool:
+        """Whether the learner's reward for the decision is this first one (see
+        bandit.server.instant), and the served model may learn."""
+        return ((reward.slot or 1) == 1 and reward.slot_id is None
+                and self.loop.reward_aggregation == "earliest"
+                and self.settings.long_wait <= 0 and self.mode == "online"
+                and not self._serving_pinned)
 
     def activate(self, event_id: str) -> None:
         self._emit("activation", event_id, activation_event(event_id))
@@ -312,6 +340,9 @@ class Service:
             "created_at": m.created_at if m else None,
             "pinned": bool(self.store is not None and self._pinned()),
             "arm_guard_tripped": self.arm_guard_tripped,
+            **({"instant": {"learned": self.instant.learned,
+                            "replayed": self.instant.replayed}}
+               if self.instant is not None else {}),
             "mode": self.mode,
             **({"apprentice": self._apprentice_info()} if self.mode == "apprentice" else {}),
             **({"experiment": {"name": self.experiment.name,
@@ -378,12 +409,18 @@ class Service:
         key = (manifest.version, manifest.sha256)
         if key in self._refused:
             return False
+        instant = self.instant
+        updates: list[Update] = [] if instant is None else self._unread(instant, manifest)
+        seq = 0 if instant is None else instant.last_seq
         try:
-            model = await asyncio.to_thread(self.store.load, manifest)
+            model = await asyncio.to_thread(self._load, manifest, updates)
         except ModelStoreError as exc:
             self._refuse(key, f"model {manifest.version} refused, keeping "
                               f"{self.policy.version}: {exc}")
             return False
+        if instant is not None:  # rewards learned at once while it loaded
+            instant.apply(instant.since(seq), model)
+            instant.swapped()
         previous = self.policy.version
         self.policy.swap(model, manifest.version,
                          OfferStats.restore(Checkpoint.of(manifest).offer_stats),
@@ -399,6 +436,39 @@ class Service:
         self.metrics.set_model(manifest.version, self.policy.name, previous)
         log.info("serving model %s (was %s)", manifest.version, previous)
         return True
+
+    def _unread(self, instant: InstantLearner, manifest: Manifest) -> list[Update]:
+        """The updates learned at once that ``manifest``'s model lacks; none for a
+        pinned model (a rollback serves the model as it is, and nothing is learned on
+        it until the pin goes)."""
+        self._serving_pinned = self._pinned()
+        if self._serving_pinned:
+            instant.clear()
+            return []
+        ck = Checkpoint.of(manifest)
+        return instant.unread(ck.rewards_through(), ck.rewards_pending())
+
+    def _load(self, manifest: Manifest, updates: list[Update]) -> VWModel:
+        """Load (in a thread) a model to serve, with the updates it lacks applied."""
+        assert self.store is not None
+        model = self.store.load(manifest)
+        self._standardizing(model, self.store.feature_scale(manifest))
+        if updates and self.instant is not None:
+            self.instant.apply(updates, model)
+        return model
+
+    def _standardizing(self, model: VWModel, scale: dict[str, Any] | None = None) -> None:
+        """A model that learns rewards at once standardises as the learner goes on
+        learning it (bandit.scaling): a model of the learner's with the snapshot of the
+        statistics it was saved with (the one the learner learns on with after that
+        save, not the one before it), a fresh or reset one with running statistics
+        frozen at the young-model points."""
+        if not self.settings.standardize or self.instant is None:
+            return
+        if scale:
+            model.set_scale(Standardizer.restore(scale).current)
+        elif not model.scale and model.standardizer is None:
+            model.standardize(Standardizer())
 
     def _refuse(self, key: tuple[str, str], message: str) -> None:
         if key not in self._refused:  # count and log each bad model once, not every poll
