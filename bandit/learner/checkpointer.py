@@ -30,6 +30,7 @@ from bandit.learner.join import JoinState
 from bandit.learner.live_config import LogRange
 from bandit.modelstore import Manifest, ModelStore, ModelStoreError, Slot
 from bandit.offerstats import OfferStats
+from bandit.settings import Settings
 
 log = logging.getLogger("bandit.learner")
 
@@ -67,13 +68,12 @@ class Checkpointer:
     """The checkpoints of one learner in ``store``: ``manifest`` is the last one
     written, ``policy`` the policy its model learns."""
 
-    def __init__(self, store: ModelStore, *, child: bool, emit: Emit | None,
-                 standardize: bool, policy: str) -> None:
+    def __init__(self, store: ModelStore, settings: Settings, emit: Emit | None) -> None:
+        """``emit``: where a VW child writes the joined events it learns."""
         self.store = store
-        self.child = child
+        self.settings = settings  # (VW in a child process, standardisation, policy)
         self.emit = emit
-        self.standardize = standardize
-        self.policy = policy
+        self.policy = settings.policy
         self.manifest: Manifest | None = None
         self.published_learned = 0  # events learned by the last model published
         self.saving: Saving | None = None  # begun, its model still being saved
@@ -108,14 +108,14 @@ class Checkpointer:
 
     def fresh(self, vw_args: str) -> LearnerBackend:
         """A new model with VW arguments ``vw_args``."""
-        return self._standardized(backend.fresh(vw_args, child=self.child, emit=self.emit),
-                                  None)
+        model = backend.fresh(vw_args, child=self.settings.learner_process, emit=self.emit)
+        return self._standardized(model, None)
 
     def load(self, man: Manifest) -> LearnerBackend:
         """A stored model to learn on from (VW in a child process, or in-process)."""
         path = self.store.verify(man)
         try:
-            model = backend.load(path, child=self.child, emit=self.emit)
+            model = backend.load(path, child=self.settings.learner_process, emit=self.emit)
         except Exception as exc:  # VW raises plain RuntimeError on a corrupt file
             raise ModelStoreError(f"VW could not load {path}: {exc}") from None
         return self._standardized(model, man)
@@ -133,7 +133,7 @@ class Checkpointer:
     def _standardized(self, model: LearnerBackend, man: Manifest | None) -> LearnerBackend:
         """Learn with standardised numeric features (``BANDIT_STANDARDIZE``),
         from the statistics of the checkpoint ``man`` (see :mod:`bandit.scaling`)."""
-        if self.standardize:
+        if self.settings.standardize:
             model.standardize(self.store.feature_scale(man) if man is not None else {})
         return model
 

@@ -71,9 +71,7 @@ class Learner:
         self.loop = self.follower.config
         apply_to_join(self.state, self.loop)
         self._generation = self.loop.generation
-        self.checkpointer = Checkpointer(self.store, child=s.learner_process,
-                                         emit=self._emit_to(), standardize=s.standardize,
-                                         policy=s.policy)
+        self.checkpointer = Checkpointer(self.store, settings, self._emit_to())
         model, resumed = self._restore()
         self.intake = Intake(s.kafka_bootstrap, self.topics, group, self.state, self.outputs,
                              resumed.logs)
