@@ -157,8 +157,9 @@ class Learner:
     def step(self, timeout_ms: int = 200) -> int:
         """Poll once, learn what joined, checkpoint when due. Returns events learned."""
         self.follow_config()  # before the messages: decisions read now get its window
+        messages = self.intake.fetch(timeout_ms)
         now = self.clock()
-        joined, moved = self.intake.poll(timeout_ms, now, self.model.pump)
+        joined, moved = self.intake.handle(messages, now, self.model.pump)
         joined += self.state.expire(now)
         logging_only = self.loop.learning_mode == "LoggingOnly"
         for j in joined:

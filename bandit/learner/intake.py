@@ -82,15 +82,18 @@ class Intake:
                        self.state, timeout)
         self.consumer = consumer
 
-    def poll(self, timeout_ms: int, now: float, feed: Callable[[], None]
-             ) -> tuple[list[Joined], bool]:
-        """Consume once: the decisions joined by what was read, and whether anything
-        was (the offsets moved). ``feed`` is called every 128 messages (to keep a VW
-        child busy while the batch is decoded and joined)."""
-        # what the client has fetched already; wait only when it has nothing (a batch
-        # with a timeout waits until it is full, though messages are there to work on)
-        messages = self.consumer.consume(POLL_RECORDS, 0) or \
+    def fetch(self, timeout_ms: int) -> list[Any]:
+        """The messages the client has fetched already; if none, those that come within
+        ``timeout_ms`` (a batch with a timeout waits until it is full, though messages
+        are there to work on)."""
+        return self.consumer.consume(POLL_RECORDS, 0) or \
             self.consumer.consume(POLL_RECORDS, timeout_ms / 1000)
+
+    def handle(self, messages: list[Any], now: float, feed: Callable[[], None]
+               ) -> tuple[list[Joined], bool]:
+        """Hand fetched messages to the join: the decisions joined, and whether any
+        message was read (the offsets moved). ``feed`` is called every 128 messages (to
+        keep a VW child busy while the batch is decoded and joined)."""
         joined: list[Joined] = []
         last: dict[tuple[str, int], Any] = {}  # the last message of each partition
         for i, m in enumerate(messages):
