@@ -86,8 +86,9 @@ class Intake:
         """The messages the client has fetched already; if none, those that come within
         ``timeout_ms`` (a batch with a timeout waits until it is full, though messages
         are there to work on)."""
-        return self.consumer.consume(POLL_RECORDS, 0) or \
+        messages: list[Any] = self.consumer.consume(POLL_RECORDS, 0) or \
             self.consumer.consume(POLL_RECORDS, timeout_ms / 1000)
+        return messages
 
     def handle(self, messages: list[Any], now: float, feed: Callable[[], None]
                ) -> tuple[list[Joined], bool]:
