@@ -112,7 +112,7 @@ class Settings:
     kafka_compression: str = _one_of("lz4", ("none", "gzip", "snappy", "lz4", "zstd"))
     # learner
     reward_wait: float = _num(600.0, 0.0, 30 * 86400.0)
-    reward_function: str = _one_of("earliest", ("earliest", "sum", "max", "last"))
+    reward_function: str = _one_of("earliest", ("earliest", "sum", "max", "last", "average"))
     default_reward: float = _num(0.0, -1e9, 1e9)
     checkpoint_events: int = _num(50000, 1, 10**9)
     checkpoint_seconds: float = _num(5.0, 0.01, 86400.0)
