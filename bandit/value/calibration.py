@@ -71,8 +71,12 @@ class Isotonic:
     def fit(cls, raw: Sequence[float] | Array, outcome: Sequence[float] | Array,
             weight: Sequence[float] | Array | None = None) -> Isotonic:
         x, y, w = _arrays(raw, outcome, weight)
-        order = np.argsort(x, kind="mergesort")
-        x, y, w = x[order], y[order], w[order]
+        # equal predictions form one point (their weighted mean outcome), so the knots
+        # come out strictly increasing
+        x, inverse = np.unique(x, return_inverse=True)
+        wy = np.bincount(inverse, weights=w * y)
+        w = np.bincount(inverse, weights=w)
+        y = np.divide(wy, w, out=np.zeros_like(wy), where=w > 0)
         # pool-adjacent-violators over blocks (weighted sums of w, w·y, w·x)
         sw: list[float] = []
         swy: list[float] = []

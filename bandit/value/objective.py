@@ -89,6 +89,7 @@ class _Parser:
         self.text = text
         self.toks = _tokens(text)
         self.i = 0
+        self.positions: dict[str, int] = {}  # each name's first position
 
     def error(self, tok: _Token, expected: str) -> ValueError:
         what = repr(tok.text) if tok.kind != "end" else "the end"
@@ -140,6 +141,7 @@ class _Parser:
         if tok.kind == "num":
             return float(tok.text)
         if tok.kind == "name":
+            self.positions.setdefault(tok.text, tok.pos)
             return tok.text
         if tok.kind == "op" and tok.text == "(":
             node = self.expr(depth + 1)
@@ -250,12 +252,13 @@ class Objective:
             raise ValueError("objective is empty; e.g. 'click + 5 * conversion * payout'")
         if len(text) > MAX_LENGTH:
             raise ValueError(f"objective longer than {MAX_LENGTH} characters")
-        node = _Parser(text).parse()
+        parser = _Parser(text)
+        node = parser.parse()
         used = list(dict.fromkeys(_names(node)))
         if fields is not None:
             unknown = [n for n in used if n not in heads and n not in fields]
             if unknown:
-                pos = text.find(unknown[0])
+                pos = parser.positions[unknown[0]]
                 raise ValueError(f"objective {text!r}: unknown name {unknown[0]!r} at "
                                  f"position {pos}; heads: {', '.join(sorted(heads))}; "
                                  f"offer fields: {', '.join(sorted(fields)) or 'none'}")
