@@ -24,8 +24,10 @@ After the decision, :meth:`ConstraintSet.record` counts what was shown.
   allowance ``burst · B`` so the day's start is not starved. With *s* spent and *c* the
   offer's price: removed if ``s + c > min(B, B·F(t) + burst·B)`` (never over the budget
   or ahead of the pace); otherwise weighted ``min(1, (B·F(t) + burst·B − s − c) /
-  (burst·B))``, a throttle that slows spending smoothly as it nears the pace. Days are
-  UTC days; spending restarts at midnight.
+  (burst·B))``, a throttle that slows spending smoothly as it nears the pace; a weight
+  below ``floor`` removes the offer instead, so no offer stays in with a vanishing
+  probability (its importance weight 1/p in replay would have no bound). Days are UTC
+  days; spending restarts at midnight.
 
 Every constraint's :meth:`state` is a JSON-able dict for a status page.
 """
@@ -186,7 +188,8 @@ class BudgetPacer:
     not limited) or ``all`` (one budget under the key ``*``)."""
 
     def __init__(self, budgets: Mapping[str, float], by: str = "advertiser",
-                 burst: float = 0.02, profile: Sequence[float] | None = None) -> None:
+                 burst: float = 0.02, profile: Sequence[float] | None = None,
+                 floor: float = 0.05) -> None:
         if by not in ("advertiser", "all"):
             raise ValueError("budget pacing by must be advertiser or all")
         for k, b in budgets.items():
@@ -194,6 +197,9 @@ class BudgetPacer:
                 raise ValueError(f"budget of {k!r} must be a finite number ≥ 0")
         if not 0 < burst <= 1:
             raise ValueError("burst must be in (0, 1]")
+        if not 0 <= floor < 1:
+            raise ValueError("floor must be in [0, 1)")
+        self.floor = floor
         self.by = by
         self.name = f"budget_{by}"
         self.budgets = dict(budgets)
@@ -246,8 +252,12 @@ class BudgetPacer:
                 self.removed += 1
             else:
                 w = min(1.0, room / (self.burst * b)) if b > 0 else 0.0
-                out.append(w)
-                self.throttled += w < 1.0
+                if w < self.floor or w <= 0:
+                    out.append(0.0)
+                    self.removed += 1
+                else:
+                    out.append(w)
+                    self.throttled += w < 1.0
         return out
 
     def record(self, shown: Sequence[OfferFacts], now: float) -> None:
