@@ -34,7 +34,9 @@ class Checkpoint:
     dead_letters: int = 0
     sizes: dict[str, int] = field(default_factory=dict)
     offer_stats: dict[str, Any] | None = None
-    logs: dict[str, str] | None = None  # the first and last decision timestamps learned
+    # the first and last decision timestamps learned, the latest reward timestamp read
+    # and the decisions rewarded but not learned yet (bandit.learner.live_config.LogRange)
+    logs: dict[str, Any] | None = None
     lag: int | None = None  # messages not yet consumed when it was written
     feature_scale: dict[str, Any] | None = None  # the attachment of the model's scaling
     other: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +64,13 @@ class Checkpoint:
         """The latest reward timestamp the learner had read when it wrote this model."""
         value = (self.logs or {}).get("rewards_to")
         return value if isinstance(value, str) else None
+
+    def rewards_pending(self) -> frozenset[str]:
+        """Decisions whose rewards the learner had read but not learned (their decision
+        not read yet) when it wrote this model."""
+        value = (self.logs or {}).get("rewards_pending")
+        return frozenset(e for e in value if isinstance(e, str)) \
+            if isinstance(value, list) else frozenset()
 
     def log_range(self) -> tuple[str, str] | None:
         logs = self.logs or {}

@@ -10,7 +10,7 @@ Fields (Personalizer's names, validated as Personalizer documents them):
 * ``rewardWaitTime`` — ISO-8601 (``PT10M``) or TimeSpan (``00:10:00``), 5 s to 2 days:
   the learner's reward window for decisions it reads from then on.
 * ``defaultReward`` in [-1, 1] — learned for a decision with no reward in its window.
-* ``rewardAggregation`` — ``earliest`` or ``sum`` (also ``max``, ``last``).
+* ``rewardAggregation`` — ``earliest``, ``sum`` or ``average`` (also ``max``, ``last``).
 * ``explorationPercentage`` in [0, 1] — once set, the served policy is epsilon-greedy
   around the model's best action with this epsilon (logged probabilities included).
 * ``modelExportFrequency`` — 1 s to 1 day: how often the learner publishes a model.
@@ -62,7 +62,7 @@ def parse_duration(value: Any, field_name: str, code: str = "InvalidServiceConfi
 
 
 def format_duration(seconds: float, iso: bool) -> str:
-    """``PT10M`` (2022-09-01-preview) or ``00:10:00`` (v1.0, v1.1-preview.3)."""
+    """``PT10M`` (v1.1-preview.3, 2022-09-01-preview) or ``00:10:00`` (v1.0)."""
     total = round(seconds, 3)
     d, rest = divmod(total, 86400)
     h, rest = divmod(rest, 3600)

@@ -60,6 +60,11 @@ def category_of(features: Namespaces, name: str) -> str | None:
 
 
 def _normalise(w: list[float]) -> list[float]:
+    """A distribution from the model's scores: negative entries count 0 (VW's SquareCB
+    with ``--elim`` can return some, e.g. ``[-8, 1, 1, …]`` from a fresh model; drawing
+    from such a list would not draw with the probabilities it logs)."""
+    if min(w) < 0:
+        w = [x if x > 0 else 0.0 for x in w]
     total = sum(w)
     if total <= 0 or total != total:
         return [1.0 / len(w)] * len(w)

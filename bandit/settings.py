@@ -94,7 +94,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = _num(8080, 0, 65535)
     workers: int = _num(1, 1, 256)
-    policy: str = "squarecb:gamma=10,lr=0.5,normalized=0,power_t=0,elim=1"  # see README, learning quality
+    # see README, learning quality
+    policy: str = "squarecb:gamma=10,lr=0.5,normalized=0,power_t=0"
     seed: int = _num(0, 0, 2**31 - 1)
     # storage
     model_dir: str = "var/models"
@@ -111,7 +112,7 @@ class Settings:
     kafka_compression: str = _one_of("lz4", ("none", "gzip", "snappy", "lz4", "zstd"))
     # learner
     reward_wait: float = _num(600.0, 0.0, 30 * 86400.0)
-    reward_function: str = _one_of("earliest", ("earliest", "sum", "max", "last"))
+    reward_function: str = _one_of("earliest", ("earliest", "sum", "max", "last", "average"))
     default_reward: float = _num(0.0, -1e9, 1e9)
     checkpoint_events: int = _num(50000, 1, 10**9)
     checkpoint_seconds: float = _num(5.0, 0.01, 86400.0)

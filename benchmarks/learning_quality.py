@@ -12,14 +12,18 @@ Side by side, on the same rows in the same order:
 * ``service``: the whole loop, end to end, with its default settings: the embedded
   broker, ``bandit-serve`` and ``bandit-learn`` as processes; a client sends each row
   to ``POST /v1/decide`` at a steady ``--rate`` and its reward (0 or 1) to
-  ``POST /v1/rewards``. Its delay is measured: for each decision, how many decisions
-  later the first one is served by a model that has learned it (from the model
-  versions the responses name and the events each version had learned).
+  ``POST /v1/rewards``. The server learns each reward at once on the model it serves
+  (``bandit.server.instant``; ``instant`` in the figures: the updates made since the
+  last model swap and those applied again on the learner's models). The learner's
+  delay is measured too: for each decision, how many decisions later the first one is
+  served by a learner model that has learned it (from the model versions the responses
+  name and the events each version had learned).
 * ``vw_every_round``: the service's default policy spec and feature encoding in
   process (the same request parser, policy and VW adapter), learning every decision
   before the next.
-* ``vw_service_delay``: the same, learning each decision only after the service's
-  measured median delay (in decisions).
+* ``vw_service_delay``: the same, learning each decision only after the learner's
+  measured median delay (in decisions): what the service would earn without learning
+  rewards at once in the server.
 * ``vw_previous_default``: the previous default spec (``epsilon:0.05``), every round.
 * ``linucb`` / ``lingreedy``: MABWiser's LinUCB (alpha 1) and LinGreedy (epsilon 0.1),
   learning every round.
@@ -238,12 +242,14 @@ def run_service(x: np.ndarray, y: np.ndarray, passes: int, seed: int, rate: floa
                         versions.append(int(out["model_version"]))
                         i += 1
                 seconds = time.monotonic() - start
+                instant = c.get("/v1/model").json().get("instant")
             learned = {int(m["version"]): int(m["events_learned"]) for m in
                        (orjson.loads(f.read_bytes())
                         for f in (Path(tmp) / "models").glob("model-*.json"))}
         finally:
             stack.stop()
-    return rewards, {"seconds": round(seconds, 1), **delays(versions, learned)}
+    return rewards, {"seconds": round(seconds, 1), **delays(versions, learned),
+                     "instant": instant}
 
 
 def delays(versions: list[int], learned: dict[int, int]) -> dict[str, Any]:
@@ -332,7 +338,7 @@ def main() -> None:
                 rewards, info = run_service(x, y, args.passes, s, args.rate, args.time_limit,
                                             args.checkpoint_seconds)
                 runs.append(summary(rewards, rows))
-                measured.append(info)
+                measured.append({**info, **{k: round(v, 4) for k, v in runs[-1].items()}})
             res["learners"]["service"] = spread(runs)
             res["service_runs"] = measured
             known = [m["delay_median"] for m in measured if m["delay_median"] is not None]

@@ -163,7 +163,8 @@ class _VWBase:
         dist = np.zeros(logs.candidates.shape)
         try:
             for i, (ctx, sub) in enumerate(vw_inputs(logs)):
-                pmf = np.asarray(model.predict(ctx, sub))
+                # negative entries (VW's SquareCB with --elim) count 0, as when serving
+                pmf = np.clip(np.asarray(model.predict(ctx, sub)), 0.0, None)
                 total = pmf.sum()
                 dist[i, :len(sub)] = pmf / total if total > 0 else 1.0 / len(sub)
                 self._after(model, ctx, sub, int(logs.chosen[i]), float(logs.reward[i]),

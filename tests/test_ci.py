@@ -54,7 +54,7 @@ def test_ci_installs_the_debian_packages_then_runs_make_test_with_no_skip():
     assert "export BANDIT_TEST_NO_SKIP=1" in lines
     packages = next(ln for ln in lines if ln.startswith("DEBIAN_PACKAGES="))
     assert set(packages.split("=", 1)[1].strip('"').split()) == {
-        "redis-server", "chromium", "kcat", "wrk"}
+        "redis-server", "chromium", "kcat", "wrk", "nodejs", "npm"}
     assert any(ln.startswith("apt-get install -y") for ln in lines)
     make = (ROOT / "Makefile").read_text()
     assert "$(BIN)/python -m pytest -q $(PYTEST_ARGS)" in make

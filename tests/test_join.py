@@ -23,7 +23,8 @@ def test_earliest_learns_on_the_first_reward():
     assert s.counters.late_rewards == 1 and s.counters.learned == 1
 
 
-@pytest.mark.parametrize("fn,expect", [("sum", 1.5), ("max", 1.0), ("last", 0.5)])
+@pytest.mark.parametrize("fn,expect", [("sum", 1.5), ("max", 1.0), ("last", 0.5),
+                                       ("average", 0.75)])
 def test_window_functions_wait_for_the_window(fn, expect):
     s = JoinState(wait=10, reward_function=fn)
     s.add_decision(dec("e"), 0)

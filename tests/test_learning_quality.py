@@ -3,11 +3,11 @@
 In process, with the service's own request parser, policy, VW adapter and feature
 standardisation (``run_vw`` of ``benchmarks/learning_quality.py``), on two data sets
 bundled with scikit-learn turned into bandit streams (fixed shuffle, three passes,
-seeds 0-2): the default spec's mean last-pass reward must reach MABWiser LinUCB's
-figure in the README's learning-quality table (wine 0.976, breast cancer 0.963, over
-five seeds) within 0.01, and every seed must beat LinGreedy's (0.929, 0.909). The
-previous default (``epsilon:0.05`` on raw values) and the default spec on raw values
-fall far short of the same bounds, so the bounds are not always true.
+seeds 0-2): the default spec's mean last-pass reward must reach the best peer's figure
+in the README's learning-quality table (coba's LinUCB: wine 0.9775, breast cancer
+0.9701, deterministic), and every seed must beat MABWiser LinGreedy's (0.929, 0.909).
+An earlier default (``epsilon:0.05`` on raw values) and the default spec on raw values
+fall short of the same bound, so the bound is not always true.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ assert _spec is not None and _spec.loader is not None
 lq = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(lq)
 
-# README, learning quality: last-pass reward of MABWiser's LinUCB and LinGreedy
-LINUCB = {"wine": 0.976, "breast_cancer": 0.963}
+# README, learning quality: last-pass reward of the best peer and of MABWiser's LinGreedy
+BEST_PEER = {"wine": 0.9775, "breast_cancer": 0.9701}
 LINGREEDY = {"wine": 0.929, "breast_cancer": 0.909}
-TOLERANCE = 0.01
 SEEDS = (0, 1, 2)
 
 
@@ -40,18 +39,18 @@ def last_passes(name: str, spec: str, standardize: bool = True) -> list[float]:
             ["last_pass"] for s in SEEDS]
 
 
-@pytest.mark.parametrize("name", sorted(LINUCB))
-def test_the_default_policy_reaches_linucb_and_beats_lingreedy(name):
+@pytest.mark.parametrize("name", sorted(BEST_PEER))
+def test_the_default_policy_reaches_the_best_peer_and_beats_lingreedy(name):
     got = last_passes(name, Settings().policy)
-    assert statistics.fmean(got) >= LINUCB[name] - TOLERANCE, got
+    assert statistics.fmean(got) >= BEST_PEER[name], got
     assert min(got) > LINGREEDY[name], got
 
 
-@pytest.mark.parametrize("name", sorted(LINUCB))
+@pytest.mark.parametrize("name", sorted(BEST_PEER))
 @pytest.mark.parametrize(("spec", "standardize"), [
-    ("epsilon:0.05", False),          # the previous default
+    ("epsilon:0.05", False),          # the default two versions ago
     (Settings().policy, False),       # the default spec without standardised features
 ])
 def test_without_the_defaults_the_same_bound_fails(name, spec, standardize):
     got = last_passes(name, spec, standardize)
-    assert statistics.fmean(got) < LINUCB[name] - TOLERANCE - 0.05, got
+    assert statistics.fmean(got) < BEST_PEER[name], got

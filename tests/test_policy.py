@@ -136,3 +136,24 @@ def test_event_draws_are_uniform_and_independent_across_events_and_slots():
         ks = max(np.max(np.arange(1, n + 1) / n - u), np.max(u - np.arange(n) / n))
         assert ks < 1.63 / np.sqrt(n), (col, ks)
     assert abs(np.corrcoef(draws[:, 0], draws[:, 1])[0, 1]) < 4 / np.sqrt(n)
+
+
+def test_negative_scores_from_vw_are_never_drawn_and_the_logged_probability_is_true():
+    """VW's SquareCB with --elim gives a fresh model's first offer -8 and the other
+    nine 1 each (they sum to 1). Served: the first never shown, the others each ~1/9
+    of the time over 9,000 events (within 4 standard errors), each logged with the
+    probability it was drawn with (1/9), every listed probability in [0, 1]."""
+    policy = VWPolicy.fresh(PolicySpec.parse("squarecb:gamma=10,elim=1"), seed=0)
+    offs = offers(10)
+    raw = policy.model.predict({"cuser": {"a=1": 1.0}}, [o.line for o in offs])
+    assert min(raw) < 0, raw  # what the service has to cope with
+    n, counts = 9000, Counter()
+    for i in range(n):
+        d = policy.decide(DecideRequest(f"e{i}", {"cuser": {"a=1": 1.0}}, offs, 1))
+        counts[d.order[0]] += 1
+        assert d.probabilities[0] == pytest.approx(1 / 9)
+        assert all(0.0 <= p <= 1.0 for p in d.probabilities)
+    assert counts[0] == 0
+    se = (1 / 9 * 8 / 9 / n) ** 0.5
+    for k in range(1, 10):
+        assert abs(counts[k] / n - 1 / 9) < 4 * se, counts

@@ -84,7 +84,8 @@ def test_rejects_bad_optional_keys(text, message):
 
 
 @pytest.mark.parametrize("text", [
-    "squarecb:gamma=10,lr=3,normalized=0",  # the default
+    "squarecb:gamma=10,lr=0.5,normalized=0,power_t=0",  # the default
+    "squarecb:gamma=10,lr=3,normalized=0",  # the default before
     "squarecb:gamma=20,elim=1", "epsilon:0.1,normalized=0,power_t=0.3", "bag:4,epsilon=0.02",
 ])
 def test_personalizer_learning_settings_round_trip(text):

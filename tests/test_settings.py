@@ -7,7 +7,7 @@ from bandit.settings import Settings
 def test_defaults_are_valid():
     s = Settings.from_env({})
     assert s.port == 8080 and s.max_offers == 50
-    assert s.policy == "squarecb:gamma=10,lr=0.5,normalized=0,power_t=0,elim=1"
+    assert s.policy == "squarecb:gamma=10,lr=0.5,normalized=0,power_t=0"
     assert s.sink_kind == "file"
     assert s.topic("decisions") == "offers.decisions"
 

@@ -545,6 +545,7 @@ class Learner:
         if self.guard is not None:
             snap["guard"] = self.guard.snapshot()
         ref = self.store.write_attachment("state", orjson.dumps(snap))
+        self.logs.rewards_pending = self._rewards_pending()
         record = Checkpoint(ref, self.state.counters.as_dict(), self.dead_letters,
                             self.state.sizes, self.offer_stats.snapshot(), self.logs.snapshot(),
                             self.lag())
@@ -571,6 +572,17 @@ class Learner:
             slot.discard()
             raise
         return self._finish_checkpoint(wait=False)
+
+    def _rewards_pending(self, most: int = 1000) -> list[str]:
+        """The latest decisions rewarded but not read yet (at most ``most``): a server
+        that learned their rewards at once applies them again on this model."""
+        out = []
+        for eid, orphan in reversed(self.state.orphans.items()):
+            if orphan.rewards:
+                out.append(eid)
+                if len(out) >= most:
+                    break
+        return out
 
     def _finish_checkpoint(self, wait: bool) -> Manifest | None:
         """Publish the checkpoint begun last, once its model is saved (None until then,

@@ -2,7 +2,7 @@
 
 A decision waits ``wait`` seconds for rewards. The reward function decides what is
 learned: ``earliest`` finalises on the first reward (so feedback reaches the model
-fast), ``sum``/``max``/``last`` finalise when the window closes. A decision with no
+fast), ``sum``/``max``/``last``/``average`` finalise when the window closes. A decision with no
 reward by then is learned with the default reward. A deferred decision is learned
 only if it was activated before its window closed; otherwise it is dropped.
 
@@ -24,7 +24,7 @@ from typing import Any
 
 from bandit.events import LoggedDecision, LoggedReward
 
-REWARD_FUNCTIONS = ("earliest", "sum", "max", "last")
+REWARD_FUNCTIONS = ("earliest", "sum", "max", "last", "average")
 
 
 def combine(values: list[float], function: str) -> float:
@@ -34,6 +34,8 @@ def combine(values: list[float], function: str) -> float:
         return sum(values)
     if function == "max":
         return max(values)
+    if function == "average":  # Personalizer's rewardAggregation "average"
+        return sum(values) / len(values)
     return values[-1]
 
 

@@ -9,7 +9,8 @@ new learning settings published by a server).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from bandit.learner.join import JoinState
 from bandit.loop_admin import load_config
@@ -27,6 +28,9 @@ class LogRange:
     start: str | None = None
     end: str | None = None
     rewards_to: str | None = None
+    # decisions whose rewards were read but not learned yet (the decision had not been
+    # read): a server applies their updates again too
+    rewards_pending: list[str] = field(default_factory=list)
 
     def add(self, timestamp: object) -> None:
         if isinstance(timestamp, str):
@@ -39,11 +43,13 @@ class LogRange:
         if self.rewards_to is None or timestamp > self.rewards_to:
             self.rewards_to = timestamp
 
-    def snapshot(self) -> dict[str, str] | None:
-        out = {} if self.start is None or self.end is None else \
+    def snapshot(self) -> dict[str, Any] | None:
+        out: dict[str, Any] = {} if self.start is None or self.end is None else \
             {"from": self.start, "to": self.end}
         if self.rewards_to is not None:
             out["rewards_to"] = self.rewards_to
+        if self.rewards_pending:
+            out["rewards_pending"] = self.rewards_pending
         return out or None
 
     @classmethod

@@ -13,7 +13,8 @@ already uses it.
 These updates are a worker's own and short-lived: when the learner publishes a model,
 the worker loads it, applies again the updates for rewards the learner had not read
 when it wrote that model (the checkpoint's ``rewards_to``, the latest reward timestamp
-read; a reward stamped after it is applied again) and serves that. Timestamps have
+read; a reward stamped after it is applied again, and so is one whose decision the
+learner had not read yet, the checkpoint's ``rewards_pending``) and serves that. Timestamps have
 milliseconds: a reward stamped in the very millisecond of the latest one read counts
 as read (if it was not, this worker's copy lacks it until the learner's next model). The logged
 decisions, and so the learner, the joined logs and the replay, are unchanged; the
@@ -53,6 +54,7 @@ class Made:
 
 @dataclass(frozen=True, slots=True)
 class Update:
+    event_id: str
     made: Made
     reward: float
     stamp: str  # the reward event's timestamp (ISO-8601 UTC, sortable as text)
@@ -117,25 +119,28 @@ class InstantLearner:
         value = self.value(reward, kind)
         model.learn(made.context, made.offer_lines, made.chosen, value, made.probability)
         self._seq += 1
-        self._updates.append(Update(made, value, stamp, self._seq))
+        self._updates.append(Update(event_id, made, value, stamp, self._seq))
         self.learned += 1
         if model.standardizer is not None and young_model(self.learned, self.first_events):
             model.refresh_scale()  # as the learner does when it publishes a young model
         return True
 
-    def unread(self, through: str | None) -> list[Update]:
-        """The updates a model the learner wrote with ``rewards_to == through`` lacks;
-        the others are forgotten (that model, and every later one, has them). ``None``
-        (a model not from the learner's stream: imported, reset, or written before any
-        reward was read) lacks nothing that can be told apart: every update is
-        forgotten."""
+    def unread(self, through: str | None,
+               pending: frozenset[str] = frozenset()) -> list[Update]:
+        """The updates a model the learner wrote with ``rewards_to == through`` lacks:
+        rewards stamped after it, and those of the decisions it had rewards for but had
+        not read (``pending``); the others are forgotten (that model, and every later
+        one, has them). ``None`` (a model not from the learner's stream: imported,
+        reset, or written before any reward was read) lacks nothing that can be told
+        apart: every update is forgotten."""
         updates = self._updates
         if through is None:
             updates.clear()
             return []
-        while updates and updates[0].stamp <= through:
-            updates.popleft()
-        return list(updates)
+        kept = [u for u in updates if u.stamp > through or u.event_id in pending]
+        updates.clear()
+        updates.extend(kept)
+        return kept
 
     def since(self, seq: int) -> list[Update]:
         """Updates made after the one numbered ``seq`` (while a model was loading)."""

@@ -27,7 +27,8 @@ SCHEMAS: dict[str, Any] = {
         "modelExportFrequency", "logRetentionDays"], "properties": {
         "rewardWaitTime": _DURATION,
         "defaultReward": {"type": "number", "minimum": -1, "maximum": 1},
-        "rewardAggregation": {"type": "string", "enum": ["earliest", "sum", "max", "last"]},
+        "rewardAggregation": {"type": "string",
+                              "enum": ["earliest", "sum", "max", "last", "average"]},
         "explorationPercentage": {"type": "number", "minimum": 0, "maximum": 1},
         "modelExportFrequency": _DURATION,
         "logRetentionDays": {"type": "integer", "minimum": -1},

@@ -106,7 +106,8 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
             return personalized(svc, w(h), guarded)
 
         out += _event_routes(base, {k: full(h) for k, h in handlers.items()})
-        out += personalizer_admin.routes(svc, base, iso=base == QUERY_BASE, wrap=full)
+        # durations: TimeSpans in v1.0's reference, ISO-8601 in v1.1-preview.3's and 2022's
+        out += personalizer_admin.routes(svc, base, iso=base != BASES[0], wrap=full)
         out += personalizer_eval.routes(svc, jobs, base, iso=base == QUERY_BASE, wrap=full)
     return out
 

@@ -10,10 +10,11 @@
 ``GET {base}/logs/properties``                     → 200 ``{"dateRange": {"from", "to"}}``
 ``DELETE {base}/logs``                             → 204
 
-Durations are ISO-8601 (``PT10M``) under ``?api-version=2022-09-01-preview`` and TimeSpans
-(``00:10:00``) under ``v1.0``/``v1.1-preview.3``, as each generation writes them; both
-are accepted everywhere. The work is in :class:`~bandit.loop_admin.LoopAdmin`; after a
-change this worker applies it at once, the others at their next poll of the store.
+Durations are TimeSpans (``00:10:00``) under ``v1.0`` and ISO-8601 (``PT10M``) under
+``v1.1-preview.3`` and ``?api-version=2022-09-01-preview``, as each generation's REST
+reference writes them; both are accepted everywhere. The work is in
+:class:`~bandit.loop_admin.LoopAdmin`; after a change this worker applies it at once, the
+others at their next poll of the store.
 """
 
 from __future__ import annotations

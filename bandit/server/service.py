@@ -445,23 +445,29 @@ class Service:
         if self._serving_pinned:
             instant.clear()
             return []
-        return instant.unread(Checkpoint.of(manifest).rewards_through())
+        ck = Checkpoint.of(manifest)
+        return instant.unread(ck.rewards_through(), ck.rewards_pending())
 
     def _load(self, manifest: Manifest, updates: list[Update]) -> VWModel:
         """Load (in a thread) a model to serve, with the updates it lacks applied."""
         assert self.store is not None
         model = self.store.load(manifest)
-        self._standardizing(model)
+        self._standardizing(model, self.store.feature_scale(manifest))
         if updates and self.instant is not None:
             self.instant.apply(updates, model)
         return model
 
-    def _standardizing(self, model: VWModel) -> None:
-        """A model served without a standardisation (a fresh or reset one, before the
-        learner's first) that learns rewards at once standardises as the learner does:
-        running statistics, frozen at the young-model points (bandit.scaling)."""
-        if self.settings.standardize and self.instant is not None and not model.scale \
-                and model.standardizer is None:
+    def _standardizing(self, model: VWModel, scale: dict[str, Any] | None = None) -> None:
+        """A model that learns rewards at once standardises as the learner goes on
+        learning it (bandit.scaling): a model of the learner's with the snapshot of the
+        statistics it was saved with (the one the learner learns on with after that
+        save, not the one before it), a fresh or reset one with running statistics
+        frozen at the young-model points."""
+        if not self.settings.standardize or self.instant is None:
+            return
+        if scale:
+            model.set_scale(Standardizer.restore(scale).current)
+        elif not model.scale and model.standardizer is None:
             model.standardize(Standardizer())
 
     def _refuse(self, key: tuple[str, str], message: str) -> None:

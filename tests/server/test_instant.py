@@ -202,3 +202,57 @@ def test_a_learner_model_is_served_with_the_updates_it_had_not_read(tmp_path):
     assert svc.policy.version == store.current().version  # type: ignore[union-attr]
     assert scores(svc.policy.model, probe) == scores(whole, probe)
     assert svc.model_info()["instant"]["replayed"] == 20
+
+
+def test_rewards_the_learner_read_but_had_not_learned_are_applied_again(tmp_path):
+    """The learner read e25's reward before e25 (an orphan): its model lacks e25 though
+    e25's reward is older than ``rewards_to``. Served next: that model with e25 and
+    e30-e39 applied again, in the order the server learned them."""
+    svc, store = service(tmp_path)
+    parser = RequestParser(svc.settings)
+    spec = PolicySpec.parse(SPEC).vw_args(3)
+    learner, whole = VWModel(spec), VWModel(spec)
+    rows = []
+    for i in range(40):
+        req, d = svc.decide(parser.decide(body(i)))
+        value = reward_of(req, d.order[0])
+        svc.reward(Reward(f"e{i}", value))
+        rows.append((req.context, [o.line for o in req.offers], d.order[0], value,
+                     d.probabilities[0]))
+        time.sleep(0.002)
+    assert svc.instant is not None
+    read_to = svc.instant.unread("")[29].stamp  # (nothing is forgotten: all are after "")
+    for i in [*range(25), *range(26, 30)]:
+        learner.learn(*rows[i])
+    for i in [*range(25), *range(26, 30), 25, *range(30, 40)]:
+        whole.learn(*rows[i])
+    store.publish(learner, SPEC, 29, extra={"logs": {"rewards_to": read_to,
+                                                     "rewards_pending": ["e25", "e99"]}})
+    assert asyncio.run(svc.refresh_model())
+    probe = parser.decide(body(0))
+    assert scores(svc.policy.model, probe) == scores(whole, probe)
+    assert svc.model_info()["instant"]["replayed"] == 11
+
+
+def test_a_learner_model_is_served_with_the_snapshot_the_learner_goes_on_with(tmp_path):
+    """The learner saved a model learned under snapshot A, then goes on learning it
+    under B (its statistics at the save). A server learning rewards at once serves and
+    updates that model under B, as the learner will; without instant learning, under A
+    (the snapshot its weights were learned under)."""
+    std = Standardizer()
+    for i in range(10):
+        std.observe({"cuser": {"age": float(i)}})
+    std.refresh()
+    a = std.current  # the weights were learned under A
+    for i in range(10):
+        std.observe({"cuser": {"age": 100.0 + i}})
+    b = std.snapshot()  # the statistics at the save
+    assert a.by_ns != b.by_ns
+    for instant, want in ((True, b), (False, a)):
+        svc, store = service(tmp_path / str(instant), standardize=True,
+                             instant_learning=instant)
+        ref = store.write_attachment("scale", orjson.dumps(std.state(a)))
+        store.publish(VWModel(PolicySpec.parse(SPEC).vw_args(3)), SPEC, 20,
+                      extra={"feature_scale": ref, "logs": {"rewards_to": "2026"}})
+        assert asyncio.run(svc.refresh_model())
+        assert svc.policy.model.scale.by_ns == want.by_ns

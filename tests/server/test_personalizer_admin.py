@@ -115,6 +115,8 @@ def test_configuration_round_trip_in_both_duration_formats(parts):
     assert r.status_code == 200, r.text
     assert r.json()["rewardWaitTime"] == "04:00:00" and r.json()["logMirrorEnabled"] is False
     assert c.get("/personalizer/configurations/service" + Q).json()["rewardWaitTime"] == "PT4H"
+    preview3 = c.get("/personalizer/v1.1-preview.3/configurations/service").json()
+    assert preview3["rewardWaitTime"] == "PT4H"  # that generation's reference writes ISO too
     assert LoopConfig.from_json(store.read_config()).reward_wait == 4 * 3600
     assert "lastConfigurationEditDate" in r.json()
 

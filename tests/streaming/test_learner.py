@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
+from bandit.checkpoint import Checkpoint
 from bandit.events import C_AT, dumps, encode_decision
 from bandit.learner.daemon import Learner
 from bandit.learner.join import digest_of
@@ -515,3 +516,33 @@ def test_a_pending_decision_that_no_longer_validates_is_forgotten_on_restart(
         assert "no longer passes validation" in caplog.text
     finally:
         second.close()
+
+
+def test_a_checkpoint_names_the_rewards_read_and_those_not_learned_yet(broker, prefix,
+                                                                       tmp_path):
+    """What a server learning rewards at once needs to apply again on a model: the
+    latest reward timestamp read, and the decisions rewarded whose decision was not
+    read yet (the reward waits as an orphan: read, not learned)."""
+    s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=3600.0,
+                 model_dir=str(tmp_path / "models"), checkpoint_seconds=3600.0,
+                 partitions=1)
+    learner = Learner(s)
+    learner.connect()
+    try:
+        produce(broker.bootstrap, prefix + "decisions",
+                [(f"d{i}", dumps(decision(f"d{i}", 1))) for i in range(5)])
+        stamps = [f"2026-01-01T00:00:0{i}.000Z" for i in range(8)]
+        produce(broker.bootstrap, prefix + "rewards",
+                [(f"d{i}", dumps({"EventId": f"d{i}", "Timestamp": stamps[i], "v": 1.0}))
+                 for i in range(5)] +
+                [(f"late{i}", dumps({"EventId": f"late{i}", "Timestamp": stamps[5 + i],
+                                     "v": 1.0})) for i in range(3)])
+        run_learner(learner, lambda: learner.state.counters.learned == 5 and
+                    len(learner.state.orphans) == 3)
+        man = learner.checkpoint()
+        assert man is not None
+        ck = Checkpoint.of(ModelStore(s.model_dir).current())
+        assert ck.rewards_through() == stamps[7]
+        assert ck.rewards_pending() == {"late0", "late1", "late2"}
+    finally:
+        learner.close()
