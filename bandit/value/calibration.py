@@ -74,8 +74,8 @@ class Isotonic:
         # equal predictions form one point (their weighted mean outcome), so the knots
         # come out strictly increasing
         x, inverse = np.unique(x, return_inverse=True)
-        wy = np.bincount(inverse, weights=w * y)
-        w = np.bincount(inverse, weights=w)
+        wy = np.bincount(inverse, weights=w * y).astype(np.float64)
+        w = np.bincount(inverse, weights=w).astype(np.float64)
         y = np.divide(wy, w, out=np.zeros_like(wy), where=w > 0)
         # pool-adjacent-violators over blocks (weighted sums of w, w·y, w·x)
         sw: list[float] = []

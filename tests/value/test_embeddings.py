@@ -71,3 +71,14 @@ def test_a_missing_extra_names_it(monkeypatch):
     with pytest.raises(EmbeddingsUnavailable, match=r"offer-bandit\[embeddings\]"):
         OfferEmbeddings().embedding(CATALOGUE[0])
     assert EXTRA == "offer-bandit[embeddings]"
+
+
+def test_the_extra_is_declared_and_in_the_dev_extra():
+    import configparser
+    from pathlib import Path
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+    extras = cfg["options.extras_require"]
+    assert "wordllama" in extras["embeddings"]
+    assert "wordllama" in extras["dev"]

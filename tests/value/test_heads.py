@@ -173,3 +173,20 @@ def test_a_conditional_head_learns_only_given_its_reward():
     assert h.learned == 1
     with pytest.raises(ValueError, match="logged probability"):
         h.learn(CONTEXT, lines, 0, 1.0, 0.0)
+
+
+def test_a_head_applies_its_calibrator_in_predict_only(heads):
+    from bandit.value.calibration import CalibrationWindow
+
+    h = heads.by_kind["click"]
+    lines = [o.line for o in OFFERS]
+    raw = h.predict_raw(CONTEXT, lines)
+    win = CalibrationWindow("isotonic", size=10, min_events=2)
+    win.add(0.0, 0.0)
+    win.add(1.0, 1.0)  # the identity on [0, 1], clamped outside
+    h.calibrate = win
+    try:
+        assert list(h.predict(CONTEXT, lines)) == pytest.approx(list(np.clip(raw, 0, 1)))
+        assert list(h.predict_raw(CONTEXT, lines)) == list(raw)
+    finally:
+        h.calibrate = None
