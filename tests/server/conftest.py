@@ -11,6 +11,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from bandit.apikeys import hash_key
 from bandit.policy import VWPolicy
 from bandit.policy_spec import PolicySpec
 from bandit.server.app import create_app
@@ -83,3 +84,35 @@ def client(app_parts) -> Iterator[Client]:
     c.close()
     sink.close()
     policy.close()
+
+
+# a real bandit-serve process for the published Personalizer clients (Python and JS):
+# an admin key and a decide+reward key, file sink, fast model polls
+ADMIN, USER = "admin-key-123", "user-key-456"
+
+
+@pytest.fixture
+def server(start_server, tmp_path):
+    keys = f"{hash_key(ADMIN)}:decide+reward+admin,{hash_key(USER)}:decide+reward"
+    srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "models"),
+                        "BANDIT_EVENT_SINK": "file", "BANDIT_EVENT_DIR": str(tmp_path / "ev"),
+                        "BANDIT_API_KEYS": keys, "BANDIT_MODEL_POLL": "0.2",
+                        "BANDIT_POLICY": "epsilon:0.2"})
+    srv.wait_ready()
+    return srv
+
+
+@pytest.fixture
+def evaluation_server(start_server, tmp_path):
+    """A real server whose offline evaluations read joined logs where a1 wins for u=x
+    and a2 for u=y (``test_personalizer_eval.write_logs``): (server, the logged rewards)."""
+    from tests.server.test_personalizer_eval import write_logs
+
+    logs = tmp_path / "joined.jsonl"
+    rewards = write_logs(logs)
+    srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "models"),
+                        "BANDIT_EVENT_SINK": "file", "BANDIT_EVENT_DIR": str(tmp_path / "ev"),
+                        "BANDIT_API_KEYS": f"{hash_key(ADMIN)}:decide+reward+admin",
+                        "BANDIT_EVALUATION_LOGS": str(logs), "BANDIT_POLICY": "epsilon:0.2"})
+    srv.wait_ready()
+    return srv, rewards

@@ -24,11 +24,10 @@ from azure.core.exceptions import (
 )
 from msrest.authentication import CognitiveServicesCredentials
 
-from bandit.apikeys import hash_key
+from tests.server.conftest import ADMIN, USER
 
 pytestmark = pytest.mark.integration
 
-ADMIN, USER = "admin-key-123", "user-key-456"
 ACTIONS = [{"id": f"a{i}", "features": [{"kind": str(i), "price": float(i)}]}
            for i in range(4)]
 CONTEXT = [{"user": {"device": "ios"}}, {"time": "morning"}]
@@ -41,17 +40,6 @@ def events(directory: Path, kind: str) -> list[dict]:
     for path in sorted(directory.glob(f"{kind}-*.jsonl")):
         out += [json.loads(line) for line in path.read_text().splitlines() if line]
     return out
-
-
-@pytest.fixture
-def server(start_server, tmp_path):
-    keys = f"{hash_key(ADMIN)}:decide+reward+admin,{hash_key(USER)}:decide+reward"
-    srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "models"),
-                        "BANDIT_EVENT_SINK": "file", "BANDIT_EVENT_DIR": str(tmp_path / "ev"),
-                        "BANDIT_API_KEYS": keys, "BANDIT_MODEL_POLL": "0.2",
-                        "BANDIT_POLICY": "epsilon:0.2"})
-    srv.wait_ready()
-    return srv
 
 
 def test_azure_ai_personalizer_rank_reward_activate_and_multislot(server, tmp_path):
@@ -146,19 +134,13 @@ def test_admin_routes_need_the_admin_scope(server):
     assert "invalid subscription key" in denied.value.error.message
 
 
-def test_azure_ai_personalizer_evaluations(start_server, tmp_path):
+def test_azure_ai_personalizer_evaluations(evaluation_server):
     """Offline evaluation, applyFromEvaluation and feature importance through the
     published client, on joined logs where a1 wins for u=x and a2 for u=y."""
     from tests.server.test_personalizer_eval import ACTIONS as EVAL_ACTIONS
-    from tests.server.test_personalizer_eval import CONTRACT, WINNER, write_logs
+    from tests.server.test_personalizer_eval import CONTRACT, WINNER
 
-    logs = tmp_path / "joined.jsonl"
-    rewards = write_logs(logs)
-    srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "models"),
-                        "BANDIT_EVENT_SINK": "file", "BANDIT_EVENT_DIR": str(tmp_path / "ev"),
-                        "BANDIT_API_KEYS": f"{hash_key(ADMIN)}:decide+reward+admin",
-                        "BANDIT_EVALUATION_LOGS": str(logs), "BANDIT_POLICY": "epsilon:0.2"})
-    srv.wait_ready()
+    srv, rewards = evaluation_server
     admin = PersonalizerAdministrationClient(srv.base, AzureKeyCredential(ADMIN))
     admin.create_evaluation("ev-1", CONTRACT)
     found = wait(lambda: admin.get_evaluation("ev-1", start_time=T0, end_time=T1),

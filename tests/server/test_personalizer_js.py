@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from bandit.apikeys import hash_key
-from tests.server.test_personalizer_clients import ACTIONS, ADMIN, USER, events
+from tests.server.conftest import ADMIN, USER
+from tests.server.test_personalizer_clients import ACTIONS, events
 
 pytestmark = pytest.mark.integration
 
@@ -60,17 +60,6 @@ def run(node: str, script: str, *args: str) -> dict:
                          timeout=120, env={**os.environ, "NODE_NO_WARNINGS": "1"})
     assert res.returncode == 0, f"{script} failed:\n{res.stderr}"
     return json.loads(res.stdout)
-
-
-@pytest.fixture
-def server(start_server, tmp_path):
-    keys = f"{hash_key(ADMIN)}:decide+reward+admin,{hash_key(USER)}:decide+reward"
-    srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "models"),
-                        "BANDIT_EVENT_SINK": "file", "BANDIT_EVENT_DIR": str(tmp_path / "ev"),
-                        "BANDIT_API_KEYS": keys, "BANDIT_MODEL_POLL": "0.2",
-                        "BANDIT_POLICY": "epsilon:0.2"})
-    srv.wait_ready()
-    return srv
 
 
 IDS = {a["id"] for a in ACTIONS}
@@ -188,18 +177,12 @@ def test_ai_personalizer_rest(node, server, tmp_path, generation):
         "js-multi-1", "js-rank-1"]
 
 
-def test_ai_personalizer_rest_evaluations(node, start_server, tmp_path):
+def test_ai_personalizer_rest_evaluations(node, evaluation_server):
     """Offline evaluation and applyFromEvaluation on joined logs where a1 wins for u=x and
     a2 for u=y (see ``test_personalizer_eval``)."""
-    from tests.server.test_personalizer_eval import CONTRACT, write_logs
+    from tests.server.test_personalizer_eval import CONTRACT
 
-    logs = tmp_path / "joined.jsonl"
-    rewards = write_logs(logs)
-    srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "models"),
-                        "BANDIT_EVENT_SINK": "file", "BANDIT_EVENT_DIR": str(tmp_path / "ev"),
-                        "BANDIT_API_KEYS": f"{hash_key(ADMIN)}:decide+reward+admin",
-                        "BANDIT_EVALUATION_LOGS": str(logs), "BANDIT_POLICY": "epsilon:0.2"})
-    srv.wait_ready()
+    srv, rewards = evaluation_server
     policy = CONTRACT["policies"][0]
     out = run(node, "eval.js", srv.base, ADMIN, CONTRACT["startTime"], CONTRACT["endTime"],
               policy["name"], policy["arguments"])
