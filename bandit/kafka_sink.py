@@ -21,7 +21,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bandit import kafka_client
@@ -47,6 +49,47 @@ class _Source:
     pending: int
 
 
+class _Adopted:
+    """Spools left behind by processes that died: found (locked, so no other process
+    drains them too), shipped in order, removed once drained."""
+
+    def __init__(self, root: Path, exclude: Path) -> None:
+        self.root = root
+        self.exclude = exclude
+        self.sources: list[_Source] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.sources)
+
+    @property
+    def pending(self) -> int:
+        return sum(s.pending for s in self.sources)
+
+    def scan(self) -> None:
+        for path, fd in adopt_orphans(self.root, exclude=self.exclude):
+            reader = SpoolReader(path, owned=False)
+            pending = sum(1 for _ in _lines(reader))
+            log.info("adopting spool %s with %d events", path.name, pending)
+            self.sources.append(_Source(reader, fd, pending))
+
+    def ship(self, ship: Callable[[_Source], int]) -> int:
+        """Ship a batch of each with ``ship``; the number of records shipped."""
+        shipped = 0
+        for source in list(self.sources):
+            shipped += ship(source)
+            if source.reader.drained():
+                source.reader.remove()
+                if source.lock_fd is not None:
+                    os.close(source.lock_fd)
+                self.sources.remove(source)
+        return shipped
+
+    def close(self) -> None:
+        for s in self.sources:
+            if s.lock_fd is not None:
+                os.close(s.lock_fd)
+
+
 class KafkaSink:
     def __init__(self, settings: Settings, *, drain_timeout: float = 5.0) -> None:
         self.bootstrap = settings.kafka_bootstrap
@@ -56,7 +99,7 @@ class KafkaSink:
         self._topic_of = {"d": self.topics.decisions, "r": self.topics.rewards}
         self.writer = SpoolWriter(settings.spool_dir)
         self.own = _Source(SpoolReader(self.writer.dir, owned=True), None, 0)
-        self.adopted: list[_Source] = []
+        self.adopted = _Adopted(self.writer.root, self.writer.dir)
         self.drain_timeout = drain_timeout
         self.shipped = 0
         self._own_shipped = 0
@@ -90,7 +133,7 @@ class KafkaSink:
             "ready": self.writer.error is None,
             "kind": "kafka",
             "connected": self.connected,
-            "spool_depth": own + sum(s.pending for s in self.adopted),
+            "spool_depth": own + self.adopted.pending,
             "shipped": self.shipped,
             "producer_errors": self.producer_errors,
             "last_error": self.writer.error or self.last_error,
@@ -107,9 +150,7 @@ class KafkaSink:
         self.writer.close()
         if self.writer.appended == self._own_shipped:
             self.own.reader.remove()  # fully shipped: nothing for a successor to adopt
-        for s in self.adopted:
-            if s.lock_fd is not None:
-                os.close(s.lock_fd)
+        self.adopted.close()
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 self._producer.flush(1)
@@ -211,13 +252,6 @@ class KafkaSink:
         self.shipped += len(records)
         return len(records)
 
-    def _adopt(self) -> None:
-        for path, fd in adopt_orphans(self.writer.root, exclude=self.writer.dir):
-            reader = SpoolReader(path, owned=False)
-            pending = sum(1 for _ in _lines(reader))
-            log.info("adopting spool %s with %d events", path.name, pending)
-            self.adopted.append(_Source(reader, fd, pending))
-
     def _run(self) -> None:
         last_sync = last_scan = 0.0
         backoff = 0.2
@@ -234,7 +268,7 @@ class KafkaSink:
                 last_sync = now
             if now - last_scan >= 10.0:
                 try:
-                    self._adopt()
+                    self.adopted.scan()
                 except OSError as exc:
                     log.warning("could not scan the spool directory: %s", exc)
                 last_scan = now
@@ -245,14 +279,7 @@ class KafkaSink:
                 backoff = min(backoff * 2, 2.0)
                 continue
             backoff = 0.2
-            shipped = 0
-            for source in list(self.adopted):
-                shipped += self._ship(source)
-                if source.reader.drained():
-                    source.reader.remove()
-                    if source.lock_fd is not None:
-                        os.close(source.lock_fd)
-                    self.adopted.remove(source)
+            shipped = self.adopted.ship(self._ship)
             if self._producer is not None:
                 shipped += self._ship(self.own)
             if stop_deadline is not None:

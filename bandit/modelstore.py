@@ -118,7 +118,11 @@ def atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-class ModelStore:
+class VersionFiles:
+    """The store's files: versioned model files, each with its manifest, the current
+    one named by ``manifest.json``, and attachments (``state-<n>.json``), every one
+    written atomically; old versions are pruned, but for those :meth:`_protected`."""
+
     def __init__(self, directory: str | Path, keep: int = 20) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -229,6 +233,53 @@ class ModelStore:
         self._prune()
         return new
 
+    def version(self, version: str) -> Manifest:
+        if not _VERSION_NAME.match(version):  # never a path, never too long for one
+            raise ModelStoreError(f"no version {version[:40]!r}: versions are 1 to 32 "
+                                  "digits")
+        path = self.dir / f"model-{version}.json"
+        try:
+            return Manifest.from_json(path.read_bytes())
+        except FileNotFoundError:
+            raise ModelStoreError(f"no version {version} in {self.dir} (it may have been "
+                                  f"pruned; the store keeps {self.keep})") from None
+
+    def verify(self, manifest: Manifest) -> Path:
+        path = self.dir / manifest.file
+        if not path.is_file():
+            raise ModelStoreError(f"model file {path} is missing")
+        digest = sha256_file(path)
+        if digest != manifest.sha256:
+            raise ModelStoreError(f"checksum mismatch for {path}: manifest {manifest.sha256[:12]}"
+                                  f"…, file {digest[:12]}…")
+        return path
+
+    def _protected(self) -> set[str]:
+        """Versions never pruned, however old (here: none)."""
+        return set()
+
+    def _prune(self) -> None:
+        versions = self.versions()
+        cur = self.current()
+        kept = self._protected() | ({cur.version} if cur is not None else set())
+        for m in versions[: max(0, len(versions) - self.keep)]:
+            if m.version in kept:
+                continue
+            for p in (self.dir / m.file, self.dir / f"model-{m.version}.json"):
+                p.unlink(missing_ok=True)
+        referenced = {str(ref.get("file")) for m in [*self.versions(), cur] if m is not None
+                      for ref in m.extra.values() if isinstance(ref, dict)}
+        for p in self.dir.glob("state-*.json"):
+            if p.name not in referenced:
+                p.unlink(missing_ok=True)
+
+
+class ModelStore(VersionFiles):
+    """A model store: :class:`VersionFiles` and what the loop does with them — serve a
+    verified model with its standardisation, pin a version (rollback, the promotion
+    guard), put a model in place of the current one, export and import, and keep the
+    loop's live configuration."""
+
     # -- the loop's live configuration (see bandit.loop_config) -------------------------
     @property
     def config_path(self) -> Path:
@@ -274,17 +325,6 @@ class ModelStore:
     def pin_path(self) -> Path:
         return self.dir / "pin.json"
 
-    def version(self, version: str) -> Manifest:
-        if not _VERSION_NAME.match(version):  # never a path, never too long for one
-            raise ModelStoreError(f"no version {version[:40]!r}: versions are 1 to 32 "
-                                  "digits")
-        path = self.dir / f"model-{version}.json"
-        try:
-            return Manifest.from_json(path.read_bytes())
-        except FileNotFoundError:
-            raise ModelStoreError(f"no version {version} in {self.dir} (it may have been "
-                                  f"pruned; the store keeps {self.keep})") from None
-
     def pin(self, version: str, reason: str = "manual") -> Manifest:
         """Serve ``version`` from now on, whatever the learner publishes (rollback)."""
         m = self.version(version)
@@ -311,6 +351,14 @@ class ModelStore:
             return self.version(str(orjson.loads(raw)["version"]))
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise ModelStoreError(f"{self.pin_path} is unreadable: {exc}") from None
+
+    def _protected(self) -> set[str]:
+        """The pinned version is never pruned."""
+        try:
+            pin = self.pinned()
+        except ModelStoreError:
+            return set()
+        return {pin.version} if pin is not None else set()
 
     def serving(self) -> Manifest | None:
         """What servers should serve: the pinned version, else the current one."""
@@ -364,16 +412,6 @@ class ModelStore:
         self.verify(manifest)
         atomic_write(self.manifest_path, manifest.to_json())
 
-    def verify(self, manifest: Manifest) -> Path:
-        path = self.dir / manifest.file
-        if not path.is_file():
-            raise ModelStoreError(f"model file {path} is missing")
-        digest = sha256_file(path)
-        if digest != manifest.sha256:
-            raise ModelStoreError(f"checksum mismatch for {path}: manifest {manifest.sha256[:12]}"
-                                  f"…, file {digest[:12]}…")
-        return path
-
     def load(self, manifest: Manifest, *, json_input: bool = False) -> VWModel:
         """Load a verified model; raise :class:`ModelStoreError` if it must not be served."""
         path = self.verify(manifest)
@@ -401,23 +439,3 @@ class ModelStore:
             raise ModelStoreError(f"unreadable feature scale of {manifest.version}: {exc}") \
                 from None
         return obj if isinstance(obj, dict) else {}
-
-    def _prune(self) -> None:
-        versions = self.versions()
-        cur = self.current()
-        try:
-            pin = self.pinned()
-        except ModelStoreError:
-            pin = None
-        for m in versions[: max(0, len(versions) - self.keep)]:
-            if cur is not None and m.version == cur.version:
-                continue
-            if pin is not None and m.version == pin.version:
-                continue
-            for p in (self.dir / m.file, self.dir / f"model-{m.version}.json"):
-                p.unlink(missing_ok=True)
-        referenced = {str(ref.get("file")) for m in [*self.versions(), cur] if m is not None
-                      for ref in m.extra.values() if isinstance(ref, dict)}
-        for p in self.dir.glob("state-*.json"):
-            if p.name not in referenced:
-                p.unlink(missing_ok=True)

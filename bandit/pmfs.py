@@ -17,16 +17,9 @@ from typing import Protocol
 
 from bandit.features import Namespaces
 from bandit.offerstats import OfferStats
+from bandit.slots import slot_context
 from bandit.types import DecideRequest, Offer
 from bandit.vw_adapter import VWModel
-
-SLOT_NAMESPACE = "cslot"
-
-
-def slot_context(context: Namespaces, k: int) -> Namespaces:
-    """The context of 0-based slot ``k``: slot *k* ≥ 2 carries its position as a shared
-    feature (namespace ``cslot``), so position effects are learned."""
-    return context if k == 0 else {**context, SLOT_NAMESPACE: {f"k={k + 1}": 1.0}}
 
 
 @dataclass(slots=True)
@@ -43,7 +36,8 @@ class Slot:
 
     @property
     def context(self) -> Namespaces:
-        return slot_context(self.request.context, self.k)
+        """The slot's shared features (:func:`bandit.slots.slot_context`)."""
+        return slot_context(self.request.context, self.k + 1)
 
 
 def normalise(w: list[float]) -> list[float]:
@@ -73,7 +67,7 @@ class Scorer(Protocol):
 
     def pmf(self, context: Namespaces, offers: Sequence[Offer], slot: int) -> list[float]:
         """The model's distribution over ``offers`` for 0-based ``slot`` (``context`` is
-        the slot's, see :func:`slot_context`)."""
+        the slot's, see :attr:`Slot.context`)."""
 
     def contributions(self, request: DecideRequest, slot: int, offer: Offer,
                       top: int) -> list[dict[str, object]]:
@@ -98,7 +92,7 @@ class VWScorer:
         from bandit.explain import contributions
 
         model = self.model
-        context = model.standardized(slot_context(request.context, slot))
+        context = model.standardized(slot_context(request.context, slot + 1))
         return contributions(model, context, model.standardized(offer.features), top)
 
 

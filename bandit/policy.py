@@ -33,7 +33,6 @@ from bandit.draws import EventDraws, Uniform, event_rng
 from bandit.draws import draw as _draw
 from bandit.offerstats import OfferStats
 from bandit.pmfs import (
-    SLOT_NAMESPACE,
     ApprenticePmf,
     FixedPmf,
     ModelPmf,
@@ -44,15 +43,18 @@ from bandit.pmfs import (
     UniformPmf,
     VWScorer,
 )
+from bandit.pmfs import epsilon_greedy as _epsilon_greedy
 from bandit.pmfs import normalise as _normalise
 from bandit.policy_spec import PolicySpec
+from bandit.slots import SLOT_NAMESPACE, slot_split
 from bandit.types import DecideRequest, Decision
 from bandit.vw_adapter import VWModel
 
-# what other modules import from here (the rule of slot k's context, the draws)
+# what other modules import from here (the slot namespace, the draws, the pmf helpers)
 __all__ = ["SLOT_NAMESPACE", "EventDraws", "Policy", "RankingOptions", "Serving",
-           "VWPolicy", "_draw", "_normalise", "adjustments_for", "category_of", "compose",
-           "event_rng", "rank", "strategy"]
+           "VWPolicy", "_draw", "_epsilon_greedy", "_normalise", "adjustments_for",
+           "category_of", "compose", "event_rng", "rank", "strategy"]
+
 
 @dataclass(frozen=True)
 class RankingOptions:
@@ -181,15 +183,12 @@ def rank(request: DecideRequest, provider: PmfProvider, adjustments: list[Adjust
     slot_exclude = request.slot_exclude
     for k in range(min(request.slots, n)):
         excluded = slot_exclude[k] if k < len(slot_exclude) else None
-        blocked: list[int] = []
-        if excluded:
-            allowed = [i for i in remaining if offers[i].id not in excluded]
-            if not allowed:
-                break  # nothing this slot may show: it stays empty
-            blocked = [i for i in remaining if offers[i].id in excluded]
-            remaining = allowed
-            if k == 0:
-                whole_first = not blocked
+        allowed, blocked = slot_split(remaining, excluded, lambda i: offers[i].id)
+        if not allowed:
+            break  # nothing this slot may show: it stays empty
+        remaining = allowed
+        if k == 0:
+            whole_first = not blocked
         eligible = offers if k == 0 and whole_first else [offers[i] for i in remaining]
         slot = Slot(request, k, eligible, remaining, order)
         pmf = provider.pmf(slot)

@@ -119,7 +119,7 @@ def learner_round(s: Settings, n: int) -> tuple[float, int, float]:
         deadline = t0 + 1800
         while learner.state.counters.learned < n and time.perf_counter() < deadline:
             learner.step(timeout_ms=100)
-        learner.producer.flush(timeout=120)
+        learner.outputs.producer.flush(timeout=120)
         learn_s = time.perf_counter() - t0
         learned = learner.state.counters.learned
         t1 = time.perf_counter()

@@ -38,7 +38,7 @@ from bandit.policy_spec import PolicySpec
 from bandit.settings import Settings
 from bandit.vw_adapter import VWModel
 from replay.logs import Logs
-from replay.optimize import OptimizeResult
+from replay.optimize import CandidateResult, OptimizeResult
 from replay.policies import vw_inputs
 
 _SLOT_SUFFIX = re.compile(r"#\d+$")
@@ -142,53 +142,84 @@ def apply(result: OptimizeResult, logs: Logs, store_dir: str | Path, *,
         # a person pinned what is served (a rollback): publishing would lift the pin
         raise ValueError(f"{store_dir}: version {served.version} is pinned ({reason}); "
                          "unpin it (bandit-learn models unpin) before applying")
-    name = winner.name
-    if spec is not None and str(spec) == name:
-        return ApplyOutcome(False, f"already served: {name} is the best candidate", name,
-                            served=True)
-    if spec is not None:
-        try:
-            cur = result.result(spec)
-        except KeyError:
-            cur = None
-        if cur is not None:
-            vs = result.versus(winner, cur)
-            if vs.lower <= 0:
-                return ApplyOutcome(False, f"{name} does not beat the served {spec}: "
-                                    f"corrected lower bound {vs.lower:+.5f} "
-                                    f"({result.rank_by})", name)
+    refused = _against_served(result, winner, spec)
+    if refused is not None:
+        return refused
     held_mask = guard_rows(logs, share)
     model, held = train(logs, winner.candidate.spec, ~held_mask, seed)
     try:
         guard = PromotionGuard(margin, share, guard_size)
         guard.events.extend(held[-guard_size:])
         report: dict[str, Any] = {"rows": len(guard.events), "margin": margin}
-        if served is not None and guard.events:
-            try:
-                old = store.load(served)
-            except ModelStoreError as exc:
-                raise ValueError(f"{store_dir}: the served model cannot be loaded to "
-                                 f"compare with: {exc}") from None
-            try:
-                ok, v_new, v_old = guard.passes(model, old)
-            finally:
-                old.close()
-            report.update(new=v_new, old=v_old, served=served.version)
-            if not ok:
-                return ApplyOutcome(False, f"the promotion guard refused {name}: SNIPS "
-                                    f"{v_new:.5f} against {v_old:.5f} for the served "
-                                    f"version {served.version} on {len(guard.events)} "
-                                    "held-out rows", name, None, report)
-        manifest = store.replace_model(model, name, extra={"optimized": {
-            "spec": name, "rows": result.n, "rank_by": result.rank_by,
-            "lower_bound": winner.paired[result.rank_by].lower,
-            "difference": winner.paired[result.rank_by].difference,
-            "published_at": utc_now()}})
+        refused = _guard_refuses(store, store_dir, served, model, guard, winner.name,
+                                 report)
+        if refused is not None:
+            return refused
+        manifest = _publish(store, s, model, result, winner)
     finally:
         model.close()
+    return ApplyOutcome(True, f"published {winner.name} as version {manifest.version}",
+                        winner.name, manifest, report)
+
+
+def _against_served(result: OptimizeResult, winner: CandidateResult, spec: PolicySpec | None
+                    ) -> ApplyOutcome | None:
+    """The outcome when the winner is what is served already, or does not beat it on
+    the logs; None when it may go on."""
+    name = winner.name
+    if spec is not None and str(spec) == name:
+        return ApplyOutcome(False, f"already served: {name} is the best candidate", name,
+                            served=True)
+    if spec is None:
+        return None
+    try:
+        cur = result.result(spec)
+    except KeyError:
+        return None
+    vs = result.versus(winner, cur)
+    if vs.lower <= 0:
+        return ApplyOutcome(False, f"{name} does not beat the served {spec}: "
+                            f"corrected lower bound {vs.lower:+.5f} ({result.rank_by})", name)
+    return None
+
+
+def _guard_refuses(store: ModelStore, store_dir: str | Path, served: Manifest | None,
+                   model: VWModel, guard: PromotionGuard, name: str,
+                   report: dict[str, Any]) -> ApplyOutcome | None:
+    """The outcome when the promotion guard finds ``model`` worse than the served one on
+    the held-out rows (their values go in ``report``); None when it passes."""
+    if served is None or not guard.events:
+        return None
+    try:
+        old = store.load(served)
+    except ModelStoreError as exc:
+        raise ValueError(f"{store_dir}: the served model cannot be loaded to "
+                         f"compare with: {exc}") from None
+    try:
+        ok, v_new, v_old = guard.passes(model, old)
+    finally:
+        old.close()
+    report.update(new=v_new, old=v_old, served=served.version)
+    if ok:
+        return None
+    return ApplyOutcome(False, f"the promotion guard refused {name}: SNIPS "
+                        f"{v_new:.5f} against {v_old:.5f} for the served "
+                        f"version {served.version} on {len(guard.events)} "
+                        "held-out rows", name, None, report)
+
+
+def _publish(store: ModelStore, s: Settings, model: VWModel, result: OptimizeResult,
+             winner: CandidateResult) -> Manifest:
+    """Put ``model`` in place of the served one and tell learners to adopt it (a new
+    generation in the loop's configuration)."""
+    name = winner.name
+    manifest = store.replace_model(model, name, extra={"optimized": {
+        "spec": name, "rows": result.n, "rank_by": result.rank_by,
+        "lower_bound": winner.paired[result.rank_by].lower,
+        "difference": winner.paired[result.rank_by].difference,
+        "published_at": utc_now()}})
     config = load_config(store, s)
     store.write_config(replace(config, generation=config.generation + 1,
                                generation_version=manifest.version,
                                generation_at=utc_now()).to_json())
-    return ApplyOutcome(True, f"published {name} as version {manifest.version}", name,
-                        manifest, report)
+    return manifest

@@ -15,11 +15,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from replay.errors import LogError
+
+if TYPE_CHECKING:  # (the commands import what they need when run)
+    from replay.logs import Logs
 
 POLICY_HELP = ("policy to evaluate (repeatable): uniform, logged, best-constant, lgbm[:FRACTION], "
                "vw:PATH (a saved model), spec:SPEC (e.g. spec:bag:5, learned progressively "
@@ -105,18 +108,24 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def arms_cmd(args: argparse.Namespace) -> int:
-    from replay.arms import compare_arms
+def _read_segmented(args: argparse.Namespace) -> tuple[Logs, list[str | None] | None]:
+    """The logs named by ``args``, and each row's value of the context feature
+    ``args.segment`` (None when not segmenting)."""
+    from bandit.policy import category_of
     from replay.readers import read
 
-    try:
-        logs = read(args.logs, args.format, strict=args.strict, keep_rows=bool(args.segment))
-        segments = None
-        if args.segment:
-            from bandit.policy import category_of
+    logs = read(args.logs, args.format, strict=args.strict, keep_rows=bool(args.segment))
+    if not args.segment:
+        return logs, None
+    assert logs.rows is not None
+    return logs, [category_of(r[0], args.segment) if r else None for r in logs.rows]
 
-            assert logs.rows is not None
-            segments = [category_of(r[0], args.segment) if r else None for r in logs.rows]
+
+def arms_cmd(args: argparse.Namespace) -> int:
+    from replay.arms import compare_arms
+
+    try:
+        logs, segments = _read_segmented(args)
         result = compare_arms(logs, args.control, args.alpha, segments)
     except (LogError, ValueError) as exc:
         print(f"bandit-replay: {exc}", file=sys.stderr)
@@ -154,16 +163,10 @@ def train_cmd(args: argparse.Namespace) -> int:
 
 
 def uplift_cmd(args: argparse.Namespace) -> int:
-    from bandit.policy import category_of
-    from replay.readers import read
     from replay.uplift import uplift
 
     try:
-        logs = read(args.logs, args.format, strict=args.strict, keep_rows=bool(args.segment))
-        segment = None
-        if args.segment:
-            assert logs.rows is not None
-            segment = [category_of(r[0], args.segment) if r else None for r in logs.rows]
+        logs, segment = _read_segmented(args)
         result = uplift(logs, args.kind, args.folds, args.seed, segment)
     except (LogError, ValueError) as exc:
         print(f"bandit-replay: {exc}", file=sys.stderr)
@@ -189,9 +192,23 @@ def uplift_cmd(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from replay import optimize_cli
+
     p = argparse.ArgumentParser(prog="bandit-replay", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
+    _evaluate_parser(sub)
+    _arms_parser(sub)
+    _train_parser(sub)
+    _uplift_parser(sub)
+    optimize_cli.add_parser(sub)
+    args = p.parse_args(argv)
+    commands = {"optimize": optimize_cli.run, "uplift": uplift_cmd, "train": train_cmd,
+                "evaluate": evaluate_cmd, "arms": arms_cmd}
+    return commands[args.command](args)
+
+
+def _evaluate_parser(sub: Any) -> None:
     e = sub.add_parser("evaluate", help="counterfactual policy values with intervals")
     e.add_argument("logs", help="DSJSON file/dir, kafka://host:port/topic, or an OBD dir")
     e.add_argument("--format", default="auto", choices=("auto", "dsjson", "obd", "kafka"))
@@ -210,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--report", help="write a self-contained HTML report here")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _arms_parser(sub: Any) -> None:
     a = sub.add_parser("arms", help="A/B comparison of experiment arms (on-policy)")
     a.add_argument("logs")
     a.add_argument("--format", default="auto", choices=("auto", "dsjson", "kafka"))
@@ -218,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--segment", help="also compare within each value of this feature")
     a.add_argument("--strict", action="store_true")
     a.add_argument("--json", action="store_true")
+
+
+def _train_parser(sub: Any) -> None:
     t = sub.add_parser("train", help="fit a LightGBM propensity model to serve as lgbm:DIR")
     t.add_argument("logs")
     t.add_argument("--out", required=True, help="directory for model.txt and meta.json")
@@ -227,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--ips", action="store_true", help="weight rows by 1/p (exposure bias)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--strict", action="store_true")
+
+
+def _uplift_parser(sub: Any) -> None:
     u = sub.add_parser("uplift", help="per-offer incremental effects (T- and DR-learner)")
     u.add_argument("logs")
     u.add_argument("--format", default="auto", choices=("auto", "dsjson", "kafka"))
@@ -238,21 +264,6 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--report", help="HTML report with Qini curves")
     u.add_argument("--strict", action="store_true")
     u.add_argument("--json", action="store_true")
-    from replay import optimize_cli
-
-    optimize_cli.add_parser(sub)
-    args = p.parse_args(argv)
-    if args.command == "optimize":
-        return optimize_cli.run(args)
-    if args.command == "uplift":
-        return uplift_cmd(args)
-    if args.command == "train":
-        return train_cmd(args)
-    if args.command == "evaluate":
-        return evaluate_cmd(args)
-    if args.command == "arms":
-        return arms_cmd(args)
-    return 2  # pragma: no cover - argparse enforces the sub-command
 
 
 if __name__ == "__main__":

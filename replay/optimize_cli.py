@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from replay.errors import LogError
+
+if TYPE_CHECKING:  # (run imports what it needs when it runs)
+    from replay.apply import ApplyOutcome
+    from replay.logs import Logs
+    from replay.optimize import OptimizeResult
 
 EXIT_OK, EXIT_ERROR, EXIT_NO_WINNER = 0, 1, 2
 
@@ -91,6 +96,37 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ValueError("--bootstrap must be 0 or more")
 
 
+def _print_skipped(logs: Logs) -> None:
+    """The first lines the reader skipped, and how many more."""
+    for problem in logs.problems[:10]:
+        print(f"skipped {problem}", file=sys.stderr)
+    if logs.skipped > 10:
+        print(f"... and {logs.skipped - 10} more skipped", file=sys.stderr)
+
+
+def _print_result(args: argparse.Namespace, result: OptimizeResult,
+                  outcome: ApplyOutcome | None) -> None:
+    """The search's table (or JSON) and the apply outcome; the HTML report if asked."""
+    if args.report:
+        from replay.optimize_report import write_report
+
+        write_report(result, args.report, title=f"bandit-replay optimize: {args.logs}",
+                     applied=outcome.as_dict() if outcome else None)
+    if args.json:
+        out = result.as_json()
+        if outcome is not None:
+            out["apply"] = outcome.as_dict()
+        print(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+        return
+    from replay.optimize_report import table
+
+    print(table(result, args.top or None))
+    if outcome is not None:
+        print(f"apply: {outcome.reason}")
+    if args.report:
+        print(f"report written to {args.report}")
+
+
 def run(args: argparse.Namespace) -> int:
     from bandit.settings import Settings
     from replay.apply import apply, current_spec
@@ -119,10 +155,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"{args.logs}: {exc.strerror or exc}")
-    for problem in logs.problems[:10]:
-        print(f"skipped {problem}", file=sys.stderr)
-    if logs.skipped > 10:
-        print(f"... and {logs.skipped - 10} more skipped", file=sys.stderr)
+    _print_skipped(logs)
     try:
         result = optimize(logs, candidates, estimators=args.estimators, rank_by=args.rank_by,
                           alpha=args.alpha, jobs=args.jobs, seed=args.seed,
@@ -138,24 +171,7 @@ def run(args: argparse.Namespace) -> int:
                             seed=args.seed)
         except (ValueError, OSError) as exc:
             return _fail(str(exc))
-    if args.report:
-        from replay.optimize_report import write_report
-
-        write_report(result, args.report, title=f"bandit-replay optimize: {args.logs}",
-                     applied=outcome.as_dict() if outcome else None)
-    if args.json:
-        out = result.as_json()
-        if outcome is not None:
-            out["apply"] = outcome.as_dict()
-        print(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY).decode())
-    else:
-        from replay.optimize_report import table
-
-        print(table(result, args.top or None))
-        if outcome is not None:
-            print(f"apply: {outcome.reason}")
-        if args.report:
-            print(f"report written to {args.report}")
+    _print_result(args, result, outcome)
     if outcome is not None:
         return outcome.exit_code
     return EXIT_OK if result.winner is not None else EXIT_NO_WINNER

@@ -260,8 +260,6 @@ def read_kafka(url: str, *, strict: bool = False, keep_rows: bool = False,
     ``idle`` seconds is treated as empty. Messages produced after the mark are left
     for the next run.
     """
-    import time
-
     from bandit import kafka_client
 
     rest = url.removeprefix("kafka://")
@@ -275,46 +273,56 @@ def read_kafka(url: str, *, strict: bool = False, keep_rows: bool = False,
         parts = kafka_client.topic_partitions(consumer, topic, timeout)
         if not parts:
             raise LogError(f"{url}: topic {topic!r} not found")
-        tps = {p: kafka_client.TopicPartition(topic, p) for p in parts}
         consumer.assign([kafka_client.TopicPartition(topic, p, kafka_client.OFFSET_BEGINNING)
                          for p in parts])
-        ends: dict[int, int] = {}
-        done: set[int] = set()
-        index = 0
-        deadline = time.monotonic() + timeout
-        last_message = time.monotonic()
-        while len(done) < len(parts):
-            now = time.monotonic()
-            if now > deadline:
-                raise LogError(f"{url}: timed out reading partitions "
-                               f"{sorted(set(parts) - done)}")
-            if now - last_message > idle:
-                break  # whatever has not answered by now holds nothing
-            for m in consumer.consume(5000, 0.2):
-                if m.error() is not None:
-                    continue
-                p, off = int(m.partition() or 0), int(m.offset() or 0)
-                if p not in ends:
-                    _, high = consumer.get_watermark_offsets(tps[p], cached=True)
-                    ends[p] = max(int(high), off + 1)
-                if p in done or off >= ends[p]:
-                    done.add(p)
-                    continue
-                last_message = time.monotonic()
-                deadline = last_message + timeout
-                index += 1
-                where = f"{topic}[{p}]@{off}"
-                try:
-                    parser.add(orjson.loads(m.value() or b""), index)
-                except orjson.JSONDecodeError as exc:
-                    b.skip(where, f"not valid JSON ({exc})", strict)
-                except ValueError as exc:
-                    b.skip(where, str(exc), strict)
-                if off + 1 >= ends[p]:
-                    done.add(p)
+        for index, (where, value) in enumerate(
+                _up_to_marks(consumer, url, topic, parts, timeout, idle), start=1):
+            try:
+                parser.add(orjson.loads(value), index)
+            except orjson.JSONDecodeError as exc:
+                b.skip(where, f"not valid JSON ({exc})", strict)
+            except ValueError as exc:
+                b.skip(where, str(exc), strict)
     finally:
         consumer.close()
     return b.build(keep_rows)
+
+
+def _up_to_marks(consumer: Any, url: str, topic: str, parts: list[int], timeout: float,
+                 idle: float) -> Iterator[tuple[str, bytes]]:
+    """(``topic[partition]@offset``, value) of every message of the assigned partitions
+    below each one's high-water mark (see :func:`read_kafka`)."""
+    import time
+
+    from bandit import kafka_client
+
+    tps = {p: kafka_client.TopicPartition(topic, p) for p in parts}
+    ends: dict[int, int] = {}
+    done: set[int] = set()
+    deadline = time.monotonic() + timeout
+    last_message = time.monotonic()
+    while len(done) < len(parts):
+        now = time.monotonic()
+        if now > deadline:
+            raise LogError(f"{url}: timed out reading partitions "
+                           f"{sorted(set(parts) - done)}")
+        if now - last_message > idle:
+            break  # whatever has not answered by now holds nothing
+        for m in consumer.consume(5000, 0.2):
+            if m.error() is not None:
+                continue
+            p, off = int(m.partition() or 0), int(m.offset() or 0)
+            if p not in ends:
+                _, high = consumer.get_watermark_offsets(tps[p], cached=True)
+                ends[p] = max(int(high), off + 1)
+            if p in done or off >= ends[p]:
+                done.add(p)
+                continue
+            last_message = time.monotonic()
+            deadline = last_message + timeout
+            yield f"{topic}[{p}]@{off}", m.value() or b""
+            if off + 1 >= ends[p]:
+                done.add(p)
 
 
 def read_obd(directory: str | Path, behavior: str = "bts", campaign: str = "all", *,

@@ -65,6 +65,29 @@ def qini(score: np.ndarray, treated: np.ndarray, control: np.ndarray,
     return out
 
 
+def _effect(psi: np.ndarray, tau_t: np.ndarray, treated: np.ndarray, ctrl: np.ndarray,
+            segments: np.ndarray | None, min_rows: int) -> dict[str, Any]:
+    """One offer's estimates from its rows' doubly robust scores ``psi`` and T-learner
+    effects ``tau_t``: the means, a normal 95% interval for the DR one, and the DR
+    effect per segment with at least ``min_rows`` rows."""
+    n = len(psi)
+    sd = float(psi.std(ddof=1)) if n > 1 else float("nan")
+    dr = float(psi.mean())
+    row: dict[str, Any] = {"t_learner": float(tau_t.mean()), "dr": dr,
+                           "ci": [float(dr - 1.96 * sd / np.sqrt(n)),
+                                  float(dr + 1.96 * sd / np.sqrt(n))],
+                           "rows": n, "treated": int(treated.sum()),
+                           "control": int(ctrl.sum())}
+    if segments is not None:
+        segs: dict[str, float] = {}
+        for v in sorted({str(s) for s in segments}):
+            sel = segments.astype(str) == v
+            if sel.sum() >= min_rows:
+                segs[v] = float(psi[sel].mean())
+        row["segments"] = segs
+    return row
+
+
 def uplift(logs: Logs, kind: str = "reward", folds: int = 5, seed: int = 0,
            segment: list[str | None] | None = None, min_rows: int = 30) -> dict[str, Any]:
     if NONE not in logs.action_names:
@@ -109,24 +132,8 @@ def uplift(logs: Logs, kind: str = "reward", folds: int = 5, seed: int = 0,
         with np.errstate(divide="ignore", invalid="ignore"):
             psi = mua - mu0 + np.where(treated, (y - mua) / pa, 0.0) - \
                 np.where(ctrl, (y - mu0) / p0, 0.0)
-        psi = psi[both]
-        tau_t = (mua - mu0)[both]
-        n = int(both.sum())
-        sd = float(psi.std(ddof=1)) if n > 1 else float("nan")
-        dr = float(psi.mean())
-        row: dict[str, Any] = {"t_learner": float(tau_t.mean()), "dr": dr,
-                               "ci": [float(dr - 1.96 * sd / np.sqrt(n)),
-                                      float(dr + 1.96 * sd / np.sqrt(n))],
-                               "rows": n, "treated": int(treated[both].sum()),
-                               "control": int(ctrl[both].sum())}
-        if seg_values is not None:
-            segs: dict[str, float] = {}
-            sv = seg_values[both]
-            for v in sorted({str(s) for s in sv}):
-                sel = sv.astype(str) == v
-                if sel.sum() >= min_rows:
-                    segs[v] = float(psi[sel].mean())
-            row["segments"] = segs
-        out["offers"][name] = row
+        out["offers"][name] = _effect(psi[both], (mua - mu0)[both], treated[both], ctrl[both],
+                                      None if seg_values is None else seg_values[both],
+                                      min_rows)
         out["qini"][name] = qini((mua - mu0)[both], treated[both], ctrl[both], y[both])
     return out

@@ -99,7 +99,7 @@ def test_long_horizon_rewards_are_attributed_by_user():
         joined = {j.decision["EventId"]: j.reward for j in st.expire(200)}
         assert joined == pytest.approx(expect), attribution
         assert st.counters.unmatched_rewards == 1 and st.counters.learned == 3
-        assert st.by_user == {}
+        assert st.long.by_user == {}
 
 
 def test_a_reward_for_another_slot_is_not_learned_on_a_one_slot_decision():

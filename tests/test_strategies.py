@@ -15,7 +15,6 @@ from bandit.pmfs import (
     UniformPmf,
     VWScorer,
     normalise,
-    slot_context,
 )
 from bandit.policy import RankingOptions, Serving, VWPolicy, strategy
 from bandit.policy_spec import PolicySpec
@@ -114,9 +113,9 @@ def test_negative_weights_count_zero():
 
 
 def test_slot_contexts_carry_the_position_from_slot_two():
-    ctx = {"u": {"x": 1.0}}
-    assert slot_context(ctx, 0) is ctx
-    assert slot_context(ctx, 2) == {"u": {"x": 1.0}, "cslot": {"k=3": 1.0}}
+    req = DecideRequest("e", {"u": {"x": 1.0}}, offers("a", "b", "c"), slots=3)
+    assert slot(req).context is req.context
+    assert slot(req, 2).context == {"u": {"x": 1.0}, "cslot": {"k=3": 1.0}}
 
 
 def test_lightgbm_is_not_a_vw_policy():

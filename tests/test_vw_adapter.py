@@ -45,7 +45,7 @@ def test_cache_is_bounded_and_evicts_cleanly():
         lines = [action_line({"o_id": {f"id=n{i}-{k}": 1.0}}) for k in range(3)]
         pmf = model.predict({"cuser": {"a": 1.0}}, lines)
         assert len(pmf) == 3 and sum(pmf) == pytest.approx(1.0, abs=1e-6)
-    assert len(model._cache) == 5
+    assert len(model._offers) == 5
     # a whole list remembered, then its examples evicted by others: predictions stay
     # those of a fresh parse (a finished example is never used again)
     rng = random.Random(8)
@@ -151,7 +151,7 @@ def test_joined_lines_learn_the_model_the_servers_read(policy, tmp_path, monkeyp
     learns up to float rounding."""
     import orjson
 
-    import bandit.vw_adapter as adapter
+    import bandit.vw_joined as adapter
     from bandit.features import render
 
     monkeypatch.setattr(adapter, "JOINED_OFFERS", 8)  # fewer than two lines' offers
@@ -169,8 +169,8 @@ def test_joined_lines_learn_the_model_the_servers_read(policy, tmp_path, monkeyp
         text.learn(ctx, [action_line(o) for o in d["c"]["_multi"]], d["_labelIndex"],
                    -d["_label_cost"], d["_label_probability"])
         assert render(ctx) == (shared_line(ctx)[7:] if ctx else "")
-    assert 0 < len(cached._joined) <= len(JOINED_OFFERS)
-    assert 0 < len(cached._contexts) <= 3 and 0 < len(cached._labels) <= 2
+    assert 0 < len(cached._lines._joined) <= len(JOINED_OFFERS)
+    assert 0 < len(cached._lines._contexts) <= 3 and 0 < len(cached._lines._labels) <= 2
     models = []
     for name, m in (("cached", cached), ("text", text), ("json", js)):
         m.save(tmp_path / name)
@@ -262,8 +262,8 @@ def test_an_offer_listed_twice_is_learnt_as_two(policy, tmp_path):
     args = PolicySpec.parse(policy).vw_args(3)
     cached, text = VWModel(args), VWModel(args)
     kept: list[bytes] = []  # every offer parsed to be kept (once each, or one would leak)
-    keep = cached._keep
-    cached._keep = lambda seg, line: kept.append(seg) or keep(seg, line)  # type: ignore
+    keep = cached._lines._keep
+    cached._lines._keep = lambda seg, line: kept.append(seg) or keep(seg, line)  # type: ignore
     for i in range(400):
         d = orjson.loads(joined(rng, i))
         multi = d["c"]["_multi"]
@@ -282,8 +282,8 @@ def test_an_offer_listed_twice_is_learnt_as_two(policy, tmp_path):
     d["c"]["_multi"].append(d["c"]["_multi"][0])
     first = VWModel(args)
     kept.clear()
-    keep_first = first._keep
-    first._keep = lambda seg, line: kept.append(seg) or keep_first(seg, line)  # type: ignore
+    keep_first = first._lines._keep
+    first._lines._keep = lambda seg, line: kept.append(seg) or keep_first(seg, line)  # type: ignore
     first.learn_dsjson(orjson.dumps(d))
     assert len(kept) == len(set(kept)) == len({orjson.dumps(o) for o in d["c"]["_multi"]})
     first.close()

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     learner = Learner(settings, group=args.group)
     learner.connect()
-    log.info("learning %s from %s", learner.policy, settings.kafka_bootstrap)
+    log.info("learning %s from %s", learner.checkpointer.policy, settings.kafka_bootstrap)
     last_status = time.monotonic()
     try:
         while not stopping:

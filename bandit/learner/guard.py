@@ -16,12 +16,17 @@ is checked like every other.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from bandit.modelstore import Manifest, ModelStore, ModelStoreError
 from bandit.vw_adapter import VWModel, action_line
+
+log = logging.getLogger("bandit.learner")
 
 
 @dataclass
@@ -86,3 +91,51 @@ class PromotionGuard:
         if not ok:
             self.blocked += 1
         return ok, new, old
+
+
+class Promoter:
+    """Promotes each published version through ``guard``: pins the store to the last
+    promoted version while a new one is worse (see the module's description)."""
+
+    def __init__(self, store: ModelStore, guard: PromotionGuard) -> None:
+        self.store = store
+        self.guard = guard
+        self.promoted: Manifest | None = None
+
+    def resume(self, snap: Any) -> None:
+        """The guard's held-out events (``snap``), and the version it last promoted."""
+        self.guard.restore(snap)
+        # what the guard let through last is what is served: the version it pinned, or
+        # the latest one when nothing is pinned (a version is checked as it is published)
+        with contextlib.suppress(ModelStoreError):
+            self.promoted = self.store.serving()
+
+    def consider(self, candidate: Manifest) -> None:
+        """Promote ``candidate`` only if it is not worse than the promoted model."""
+        if self.store.pin_reason() not in (None, "guard"):
+            return  # a person pinned a version: leave serving alone
+        promoted = self.promoted
+        if promoted is None or not self.guard.events:
+            self.promoted = candidate
+            return
+        new = self.store.load(candidate)
+        try:
+            old = self.store.load(promoted)
+        except ModelStoreError:  # the promoted version was pruned: nothing to protect
+            new.close()
+            self.promoted = candidate
+            return
+        try:
+            ok, v_new, v_old = self.guard.passes(new, old)
+        finally:
+            new.close()
+            old.close()
+        if ok:
+            if self.store.pin_reason() == "guard":
+                self.store.unpin()
+            self.promoted = candidate
+        else:
+            log.warning("guard: version %s (%.4f) is worse than %s (%.4f) on %d held-out "
+                        "events; servers keep %s", candidate.version, v_new,
+                        promoted.version, v_old, len(self.guard.events), promoted.version)
+            self.store.pin(promoted.version, reason="guard")

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bandit.events import LoggedDecision, LoggedReward
+from bandit.events import LoggedDecision, LoggedReward, reward_fields
+from bandit.learner.long_horizon import LongHorizon, long_total
 
 REWARD_FUNCTIONS = ("earliest", "sum", "max", "last", "average")
 
@@ -66,6 +67,30 @@ def slot_rewards(rewards: list[dict[str, Any]], slots: int, function: str, defau
     return out
 
 
+def learned_rewards(decision: dict[str, Any], rewards: list[dict[str, Any]], function: str,
+                    default: float, weights: dict[str, float] | None,
+                    long: LongHorizon) -> list[float]:
+    """The reward learned for each shown slot of a decision whose window closed with
+    ``rewards`` (the long-horizon ones, weighted, go to slot 1)."""
+    slots = decision.get("slots", 1)
+    slots = slots if isinstance(slots, int) and not isinstance(slots, bool) and \
+        slots >= 1 else 1
+    if slots == 1 and weights is None and long.wait <= 0 and \
+            not any(map(_names_slot, rewards)):
+        # the common case: one slot, and no reward names a slot (what slot_rewards
+        # would give, without its per-slot filtering)
+        if len(rewards) == 1 and function != "sum":
+            return [rewards[0]["v"]]  # (what the others make of one value)
+        return [combine([r["v"] for r in rewards], function) if rewards else default]
+    short = [r for r in rewards if r.get("horizon") != "long"]
+    per_slot = slot_rewards(_resolve_slot_ids(decision, short), slots, function, default,
+                            weights)
+    total = long_total(rewards)
+    if total:
+        per_slot[0] += long.weight * total  # the long horizon: slot 1
+    return per_slot
+
+
 @dataclass(slots=True)
 class Pending:
     decision: dict[str, Any]  # the whole event, or only its head when ``body`` is set
@@ -78,6 +103,22 @@ class Pending:
     # (partition, offset) of the decision in its topic: a checkpoint stores this
     # instead of the event, and a restarted learner reads the event back
     ref: tuple[int, int] | None = None
+
+    def dump(self) -> list[Any]:
+        """JSON-ready: by reference when it was read from a topic, else whole."""
+        if self.ref is not None:
+            return [None, self.deadline, self.deferred, self.activated, self.rewards, None, 0,
+                    self.ref[0], self.ref[1]]
+        return [self.decision, self.deadline, self.deferred, self.activated, self.rewards,
+                None if self.body is None else self.body.decode(), self.c_at]
+
+    @classmethod
+    def load(cls, v: list[Any]) -> Pending:
+        """What :meth:`dump` wrote (a decision stored by reference has an empty one)."""
+        return cls(v[0] if v[0] is not None else {}, float(v[1]), bool(v[2]), bool(v[3]),
+                   list(v[4]), v[5].encode() if len(v) > 5 and v[5] is not None else None,
+                   int(v[6]) if len(v) > 6 else 0,
+                   (int(v[7]), int(v[8])) if len(v) > 8 else None)
 
 
 @dataclass(slots=True)
@@ -104,7 +145,7 @@ def id_digest(event_id: str) -> int:
                           "little")
 
 
-@dataclass
+@dataclass(slots=True)
 class Counters:
     learned: int = 0
     defaulted: int = 0
@@ -116,7 +157,7 @@ class Counters:
     digest: int = 0  # sum of id_digest over learned event ids, mod 2**64
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 MAX_WINDOWS = 16  # reward windows remembered for decisions made before a change
@@ -135,10 +176,7 @@ class JoinState:
         self.weights = weights
         # long-horizon rewards (by user): decisions wait the long window before they are
         # learned, and rewards naming a user are attributed to that user's decisions
-        self.long_wait = long_wait
-        self.long_weight = long_weight
-        self.attribution = attribution
-        self.by_user: dict[str, list[tuple[float, str]]] = {}
+        self.long = LongHorizon(long_wait, long_weight, attribution)
         # finished ids are remembered this long to drop duplicates and late rewards
         self.retention = retention if retention is not None else max(2 * wait, 60.0)
         self.pending: dict[str, Pending] = {}
@@ -180,13 +218,11 @@ class JoinState:
             return []
         orphan = self.orphans.pop(eid, None)
         wait = self._window(d.timestamp) if self.windows else self.wait
-        p = Pending(d.raw, now + max(wait, self.long_wait), d.deferred,
+        p = Pending(d.raw, now + max(wait, self.long.wait), d.deferred,
                     orphan is not None and orphan.activated,
                     orphan.rewards if orphan is not None else [], d.body, d.c_at, ref)
-        if self.long_wait > 0:
-            user = d.raw.get("user")
-            if isinstance(user, str):
-                self.by_user.setdefault(user, []).append((now, eid))
+        if self.long.wait > 0:
+            self.long.add(d.raw.get("user"), now, eid)
         self.pending[eid] = p
         if p.deadline < self._latest:
             self._ordered = False
@@ -196,7 +232,11 @@ class JoinState:
 
     def add_reward(self, r: LoggedReward, now: float) -> list[Joined]:
         if r.user is not None and not r.event_id:
-            self._attribute(r, now)
+            given = self.long.attribute(r, now, self.pending)
+            for e, reward in given:
+                self.pending[e].rewards.append(reward)
+            if not given:
+                self.counters.unmatched_rewards += 1
             return []
         eid = r.event_id
         if eid in self.done:
@@ -241,33 +281,12 @@ class JoinState:
             self.counters.unmatched_rewards += len(o.rewards)
         for eid in _due(self.done, now, float):
             del self.done[eid]
-        if self.by_user:
-            for user in list(self.by_user):
-                kept = [(t, e) for t, e in self.by_user[user] if e in self.pending]
-                if kept:
-                    self.by_user[user] = kept
-                else:
-                    del self.by_user[user]
+        if self.long.by_user:
+            self.long.prune(self.pending)
         return out
 
-    def _attribute(self, r: LoggedReward, now: float) -> None:
-        """Give a user's long-horizon reward to the decisions that preceded it within
-        the long window: all of it to the last one (``last``), or equal parts to each
-        (``split``). Rewards with no such decision are counted as unmatched."""
-        assert r.user is not None
-        touches = [(t, e) for t, e in self.by_user.get(r.user, ())
-                   if t <= now and t >= now - self.long_wait and e in self.pending]
-        if not touches:
-            self.counters.unmatched_rewards += 1
-            return
-        chosen = touches[-1:] if self.attribution == "last" else touches
-        share = r.value / len(chosen)
-        for _, e in chosen:
-            self.pending[e].rewards.append({"v": share, "horizon": "long",
-                                            **({"kind": r.kind} if r.kind else {})})
-
     def _maybe_early(self, eid: str, p: Pending, now: float) -> list[Joined]:
-        if self.long_wait > 0:
+        if self.long.wait > 0:
             return []  # long-horizon rewards may still come: learn when the window ends
         if self.reward_function != "earliest" or not p.rewards:
             return []
@@ -285,26 +304,8 @@ class JoinState:
     def _finish(self, eid: str, p: Pending, now: float) -> Joined:
         if not p.rewards:
             self.counters.defaulted += 1
-        slots = p.decision.get("slots", 1)
-        slots = slots if isinstance(slots, int) and not isinstance(slots, bool) and \
-            slots >= 1 else 1
-        rewards = p.rewards
-        if slots == 1 and self.weights is None and self.long_wait <= 0 and \
-                not any(map(_names_slot, rewards)):
-            # the common case: one slot, and no reward names a slot (what slot_rewards
-            # would give, without its per-slot filtering)
-            if len(rewards) == 1 and self.reward_function != "sum":
-                per_slot = [rewards[0]["v"]]  # (what the others make of one value)
-            else:
-                per_slot = [combine([r["v"] for r in rewards], self.reward_function)
-                            if rewards else self.default_reward]
-        else:
-            short = [r for r in p.rewards if r.get("horizon") != "long"]
-            per_slot = slot_rewards(_resolve_slot_ids(p.decision, short), slots,
-                                    self.reward_function, self.default_reward, self.weights)
-            long_total = sum(float(r["v"]) for r in p.rewards if r.get("horizon") == "long")
-            if long_total:
-                per_slot[0] += self.long_weight * long_total  # the long horizon: slot 1
+        per_slot = learned_rewards(p.decision, p.rewards, self.reward_function,
+                                   self.default_reward, self.weights, self.long)
         reward = per_slot[0]
         self.counters.learned += 1
         self.counters.digest = (self.counters.digest + id_digest(eid)) % (1 << 64)
@@ -318,30 +319,20 @@ class JoinState:
         window can hold hundreds of thousands): :meth:`unloaded` lists them after a
         restore, to be read back and given to :meth:`reload`."""
         return {
-            "pending": {e: [None, p.deadline, p.deferred, p.activated, p.rewards, None, 0,
-                            p.ref[0], p.ref[1]] if p.ref is not None else
-                        [p.decision, p.deadline, p.deferred, p.activated, p.rewards,
-                         None if p.body is None else p.body.decode(), p.c_at]
-                        for e, p in self.pending.items()},
+            "pending": {e: p.dump() for e, p in self.pending.items()},
             "orphans": {e: [o.deadline, o.rewards, o.activated] for e, o in self.orphans.items()},
             "done": self.done,
             "counters": self.counters.as_dict(),
-            "by_user": self.by_user,
+            "by_user": self.long.snapshot(),
             "windows": self.windows,
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
-        self.pending = {e: Pending(v[0] if v[0] is not None else {}, float(v[1]), bool(v[2]),
-                                   bool(v[3]), list(v[4]),
-                                   v[5].encode() if len(v) > 5 and v[5] is not None else None,
-                                   int(v[6]) if len(v) > 6 else 0,
-                                   (int(v[7]), int(v[8])) if len(v) > 8 else None)
-                        for e, v in snap.get("pending", {}).items()}
+        self.pending = {e: Pending.load(v) for e, v in snap.get("pending", {}).items()}
         self.orphans = {e: Orphan(float(v[0]), list(v[1]), bool(v[2]))
                         for e, v in snap.get("orphans", {}).items()}
         self.done = {e: float(t) for e, t in snap.get("done", {}).items()}
-        self.by_user = {u: [(float(t), str(e)) for t, e in v]
-                        for u, v in snap.get("by_user", {}).items()}
+        self.long.restore(snap.get("by_user", {}))
         self.counters = Counters(**{k: int(v) for k, v in snap.get("counters", {}).items()})
         self.windows = [(str(t), float(w)) for t, w in snap.get("windows", [])]
         self._ordered = _in_order([p.deadline for p in self.pending.values()])
@@ -373,6 +364,19 @@ class JoinState:
                 "done": len(self.done)}
 
 
+def rewarded_unread(state: JoinState, most: int = 1000) -> list[str]:
+    """The latest decisions rewarded but not read yet (at most ``most``, latest first):
+    a server that learned their rewards at once applies them again on a model a
+    checkpoint names them in."""
+    out = []
+    for eid, orphan in reversed(state.orphans.items()):
+        if orphan.rewards:
+            out.append(eid)
+            if len(out) >= most:
+                break
+    return out
+
+
 def _names_slot(r: dict[str, Any]) -> bool:
     return "slot" in r or "slot_id" in r
 
@@ -381,13 +385,7 @@ def _reward_dict(r: LoggedReward) -> dict[str, Any]:
     out: dict[str, Any] = {"v": r.value, "EventId": r.event_id}
     if r.timestamp:
         out["Timestamp"] = r.timestamp
-    if r.slot is not None:
-        out["slot"] = r.slot
-    if r.kind is not None:
-        out["kind"] = r.kind
-    if r.slot_id is not None:
-        out["slot_id"] = r.slot_id
-    return out
+    return reward_fields(out, r.slot, r.kind, r.slot_id)
 
 
 def _resolve_slot_ids(decision: dict[str, Any],

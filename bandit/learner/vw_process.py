@@ -50,6 +50,9 @@ from typing import Any
 import orjson
 
 from bandit import kafka_client
+from bandit.codec import joined_tail
+from bandit.scaling import Standardizer
+from bandit.vw_adapter import VWModel
 
 log = logging.getLogger("bandit.learner")
 
@@ -138,7 +141,7 @@ class VWProcess:
         if body is None:
             self._queue(head, b"\n")
         else:
-            self._queue(head, memoryview(_one_line(body))[1:], b"\n")
+            self._queue(head, joined_tail(_one_line(body)), b"\n")
 
     def learn_group_and_emit(self, key: bytes, lines: list[bytes], out: bytes) -> None:
         """Queue joined DSJSON lines VW learns as one event (a multi-slot decision's
@@ -262,9 +265,6 @@ class VWProcess:
 
 
 def main(argv: list[str]) -> int:
-    from bandit.scaling import Standardizer
-    from bandit.vw_adapter import VWModel
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out = sys.stdout.buffer
     try:
@@ -276,36 +276,46 @@ def main(argv: list[str]) -> int:
         return 1
     out.write(b"ready\n")
     out.flush()
-    learned = errors = 0
-    group_ok = True  # every ``+`` line since the last ``=`` was learned
+    child = _Child(model, emit, out)
     for line in sys.stdin.buffer:
         if line[-1:] != b"\n":
             break  # the daemon died in the middle of a write: not a line
+        child.handle(line)
+    model.close()
+    if emit is not None:  # a last chance for what followed the last save (else resent)
+        emit.producer.flush(5)
+    return 0
+
+
+class _Child:
+    """The child's side of the pipe: learns the lines, runs the commands, writes what
+    VW learned (see the module's description of the protocol)."""
+
+    def __init__(self, model: VWModel, emit: _Emitter | None, out: Any) -> None:
+        self.model = model
+        self.emit = emit
+        self.out = out
+        self.learned = 0
+        self.errors = 0
+        self.group_ok = True  # every ``+`` line since the last ``=`` was learned
+
+    def handle(self, line: bytes) -> None:
         first = line[:1]
         if first == b"=":  # a group's output: written if VW learned the whole group
             hexkey, _, line = line[1:].partition(b" ")
-            if group_ok and emit is not None:
-                emit.produce(bytes.fromhex(hexkey.decode()), line[:-1])
-            group_ok = True
-            continue
-        if first == b"!":
+            if self.group_ok and self.emit is not None:
+                self.emit.produce(bytes.fromhex(hexkey.decode()), line[:-1])
+            self.group_ok = True
+        elif first == b"!":
             cmd, _, arg = line[1:].rstrip(b"\n").partition(b" ")
             if cmd == b"scale":
-                model.standardize(Standardizer.restore(orjson.loads(arg)))
-                continue
-            if cmd == b"save":
-                try:
-                    model.save(arg.decode())
-                    if emit is not None:
-                        emit.flush()  # the joined events so far are in Kafka
-                    refused = emit.refused if emit is not None else 0
-                    scale = b"" if model.saved_scale is None else \
-                        b" " + orjson.dumps(model.saved_scale)
-                    out.write(f"ok {learned} {errors} {refused}".encode() + scale + b"\n")
-                except Exception as exc:
-                    out.write(f"err {exc}".replace("\n", " ").encode() + b"\n")
-                out.flush()
-            continue
+                self.model.standardize(Standardizer.restore(orjson.loads(arg)))
+            elif cmd == b"save":
+                self._save(arg.decode())
+        else:
+            self._learn(line, first)
+
+    def _learn(self, line: bytes, first: bytes) -> None:
         key = None
         try:
             if first == b">":
@@ -313,19 +323,29 @@ def main(argv: list[str]) -> int:
                 key = bytes.fromhex(hexkey.decode())
             elif first == b"+":
                 line = line[1:]
-            model.learn_dsjson(line[:-1])
-            learned += 1
+            self.model.learn_dsjson(line[:-1])
+            self.learned += 1
         except Exception as exc:  # VW refused this example: keep the model, keep going
-            errors += 1
-            group_ok = group_ok and first != b"+"
+            self.errors += 1
+            self.group_ok = self.group_ok and first != b"+"
             log.warning("VW could not learn %s…: %s", line[:120].decode(errors="replace"), exc)
-            continue
-        if key is not None and emit is not None:
-            emit.produce(key, line[:-1])
-    model.close()
-    if emit is not None:  # a last chance for what followed the last save (else resent)
-        emit.producer.flush(5)
-    return 0
+            return
+        if key is not None and self.emit is not None:
+            self.emit.produce(key, line[:-1])
+
+    def _save(self, path: str) -> None:
+        """Save the model, wait for the joined events so far, answer ``ok …``."""
+        model, emit = self.model, self.emit
+        try:
+            model.save(path)
+            if emit is not None:
+                emit.flush()  # the joined events so far are in Kafka
+            refused = emit.refused if emit is not None else 0
+            scale = b"" if model.saved_scale is None else b" " + orjson.dumps(model.saved_scale)
+            self.out.write(f"ok {self.learned} {self.errors} {refused}".encode() + scale + b"\n")
+        except Exception as exc:
+            self.out.write(f"err {exc}".replace("\n", " ").encode() + b"\n")
+        self.out.flush()
 
 
 class _Emitter:

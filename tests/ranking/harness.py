@@ -18,8 +18,8 @@ import numpy as np
 import orjson
 
 from bandit.events import decision_event, joined_event
-from bandit.learner.daemon import learn_joined
 from bandit.learner.join import Joined, slot_rewards
+from bandit.learner.learning import learn_joined
 from bandit.modelstore import ModelStore
 from bandit.offerstats import OfferStats
 from bandit.policy import RankingOptions, VWPolicy

@@ -89,7 +89,7 @@ def test_apply_publishes_the_winner_and_the_loop_picks_it_up(joined, tmp_path, s
     settings = Settings(model_dir=str(store.dir), learner_process=False)
     learner = Learner(settings)  # resumed from the served version, as a running learner is
     try:
-        assert learner.policy == LOGGER
+        assert learner.checkpointer.policy == LOGGER
         rc = main(["optimize", str(joined), "--grid", "epsilon:0.02;epsilon:1", "--apply",
                    "--model-dir", str(store.dir), "--json", *FAST])
         out = orjson.loads(capsys.readouterr().out)
@@ -109,8 +109,9 @@ def test_apply_publishes_the_winner_and_the_loop_picks_it_up(joined, tmp_path, s
         assert r.status_code == 200 and r.json()["model_version"] == "000002"
         # the learner adopts it from the configuration's new generation
         learner.follow_config()
-        assert learner.policy == "epsilon:0.02" and learner.manifest is not None
-        assert learner.manifest.version == "000002"
+        ck = learner.checkpointer
+        assert ck.policy == "epsilon:0.02" and ck.manifest is not None
+        assert ck.manifest.version == "000002"
         assert "--epsilon 0.019999" in learner.model.model.args_text()  # (VW keeps a float)
     finally:
         learner.close()

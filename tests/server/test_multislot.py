@@ -6,8 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from bandit.codec import slot_example
 from bandit.events import parse_decision, parse_reward
-from bandit.learner.daemon import slot_example
 from bandit.learner.join import JoinState, slot_rewards
 from bandit.vw_adapter import VWModel
 from tests.server.conftest import offers

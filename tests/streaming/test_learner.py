@@ -120,9 +120,9 @@ def test_poison_messages_go_to_the_dead_letter_topic(broker, prefix, tmp_path):
                 [("r", b'{"EventId": "ok1", "v": "NaN"}'),
                  ("r", b'{"EventId": "ok2", "v": 1e400}')])
         run_learner(learner, lambda: learner.state.counters.learned == 20 and
-                    learner.dead_letters == len(bad) + 2)
+                    learner.intake.dead_letters == len(bad) + 2)
         learner.checkpoint()
-        assert learner.learn_errors == 0
+        assert learner.handler.errors == 0
     finally:
         learner.close()
     from kafka import KafkaConsumer, TopicPartition
@@ -404,7 +404,7 @@ def test_multi_slot_decisions_are_joined_as_ccb_dsjson(broker, prefix, tmp_path)
                                        "kind": "click"})) for e in events[::2]])
         run_learner(learner, lambda: learner.state.counters.learned == n + 1)
         learner.checkpoint()
-        assert learner.learn_errors == 1
+        assert learner.handler.errors == 1
     finally:
         learner.close()
     joined = read_topic(broker.bootstrap, prefix + "joined", expect=n)
@@ -465,7 +465,7 @@ def test_server_encoded_decisions_learn_like_whole_ones(broker, tmp_path):
                         (tmp_path / tag / man.file).read_bytes(),
                         learner.state.counters.digest, man.extra["offer_stats"])
             # every learned decision counted its shown offer once, whatever the path
-            rows = learner.offer_stats.rows
+            rows = learner.handler.stats.rows
             assert sum(r[0] for r in rows.values()) == expect
             assert rows.keys() == {e["ids"][e["a"][0] - 1] for e in events}
         finally:
@@ -483,7 +483,7 @@ def test_a_pending_decision_that_no_longer_validates_is_forgotten_on_restart(
     """A decision a checkpoint references by offset, valid when first read, that this
     version's checks refuse when it is read back: forgotten, logged and counted as
     lost; the learner starts, and the other pending decisions are read back."""
-    import bandit.learner.daemon as daemon
+    import bandit.learner.intake as intake
     from bandit.errors import BadRequest
 
     s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=600.0,
@@ -497,7 +497,7 @@ def test_a_pending_decision_that_no_longer_validates_is_forgotten_on_restart(
         first.checkpoint()
     finally:
         first.close()
-    real = daemon._decision
+    real = intake.decision_of
 
     def stricter(m):
         d = real(m)
@@ -505,7 +505,7 @@ def test_a_pending_decision_that_no_longer_validates_is_forgotten_on_restart(
             raise BadRequest("refused by a newer check", field="x")
         return d
 
-    monkeypatch.setattr(daemon, "_decision", stricter)
+    monkeypatch.setattr(intake, "decision_of", stricter)
     second = Learner(s)
     try:
         with caplog.at_level("ERROR", logger="bandit.learner"):
