@@ -237,6 +237,9 @@ def explain(scorer: Scorer, request: DecideRequest, order: list[int], probs: lis
 class VWPolicy:
     """A VW contextual-bandit policy whose model can be swapped while serving."""
 
+    # what the strategies see of the served model; a subclass may watch or change it
+    scorer_type: type[VWScorer] = VWScorer
+
     def __init__(self, spec: PolicySpec, model: VWModel, version: str = "0",
                  seed: int = 0, options: RankingOptions | None = None,
                  stats: OfferStats | None = None, events_learned: int = 0) -> None:
@@ -244,7 +247,7 @@ class VWPolicy:
         self.name = str(spec)
         self.seed = seed
         self.options = options or RankingOptions()
-        self._current = Serving(VWScorer(model), version, stats, events_learned)
+        self._current = Serving(self.scorer_type(model), version, stats, events_learned)
         self._retired: list[VWModel] = []
         self._swap_lock = threading.Lock()
 
@@ -271,7 +274,7 @@ class VWPolicy:
         when no request can still be using it."""
         with self._swap_lock:
             old = self._current.scorer.model
-            self._current = Serving(VWScorer(model), version, stats, events_learned)
+            self._current = Serving(self.scorer_type(model), version, stats, events_learned)
             for retired in self._retired:
                 retired.close()
             self._retired = [old]

@@ -31,6 +31,7 @@ from bandit.codec import (
     split_joined,
     split_joined_plain,
 )
+from bandit.pmfs import VWScorer
 from bandit.policy import VWPolicy
 from bandit.policy_spec import PolicySpec
 from bandit.types import DecideRequest, Decision, Offer
@@ -146,17 +147,21 @@ def test_cutting_a_joined_line_is_cutting_the_decoded_line(made, reward, seen):
             assert fast.label and orjson.loads(fast.label + b"}") == cb_label(head, reward)
 
 
-class _Recorder(VWPolicy):
-    """A policy that records the context and offers it predicted each slot from."""
+class _Recorder(VWScorer):
+    """A scorer that records the context and offers the policy predicted each slot from."""
 
-    seen: list[tuple[dict[str, Any], list[Any]]]
+    seen: list[tuple[dict[str, Any], list[Any]]] = []
 
-    def _pmf(self, current: Any, context: Any, offers: Any, slot: int) -> list[float]:
+    def pmf(self, context: Any, offers: Any, slot: int) -> list[float]:
         self.seen.append((context, [o.features for o in offers]))
-        return super()._pmf(current, context, offers, slot)
+        return super().pmf(context, offers, slot)
 
 
-POLICY = _Recorder.fresh(PolicySpec.parse("epsilon:0.5"))
+class _RecordingPolicy(VWPolicy):
+    scorer_type = _Recorder
+
+
+POLICY = _RecordingPolicy.fresh(PolicySpec.parse("epsilon:0.5"))
 
 
 @settings(max_examples=60, deadline=None)
@@ -169,7 +174,7 @@ def test_the_learner_learns_each_slot_from_what_the_server_predicted_it_from(n, 
                     for _ in range(3))
     req = DecideRequest(data.draw(st.text(min_size=1, max_size=6)), {"u": {"x": 1.0}},
                         offers, slots=3, slot_ids=("a", "b", "c"), slot_exclude=exclude)
-    POLICY.seen = []
+    _Recorder.seen = []
     decision = POLICY.decide(req)
     event = orjson.loads(orjson.dumps(decision_event(req, decision)))
     rewards = [float(k) for k in range(decision.slots)]
@@ -177,7 +182,7 @@ def test_the_learner_learns_each_slot_from_what_the_server_predicted_it_from(n, 
     assert len(lines) == max(0, decision.slots - 1)
     for k in range(2, decision.slots + 1):
         example = slot_example(event, k, rewards[k - 1])
-        context, predicted = POLICY.seen[k - 1]
+        context, predicted = _Recorder.seen[k - 1]
         assert example["c"] == {**context, "_multi": predicted}
         chosen = predicted[example["_labelIndex"]]
         assert chosen == offers[decision.order[k - 1]].features
