@@ -47,8 +47,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bandit.draws import draw as _draw
+from bandit.draws import event_rng
 from bandit.features import OFFER_PREFIX, Namespaces
-from bandit.policy import SLOT_NAMESPACE, _draw, _epsilon_greedy, event_rng
+from bandit.pmfs import epsilon_greedy as _epsilon_greedy
+from bandit.slots import SLOT_NAMESPACE
 from bandit.types import DecideRequest, Decision, Offer
 from bandit.value.objective import Array, Objective
 from bandit.vw_adapter import VWModel
@@ -363,8 +366,6 @@ class ValuePolicy:
         first_ids: list[str] = []
         explored = False
         for k in range(min(request.slots, n)):
-            context = request.context if k == 0 else \
-                {**request.context, SLOT_NAMESPACE: {f"k={k + 1}": 1.0}}
             weights = list(adjust(k, remaining, order)) if adjust is not None \
                 else [1.0] * len(remaining)
             if len(weights) != len(remaining):
@@ -376,15 +377,8 @@ class ValuePolicy:
             if not allowed:
                 break
             cand = [remaining[j] for j in allowed]
-            scores, preds = self.scores(
-                context, [offers[i] for i in cand],
-                [fields[i] for i in cand] if fields is not None else None, obj)
-            pmf = self.exploration.pmf(scores.tolist(), self.heads.learned) \
-                if request.explore else \
-                _epsilon_greedy(scores.tolist(), 0.0)
-            w = [pmf[a] * min(1.0, weights[j]) for a, j in enumerate(allowed)]
-            total = sum(w)
-            pmf = [x / total for x in w] if total > 0 else pmf
+            scores, preds, pmf = self._slot_pmf(request, k, cand,
+                                                [weights[j] for j in allowed], fields, obj)
             a, p = _draw(pmf, request.explore, rng)
             if k == 0:
                 first = dict(zip(cand, pmf, strict=True))
@@ -408,6 +402,24 @@ class ValuePolicy:
                              for h, v in first_preds.items()}
         return Decision(request.event_id, tuple(order), tuple(probs), shown, self.version,
                         self.name, explored, info)
+
+    def _slot_pmf(self, request: DecideRequest, k: int, cand: list[int],
+                  weights: list[float], fields: Sequence[Mapping[str, float]] | None,
+                  obj: Objective) -> tuple[Array, dict[str, Array], list[float]]:
+        """Slot ``k``'s scores, head predictions and the pmf it draws from: exploration
+        over the candidates' combined scores, times the constraints' weights (at most
+        1), renormalised."""
+        context = request.context if k == 0 else \
+            {**request.context, SLOT_NAMESPACE: {f"k={k + 1}": 1.0}}
+        offers = request.offers
+        scores, preds = self.scores(
+            context, [offers[i] for i in cand],
+            [fields[i] for i in cand] if fields is not None else None, obj)
+        pmf = self.exploration.pmf(scores.tolist(), self.heads.learned) \
+            if request.explore else _epsilon_greedy(scores.tolist(), 0.0)
+        w = [x * min(1.0, wt) for x, wt in zip(pmf, weights, strict=True)]
+        total = sum(w)
+        return scores, preds, [x / total for x in w] if total > 0 else pmf
 
     def learn(self, context: Namespaces, offers: Sequence[Offer], chosen: int,
               rewards: Mapping[str, float], probability: float) -> None:
