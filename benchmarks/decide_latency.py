@@ -45,8 +45,8 @@ import orjson
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bandit.broker import EmbeddedBroker  # noqa: E402
-from bandit.stack import Child, free_port  # noqa: E402
+from bandit.demo.stack import Child, free_port  # noqa: E402
+from bandit.streaming.broker import EmbeddedBroker  # noqa: E402
 
 WRK_THREADS_RATE = 4  # one connection each: 250 req/s per connection at 1,000 req/s
 

@@ -40,10 +40,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bandit import kafka_client  # noqa: E402
-from bandit.settings import Settings  # noqa: E402
-from bandit.simulator import World  # noqa: E402
-from bandit.stack import Stack  # noqa: E402
+from bandit.config.settings import Settings  # noqa: E402
+from bandit.demo.simulator import World  # noqa: E402
+from bandit.demo.stack import Stack  # noqa: E402
+from bandit.streaming import kafka_client  # noqa: E402
 
 
 def _epoch(iso: str) -> float:

@@ -33,23 +33,23 @@ import vowpalwabbit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bandit import kafka_client  # noqa: E402
-from bandit.broker import EmbeddedBroker  # noqa: E402
-from bandit.events import (  # noqa: E402
+from bandit.config.settings import Settings  # noqa: E402
+from bandit.core.events import (  # noqa: E402
     C_AT,
     decision_event,
     encode_decision,
     joined_event,
     reward_event,
 )
+from bandit.core.policy_spec import PolicySpec  # noqa: E402
+from bandit.core.schema import RequestParser  # noqa: E402
+from bandit.core.types import Decision, Reward  # noqa: E402
+from bandit.demo.simulator import World  # noqa: E402
+from bandit.demo.stack import free_port  # noqa: E402
 from bandit.learner.daemon import Learner  # noqa: E402
-from bandit.policy_spec import PolicySpec  # noqa: E402
-from bandit.schema import RequestParser  # noqa: E402
-from bandit.settings import Settings  # noqa: E402
-from bandit.simulator import World  # noqa: E402
-from bandit.stack import free_port  # noqa: E402
-from bandit.topics import Topics, ensure_topics  # noqa: E402
-from bandit.types import Decision, Reward  # noqa: E402
+from bandit.streaming import kafka_client  # noqa: E402
+from bandit.streaming.broker import EmbeddedBroker  # noqa: E402
+from bandit.streaming.topics import Topics, ensure_topics  # noqa: E402
 
 
 def make_events(n: int, seed: int = 0) -> list[tuple[bytes, bytes, bytes, bytes]]:

@@ -61,12 +61,12 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bandit.policy import VWPolicy  # noqa: E402
-from bandit.policy_spec import PolicySpec  # noqa: E402
-from bandit.scaling import Standardizer, young_model  # noqa: E402
-from bandit.schema import RequestParser  # noqa: E402
-from bandit.settings import Settings  # noqa: E402
-from bandit.stack import Stack  # noqa: E402
+from bandit.config.settings import Settings  # noqa: E402
+from bandit.core.policy import VWPolicy  # noqa: E402
+from bandit.core.policy_spec import PolicySpec  # noqa: E402
+from bandit.core.scaling import Standardizer, young_model  # noqa: E402
+from bandit.core.schema import RequestParser  # noqa: E402
+from bandit.demo.stack import Stack  # noqa: E402
 
 PREVIOUS_DEFAULT = "epsilon:0.05"
 PEERS = ("linucb", "lingreedy", "coba_linucb", "coba_lints")

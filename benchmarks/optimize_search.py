@@ -27,7 +27,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bandit.policy_spec import PolicySpec  # noqa: E402
+from bandit.core.policy_spec import PolicySpec  # noqa: E402
 from replay.grid import grid  # noqa: E402
 from replay.optimize import default_spec, optimize  # noqa: E402
 from replay.readers import read  # noqa: E402

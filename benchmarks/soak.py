@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _load import build_request, open_loop  # noqa: E402
 
-from bandit import kafka_client  # noqa: E402
-from bandit.simulator import World  # noqa: E402
-from bandit.stack import Stack, child_pids  # noqa: E402
+from bandit.demo.simulator import World  # noqa: E402
+from bandit.demo.stack import Stack, child_pids  # noqa: E402
+from bandit.streaming import kafka_client  # noqa: E402
 
 
 def rss_kib(pid: int) -> int:

@@ -30,13 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from bandit.events import utc_now
+from bandit.config.loop_admin import load_config
+from bandit.config.settings import Settings
+from bandit.core.events import utc_now
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.vw_adapter import VWModel
 from bandit.learner.guard import Held, PromotionGuard
-from bandit.loop_admin import load_config
-from bandit.modelstore import Manifest, ModelStore, ModelStoreError
-from bandit.policy_spec import PolicySpec
-from bandit.settings import Settings
-from bandit.vw_adapter import VWModel
+from bandit.stores.modelstore import Manifest, ModelStore, ModelStoreError
 from replay.logs import Logs
 from replay.optimize import CandidateResult, OptimizeResult
 from replay.policies import vw_inputs

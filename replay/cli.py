@@ -111,7 +111,7 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
 def _read_segmented(args: argparse.Namespace) -> tuple[Logs, list[str | None] | None]:
     """The logs named by ``args``, and each row's value of the context feature
     ``args.segment`` (None when not segmenting)."""
-    from bandit.policy import category_of
+    from bandit.core.policy import category_of
     from replay.readers import read
 
     logs = read(args.logs, args.format, strict=args.strict, keep_rows=bool(args.segment))

@@ -3,7 +3,7 @@ server in a child process: ``python -m replay.evaluation_work KIND JOB_ID``.
 
 The child reads the service's settings from its ``BANDIT_*`` environment (the server
 passes its own), the job's request from the model store's job documents
-(:mod:`bandit.evaluations`), the joined logs, and writes the result into the document
+(:mod:`bandit.evaluation.evaluations`), the joined logs, and writes the result into the document
 (unless the job was deleted or replaced meanwhile). See :mod:`replay.offline_eval` for
 what is computed.
 """
@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bandit import evaluations as ev
-from bandit.evaluation_jobs import logs_source
-from bandit.loop_admin import LoopAdmin
-from bandit.modelstore import ModelStore, ModelStoreError
-from bandit.settings import Settings
+from bandit.config.loop_admin import LoopAdmin
+from bandit.config.settings import Settings
+from bandit.evaluation import evaluations as ev
+from bandit.evaluation.evaluation_jobs import logs_source
+from bandit.stores.modelstore import ModelStore, ModelStoreError
 
-log = logging.getLogger("bandit.evaluations")
+log = logging.getLogger("bandit.evaluation.evaluations")
 
 
 class EvaluationWork:
@@ -109,7 +109,7 @@ class EvaluationWork:
         learning settings (:func:`replay.optimize.optimize`, ranked by IPS against the
         logged policy, Bonferroni-corrected); its best spec joins the comparison unless it
         is one of the compared ones already."""
-        from bandit.learning_settings import arguments_of
+        from bandit.config.learning_settings import arguments_of
         from replay.offline_eval import Candidate
         from replay.optimize import optimize
 

@@ -1,6 +1,6 @@
 """The candidate policy specs ``bandit-replay optimize`` evaluates.
 
-A grid is a list of :class:`Candidate` values: a parsed :class:`~bandit.policy_spec.
+A grid is a list of :class:`Candidate` values: a parsed :class:`~bandit.core.policy_spec.
 PolicySpec` and where it came from (``default``, ``grid.txt:3``, ``--grid item 2``).
 The default grid varies the current spec one setting at a time (exploration algorithm
 and its parameter, learning rate, interactions, normalisation, ``cb_type``) and adds a
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bandit.policy_spec import _KINDS, PolicySpec
+from bandit.core.policy_spec import _KINDS, PolicySpec
 
 # one setting at a time around the current spec
 EXPLORATION: tuple[tuple[str, float], ...] = (

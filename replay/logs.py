@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bandit.hashing import hash_features
+from bandit.core.hashing import hash_features
 
 CONTEXT_DIM = 64
 ACTION_DIM = 32

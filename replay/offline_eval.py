@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bandit.evaluation_sums import MINUTE
+from bandit.evaluation.evaluation_sums import MINUTE
 from replay.logs import Logs
 
 MAX_IMPORTANCE_ROWS = 500  # the most recent decisions ablated (each costs a predict per feature)
@@ -157,7 +157,7 @@ Predict = Callable[[Any, list[str]], list[float]]
 def importance(logs: Logs, predict: Predict) -> list[dict[str, Any]]:
     """Ablation importance of every (namespace, feature) seen in the last
     :data:`MAX_IMPORTANCE_ROWS` decisions, most important first."""
-    from bandit.vw_adapter import action_line
+    from bandit.core.vw_adapter import action_line
     from replay.policies import _vw_lines
 
     if logs.rows is None:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from bandit.policy_spec import PolicySpec
+from bandit.core.policy_spec import PolicySpec
 from replay.estimators import Estimate, OPEData, _Base, by_name
 from replay.evaluate import estimates
 from replay.grid import Candidate, dedupe, default_grid
@@ -46,7 +46,7 @@ from replay.reward_model import cross_fit
 
 def default_spec() -> str:
     """The service's default policy spec (``BANDIT_POLICY``'s default)."""
-    from bandit.settings import Settings
+    from bandit.config.settings import Settings
 
     return Settings.policy if not Settings.policy.startswith("lgbm:") else "epsilon:0.05"
 

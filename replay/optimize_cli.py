@@ -128,7 +128,7 @@ def _print_result(args: argparse.Namespace, result: OptimizeResult,
 
 
 def run(args: argparse.Namespace) -> int:
-    from bandit.settings import Settings
+    from bandit.config.settings import Settings
     from replay.apply import apply, current_spec
     from replay.grid import grid
     from replay.optimize import optimize

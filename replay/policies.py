@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bandit.scaling import young_model
+from bandit.core.scaling import young_model
 from replay.logs import Logs
 
 Dist = tuple[np.ndarray, np.ndarray]
@@ -94,7 +94,7 @@ class BestConstant:
 def _vw_lines(row: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Canonical namespaces for a row: this service's own events are canonical
     already; foreign DSJSON is encoded the way the server encodes requests."""
-    from bandit.features import (
+    from bandit.core.features import (
         CONTEXT_PREFIX,
         ID_NAMESPACE,
         OFFER_PREFIX,
@@ -122,7 +122,7 @@ def _vw_lines(row: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def vw_inputs(logs: Logs) -> Iterator[tuple[dict[str, Any], list[str]]]:
     """Per row, in order: the VW context and the action lines of the row's candidates
     (in candidate-column order), as the server would render them."""
-    from bandit.vw_adapter import action_line
+    from bandit.core.vw_adapter import action_line
 
     if logs.rows is None:
         raise ValueError("the logged features are needed (DSJSON or Kafka logs of "
@@ -186,9 +186,9 @@ class VWSaved(_VWBase):
     name: str = ""
 
     def _model(self) -> Any:
-        from bandit.modelstore import Manifest, ModelStore
-        from bandit.scaling import served_snapshot
-        from bandit.vw_adapter import VWModel
+        from bandit.core.scaling import served_snapshot
+        from bandit.core.vw_adapter import VWModel
+        from bandit.stores.modelstore import Manifest, ModelStore
 
         model = VWModel.load(self.path)
         path = Path(self.path)
@@ -219,9 +219,9 @@ class VWProgressive(_VWBase):
     save_to: str | None = None  # where the model learned over the logs is saved
 
     def _model(self) -> Any:
-        from bandit.policy_spec import PolicySpec
-        from bandit.scaling import Standardizer
-        from bandit.vw_adapter import VWModel
+        from bandit.core.policy_spec import PolicySpec
+        from bandit.core.scaling import Standardizer
+        from bandit.core.vw_adapter import VWModel
 
         model = VWModel(PolicySpec.parse(self.spec).vw_args(self.seed))
         if self.standardize:  # as the service's learner does (BANDIT_STANDARDIZE)
@@ -282,7 +282,7 @@ class LGBMSaved:
     name: str = ""
 
     def action_dist(self, logs: Logs) -> Dist:
-        from bandit.lgbm_policy import LGBMRanker, parse_lgbm_policy
+        from bandit.core.lgbm_policy import LGBMRanker, parse_lgbm_policy
 
         path, eps = parse_lgbm_policy(self.spec)
         ranker = LGBMRanker(path)
@@ -327,7 +327,7 @@ def parse_policy(text: str, seed: int = 0) -> Any:
     if text.startswith("vw:"):
         return VWSaved(text[3:], text)
     if text.startswith("spec:"):
-        from bandit.policy_spec import PolicySpec
+        from bandit.core.policy_spec import PolicySpec
 
         PolicySpec.parse(text[5:])  # fail early on a bad spec
         return VWProgressive(text[5:], seed, text)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from bandit.hashing import hash_features
+from bandit.core.hashing import hash_features
 from replay.errors import LogError
 from replay.logs import CONTEXT_DIM, LogBuilder, Logs
 
@@ -260,7 +260,7 @@ def read_kafka(url: str, *, strict: bool = False, keep_rows: bool = False,
     ``idle`` seconds is treated as empty. Messages produced after the mark are left
     for the next run.
     """
-    from bandit import kafka_client
+    from bandit.streaming import kafka_client
 
     rest = url.removeprefix("kafka://")
     bootstrap, _, topic = rest.partition("/")
@@ -294,7 +294,7 @@ def _up_to_marks(consumer: Any, url: str, topic: str, parts: list[int], timeout:
     below each one's high-water mark (see :func:`read_kafka`)."""
     import time
 
-    from bandit import kafka_client
+    from bandit.streaming import kafka_client
 
     tps = {p: kafka_client.TopicPartition(topic, p) for p in parts}
     ends: dict[int, int] = {}

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bandit.broker import EmbeddedBroker
-from bandit.stack import Child, free_port
+from bandit.demo.stack import Child, free_port
+from bandit.streaming.broker import EmbeddedBroker
 
 NO_SKIP = os.environ.get("BANDIT_TEST_NO_SKIP", "") not in ("", "0")
 

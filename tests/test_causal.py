@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from bandit.policy import RankingOptions
-from bandit.simulator import World
+from bandit.core.policy import RankingOptions
+from bandit.demo.simulator import World
 from tests.ranking.harness import Loop
 from tests.server.conftest import offers
 from tests.server.test_app import logged

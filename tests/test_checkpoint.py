@@ -1,5 +1,5 @@
-from bandit.checkpoint import Checkpoint
-from bandit.modelstore import Manifest
+from bandit.stores.checkpoint import Checkpoint
+from bandit.stores.modelstore import Manifest
 
 
 def manifest(extra):

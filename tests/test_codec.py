@@ -13,7 +13,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bandit.codec import (
+from bandit.core.codec import (
     cb_label,
     decision_event,
     encode_decision,
@@ -31,11 +31,11 @@ from bandit.codec import (
     split_joined,
     split_joined_plain,
 )
-from bandit.pmfs import VWScorer
-from bandit.policy import VWPolicy
-from bandit.policy_spec import PolicySpec
-from bandit.types import DecideRequest, Decision, Offer
-from bandit.vw_text import action_line
+from bandit.core.pmfs import VWScorer
+from bandit.core.policy import VWPolicy
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.types import DecideRequest, Decision, Offer
+from bandit.core.vw_text import action_line
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -22,8 +22,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from bandit.metrics import Metrics
-from bandit.settings import Settings
+from bandit.config.settings import Settings
+from bandit.server.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

@@ -6,7 +6,7 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
-from bandit.settings import Settings
+from bandit.config.settings import Settings
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

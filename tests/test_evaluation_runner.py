@@ -6,8 +6,8 @@ import os
 import sys
 import time
 
-from bandit import evaluations as ev
-from bandit.modelstore import ModelStore
+from bandit.evaluation import evaluations as ev
+from bandit.stores.modelstore import ModelStore
 
 
 def wait_status(jobs: ev.JobStore, job_id: str, timeout: float = 30.0) -> dict:
@@ -38,7 +38,7 @@ def test_the_child_writes_its_result_and_the_runner_leaves_it(tmp_path):
     doc = ev.new_job("j2", {"name": "y"}, "2026-01-01T00:00:00.000Z")
     jobs.save(doc)
     script = ("import sys; from bandit import evaluations as ev; "
-              "from bandit.modelstore import ModelStore; "
+              "from bandit.stores.modelstore import ModelStore; "
               f"jobs = ev.JobStore(ModelStore({str(tmp_path / 'models')!r}), "
               "'featureImportances'); "
               "ev.finish(jobs, jobs.load('j2'), lambda d: {'featureScores': [], 'rows': 7})")

@@ -5,8 +5,9 @@ import sys
 import orjson
 import pytest
 
-from bandit.errors import BadRequest
-from bandit.events import (
+from bandit.config.settings import Settings
+from bandit.core.errors import BadRequest
+from bandit.core.events import (
     activation_event,
     cb_label,
     decision_event,
@@ -20,11 +21,10 @@ from bandit.events import (
     parse_reward,
     reward_event,
 )
-from bandit.policy import VWPolicy
-from bandit.policy_spec import PolicySpec
-from bandit.schema import RequestParser
-from bandit.settings import Settings
-from bandit.types import Reward
+from bandit.core.policy import VWPolicy
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.schema import RequestParser
+from bandit.core.types import Reward
 
 
 def make_decision(event_id="e1", explore=True):
@@ -191,8 +191,8 @@ def test_a_bad_head_is_refused_naming_the_field():
 def test_vw_learns_the_same_model_from_the_short_learn_line(spec, tmp_path):
     import random
 
-    from bandit.events import learn_line
-    from bandit.vw_adapter import VWModel
+    from bandit.core.events import learn_line
+    from bandit.core.vw_adapter import VWModel
 
     rng = random.Random(4)
     args = PolicySpec.parse(spec).vw_args(3)

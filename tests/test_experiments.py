@@ -12,13 +12,13 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bandit.experiments import Experiment
-from bandit.policy import VWPolicy
-from bandit.policy_spec import PolicySpec
+from bandit.config.settings import Settings
+from bandit.core.experiments import Experiment
+from bandit.core.policy import VWPolicy
+from bandit.core.policy_spec import PolicySpec
+from bandit.demo.simulator import World
 from bandit.server.app import create_app
-from bandit.settings import Settings
-from bandit.simulator import World
-from bandit.sinks import FileSink
+from bandit.streaming.sinks import FileSink
 from replay.arms import compare_arms
 from replay.readers import read_dsjson
 from tests.server.conftest import Client, offers
@@ -111,7 +111,7 @@ def test_arms_are_logged_and_compared(tmp_path):
 def test_apprentice_mode_serves_the_default_and_reports_agreement(tmp_path):
     """A model taught that o2 is the only offer that pays agrees with the client's
     default (its first offer) exactly when o2 is listed first: 15 of 40 decisions."""
-    from bandit.schema import RequestParser
+    from bandit.core.schema import RequestParser
 
     s = Settings(model_dir=str(tmp_path / "m"), event_dir=str(tmp_path / "ev"),
                  event_sink="file", mode="apprentice")

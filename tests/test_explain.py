@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from bandit.explain import contributions, terms
-from bandit.policy_spec import PolicySpec
-from bandit.vw_adapter import VWModel, action_line
+from bandit.core.explain import contributions, terms
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.vw_adapter import VWModel, action_line
 
 USERS = [f"x{i}" for i in range(4)]
 

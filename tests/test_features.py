@@ -5,8 +5,8 @@ import vowpalwabbit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit.errors import BadRequest
-from bandit.features import Limits, encode, encode_plain, escape, merge, render
+from bandit.core.errors import BadRequest
+from bandit.core.features import Limits, encode, encode_plain, escape, merge, render
 
 LIM = Limits()
 
@@ -110,7 +110,7 @@ def test_any_json_gives_valid_vw_text_or_clean_error(obj):
 
 
 def test_text_is_a_bag_of_words_and_embeddings_are_dense():
-    from bandit.features import Limits, encode
+    from bandit.core.features import Limits, encode
 
     out = encode({"offer": {"title": "Save 5% on flights to Paris, PARIS!",
                             "embedding": [0.5, -0.25], "category": "travel"}}, "o", "f",

@@ -1,6 +1,6 @@
 import pytest
 
-from bandit.events import LoggedDecision, LoggedReward
+from bandit.core.events import LoggedDecision, LoggedReward
 from bandit.learner.join import JoinState, digest_of
 
 
@@ -81,7 +81,7 @@ def _dec(eid: str, user: str) -> dict:
 
 
 def test_long_horizon_rewards_are_attributed_by_user():
-    from bandit.events import parse_decision, parse_reward
+    from bandit.core.events import parse_decision, parse_reward
     from bandit.learner.join import JoinState
 
     for attribution, expect in (("last", {"d1": 0.0, "d2": 0.5 + 2 * 1.0, "d3": 0.0}),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bandit.settings import Settings
+from bandit.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("learning_quality",

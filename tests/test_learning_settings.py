@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from bandit.learning_settings import arguments_of, spec_from_arguments
-from bandit.policy_spec import PolicySpec
+from bandit.config.learning_settings import arguments_of, spec_from_arguments
+from bandit.core.policy_spec import PolicySpec
 
 kinds = st.sampled_from(["epsilon:0.05", "epsilon:0.2", "bag:5", "squarecb:10", "squarecb:100",
                          "softmax:10"])

@@ -8,13 +8,13 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bandit.errors import ConfigError
-from bandit.lgbm_policy import LGBMPolicy, parse_lgbm_policy
-from bandit.schema import RequestParser
+from bandit.config.settings import Settings
+from bandit.core.errors import ConfigError
+from bandit.core.lgbm_policy import LGBMPolicy, parse_lgbm_policy
+from bandit.core.schema import RequestParser
+from bandit.demo.simulator import World
 from bandit.server.app import create_app
-from bandit.settings import Settings
-from bandit.simulator import World
-from bandit.sinks import NullSink
+from bandit.streaming.sinks import NullSink
 from replay.cli import main as replay_main
 from replay.readers import read_dsjson
 from tests.replay.simlogs import make_logs
@@ -79,8 +79,8 @@ def test_an_lgbm_arm_next_to_the_model_arm(tmp_path):
     assert replay_main(["train", str(tmp_path / "logs.dsjson"), "--out", str(out)]) == 0
     s = Settings(model_dir=str(tmp_path / "m"), event_sink="none", user_salt="arm-test",
                  experiment="x:model=0.5,lgbm=0.5", lgbm_arm=str(out))
-    from bandit.policy import VWPolicy
-    from bandit.policy_spec import PolicySpec
+    from bandit.core.policy import VWPolicy
+    from bandit.core.policy_spec import PolicySpec
 
     app = create_app(s, VWPolicy.fresh(PolicySpec.parse("epsilon:0.05")), NullSink(),
                      registry=CollectorRegistry())

@@ -2,9 +2,9 @@ import random
 
 import pytest
 
-from bandit.modelstore import Manifest, ModelStore, ModelStoreError
-from bandit.policy_spec import PolicySpec
-from bandit.vw_adapter import VWModel
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.vw_adapter import VWModel
+from bandit.stores.modelstore import Manifest, ModelStore, ModelStoreError
 
 
 def trained(seed=0):
@@ -46,7 +46,7 @@ def test_corrupt_or_truncated_models_are_refused(tmp_path):
 def test_garbage_with_a_matching_checksum_is_refused_by_vw(tmp_path):
     store = ModelStore(tmp_path)
     (tmp_path / "model-000009.vw").write_bytes(b"not a model")
-    from bandit.modelstore import sha256_file
+    from bandit.stores.modelstore import sha256_file
 
     man = Manifest("000009", "model-000009.vw", sha256_file(tmp_path / "model-000009.vw"),
                    "epsilon", 0, "now")
@@ -75,10 +75,10 @@ def test_pin_rollback_export_import_round_trip(tmp_path, capsys):
     from prometheus_client import CollectorRegistry
 
     from bandit.cli.learn import main as learn_main
-    from bandit.policy import VWPolicy
+    from bandit.config.settings import Settings
+    from bandit.core.policy import VWPolicy
     from bandit.server.app import create_app
-    from bandit.settings import Settings
-    from bandit.sinks import NullSink
+    from bandit.streaming.sinks import NullSink
 
     store = ModelStore(tmp_path / "models", keep=3)
     spec = PolicySpec.parse("epsilon:0.1")

@@ -3,11 +3,11 @@ from collections import Counter
 
 import pytest
 
-from bandit.features import ID_NAMESPACE
-from bandit.policy import VWPolicy, _draw, _normalise, event_rng
-from bandit.policy_spec import PolicySpec
-from bandit.types import DecideRequest, Offer
-from bandit.vw_adapter import action_line
+from bandit.core.features import ID_NAMESPACE
+from bandit.core.policy import VWPolicy, _draw, _normalise, event_rng
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.types import DecideRequest, Offer
+from bandit.core.vw_adapter import action_line
 
 
 def offers(n):
@@ -95,7 +95,7 @@ def test_swap_serves_the_new_model_and_closes_the_old_one_later():
     spec = PolicySpec.parse("epsilon")
     policy = VWPolicy.fresh(spec)
     first = policy.model
-    from bandit.vw_adapter import VWModel
+    from bandit.core.vw_adapter import VWModel
 
     second, third = VWModel(spec.vw_args()), VWModel(spec.vw_args())
     policy.swap(second, "2")

@@ -1,7 +1,7 @@
 import pytest
 import vowpalwabbit
 
-from bandit.policy_spec import PolicySpec
+from bandit.core.policy_spec import PolicySpec
 
 
 @pytest.mark.parametrize("text,expect", [
@@ -91,7 +91,7 @@ def test_rejects_bad_optional_keys(text, message):
 def test_personalizer_learning_settings_round_trip(text):
     """The arguments Personalizer's policy route shows for a spec read back as that spec
     (``-b 18``, the default, is left out)."""
-    from bandit.learning_settings import arguments_of, spec_from_arguments
+    from bandit.config.learning_settings import arguments_of, spec_from_arguments
 
     spec = PolicySpec.parse(text)
     back = spec_from_arguments(arguments_of(spec))
@@ -102,8 +102,8 @@ def test_personalizer_learning_settings_round_trip(text):
 @pytest.mark.parametrize("arguments", ["--cb_explore_adf --adaptive", "--invariant --normalized",
                                        "--epsilon 0.1 --adaptive --normalized"])
 def test_learning_settings_refuse_a_partial_update_rule(arguments):
-    from bandit.errors import BadRequest
-    from bandit.learning_settings import spec_from_arguments
+    from bandit.config.learning_settings import spec_from_arguments
+    from bandit.core.errors import BadRequest
 
     with pytest.raises(BadRequest):
         spec_from_arguments(arguments)

@@ -7,10 +7,10 @@ import numpy as np
 import orjson
 import pytest
 
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.scaling import CLIP, Snapshot, Standardizer, served_snapshot
+from bandit.core.vw_adapter import VWModel, action_line, parse_line
 from bandit.learner.vw_process import VWProcess
-from bandit.policy_spec import PolicySpec
-from bandit.scaling import CLIP, Snapshot, Standardizer, served_snapshot
-from bandit.vw_adapter import VWModel, action_line, parse_line
 
 ARGS = PolicySpec.parse("squarecb:gamma=10,lr=3,normalized=0").vw_args()
 
@@ -158,10 +158,10 @@ def test_the_scale_travels_with_an_exported_model(tmp_path):
     import io
     import zipfile
 
-    from bandit.errors import BadRequest
-    from bandit.loop_admin import SCALE_ENTRY, LoopAdmin
-    from bandit.modelstore import ModelStore
-    from bandit.settings import Settings
+    from bandit.config.loop_admin import SCALE_ENTRY, LoopAdmin
+    from bandit.config.settings import Settings
+    from bandit.core.errors import BadRequest
+    from bandit.stores.modelstore import ModelStore
 
     a = ModelStore(tmp_path / "a")
     man = published(a)
@@ -194,7 +194,7 @@ def test_replay_evaluates_a_stored_model_with_its_scale(tmp_path):
     has no snapshot; ``spec:`` candidates standardise as the learner does."""
     import shutil
 
-    from bandit.modelstore import ModelStore
+    from bandit.stores.modelstore import ModelStore
     from replay.policies import VWProgressive, VWSaved
 
     store = ModelStore(tmp_path / "store")
@@ -210,9 +210,9 @@ def test_replay_evaluates_a_stored_model_with_its_scale(tmp_path):
 
 def test_explanations_weigh_the_values_the_model_sees(tmp_path):
     """An explanation's terms are those of the standardised values the model sees."""
-    from bandit.modelstore import ModelStore
-    from bandit.policy import VWPolicy
-    from bandit.types import DecideRequest, Offer
+    from bandit.core.policy import VWPolicy
+    from bandit.core.types import DecideRequest, Offer
+    from bandit.stores.modelstore import ModelStore
 
     store = ModelStore(tmp_path)
     model = store.load(published(store))
@@ -221,7 +221,7 @@ def test_explanations_weigh_the_values_the_model_sees(tmp_path):
     offers = tuple(Offer(f"o{k}", {"oprice": {"usd": 10.0 + 90 * k}, "o_id": {f"id=o{k}": 1.0}},
                          action_line({"oprice": {"usd": 10.0 + 90 * k},
                                       "o_id": {f"id=o{k}": 1.0}})) for k in range(3))
-    from bandit.explain import contributions
+    from bandit.core.explain import contributions
 
     d = policy.decide(DecideRequest("e1", ctx, offers, explain=True))
     (shown,) = d.info["explain"]

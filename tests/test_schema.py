@@ -6,9 +6,9 @@ import os
 import orjson
 import pytest
 
-from bandit.errors import BadRequest
-from bandit.schema import RequestParser, new_event_id
-from bandit.settings import Settings
+from bandit.config.settings import Settings
+from bandit.core.errors import BadRequest
+from bandit.core.schema import RequestParser, new_event_id
 
 OFFERS = [{"id": f"o{i}", "features": {"offer": {"c": f"v{i % 3}", "x": i / 10}}}
           for i in range(6)]

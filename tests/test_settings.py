@@ -1,7 +1,7 @@
 import pytest
 
-from bandit.errors import ConfigError
-from bandit.settings import Settings
+from bandit.config.settings import Settings
+from bandit.core.errors import ConfigError
 
 
 def test_defaults_are_valid():
@@ -85,9 +85,9 @@ def test_every_number_declares_its_bounds_and_overrides_are_checked_against_them
 
 
 def test_structured_settings_are_parsed_once_into_typed_values():
-    from bandit.experiments import Experiment
-    from bandit.policy_spec import PolicySpec
-    from bandit.userstore import Cap
+    from bandit.core.experiments import Experiment
+    from bandit.core.policy_spec import PolicySpec
+    from bandit.stores.userstore import Cap
 
     s = Settings.from_env({"BANDIT_POLICY": "bag:3", "BANDIT_FREQUENCY_CAP": "2/60",
                            "BANDIT_OFFER_BUDGETS": "o1=5/10",

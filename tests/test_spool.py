@@ -1,6 +1,6 @@
 import os
 
-from bandit.spool import SpoolReader, SpoolWriter, adopt_orphans, encode_record
+from bandit.streaming.spool import SpoolReader, SpoolWriter, adopt_orphans, encode_record
 
 
 def test_write_read_commit(tmp_path):
@@ -30,7 +30,7 @@ def test_torn_last_line_is_not_read(tmp_path):
 
 
 def test_segments_rotate_and_are_deleted_once_shipped(tmp_path, monkeypatch):
-    monkeypatch.setattr("bandit.spool.SEGMENT_BYTES", 200)
+    monkeypatch.setattr("bandit.streaming.spool.SEGMENT_BYTES", 200)
     w = SpoolWriter(tmp_path)
     for i in range(30):
         w.append("d", str(i), b'{"x":"' + b"y" * 40 + b'"}')
@@ -97,8 +97,8 @@ def test_the_writers_memory_gives_what_reading_the_spool_back_gives(tmp_path, mo
     reader goes to disk and the memory resumes once it has caught up)."""
     import random
 
-    monkeypatch.setattr("bandit.spool.SEGMENT_BYTES", 300)
-    monkeypatch.setattr("bandit.spool.TAIL_LIMIT", 25)
+    monkeypatch.setattr("bandit.streaming.spool.SEGMENT_BYTES", 300)
+    monkeypatch.setattr("bandit.streaming.spool.TAIL_LIMIT", 25)
     rng = random.Random(7)
     w = SpoolWriter(tmp_path)
     r = SpoolReader(w.dir, owned=True)

@@ -2,11 +2,11 @@
 
 import pytest
 
-from bandit.adjustments import Diversity, NewOfferFloor, SafeDelta
-from bandit.features import ID_NAMESPACE
-from bandit.lgbm_policy import LGBMPolicy
-from bandit.offerstats import OfferStats
-from bandit.pmfs import (
+from bandit.core.adjustments import Diversity, NewOfferFloor, SafeDelta
+from bandit.core.features import ID_NAMESPACE
+from bandit.core.lgbm_policy import LGBMPolicy
+from bandit.core.offerstats import OfferStats
+from bandit.core.pmfs import (
     ApprenticePmf,
     FixedPmf,
     ModelPmf,
@@ -16,10 +16,10 @@ from bandit.pmfs import (
     VWScorer,
     normalise,
 )
-from bandit.policy import RankingOptions, Serving, VWPolicy, strategy
-from bandit.policy_spec import PolicySpec
-from bandit.types import DecideRequest, Offer
-from bandit.vw_adapter import VWModel, action_line
+from bandit.core.policy import RankingOptions, Serving, VWPolicy, strategy
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.types import DecideRequest, Offer
+from bandit.core.vw_adapter import VWModel, action_line
 
 
 def offers(*cats):

@@ -10,9 +10,8 @@ import time
 import httpx
 import pytest
 
-from bandit.broker import port_open
-from bandit.stack import free_port
-from bandit.userstore import (
+from bandit.demo.stack import free_port
+from bandit.stores.userstore import (
     SIGNAL_NAMESPACE,
     Cap,
     MemoryUserStore,
@@ -22,6 +21,7 @@ from bandit.userstore import (
     load_salt,
     parse_budgets,
 )
+from bandit.streaming.broker import port_open
 from tests.server.conftest import offers
 
 
@@ -176,9 +176,9 @@ def test_signals_name_offers_by_their_escaped_ids(store):
     """An offer id may hold any UTF-8 text, a newline included: its signal is a safe
     VW feature name, and a context holding it is one shared example (a newline in it
     would split the shared line and give VW an extra example)."""
-    from bandit.features import escape
-    from bandit.policy_spec import PolicySpec
-    from bandit.vw_adapter import VWModel
+    from bandit.core.features import escape
+    from bandit.core.policy_spec import PolicySpec
+    from bandit.core.vw_adapter import VWModel
 
     odd = "n\n|x: y"
     store.record_decision("h2", "e9", [(odd, None), ("plain", None)], 1000.0)

@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from bandit.policy_spec import PolicySpec
-from bandit.vw_adapter import VWModel, action_line, cost_label, shared_line
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.vw_adapter import VWModel, action_line, cost_label, shared_line
 
 OFFERS = [{"o_id": {f"id=o{i}": 1.0}, "ocat": {f"c={i % 3}": 1.0}} for i in range(8)]
 LINES = [action_line(o) for o in OFFERS]
@@ -79,7 +79,7 @@ def test_dsjson_learner_matches_the_text_format():
     """A learner reading joined DSJSON trains the model a text-format server expects."""
     import orjson
 
-    from bandit.events import joined_event
+    from bandit.core.events import joined_event
 
     rng = random.Random(11)
     args = PolicySpec.parse("epsilon:0.1").vw_args(3)
@@ -120,7 +120,7 @@ def joined(rng: random.Random, i: int, *, multi_slot: bool = False) -> bytes:
     and labels often seen before."""
     import orjson
 
-    from bandit.events import joined_event
+    from bandit.core.events import joined_event
 
     offers = rng.sample(JOINED_OFFERS, rng.randrange(2, len(JOINED_OFFERS) + 1))
     if i % 7 == 0 and {} in offers:
@@ -151,8 +151,8 @@ def test_joined_lines_learn_the_model_the_servers_read(policy, tmp_path, monkeyp
     learns up to float rounding."""
     import orjson
 
-    import bandit.vw_joined as adapter
-    from bandit.features import render
+    import bandit.core.vw_joined as adapter
+    from bandit.core.features import render
 
     monkeypatch.setattr(adapter, "JOINED_OFFERS", 8)  # fewer than two lines' offers
     monkeypatch.setattr(adapter, "JOINED_CONTEXTS", 3)  # and few contexts and labels

@@ -8,10 +8,10 @@ import signal
 import orjson
 import pytest
 
-from bandit.events import joined_event
+from bandit.core.events import joined_event
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.vw_adapter import VWModel, action_line
 from bandit.learner.vw_process import VWProcess, VWProcessError
-from bandit.policy_spec import PolicySpec
-from bandit.vw_adapter import VWModel, action_line
 
 OFFERS = [{"o_id": {f"id=o{i}": 1.0}, "ocat": {f"c={i % 3}": 1.0}} for i in range(6)]
 LINES = [action_line(o) for o in OFFERS]

@@ -12,10 +12,10 @@ import sys
 import threading
 from types import FrameType
 
-from bandit.broker import BrokerError, EmbeddedBroker
-from bandit.errors import ConfigError
-from bandit.settings import Settings
-from bandit.topics import Topics, ensure_topics
+from bandit.config.settings import Settings
+from bandit.core.errors import ConfigError
+from bandit.streaming.broker import BrokerError, EmbeddedBroker
+from bandit.streaming.topics import Topics, ensure_topics
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,9 +23,9 @@ from types import FrameType
 
 import orjson
 
-from bandit.simulator import World
-from bandit.stack import Stack
-from bandit.traffic import TrafficDriver
+from bandit.demo.simulator import World
+from bandit.demo.stack import Stack
+from bandit.demo.traffic import TrafficDriver
 
 
 class _Stop(Exception):

@@ -13,8 +13,8 @@ import sys
 import time
 from types import FrameType
 
-from bandit.errors import ConfigError
-from bandit.settings import Settings
+from bandit.config.settings import Settings
+from bandit.core.errors import ConfigError
 
 
 def _settings() -> Settings | None:
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 def models(args: argparse.Namespace) -> int:
     """``bandit-learn models …``: list, pin (rollback), unpin, export, import."""
-    from bandit.modelstore import ModelStore, ModelStoreError
+    from bandit.stores.modelstore import ModelStore, ModelStoreError
 
     settings = _settings()
     if settings is None:

@@ -11,8 +11,8 @@ import os
 import sys
 import tempfile
 
-from bandit.errors import ConfigError
-from bandit.settings import Settings
+from bandit.config.settings import Settings
+from bandit.core.errors import ConfigError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.hash_key is not None:
-        from bandit.apikeys import hash_key
+        from bandit.config.apikeys import hash_key
 
         print(hash_key(args.hash_key))
         return 0

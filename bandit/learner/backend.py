@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from bandit.core.scaling import Standardizer
+from bandit.core.vw_adapter import VWModel
 from bandit.learner.vw_process import VWProcess, VWProcessError
-from bandit.scaling import Standardizer
-from bandit.vw_adapter import VWModel
 
 BackendDied = VWProcessError
 Emit = tuple[str, str, str]  # (bootstrap, joined topic, compression)

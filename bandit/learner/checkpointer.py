@@ -22,15 +22,15 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from bandit.checkpoint import Checkpoint
+from bandit.config.settings import Settings
+from bandit.core.offerstats import OfferStats
 from bandit.learner import backend
 from bandit.learner.backend import Emit, LearnerBackend
 from bandit.learner.guard import Promoter
 from bandit.learner.join import JoinState
 from bandit.learner.live_config import LogRange
-from bandit.modelstore import Manifest, ModelStore, ModelStoreError, Slot
-from bandit.offerstats import OfferStats
-from bandit.settings import Settings
+from bandit.stores.checkpoint import Checkpoint
+from bandit.stores.modelstore import Manifest, ModelStore, ModelStoreError, Slot
 
 log = logging.getLogger("bandit.learner")
 
@@ -132,7 +132,7 @@ class Checkpointer:
 
     def _standardized(self, model: LearnerBackend, man: Manifest | None) -> LearnerBackend:
         """Learn with standardised numeric features (``BANDIT_STANDARDIZE``),
-        from the statistics of the checkpoint ``man`` (see :mod:`bandit.scaling`)."""
+        from the statistics of the checkpoint ``man`` (see :mod:`bandit.core.scaling`)."""
         if self.settings.standardize:
             model.standardize(self.store.feature_scale(man) if man is not None else {})
         return model

@@ -34,7 +34,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bandit.checkpoint import Checkpoint
+from bandit.config.loop_admin import LoopAdmin
+from bandit.config.loop_config import LoopConfig
+from bandit.config.settings import Settings
+from bandit.core.offerstats import OfferStats
 from bandit.learner.backend import Emit, LearnerBackend
 from bandit.learner.checkpointer import Checkpointer, Hooks, Resumed, Schedule
 from bandit.learner.guard import Promoter, PromotionGuard
@@ -43,12 +46,9 @@ from bandit.learner.join import JoinState, rewarded_unread
 from bandit.learner.learning import JoinedHandler
 from bandit.learner.live_config import ConfigFollower, apply_to_join
 from bandit.learner.outputs import Outputs
-from bandit.loop_admin import LoopAdmin
-from bandit.loop_config import LoopConfig
-from bandit.modelstore import Manifest, ModelStore, ModelStoreError
-from bandit.offerstats import OfferStats
-from bandit.settings import Settings
-from bandit.topics import Topics
+from bandit.stores.checkpoint import Checkpoint
+from bandit.stores.modelstore import Manifest, ModelStore, ModelStoreError
+from bandit.streaming.topics import Topics
 
 log = logging.getLogger("bandit.learner")
 

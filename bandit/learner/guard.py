@@ -23,8 +23,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from bandit.modelstore import Manifest, ModelStore, ModelStoreError
-from bandit.vw_adapter import VWModel, action_line
+from bandit.core.vw_adapter import VWModel, action_line
+from bandit.stores.modelstore import Manifest, ModelStore, ModelStoreError
 
 log = logging.getLogger("bandit.learner")
 

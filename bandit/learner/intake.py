@@ -16,14 +16,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bandit import kafka_client
-from bandit.codec import C_AT
-from bandit.errors import BadRequest
-from bandit.events import LoggedDecision, decode, parse_decision, parse_decision_head, parse_reward
+from bandit.core.codec import C_AT
+from bandit.core.errors import BadRequest
+from bandit.core.events import (
+    LoggedDecision,
+    decode,
+    parse_decision,
+    parse_decision_head,
+    parse_reward,
+)
 from bandit.learner.join import Joined, JoinState
 from bandit.learner.live_config import LogRange
 from bandit.learner.outputs import Outputs
-from bandit.topics import Topics, ensure_topics
+from bandit.streaming import kafka_client
+from bandit.streaming.topics import Topics, ensure_topics
 
 log = logging.getLogger("bandit.learner")
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bandit.events import LoggedDecision, LoggedReward, reward_fields
+from bandit.core.events import LoggedDecision, LoggedReward, reward_fields
 from bandit.learner.long_horizon import LongHorizon, long_total
 
 REWARD_FUNCTIONS = ("earliest", "sum", "max", "last", "average")

@@ -3,7 +3,7 @@ writes it), held out for the promotion guard, or only logged (``LoggingOnly``), 
 written to ``offers.joined`` — as CB DSJSON, or VW's CCB DSJSON for a multi-slot
 decision. An event VW refuses is counted, logged and not written.
 
-Lines are spliced from the decision's own bytes (:mod:`bandit.codec`) and decoded
+Lines are spliced from the decision's own bytes (:mod:`bandit.core.codec`) and decoded
 whole only when a multi-slot or held-out decision needs its context.
 """
 
@@ -14,13 +14,13 @@ from typing import Any
 
 import orjson
 
-from bandit import codec
+from bandit.core import codec
+from bandit.core.offerstats import OfferStats
 from bandit.learner.backend import BackendDied, LearnerBackend
 from bandit.learner.guard import PromotionGuard
 from bandit.learner.join import Joined
 from bandit.learner.live_config import LogRange
 from bandit.learner.outputs import Outputs
-from bandit.offerstats import OfferStats
 
 log = logging.getLogger("bandit.learner")
 

@@ -1,4 +1,4 @@
-"""The learner's side of the live configuration (:mod:`bandit.loop_config`).
+"""The learner's side of the live configuration (:mod:`bandit.config.loop_config`).
 
 :class:`ConfigFollower` notices a new ``config.json`` in the model store (one ``stat``
 per poll) and hands back the configuration to apply: the reward window, default
@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bandit.config.loop_admin import load_config
+from bandit.config.loop_config import LoopConfig
+from bandit.config.settings import Settings
 from bandit.learner.join import JoinState
-from bandit.loop_admin import load_config
-from bandit.loop_config import LoopConfig
-from bandit.modelstore import ModelStore
-from bandit.settings import Settings
+from bandit.stores.modelstore import ModelStore
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Any
 
-from bandit.events import LoggedReward
+from bandit.core.events import LoggedReward
 
 
 class LongHorizon:

@@ -1,6 +1,6 @@
 """What the learner writes to Kafka: joined events and dead letters.
 
-The producer never gives a message up (:func:`bandit.kafka_client.keep_trying`): it
+The producer never gives a message up (:func:`bandit.streaming.kafka_client.keep_trying`): it
 waits in the client's queue however long the broker is away, and a checkpoint waits
 for every message before it (:meth:`Outputs.flush`), so its offsets never pass an
 output that could still be lost.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bandit import kafka_client
-from bandit.topics import Topics
+from bandit.streaming import kafka_client
+from bandit.streaming.topics import Topics
 
 log = logging.getLogger("bandit.learner")
 

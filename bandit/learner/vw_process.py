@@ -49,10 +49,10 @@ from typing import Any
 
 import orjson
 
-from bandit import kafka_client
-from bandit.codec import joined_tail
-from bandit.scaling import Standardizer
-from bandit.vw_adapter import VWModel
+from bandit.core.codec import joined_tail
+from bandit.core.scaling import Standardizer
+from bandit.core.vw_adapter import VWModel
+from bandit.streaming import kafka_client
 
 log = logging.getLogger("bandit.learner")
 
@@ -73,7 +73,7 @@ def _one_line(line: bytes) -> bytes:
 
 
 class VWProcess:
-    """The part of :class:`bandit.vw_adapter.VWModel` the learner uses (``learn_dsjson``,
+    """The part of :class:`bandit.core.vw_adapter.VWModel` the learner uses (``learn_dsjson``,
     ``save``, ``close``), with VW running in a child process."""
 
     def __init__(self, args: str, *, chunk: int = CHUNK,
@@ -123,7 +123,7 @@ class VWProcess:
 
     def standardize(self, state: dict[str, Any]) -> None:
         """Standardise numeric context features from the next line on, starting from
-        ``state`` (see :mod:`bandit.scaling`)."""
+        ``state`` (see :mod:`bandit.core.scaling`)."""
         raw = orjson.dumps(state)
         self._buf += (b"!scale " + raw, b"\n")
         self._size += len(raw) + 8

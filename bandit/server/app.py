@@ -22,25 +22,25 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from bandit.checkpoint import Checkpoint
-from bandit.errors import BadRequest, Conflict, NotFound, ServiceError
-from bandit.metrics import Metrics, exposition
-from bandit.modelstore import ModelStore, ModelStoreError
-from bandit.offerstats import OfferStats
-from bandit.policy import Policy, VWPolicy
-from bandit.policy_spec import PolicySpec
+from bandit.config.settings import Settings
+from bandit.core.errors import BadRequest, Conflict, NotFound, ServiceError
+from bandit.core.offerstats import OfferStats
+from bandit.core.policy import Policy, VWPolicy
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.types import NONE_ID, DecideRequest, Decision
 from bandit.server import personalizer
 from bandit.server.fast import BodyHandler, FastRoutes
 from bandit.server.guard import Guard
 from bandit.server.http import JSONResponse, error_response, read_body
+from bandit.server.metrics import Metrics, exposition
 from bandit.server.openapi import openapi_document
 from bandit.server.service import Service
 from bandit.server.shared_live import SharedLive
 from bandit.server.status import render as render_status
-from bandit.settings import Settings
-from bandit.sinks import EventSink, make_sink
-from bandit.types import NONE_ID, DecideRequest, Decision
-from bandit.userstore import load_salt, make_user_store
+from bandit.stores.checkpoint import Checkpoint
+from bandit.stores.modelstore import ModelStore, ModelStoreError
+from bandit.stores.userstore import load_salt, make_user_store
+from bandit.streaming.sinks import EventSink, make_sink
 
 log = logging.getLogger("bandit.server")
 
@@ -163,7 +163,7 @@ def admin_routes(svc: Service) -> list[Route]:
 
 
 def _path_id(svc: Service, request: Request, name: str) -> str:
-    from bandit.schema import check_id
+    from bandit.core.schema import check_id
 
     value = check_id(request.path_params[name], name, svc.settings.max_id_bytes)
     assert value is not None
@@ -319,7 +319,7 @@ def _handle_errors(app: Starlette, svc: Service) -> None:
 def make_lgbm_arm(settings: Settings) -> Policy | None:
     if not settings.lgbm_arm:
         return None
-    from bandit.lgbm_policy import LGBMPolicy
+    from bandit.core.lgbm_policy import LGBMPolicy
 
     spec = settings.lgbm_arm if settings.lgbm_arm.startswith("lgbm:") else \
         f"lgbm:{settings.lgbm_arm}"
@@ -333,7 +333,7 @@ def make_shadow(settings: Settings, policy: Policy) -> tuple[Policy, str] | None
     if not spec:
         return None
     if spec.startswith("vw:"):
-        from bandit.vw_adapter import VWModel
+        from bandit.core.vw_adapter import VWModel
 
         model = VWModel.load(spec[3:])
         return VWPolicy(policy.spec, model, "shadow", settings.seed,
@@ -370,7 +370,7 @@ def app_from_env() -> Starlette:
     logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per-connection chatter
     settings = Settings.from_env()
     if settings.lgbm_policy is not None:  # a trained LightGBM model: no hot swap
-        from bandit.lgbm_policy import LGBMPolicy
+        from bandit.core.lgbm_policy import LGBMPolicy
 
         lgbm = LGBMPolicy(settings.policy, settings.seed, settings.ranking_options())
         return create_app(settings, lgbm, make_sink(settings), store=None)

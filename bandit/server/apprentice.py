@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bandit.types import DecideRequest
+from bandit.core.types import DecideRequest
 
 MAX_SLOT_IDS = 100  # slot ids whose apprentice agreement is counted apart
 

@@ -8,9 +8,9 @@ import math
 import time
 from collections.abc import Callable
 
-from bandit.livestats import Counts
+from bandit.config.settings import Settings
+from bandit.server.livestats import Counts
 from bandit.server.shared_live import SharedLive
-from bandit.settings import Settings
 
 log = logging.getLogger("bandit.server")
 CHECK_EVERY = 10.0  # seconds between two comparisons

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bandit.experiments import Experiment
+from bandit.config.settings import Settings
+from bandit.core.experiments import Experiment
+from bandit.core.types import DecideRequest
 from bandit.server.arm_guard import ArmGuard
-from bandit.settings import Settings
-from bandit.types import DecideRequest
 
 HOLDOUT = Experiment("holdout", ())  # its hash decides who is held out
 
@@ -17,7 +17,7 @@ HOLDOUT = Experiment("holdout", ())  # its hash decides who is held out
 @dataclass(frozen=True, slots=True)
 class Assignment:
     arm: str | None  # None: no experiment and no holdout
-    mode: str  # the serving mode (see bandit.policy.strategy), or "lgbm"
+    mode: str  # the serving mode (see bandit.core.policy.strategy), or "lgbm"
     holdout: bool = False
 
 

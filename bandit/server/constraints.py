@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from bandit.adjustments import category_of
-from bandit.errors import Unprocessable
-from bandit.settings import Settings
-from bandit.types import DecideRequest, Decision
-from bandit.userstore import UserStore
+from bandit.config.settings import Settings
+from bandit.core.adjustments import category_of
+from bandit.core.errors import Unprocessable
+from bandit.core.types import DecideRequest, Decision
+from bandit.stores.userstore import UserStore
 
 
 class UserConstraints:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bandit.errors import Unavailable
-from bandit.events import encode_decision_event
-from bandit.metrics import Metrics
-from bandit.sinks import EventSink, NullSink
-from bandit.types import DecideRequest, Decision
+from bandit.core.errors import Unavailable
+from bandit.core.events import encode_decision_event
+from bandit.core.types import DecideRequest, Decision
+from bandit.server.metrics import Metrics
+from bandit.streaming.sinks import EventSink, NullSink
 
 log = logging.getLogger("bandit.server")
 

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bandit.errors import ServiceError
+from bandit.core.errors import ServiceError
 from bandit.server.http import CLOSE, receive_body, status_of
 
 BodyHandler = Callable[[bytes], tuple[int, Any]]  # body → (status, JSON payload)

@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from bandit.apikeys import SCOPES
+from bandit.config.apikeys import SCOPES
 from bandit.server.http import DRAIN_SECONDS, drain
 
 Scope = MutableMapping[str, Any]

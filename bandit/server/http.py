@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from bandit.errors import (
+from bandit.core.errors import (
     BadRequest,
     Conflict,
     NotFound,

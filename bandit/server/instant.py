@@ -34,10 +34,10 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from bandit.features import Namespaces
-from bandit.scaling import young_model
-from bandit.types import DecideRequest, Decision
-from bandit.vw_adapter import VWModel
+from bandit.core.features import Namespaces
+from bandit.core.scaling import young_model
+from bandit.core.types import DecideRequest, Decision
+from bandit.core.vw_adapter import VWModel
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bandit.livestats import Counts, LiveStats
 from bandit.server.arm_guard import ArmGuard
+from bandit.server.livestats import Counts, LiveStats
 from bandit.server.shared_live import SharedLive
 
 log = logging.getLogger("bandit.server")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bandit.evaluations import STATUS
+from bandit.evaluation.evaluations import STATUS
 from bandit.server.personalizer import API_VERSIONS, BASES, QUERY_BASE
 
 _DURATION = {"type": "string", "maxLength": 64,

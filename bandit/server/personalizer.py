@@ -37,10 +37,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bandit.errors import BadRequest
-from bandit.evaluation_jobs import EvaluationJobs
-from bandit.loop_admin import LoopAdmin
-from bandit.schema import check_id
+from bandit.config.loop_admin import LoopAdmin
+from bandit.core.errors import BadRequest
+from bandit.core.schema import check_id
+from bandit.evaluation.evaluation_jobs import EvaluationJobs
 from bandit.server import personalizer_admin, personalizer_eval
 from bandit.server.http import JSONResponse, read_body
 

@@ -13,7 +13,7 @@
 Durations are TimeSpans (``00:10:00``) under ``v1.0`` and ISO-8601 (``PT10M``) under
 ``v1.1-preview.3`` and ``?api-version=2022-09-01-preview``, as each generation's REST
 reference writes them; both are accepted everywhere. The work is in
-:class:`~bandit.loop_admin.LoopAdmin`; after a change this worker applies it at once, the
+:class:`~bandit.config.loop_admin.LoopAdmin`; after a change this worker applies it at once, the
 others at their next poll of the store.
 """
 
@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bandit.errors import BadRequest
-from bandit.loop_admin import LoopAdmin, default_exploration
-from bandit.schema import load_json
+from bandit.config.loop_admin import LoopAdmin, default_exploration
+from bandit.core.errors import BadRequest
+from bandit.core.schema import load_json
 from bandit.server.http import JSONResponse, read_body
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
 """Personalizer's offline evaluation, feature importance and ``applyFromEvaluation`` routes
-(``admin`` scope); the work is in :class:`~bandit.evaluation_jobs.EvaluationJobs`.
+(``admin`` scope); the work is in :class:`~bandit.evaluation.evaluation_jobs.EvaluationJobs`.
 
 v1.0 and v1.1-preview.3 (``{base}`` = ``/personalizer/v1.x``):
 
@@ -33,9 +33,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from bandit import evaluations as ev
-from bandit.evaluation_jobs import EvaluationJobs
-from bandit.schema import load_json
+from bandit.core.schema import load_json
+from bandit.evaluation import evaluations as ev
+from bandit.evaluation.evaluation_jobs import EvaluationJobs
 from bandit.server.http import JSONResponse, read_body
 from bandit.server.personalizer_admin import grouped_routes
 

@@ -7,18 +7,18 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from bandit.checkpoint import Checkpoint
-from bandit.loop_admin import load_config
-from bandit.loop_config import LoopConfig
-from bandit.metrics import Metrics
-from bandit.modelstore import Manifest, ModelStore, ModelStoreError
-from bandit.offerstats import OfferStats
-from bandit.policy import Policy
-from bandit.policy_spec import PolicySpec
-from bandit.scaling import Standardizer
+from bandit.config.loop_admin import load_config
+from bandit.config.loop_config import LoopConfig
+from bandit.config.settings import Settings
+from bandit.core.offerstats import OfferStats
+from bandit.core.policy import Policy
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.scaling import Standardizer
+from bandit.core.vw_adapter import VWModel
 from bandit.server.instant import InstantLearner, Update
-from bandit.settings import Settings
-from bandit.vw_adapter import VWModel
+from bandit.server.metrics import Metrics
+from bandit.stores.checkpoint import Checkpoint
+from bandit.stores.modelstore import Manifest, ModelStore, ModelStoreError
 
 log = logging.getLogger("bandit.server")
 
@@ -126,7 +126,7 @@ class Refresher:
 
     def standardizing(self, model: VWModel, scale: dict[str, Any] | None = None) -> None:
         """A model that learns rewards at once standardises as the learner goes on
-        learning it (bandit.scaling): a model of the learner's with the snapshot of the
+        learning it (bandit.core.scaling): a model of the learner's with the snapshot of the
         statistics it was saved with (the one the learner learns on with after that
         save, not the one before it), a fresh or reset one with running statistics
         frozen at the young-model points."""

@@ -2,7 +2,7 @@
 
 A decision is **assign → constrain → decide → record**: the unit's arm and serving
 mode (:mod:`bandit.server.arms`), the user's constraints and the arm's offers
-(:mod:`bandit.server.constraints`), the arm's policy (:mod:`bandit.policy`), then the
+(:mod:`bandit.server.constraints`), the arm's policy (:mod:`bandit.core.policy`), then the
 event, the metrics, the user store and the live counts. The model and the live
 configuration are kept current by :mod:`bandit.server.refresher`.
 """
@@ -15,14 +15,14 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bandit.events import activation_event, reward_event, utc_now
-from bandit.experiments import Experiment
-from bandit.livestats import LiveStats
-from bandit.loop_config import LoopConfig
-from bandit.metrics import Metrics
-from bandit.modelstore import Manifest, ModelStore
-from bandit.policy import Policy
-from bandit.schema import NULL_OFFER, RequestParser
+from bandit.config.loop_config import LoopConfig
+from bandit.config.settings import Settings
+from bandit.core.events import activation_event, reward_event, utc_now
+from bandit.core.experiments import Experiment
+from bandit.core.policy import Policy
+from bandit.core.schema import NULL_OFFER, RequestParser
+from bandit.core.types import DecideRequest, Decision, Reward
+from bandit.core.vw_adapter import VWModel
 from bandit.server.apprentice import Agreement
 from bandit.server.arm_guard import ArmGuard
 from bandit.server.arms import Arms, Assignment
@@ -30,13 +30,13 @@ from bandit.server.constraints import UserConstraints
 from bandit.server.emitter import Emitter, SinkUnavailable
 from bandit.server.instant import InstantLearner
 from bandit.server.live_counts import LiveCounts
+from bandit.server.livestats import LiveStats
+from bandit.server.metrics import Metrics
 from bandit.server.refresher import Refresher
 from bandit.server.shared_live import SharedLive
-from bandit.settings import Settings
-from bandit.sinks import EventSink, NullSink
-from bandit.types import DecideRequest, Decision, Reward
-from bandit.userstore import UserStore, hash_user
-from bandit.vw_adapter import VWModel
+from bandit.stores.modelstore import Manifest, ModelStore
+from bandit.stores.userstore import UserStore, hash_user
+from bandit.streaming.sinks import EventSink, NullSink
 
 log = logging.getLogger("bandit.server")
 __all__ = ["Service", "SinkUnavailable"]
@@ -195,7 +195,7 @@ class Service:
 
     @property
     def loop(self) -> LoopConfig:
-        """The live configuration (:mod:`bandit.loop_config`)."""
+        """The live configuration (:mod:`bandit.config.loop_config`)."""
         return self.models.loop
 
     @property

@@ -1,6 +1,6 @@
 """The status page's and the arm guard's counts over every worker of a host.
 
-Each worker keeps its own :class:`~bandit.livestats.LiveStats` on the request path and,
+Each worker keeps its own :class:`~bandit.server.livestats.LiveStats` on the request path and,
 once a second, writes its 10-second buckets to one SQLite file in
 ``BANDIT_SHARED_DIR`` (a row per worker, bucket and series, replaced whole), together
 with the event ids and series of the decisions it made since the last time. A reward
@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from bandit.livestats import BUCKET_SECONDS, BUCKETS, Counts, LiveStats
+from bandit.server.livestats import BUCKET_SECONDS, BUCKETS, Counts, LiveStats
 
 RESOLVE_SECONDS = 30.0
 KEEP_SECONDS = BUCKET_SECONDS * (BUCKETS + 6)

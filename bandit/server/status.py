@@ -15,8 +15,8 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bandit.checkpoint import Checkpoint
-from bandit.livestats import BUCKET_SECONDS, Counts
+from bandit.server.livestats import BUCKET_SECONDS, Counts
+from bandit.stores.checkpoint import Checkpoint
 
 if TYPE_CHECKING:
     from bandit.server.service import Service

@@ -1,10 +1,10 @@
 """The offer catalogue: what a client registers once per offer with ``PUT
 /v1/offers/{id}`` (features, title and description, payout, cost, advertiser, category,
 price, start and end time), kept in one SQLite file shared by the workers of a host
-(WAL mode, one connection per thread, as :class:`bandit.userstore.SqliteUserStore`).
+(WAL mode, one connection per thread, as :class:`bandit.stores.userstore.SqliteUserStore`).
 
 :func:`parse_entry` validates a body once, at the boundary, and raises
-:class:`bandit.errors.BadRequest` naming the offending field; the store holds only
+:class:`bandit.core.errors.BadRequest` naming the offending field; the store holds only
 valid entries. An entry is *active* at time *t* when ``start ≤ t < end`` (either bound
 may be absent); :meth:`Catalogue.active` lists those, and a decision should only see
 active offers. Every write bumps the catalogue's ``revision``, so a worker can keep the
@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
-from bandit.errors import BadRequest, NotFound
-from bandit.features import OFFER_PREFIX, Limits, Namespaces, encode
+from bandit.core.errors import BadRequest, NotFound
+from bandit.core.features import OFFER_PREFIX, Limits, Namespaces, encode
 from bandit.value.constraints import OfferFacts
 
 _UTC = timezone.utc

@@ -1,7 +1,7 @@
 """Per-objective heads and their combination into one honest, explored decision.
 
 Heads. One online regression per reward ``kind`` (``click``, ``conversion``,
-``value``, ...), each a VW ``--cb_adf`` model behind :class:`bandit.vw_adapter.VWModel`,
+``value``, ...), each a VW ``--cb_adf`` model behind :class:`bandit.core.vw_adapter.VWModel`,
 all learned from the same logged decisions: for a decision with context *x*, offers
 *A*, chosen offer *a* drawn with logged probability *p*, and the rewards *r_k* of each
 kind that arrived in its window (0 for a kind with none: the default reward), head *k*
@@ -32,10 +32,10 @@ where *s** is the best score, *K* the number of offers and ``S = max_a |s_a|`` p
 scores of any unit (clicks, money) on one scale. Constraints then remove offers (before
 exploration) or multiply their probabilities by weights in [0, 1] (after it), and the
 pmf is renormalised. The offer is drawn from exactly that pmf (the event id's
-reproducible draws of :func:`bandit.policy.event_rng`), and that probability is the
+reproducible draws of :func:`bandit.core.policy.event_rng`), and that probability is the
 one logged, so replay (IPS, DR) over the logs stays unbiased. Slot *k* ≥ 2 is drawn
 the same way from the offers not yet shown, with the slot feature in the context; its
-logged probability is conditional on the slots above, as in :mod:`bandit.policy`.
+logged probability is conditional on the slots above, as in :mod:`bandit.core.policy`.
 """
 
 from __future__ import annotations
@@ -47,14 +47,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandit.draws import draw as _draw
-from bandit.draws import event_rng
-from bandit.features import OFFER_PREFIX, Namespaces
-from bandit.pmfs import epsilon_greedy as _epsilon_greedy
-from bandit.slots import SLOT_NAMESPACE
-from bandit.types import DecideRequest, Decision, Offer
+from bandit.core.draws import draw as _draw
+from bandit.core.draws import event_rng
+from bandit.core.features import OFFER_PREFIX, Namespaces
+from bandit.core.pmfs import epsilon_greedy as _epsilon_greedy
+from bandit.core.slots import SLOT_NAMESPACE
+from bandit.core.types import DecideRequest, Decision, Offer
+from bandit.core.vw_adapter import VWModel
 from bandit.value.objective import Array, Objective
-from bandit.vw_adapter import VWModel
 
 DEFAULT_KINDS = ("click", "conversion", "value")
 _CB_TYPES = ("mtr", "dr", "ips", "dm")

@@ -15,9 +15,9 @@ import httpx
 import numpy as np
 import pytest
 
-from bandit.modelstore import ModelStore
-from bandit.simulator import World
-from bandit.stack import Child, child_pids, free_port, worker_pids
+from bandit.demo.simulator import World
+from bandit.demo.stack import Child, child_pids, free_port, worker_pids
+from bandit.stores.modelstore import ModelStore
 from tests.server.conftest import offers
 from tests.streaming.kafka_util import produce, read_topic
 
@@ -179,7 +179,7 @@ def test_learner_killed_at_random_times_and_mid_write_learns_each_event_once(
     """``kill -9`` of the learner at uniformly random times (seeded), and while it is
     writing the store: after each kill the manifest names a complete, verified model;
     in the end every event was learned exactly once (count and digest of the ids)."""
-    from bandit.events import dumps
+    from bandit.core.events import dumps
     from bandit.learner.join import digest_of
     from tests.streaming.test_learner import decision
 

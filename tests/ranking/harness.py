@@ -17,17 +17,17 @@ from typing import Any
 import numpy as np
 import orjson
 
-from bandit.events import decision_event, joined_event
+from bandit.config.settings import Settings
+from bandit.core.events import decision_event, joined_event
+from bandit.core.offerstats import OfferStats
+from bandit.core.policy import RankingOptions, VWPolicy
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.schema import RequestParser
+from bandit.core.vw_adapter import VWModel
+from bandit.demo.simulator import World
 from bandit.learner.join import Joined, slot_rewards
 from bandit.learner.learning import learn_joined
-from bandit.modelstore import ModelStore
-from bandit.offerstats import OfferStats
-from bandit.policy import RankingOptions, VWPolicy
-from bandit.policy_spec import PolicySpec
-from bandit.schema import RequestParser
-from bandit.settings import Settings
-from bandit.simulator import World
-from bandit.vw_adapter import VWModel
+from bandit.stores.modelstore import ModelStore
 
 POSITION_BIAS = (1.0, 0.6, 0.4)
 

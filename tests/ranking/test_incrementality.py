@@ -1,7 +1,7 @@
 """Optimising incremental conversions beats optimising clicks on what the offers cause.
 
 The simulator's users may convert without any offer (baseline); every offer raises the
-click rate as in :class:`bandit.simulator.World`, but only some raise conversions: the
+click rate as in :class:`bandit.demo.simulator.World`, but only some raise conversions: the
 "time-shifting" offers are clicked the most yet only take credit for conversions that
 would have happened anyway. Two policies learn online with the same code: one rewarded
 by clicks, one rewarded by conversions with "show nothing" allowed (the null offer).
@@ -16,9 +16,9 @@ import numpy as np
 import orjson
 import pytest
 
-from bandit.events import decision_event
-from bandit.simulator import World
-from bandit.types import NONE_ID
+from bandit.core.events import decision_event
+from bandit.core.types import NONE_ID
+from bandit.demo.simulator import World
 from tests.ranking.harness import Loop
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,7 @@ def play(iw: IncrementalWorld, tmp, objective: str, n: int, seed: int) -> list[f
         if objective == "conversion":
             from dataclasses import replace
 
-            from bandit.schema import NULL_OFFER
+            from bandit.core.schema import NULL_OFFER
             req = replace(req, offers=(*req.offers, NULL_OFFER))
         d = loop.policy.decide(req)
         shown = req.offers[d.order[0]].id

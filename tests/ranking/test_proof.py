@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit.policy import RankingOptions
-from bandit.simulator import CATEGORIES, World
+from bandit.core.policy import RankingOptions
+from bandit.demo.simulator import CATEGORIES, World
 from replay.estimators import by_name
 from replay.evaluate import evaluate
 from replay.policies import Logged, Uniform

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bandit.events import decision_event, joined_event
-from bandit.policy import VWPolicy
-from bandit.policy_spec import PolicySpec
-from bandit.scaling import Standardizer, young_model
-from bandit.schema import RequestParser
-from bandit.settings import Settings
-from bandit.simulator import World
-from bandit.vw_adapter import VWModel
+from bandit.config.settings import Settings
+from bandit.core.events import decision_event, joined_event
+from bandit.core.policy import VWPolicy
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.scaling import Standardizer, young_model
+from bandit.core.schema import RequestParser
+from bandit.core.vw_adapter import VWModel
+from bandit.demo.simulator import World
 from replay.logs import Logs
 from replay.policies import VWProgressive
 from tests.replay.simlogs import T0

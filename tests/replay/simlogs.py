@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bandit.events import decision_event, joined_event
-from bandit.schema import RequestParser
-from bandit.settings import Settings
-from bandit.simulator import World
-from bandit.types import Decision
+from bandit.config.settings import Settings
+from bandit.core.events import decision_event, joined_event
+from bandit.core.schema import RequestParser
+from bandit.core.types import Decision
+from bandit.demo.simulator import World
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

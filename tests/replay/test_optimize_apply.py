@@ -13,12 +13,12 @@ import numpy as np
 import orjson
 import pytest
 
+from bandit.config.settings import Settings
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.vw_adapter import VWModel
+from bandit.demo.simulator import World
 from bandit.learner.daemon import Learner
-from bandit.modelstore import ModelStore
-from bandit.policy_spec import PolicySpec
-from bandit.settings import Settings
-from bandit.simulator import World
-from bandit.vw_adapter import VWModel
+from bandit.stores.modelstore import ModelStore
 from replay.apply import apply, guard_rows, train
 from replay.cli import main
 from replay.grid import grid

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bandit.policy_spec import PolicySpec
-from bandit.settings import Settings
+from bandit.config.settings import Settings
+from bandit.core.policy_spec import PolicySpec
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 pytestmark = [pytest.mark.slow]

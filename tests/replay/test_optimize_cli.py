@@ -9,8 +9,8 @@ import re
 import orjson
 import pytest
 
-from bandit.policy_spec import PolicySpec
-from bandit.vw_adapter import VWModel
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.vw_adapter import VWModel
 from replay.cli import main
 from replay.grid import default_grid, grid, parse_grid
 from tests.replay.optsim import policy_logs

@@ -8,9 +8,9 @@ import numpy as np
 import orjson
 import pytest
 
-from bandit.policy_spec import PolicySpec
-from bandit.simulator import World
-from bandit.vw_adapter import VWModel, action_line, shared_line
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.vw_adapter import VWModel, action_line, shared_line
+from bandit.demo.simulator import World
 from replay.estimators import by_name
 from replay.evaluate import evaluate
 from replay.policies import BestConstant, LGBMRanker, Uniform, parse_policy

@@ -11,12 +11,12 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bandit.apikeys import hash_key
-from bandit.policy import VWPolicy
-from bandit.policy_spec import PolicySpec
+from bandit.config.apikeys import hash_key
+from bandit.config.settings import Settings
+from bandit.core.policy import VWPolicy
+from bandit.core.policy_spec import PolicySpec
 from bandit.server.app import create_app
-from bandit.settings import Settings
-from bandit.sinks import FileSink
+from bandit.streaming.sinks import FileSink
 
 
 class Client:
@@ -46,7 +46,7 @@ class Client:
 def store_app(tmp_path: Any, **settings: Any) -> Iterator[tuple[Settings, Any, Client]]:
     """A real app over a model store in ``tmp_path`` (file sink, fresh ``epsilon:0.1``
     model): yields its settings, store and client, and closes them all."""
-    from bandit.modelstore import ModelStore
+    from bandit.stores.modelstore import ModelStore
 
     s = Settings(event_dir=str(tmp_path / "events"), model_dir=str(tmp_path / "models"),
                  policy="epsilon:0.1", **settings)

@@ -5,11 +5,11 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bandit.events import parse_decision, parse_reward
-from bandit.modelstore import ModelStore
-from bandit.policy_spec import PolicySpec
+from bandit.core.events import parse_decision, parse_reward
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.vw_adapter import VWModel
 from bandit.server.app import create_app
-from bandit.vw_adapter import VWModel
+from bandit.stores.modelstore import ModelStore
 from tests.server.conftest import Client, offers
 
 
@@ -37,7 +37,7 @@ def test_decide_response_and_log_agree(client, app_parts):
     d = parse_decision(ev)
     assert d.event_id == "ev-1" and d.slots == 3
     # the user is logged only as a salted hash
-    from bandit.userstore import hash_user, load_salt
+    from bandit.stores.userstore import hash_user, load_salt
 
     assert ev["user"] == hash_user("u1", load_salt("", settings.model_dir)) != "u1"
     assert len(ev["user"]) == 32

@@ -7,12 +7,12 @@ from __future__ import annotations
 import orjson
 from prometheus_client import CollectorRegistry
 
-from bandit.policy import SLOT_NAMESPACE, VWPolicy
-from bandit.policy_spec import PolicySpec
-from bandit.schema import RequestParser
+from bandit.config.settings import Settings
+from bandit.core.policy import SLOT_NAMESPACE, VWPolicy
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.schema import RequestParser
 from bandit.server.app import create_app
-from bandit.settings import Settings
-from bandit.sinks import FileSink
+from bandit.streaming.sinks import FileSink
 from tests.server.conftest import Client
 from tests.server.test_app import logged
 

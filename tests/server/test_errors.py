@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bandit import errors
+from bandit.core import errors
 from bandit.server.http import PayloadTooLarge, error_response, status_of
 from bandit.server.service import SinkUnavailable
 

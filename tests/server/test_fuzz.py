@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, settings
 from prometheus_client import CollectorRegistry
 from schemathesis.checks import positive_data_acceptance
 
-from bandit.modelstore import ModelStore
-from bandit.policy import VWPolicy
-from bandit.policy_spec import PolicySpec
+from bandit.config.settings import Settings
+from bandit.core.policy import VWPolicy
+from bandit.core.policy_spec import PolicySpec
 from bandit.server.app import create_app
-from bandit.settings import Settings
-from bandit.sinks import NullSink
+from bandit.stores.modelstore import ModelStore
+from bandit.streaming.sinks import NullSink
 
 
 def _app():

@@ -10,12 +10,12 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bandit.apikeys import hash_key, parse_keys
-from bandit.policy import VWPolicy
-from bandit.policy_spec import PolicySpec
+from bandit.config.apikeys import hash_key, parse_keys
+from bandit.config.settings import Settings
+from bandit.core.policy import VWPolicy
+from bandit.core.policy_spec import PolicySpec
 from bandit.server.app import create_app
-from bandit.settings import Settings
-from bandit.sinks import NullSink
+from bandit.streaming.sinks import NullSink
 from tests.server.conftest import Client, offers
 
 DECIDER, REWARDER, ADMIN = "k-decide-123", "k-reward-456", "k-admin-789"
@@ -127,7 +127,7 @@ def test_bad_key_configuration_is_refused():
                 f"{'zz' * 32}:decide"):
         with pytest.raises(ValueError):
             parse_keys(bad)
-    from bandit.errors import ConfigError
+    from bandit.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="BANDIT_API_KEYS") as info:
         Settings.from_env({"BANDIT_API_KEYS": "nothex:decide"})
@@ -183,8 +183,8 @@ def test_slow_clients_get_408_and_cannot_starve_a_worker(start_server, tmp_path)
 def test_admin_routes_pin_and_need_the_admin_scope(tmp_path):
     import asyncio
 
-    from bandit.modelstore import ModelStore
-    from bandit.vw_adapter import VWModel
+    from bandit.core.vw_adapter import VWModel
+    from bandit.stores.modelstore import ModelStore
 
     store = ModelStore(tmp_path / "m")
     spec = PolicySpec.parse("epsilon:0.1")

@@ -13,18 +13,18 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bandit.metrics import Metrics
-from bandit.modelstore import ModelStore
-from bandit.policy import VWPolicy
-from bandit.policy_spec import PolicySpec
-from bandit.scaling import Standardizer, young_model
-from bandit.schema import RequestParser
+from bandit.config.settings import Settings
+from bandit.core.policy import VWPolicy
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.scaling import Standardizer, young_model
+from bandit.core.schema import RequestParser
+from bandit.core.types import DecideRequest, Reward
+from bandit.core.vw_adapter import VWModel
 from bandit.server.instant import InstantLearner
+from bandit.server.metrics import Metrics
 from bandit.server.service import Service
-from bandit.settings import Settings
-from bandit.sinks import FileSink, NullSink
-from bandit.types import DecideRequest, Reward
-from bandit.vw_adapter import VWModel
+from bandit.stores.modelstore import ModelStore
+from bandit.streaming.sinks import FileSink, NullSink
 
 SPEC = "softmax:10"  # its probabilities are a continuous function of every weight
 OFFERS = [{"id": f"o{k}", "features": {"kind": {"k": str(k % 2)}, "price": float(k)}}

@@ -6,10 +6,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from bandit.codec import slot_example
-from bandit.events import parse_decision, parse_reward
+from bandit.core.codec import slot_example
+from bandit.core.events import parse_decision, parse_reward
+from bandit.core.vw_adapter import VWModel
 from bandit.learner.join import JoinState, slot_rewards
-from bandit.vw_adapter import VWModel
 from tests.server.conftest import offers
 from tests.server.test_app import logged
 
@@ -90,7 +90,7 @@ def test_explanations(app_parts, client):
     choice of o2 by o2's features and their crossings with the context, each raising o2's
     predicted reward; the context's own features (the same for every offer) and a
     feature it never saw are not listed."""
-    from bandit.schema import RequestParser
+    from bandit.core.schema import RequestParser
 
     settings, policy, _ = app_parts
     parse = RequestParser(settings).decide

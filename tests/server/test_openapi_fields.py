@@ -1,6 +1,6 @@
 """The OpenAPI document against the request parser, field by field.
 
-Each parsing method of :class:`bandit.schema.RequestParser` reads a body through
+Each parsing method of :class:`bandit.core.schema.RequestParser` reads a body through
 objects that record every key asked for (``get``, ``[]``, ``in``); the keys a method
 reads, at every depth the document describes, must be the properties of that
 request's schema in ``/openapi.json``, and the reverse. A field added to the parser
@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 import pytest
 
-from bandit import schema
-from bandit.schema import RequestParser
+from bandit.config.settings import Settings
+from bandit.core import schema
+from bandit.core.schema import RequestParser
 from bandit.server.openapi import openapi_document
-from bandit.settings import Settings
 
 DOC = openapi_document()
 _OFFER = {"id": "a", "features": {"color": "red"}}

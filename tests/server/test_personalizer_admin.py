@@ -10,8 +10,8 @@ import zipfile
 import orjson
 import pytest
 
-from bandit.loop_config import LoopConfig
-from bandit.policy_spec import PolicySpec
+from bandit.config.loop_config import LoopConfig
+from bandit.core.policy_spec import PolicySpec
 from tests.server.conftest import Client, store_app
 from tests.server.test_app import logged
 
@@ -184,7 +184,7 @@ def test_learning_settings_replace_the_served_model(parts):
                                   "softmax:10,cb_type=dr,bits=20"])
 def test_the_arguments_the_service_shows_are_ones_it_takes(parts, spec):
     """GET then PUT of the learning settings serves the same VW command line."""
-    from bandit.learning_settings import arguments_of, spec_from_arguments
+    from bandit.config.learning_settings import arguments_of, spec_from_arguments
 
     _, store, c = parts
     args = arguments_of(PolicySpec.parse(spec))

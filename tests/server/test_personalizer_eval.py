@@ -13,15 +13,15 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bandit.events import decision_event, joined_event
-from bandit.modelstore import ModelStore
-from bandit.policy import VWPolicy
-from bandit.policy_spec import PolicySpec
-from bandit.schema import RequestParser
+from bandit.config.settings import Settings
+from bandit.core.events import decision_event, joined_event
+from bandit.core.policy import VWPolicy
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.schema import RequestParser
+from bandit.core.types import Decision
 from bandit.server.app import create_app
-from bandit.settings import Settings
-from bandit.sinks import FileSink
-from bandit.types import Decision
+from bandit.stores.modelstore import ModelStore
+from bandit.streaming.sinks import FileSink
 from tests.server.conftest import Client, store_app
 
 Q = "?api-version=2022-09-01-preview"

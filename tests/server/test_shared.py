@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bandit.experiments import Experiment
-from bandit.userstore import hash_user
+from bandit.core.experiments import Experiment
+from bandit.stores.userstore import hash_user
 from tests.server.conftest import offers
 
 pytestmark = pytest.mark.integration

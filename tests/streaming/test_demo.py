@@ -11,7 +11,7 @@ import time
 import orjson
 import pytest
 
-from bandit.broker import port_open
+from bandit.streaming.broker import port_open
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

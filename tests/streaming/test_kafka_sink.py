@@ -5,8 +5,8 @@ import time
 import httpx
 import pytest
 
-from bandit.kafka_sink import KafkaSink
-from bandit.settings import Settings
+from bandit.config.settings import Settings
+from bandit.streaming.kafka_sink import KafkaSink
 from tests.server.conftest import offers
 from tests.streaming.kafka_util import read_topic
 

@@ -1,6 +1,6 @@
 """A stock librdkafka CLI (Debian's kcat, librdkafka 2.0.2) reads and writes the embedded
 broker's topics through its tools port; straight at Tansu it cannot (see
-bandit/broker_compat.py for why)."""
+bandit/streaming/broker_compat.py for why)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import httpx
 import orjson
 import pytest
 
-from bandit.broker import EmbeddedBroker
-from bandit.broker_compat import rewrite_api_versions, rewrite_metadata
-from bandit.stack import free_port
+from bandit.demo.stack import free_port
+from bandit.streaming.broker import EmbeddedBroker
+from bandit.streaming.broker_compat import rewrite_api_versions, rewrite_metadata
 from tests.server.conftest import offers
 from tests.streaming.kafka_util import read_topic
 

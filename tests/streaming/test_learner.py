@@ -12,17 +12,17 @@ import numpy as np
 import orjson
 import pytest
 
-from bandit.checkpoint import Checkpoint
-from bandit.events import C_AT, dumps, encode_decision
+from bandit.config.settings import Settings
+from bandit.core.events import C_AT, dumps, encode_decision
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.vw_adapter import VWModel
+from bandit.demo.simulator import World
+from bandit.demo.stack import Child, Stack
+from bandit.demo.traffic import TrafficDriver
 from bandit.learner.daemon import Learner
 from bandit.learner.join import digest_of
-from bandit.modelstore import Manifest, ModelStore, atomic_write
-from bandit.policy_spec import PolicySpec
-from bandit.settings import Settings
-from bandit.simulator import World
-from bandit.stack import Child, Stack
-from bandit.traffic import TrafficDriver
-from bandit.vw_adapter import VWModel
+from bandit.stores.checkpoint import Checkpoint
+from bandit.stores.modelstore import Manifest, ModelStore, atomic_write
 from tests.streaming.kafka_util import produce, read_topic
 
 pytestmark = pytest.mark.integration
@@ -324,7 +324,7 @@ def test_twenty_swaps_and_a_corrupt_model_under_load(start_server, tmp_path):
 def test_the_guard_rail_keeps_a_worse_model_from_being_served(broker, prefix, tmp_path):
     """A published version that does worse than the promoted one on held-out events is
     not served (the store is pinned to the promoted one) until a later one passes."""
-    from bandit.events import joined_event
+    from bandit.core.events import joined_event
 
     s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=0.5,
                  model_dir=str(tmp_path / "models"), checkpoint_seconds=3600,
@@ -484,7 +484,7 @@ def test_a_pending_decision_that_no_longer_validates_is_forgotten_on_restart(
     version's checks refuse when it is read back: forgotten, logged and counted as
     lost; the learner starts, and the other pending decisions are read back."""
     import bandit.learner.intake as intake
-    from bandit.errors import BadRequest
+    from bandit.core.errors import BadRequest
 
     s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=600.0,
                  model_dir=str(tmp_path / "models"), partitions=1)

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from bandit.stack import Stack
+from bandit.demo.stack import Stack
 from tests.streaming.kafka_util import read_topic
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,10 @@ import time
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from bandit import kafka_client
+from bandit.core.policy_spec import PolicySpec
+from bandit.core.vw_adapter import VWModel
 from bandit.learner.vw_process import VWProcess, VWProcessError
-from bandit.policy_spec import PolicySpec
-from bandit.vw_adapter import VWModel
+from bandit.streaming import kafka_client
 from tests.test_vw_process import joined_lines
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit.events import dumps
+from bandit.config.settings import Settings
+from bandit.core.events import dumps
+from bandit.core.scaling import served_snapshot
+from bandit.core.vw_adapter import action_line
 from bandit.learner.daemon import Learner
-from bandit.modelstore import ModelStore
-from bandit.scaling import served_snapshot
-from bandit.settings import Settings
-from bandit.vw_adapter import action_line
+from bandit.stores.modelstore import ModelStore
 from tests.streaming.kafka_util import produce
 from tests.streaming.test_learner import run_learner
 

@@ -1,5 +1,5 @@
 """A seeded simulator loop for the value-aware tests: requests from
-:class:`bandit.simulator.World`, decisions by a :class:`ValuePolicy`, clicks and
+:class:`bandit.demo.simulator.World`, decisions by a :class:`ValuePolicy`, clicks and
 conversions drawn from the world's true probabilities, every head learning each
 decision at its logged probability."""
 
@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bandit.features import ID_NAMESPACE, OFFER_PREFIX, Limits, encode, merge, offer_id_feature
-from bandit.simulator import SimOffer, World
-from bandit.types import DecideRequest, Offer
+from bandit.core.features import ID_NAMESPACE, OFFER_PREFIX, Limits, encode, merge, offer_id_feature
+from bandit.core.types import DecideRequest, Offer
+from bandit.core.vw_adapter import action_line
+from bandit.demo.simulator import SimOffer, World
 from bandit.value.heads import Adjust, ValuePolicy
-from bandit.vw_adapter import action_line
 
 LIMITS = Limits()
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bandit.errors import BadRequest, NotFound
+from bandit.core.errors import BadRequest, NotFound
 from bandit.value.catalogue import Catalogue, entry_namespaces, parse_entry
 
 GOOD = {"features": {"offer": {"brand": "acme", "size": 3}}, "title": "Cheap flights",

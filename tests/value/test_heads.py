@@ -9,7 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from bandit.types import DecideRequest, Offer
+from bandit.core.types import DecideRequest, Offer
+from bandit.core.vw_adapter import action_line
 from bandit.value.heads import (
     Exploration,
     Head,
@@ -19,7 +20,6 @@ from bandit.value.heads import (
     numeric_fields,
 )
 from bandit.value.objective import Objective
-from bandit.vw_adapter import action_line
 
 CONTEXT = {"cuser": {"device=mobile": 1.0}}
 

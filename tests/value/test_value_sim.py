@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from bandit.simulator import World
-from bandit.types import DecideRequest
+from bandit.core.types import DecideRequest
+from bandit.demo.simulator import World
 from bandit.value.calibration import CalibrationWindow
 from bandit.value.constraints import (
     DAY,
