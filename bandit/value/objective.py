@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -164,7 +164,9 @@ def _safe_div(a: float, b: float) -> float:
     return a / b if b != 0 else 0.0
 
 
-def _compile_scalar(node: Node) -> Callable[[Mapping[str, float]], float]:
+def _compile(node: Node, div: Callable[[Any, Any], Any]) -> Callable[[Mapping[str, Any]], Any]:
+    """One evaluator for ``node``: over floats (``div`` = :func:`_safe_div`) or arrays
+    (``div`` = :func:`_vector_div`); the operators are the same for both."""
     if isinstance(node, float):
         c = node
         return lambda env: c
@@ -172,17 +174,21 @@ def _compile_scalar(node: Node) -> Callable[[Mapping[str, float]], float]:
         name = node
         return lambda env: env[name]
     if node[0] == "neg":
-        f = _compile_scalar(node[1])
+        f = _compile(node[1], div)
         return lambda env: -f(env)
     op, left, right = node  # type: ignore[misc]
-    a, b = _compile_scalar(left), _compile_scalar(right)
+    a, b = _compile(left, div), _compile(right, div)
     if op == "+":
         return lambda env: a(env) + b(env)
     if op == "-":
         return lambda env: a(env) - b(env)
     if op == "*":
         return lambda env: a(env) * b(env)
-    return lambda env: _safe_div(a(env), b(env))
+    return lambda env: div(a(env), b(env))
+
+
+def _compile_scalar(node: Node) -> Callable[[Mapping[str, float]], float]:
+    return _compile(node, _safe_div)
 
 
 def _vector_div(a: Value, b: Value) -> Value:
@@ -193,24 +199,7 @@ def _vector_div(a: Value, b: Value) -> Value:
 
 
 def _compile_vector(node: Node) -> Callable[[Mapping[str, Array]], Value]:
-    if isinstance(node, float):
-        c = node
-        return lambda env: c
-    if isinstance(node, str):
-        name = node
-        return lambda env: env[name]
-    if node[0] == "neg":
-        f = _compile_vector(node[1])
-        return lambda env: -f(env)
-    op, left, right = node  # type: ignore[misc]
-    a, b = _compile_vector(left), _compile_vector(right)
-    if op == "+":
-        return lambda env: a(env) + b(env)
-    if op == "-":
-        return lambda env: a(env) - b(env)
-    if op == "*":
-        return lambda env: a(env) * b(env)
-    return lambda env: _vector_div(a(env), b(env))
+    return _compile(node, _vector_div)
 
 
 def _render(node: Node, parent: int = 0) -> str:
