@@ -37,7 +37,7 @@ def test_the_child_writes_its_result_and_the_runner_leaves_it(tmp_path):
     jobs = ev.JobStore(store, "featureImportances")
     doc = ev.new_job("j2", {"name": "y"}, "2026-01-01T00:00:00.000Z")
     jobs.save(doc)
-    script = ("import sys; from bandit import evaluations as ev; "
+    script = ("import sys; from bandit.evaluation import evaluations as ev; "
               "from bandit.stores.modelstore import ModelStore; "
               f"jobs = ev.JobStore(ModelStore({str(tmp_path / 'models')!r}), "
               "'featureImportances'); "
