@@ -43,6 +43,9 @@ def test_split_shares_and_stickiness():
 
 
 def make(tmp_path, **kw):
+    # a fixed salt: which users a share puts in an arm (or the holdout) is then fixed too,
+    # so the share tests are seeded like every statistical test
+    kw.setdefault("user_salt", "experiments-test-salt")
     s = Settings(model_dir=str(tmp_path / "m"), event_dir=str(tmp_path / "ev"),
                  event_sink="file", **kw)
     app = create_app(s, VWPolicy.fresh(PolicySpec.parse("epsilon:0.1")),
