@@ -44,6 +44,8 @@ class Refresher:
     def __post_init__(self) -> None:
         self.loop = load_config(self.store, self.settings)
         self._config_stamp = self._stamp()
+        # a server that starts on a pinned model (a rollback) serves it as it is
+        self.serving_pinned = self.manifest is not None and self.pinned()
 
     def _stamp(self) -> tuple[int, int] | None:
         if self.store is None:

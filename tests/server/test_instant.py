@@ -256,3 +256,20 @@ def test_a_learner_model_is_served_with_the_snapshot_the_learner_goes_on_with(tm
                       extra={"feature_scale": ref, "logs": {"rewards_to": "2026"}})
         assert asyncio.run(svc.refresh_model())
         assert svc.policy.model.scale.by_ns == want.by_ns
+
+
+def test_a_server_started_on_a_pinned_model_learns_nothing_at_once(tmp_path):
+    s = Settings(policy=SPEC, model_dir=str(tmp_path / "models"), standardize=False,
+                 event_dir=str(tmp_path / "events"))
+    store = ModelStore(s.model_dir)
+    man = store.publish(VWModel(PolicySpec.parse(SPEC).vw_args(3)), SPEC, 0)
+    store.pin(man.version)
+    policy = VWPolicy(PolicySpec.parse(SPEC), store.load(man), man.version, seed=3)
+    svc = Service(s, policy, FileSink(s.event_dir), Metrics(CollectorRegistry()), store,
+                  manifest_at_start=store.serving())
+    parser = RequestParser(s)
+    probe = parser.decide(body(0))
+    before = scores(svc.policy.model, probe)
+    play(svc, parser, 0, 10)
+    assert svc.instant is not None and svc.instant.learned == 0
+    assert scores(svc.policy.model, probe) == before
