@@ -15,12 +15,11 @@ worker.
 from __future__ import annotations
 
 import os
-import sqlite3
-import threading
 import time
 from pathlib import Path
 
 from bandit.server.livestats import BUCKET_SECONDS, BUCKETS, Counts, LiveStats
+from bandit.stores.sqlite_local import ThreadConnections
 
 RESOLVE_SECONDS = 30.0
 KEEP_SECONDS = BUCKET_SECONDS * (BUCKETS + 6)
@@ -40,17 +39,8 @@ class SharedLive:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.worker = worker or f"{os.getpid()}-{time.time_ns()}"
-        self._local = threading.local()
+        self._db = ThreadConnections(self.path)
         self._db().executescript(SCHEMA)
-
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-        return db
 
     def flush(self, live: LiveStats, now: float | None = None) -> None:
         """Publish this worker's decisions and counts; settle the rewards it holds."""

@@ -32,7 +32,6 @@ import hashlib
 import math
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from collections import OrderedDict, deque
@@ -43,6 +42,7 @@ from typing import Protocol, cast
 import orjson
 
 from bandit.core.features import Namespaces, escape_cached
+from bandit.stores.sqlite_local import ThreadConnections
 
 SIGNAL_NAMESPACE = "csig"
 
@@ -294,19 +294,10 @@ class SqliteUserStore:
         self.budgets = budgets or {}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._local = threading.local()
+        self._db = ThreadConnections(self.path)
         self._last_purge = 0.0
         db = self._db()
         db.executescript(self.SCHEMA)
-
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-        return db
 
     def signals(self, user: str, now: float) -> Namespaces:
         db = self._db()

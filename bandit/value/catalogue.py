@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +25,7 @@ import orjson
 
 from bandit.core.errors import BadRequest, NotFound
 from bandit.core.features import OFFER_PREFIX, Limits, Namespaces, encode
+from bandit.stores.sqlite_local import ThreadConnections
 from bandit.value.constraints import OfferFacts
 
 _UTC = timezone.utc
@@ -200,17 +200,8 @@ class Catalogue:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        self._db = ThreadConnections(self.path)
         self._db().executescript(self.SCHEMA)
-
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-        return db
 
     def _bump(self, db: sqlite3.Connection) -> int:
         db.execute("UPDATE meta SET v = v + 1 WHERE k = 'revision'")
@@ -277,7 +268,4 @@ class Catalogue:
         return rev, changed, gone
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self._db.close()
