@@ -183,7 +183,8 @@ def test_status_page_in_a_real_headless_chromium(start_server, tmp_path):
         pytest.skip("chromium is not installed (Debian package `chromium`); this test "
                     "installs nothing at run time")
     srv = start_server({"BANDIT_MODEL_DIR": str(tmp_path / "m"), "BANDIT_EVENT_SINK": "none",
-                        "BANDIT_EXPERIMENT": "exp:model=0.5,uniform=0.5"})
+                        "BANDIT_EXPERIMENT": "exp:model=0.5,uniform=0.5",
+                        "BANDIT_USER_SALT": "status-page-test-salt"})  # a fixed split
     srv.wait_ready()
     import httpx
 
