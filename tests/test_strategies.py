@@ -91,6 +91,43 @@ def test_the_floor_lifts_new_offers_only_when_some_are_known():
     assert NewOfferFloor(2, 0.1, OfferStats())([1.0, 0.0, 0.0], s) == [1.0, 0.0, 0.0]
 
 
+def test_the_floor_spares_a_new_offer_already_shown_well_above_it():
+    s = slot(DecideRequest("e", {}, offers("a", "b", "c")))
+    stats = stats_of(o0=500)
+    for _ in range(12):  # o1: 12 impressions, each shown with probability 0.5
+        stats.add("o1", 1.0, 0.5)
+    for _ in range(12):  # o2: 12 impressions, each found by 5% exploration
+        stats.add("o2", 0.0, 0.05)
+    assert stats.exposure("o1") == pytest.approx(0.5)
+    assert stats.exposure("o2") == pytest.approx(0.05)
+    floor = NewOfferFloor(100, 0.1, stats)
+    # o1 (exposure 0.5 >= 2 x 0.1) needs no floor; o2 (0.05) and the unseen o3 get it
+    assert floor([1.0, 0.0, 0.0], s) == pytest.approx([0.9, 0.0, 0.1])
+    s3 = slot(DecideRequest("e", {}, offers("a", "b", "c", "d")))
+    assert floor([1.0, 0.0, 0.0, 0.0], s3) == pytest.approx([0.8, 0.0, 0.1, 0.1])
+    for _ in range(88):  # o2 reaches 100 impressions: no longer new
+        stats.add("o2", 0.0, 0.05)
+    assert floor([1.0, 0.0, 0.0], s) == [1.0, 0.0, 0.0]
+    # below EXPOSED_EVIDENCE impressions exposure is not trusted yet
+    few = stats_of(o0=500)
+    for _ in range(9):
+        few.add("o1", 1.0, 1.0)
+    assert NewOfferFloor(100, 0.1, few)([1.0, 0.0, 0.0], s) == pytest.approx([0.8, 0.1, 0.1])
+
+
+def test_the_floor_is_a_minimum_not_a_mixture():
+    s = slot(DecideRequest("e", {}, offers("a", "b", "c", "d")))
+    floor = NewOfferFloor(2, 0.1, stats_of(o0=5, o1=5))
+    # o3 (new) already above the floor keeps 0.3; o2 (new) is raised to 0.1 and the
+    # others give it up in proportion
+    pmf = floor([0.6, 0.1, 0.0, 0.3], s)
+    assert pmf == pytest.approx([0.6 * 0.9, 0.1 * 0.9, 0.1, 0.3 * 0.9])
+    assert sum(pmf) == pytest.approx(1.0)
+    # scaling down can take another new offer below the floor: it is raised too
+    # (o3's 0.105 scaled by 0.9 would be 0.0945)
+    assert floor([0.895, 0.0, 0.0, 0.105], s) == pytest.approx([0.8, 0.0, 0.1, 0.1])
+
+
 def test_safe_delta_keeps_exploration_on_offers_near_the_best():
     s = slot(DecideRequest("e", {}, offers("a", "b", "c")))
     pmf = SafeDelta(0.05, stats_of(o0=50, o1=50, o2=50))([0.2, 0.5, 0.3], s)

@@ -29,23 +29,56 @@ def category_of(features: Namespaces, name: str) -> str | None:
     return None
 
 
+EXPOSED_EVIDENCE = 10  # impressions before an offer's exposure is trusted
+EXPOSED_MARGIN = 2.0   # exposure this many times the floor: no floor needed
+
+
 @dataclass(frozen=True, slots=True)
 class NewOfferFloor:
     """Every new offer (fewer than ``impressions`` impressions) gets at least ``floor``
-    probability, when some offers are known (all new: nothing to favour them over)."""
+    probability, when some offers are known (all new: nothing to favour them over);
+    one the policy already gives more keeps what it has.
+
+    The floor is a minimum exposure, so it is not imposed on a new offer that already
+    gets far more: one with at least ``EXPOSED_EVIDENCE`` impressions whose mean
+    probability of being shown when eligible (:meth:`OfferStats.exposure`) is at
+    least ``EXPOSED_MARGIN`` times the floor. An offer the policy stops showing falls
+    back under the bar and gets the floor again until it has ``impressions``."""
 
     impressions: int
     floor: float
     stats: OfferStats
 
+    def is_new(self, offer_id: str) -> bool:
+        seen = self.stats.impressions(offer_id)
+        if seen >= self.impressions:
+            return False
+        return not (seen >= EXPOSED_EVIDENCE
+                    and self.stats.exposure(offer_id) >= EXPOSED_MARGIN * self.floor)
+
     def __call__(self, pmf: list[float], slot: Slot) -> list[float]:
-        new = [self.stats.impressions(o.id) < self.impressions for o in slot.offers]
+        new = [self.is_new(o.id) for o in slot.offers]
         m = sum(new)
         if m == 0 or m == len(new):
             return pmf
-        f = min(self.floor, 0.5 / m)
-        return [(1 - m * f) * p + (f if is_new else 0.0) for p, is_new in zip(pmf, new,
-                                                                            strict=True)]
+        return lift_to_floor(pmf, new, min(self.floor, 0.5 / m))
+
+
+def lift_to_floor(pmf: list[float], lift: list[bool], floor: float) -> list[float]:
+    """``pmf`` with every ``lift`` entry at least ``floor``: those below it are raised
+    to it and the others scaled down in proportion (again while that takes another
+    below it). Entries already at or above the floor keep their relative weights."""
+    fixed = [False] * len(pmf)
+    while True:
+        rest = sum(p for p, fx in zip(pmf, fixed, strict=True) if not fx)
+        scale = (1.0 - floor * sum(fixed)) / rest if rest > 0 else 0.0
+        out = [floor if fx else p * scale for p, fx in zip(pmf, fixed, strict=True)]
+        below = [i for i, (q, up, fx) in enumerate(zip(out, lift, fixed, strict=True))
+                 if up and not fx and q < floor]
+        if not below:
+            return out
+        for i in below:
+            fixed[i] = True
 
 
 @dataclass(frozen=True, slots=True)

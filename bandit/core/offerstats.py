@@ -47,6 +47,14 @@ class OfferStats:
         row = self.rows.get(offer_id)
         return int(row[0]) if row else 0
 
+    def exposure(self, offer_id: str) -> float:
+        """The offer's mean probability of being shown when it was eligible: impressions
+        over ``Σ 1/p`` (each impression at probability p stands for 1/p eligible slots),
+        a ratio estimate that needs no count of the slots that did not show it. 0 for an
+        offer never shown."""
+        row = self.rows.get(offer_id)
+        return row[0] / row[2] if row and row[2] > 0 else 0.0
+
     def global_mean(self) -> float:
         """The de-biased mean reward over all offers (computed once per change)."""
         if self._mean is None:
