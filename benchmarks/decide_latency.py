@@ -145,6 +145,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--no-plain", action="store_true",
                    help="skip the secondary decide server without a sink")
+    p.add_argument("--shipper-thread", action="store_true",
+                   help="also the Kafka sink shipping from a thread of the server "
+                        "(BANDIT_SHIPPER=thread) rather than its child process")
     p.add_argument("--quick", action="store_true", help="short runs, for a smoke test")
     args = p.parse_args()
     if args.quick:
@@ -167,6 +170,10 @@ def main() -> None:
                                  "BANDIT_SPOOL_DIR": str(work / "spool"),
                                  "BANDIT_MODEL_DIR": str(work / "models-kafka")},
                 "decide": {**base_env, "BANDIT_MODEL_DIR": str(work / "models")}}
+        if args.shipper_thread:
+            envs["decide_kafka_thread"] = {**envs["decide_kafka"], "BANDIT_SHIPPER": "thread",
+                                           "BANDIT_SPOOL_DIR": str(work / "spool-thread"),
+                                           "BANDIT_MODEL_DIR": str(work / "models-thread")}
         if args.no_plain:
             del envs["decide"]
         children: list[Child] = []
@@ -197,7 +204,8 @@ def main() -> None:
                     decided
             if not same:
                 sys.exit("decide_latency: the baseline's replies differ from decide's")
-            order = ["baseline", "decide_kafka"] + (["decide"] if "decide" in ports else [])
+            order = ["baseline", "decide_kafka"] + [n for n in ("decide", "decide_kafka_thread")
+                                                    if n in ports]
             for name in order:  # warm-up
                 wrk_peak(ports[name], bodies_file, min(2.0, args.peak_seconds))
             peaks: dict[str, list[float]] = {n: [] for n in order}

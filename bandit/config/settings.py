@@ -131,6 +131,8 @@ class _Events:
     partitions: int = _num(4, 1, 1024)
     # of the batches every producer of the service sends
     kafka_compression: str = _one_of("lz4", ("none", "gzip", "snappy", "lz4", "zstd"))
+    # where a server's spool is shipped from: a child process, or a thread of the server
+    shipper: str = _one_of("process", ("process", "thread"))
     # offline evaluations (see bandit.evaluation.evaluation_jobs): their joined logs
     evaluation_logs: str = ""  # DSJSON file/dir or kafka://host:port/topic ("": the joined topic)
 

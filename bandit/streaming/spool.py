@@ -46,7 +46,8 @@ class Record(NamedTuple):  # a tuple: built on the request path, so cheap to bui
     c_at: int | None = None
 
 
-def _segments(directory: Path) -> list[int]:
+def segments(directory: Path) -> list[int]:
+    """The segment numbers in a spool directory, in order."""
     out = []
     for p in directory.glob("seg-*.log"):
         with contextlib.suppress(ValueError):
@@ -66,7 +67,7 @@ def encode_record(kind: str, key: str, value: bytes, c_at: int | None = None) ->
 class SpoolWriter:
     """Appends records to this process's spool directory (thread-safe)."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, keep_tail: bool = True) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         owner = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
@@ -84,7 +85,8 @@ class SpoolWriter:
         self.error: str | None = None
         # the records appended since the last take(); None once it overflowed, until
         # the disk reader catches up (resume_tail)
-        self._tail: list[Record] | None = []
+        self._tail: list[Record] | None = [] if keep_tail else None
+        self._keep_tail = keep_tail
 
     def _open(self, n: int) -> int:
         return os.open(_seg_path(self.dir, n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -129,7 +131,8 @@ class SpoolWriter:
         """Keep records in memory again if ``position`` (where the disk reader got to)
         is the end of the spool: True if so, and :meth:`take` goes on from there."""
         with self._mutex:
-            if self._tail is None and position == (self.segment, self._size):
+            if self._keep_tail and self._tail is None and \
+                    position == (self.segment, self._size):
                 self._tail = []
             return self._tail is not None
 
@@ -158,7 +161,9 @@ class SpoolWriter:
             if fd is not None:
                 os.close(fd)
 
-    def close(self) -> None:
+    def close(self, *, release: bool = True) -> None:
+        """Close the segments (fsynced); ``release=False`` keeps holding the lock (so no
+        one adopts the spool) until :meth:`release`."""
         with self._mutex:
             for old in self._retired:
                 with contextlib.suppress(OSError):
@@ -168,7 +173,14 @@ class SpoolWriter:
             with contextlib.suppress(OSError):
                 os.fsync(self._fd)
             os.close(self._fd)
-            os.close(self._lock_fd)  # releases the flock: the spool may now be adopted
+        if release:
+            self.release()
+
+    def release(self) -> None:
+        """Release the flock: the spool may now be adopted."""
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
 
 class SpoolReader:
@@ -191,7 +203,7 @@ class SpoolReader:
         """Cut an unterminated last line off an adopted spool's last segment: its writer
         died mid-write, so no one will finish it, and left in place it would keep the
         spool from ever counting as drained."""
-        segs = _segments(self.dir)
+        segs = segments(self.dir)
         if not segs:
             return
         path = _seg_path(self.dir, segs[-1])
@@ -214,17 +226,24 @@ class SpoolReader:
             seg, off = (self.dir / "cursor").read_text().split()
             return int(seg), int(off)
         except (FileNotFoundError, ValueError):
-            segs = _segments(self.dir)
+            segs = segments(self.dir)
             return (segs[0] if segs else 1), 0
 
-    def read(self, limit: int, writer_position: tuple[int, int] | None = None) -> list[Record]:
-        """Up to ``limit`` complete records after the cursor."""
+    def read(self, limit: int, writer_position: tuple[int, int] | None = None, *,
+             live: bool = False) -> list[Record]:
+        """Up to ``limit`` complete records after the cursor.
+
+        A segment counts as finished (read on into the next) when the writer is past it:
+        by ``writer_position`` (the writer in this process), or, with ``live`` (another
+        process appending), when a later segment existed before this one was read (a
+        writer starts a segment only after its last write to the one before)."""
         out: list[Record] = []
         seg, off = self.cursor
         while len(out) < limit:
+            listed = segments(self.dir) if live else []
             path = _seg_path(self.dir, seg)
             if not path.exists():
-                later = [s for s in _segments(self.dir) if s > seg]
+                later = [s for s in segments(self.dir) if s > seg]
                 if not later:
                     break
                 seg, off = later[0], 0
@@ -251,10 +270,13 @@ class SpoolReader:
                 pos = nl + 1
             if len(out) >= limit:
                 break
-            finished = writer_position is None or seg < writer_position[0]
+            if live:
+                finished = any(s > seg for s in listed)
+            else:
+                finished = writer_position is None or seg < writer_position[0]
             if pos < len(data) or not finished:
                 break  # the writer may still be appending to this segment
-            later = [s for s in _segments(self.dir) if s > seg]
+            later = [s for s in segments(self.dir) if s > seg]
             if not later:
                 break
             seg, off = later[0], 0
@@ -274,13 +296,13 @@ class SpoolReader:
         tmp.write_text(f"{position[0]} {position[1]}")
         os.replace(tmp, self.dir / "cursor")
         if moved_on:
-            for s in _segments(self.dir):
+            for s in segments(self.dir):
                 if s < position[0]:
                     _seg_path(self.dir, s).unlink(missing_ok=True)
 
     def pending_bytes(self) -> int:
         total = 0
-        for s in _segments(self.dir):
+        for s in segments(self.dir):
             size = _seg_path(self.dir, s).stat().st_size
             if s == self.cursor[0]:
                 total += max(0, size - self.cursor[1])
