@@ -371,7 +371,8 @@ class _Value:
 
 
 @dataclass(frozen=True)
-class Settings(_Value, _Experiments, _Access, _Users, _Ranking, _Limits, _Learner, _Events, _Serving):
+class Settings(_Value, _Experiments, _Access, _Users, _Ranking, _Limits, _Learner, _Events,
+               _Serving):
     """All runtime configuration. Field ``foo_bar`` is read from ``BANDIT_FOO_BAR``."""
 
     @classmethod

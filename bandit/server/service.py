@@ -17,10 +17,11 @@ from typing import Any
 
 from bandit.config.loop_config import LoopConfig
 from bandit.config.settings import Settings
+from bandit.core.errors import BadRequest, Conflict
 from bandit.core.events import activation_event, reward_event, utc_now
 from bandit.core.experiments import Experiment
 from bandit.core.policy import Policy
-from bandit.core.schema import NULL_OFFER, RequestParser
+from bandit.core.schema import NULL_OFFER, RequestParser, is_catalogue_ref
 from bandit.core.types import DecideRequest, Decision, Reward
 from bandit.core.vw_adapter import VWModel
 from bandit.server.apprentice import Agreement
@@ -37,6 +38,9 @@ from bandit.server.shared_live import SharedLive
 from bandit.stores.modelstore import Manifest, ModelStore
 from bandit.stores.userstore import UserStore, hash_user
 from bandit.streaming.sinks import EventSink, NullSink
+from bandit.value.catalogue import CatalogueEntry
+from bandit.value.catalogue_view import CatalogueView
+from bandit.value.ranking import ValueRanking
 
 log = logging.getLogger("bandit.server")
 __all__ = ["Service", "SinkUnavailable"]
@@ -62,6 +66,8 @@ class Service:
     live: LiveStats = field(default_factory=LiveStats)
     shared: SharedLive | None = None  # the host's workers' counts and arm guard switch
     instant: InstantLearner | None = None  # rewards learned at once (bandit.server.instant)
+    offers: CatalogueView | None = None  # the offer catalogue (bandit.value.catalogue_view)
+    value: ValueRanking | None = None  # value-aware decisions (bandit.value.ranking)
     parser: RequestParser = field(init=False)
     apprentice: Agreement = field(default_factory=Agreement)
     counts: LiveCounts = field(init=False)  # the live counts, this worker's or the host's
@@ -91,16 +97,34 @@ class Service:
 
     # -- the decision path ----------------------------------------------------------------
     def decide(self, request: DecideRequest) -> tuple[DecideRequest, Decision]:
-        """Decide; returns the request as ranked (user signals added, capped offers
-        removed, the user id replaced by its salted hash) and the decision."""
+        """Decide; returns the request as ranked (catalogue offers filled in, user
+        signals added, capped offers removed, the user id replaced by its salted hash)
+        and the decision."""
         t0 = time.perf_counter()
+        if request.predict and self.value is None:
+            raise Conflict("predictions need value-aware ranking: set BANDIT_OBJECTIVE",
+                           field="predict", code="Conflict")
+        now = time.time()
+        entries: dict[str, CatalogueEntry] = {}
+        if self.offers is not None:
+            request, entries = self.offers.resolve(request, now)
+        elif any(is_catalogue_ref(o) for o in request.offers):
+            raise BadRequest("this server has no offer catalogue: send offers with their "
+                             "features", field="offers")
         request, assignment = self.assign(request)
         request = self.constrain(request, assignment)
+        value = self.value
         if assignment.mode == "lgbm" and self.lgbm_arm is not None:
             decision = self.lgbm_arm.decide(request)
+        elif value is not None and assignment.mode == "model" and not assignment.holdout:
+            decision = value.decide(request, entries, self.policy.version, now)
         else:
             decision = self.policy.decide(request, assignment.mode)
+        if request.predict and value is not None:
+            decision.info["predictions"] = value.predictions(request)
         self.record(request, assignment, decision, t0)
+        if value is not None and decision.info.get("path") == "value":
+            value.record(request, decision, entries, now)
         return request, decision
 
     def assign(self, request: DecideRequest) -> tuple[DecideRequest, Assignment]:
@@ -129,6 +153,9 @@ class Service:
                t0: float) -> None:
         """The decision event, the metrics, the user store and the live counts."""
         extra = self.arms.event_fields(assignment)
+        if decision.info.get("path") == "value":  # the objective and the head scores
+            extra["info"] = {k: decision.info[k] for k in ("objective", "scores", "heads")
+                             if k in decision.info}
         if "agree" in decision.info:
             extra.update(self.apprentice.count(request, decision.info))
         if self.shadow is not None:
@@ -238,5 +265,8 @@ class Service:
             try:
                 self.refresh_config()
                 await self.refresh_model()
+                if self.value is not None:
+                    self.value.refresh_objective()
+                    await self.value.refresh_heads()
             except Exception:  # keep polling whatever happens; the old model keeps serving
                 log.exception("model poll failed")
