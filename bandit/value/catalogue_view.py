@@ -9,9 +9,10 @@ sent as an object is used as sent. Either way an offer whose entry is not active
 ``start``, from its ``end`` on) is left out, and its entry gives the objective's
 fields and the constraints' facts.
 
-The view re-reads the catalogue's revision at most every ``refresh_every`` seconds,
-and at once when a request names an id it does not hold, so an offer put by another
-worker is found by the next request that names it.
+The view reads the catalogue's revision (one row) before each decision (at most
+every ``refresh_every`` seconds, default 0: every time) and re-reads only the entries
+written since, so an offer put or deleted through another worker counts from the next
+decision on.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class CatalogueView:
     ``revision``. The file is opened once it exists (a server that never sees a
     catalogue write never makes one)."""
 
-    def __init__(self, path: str | Path, limits: Limits, refresh_every: float = 0.05,
+    def __init__(self, path: str | Path, limits: Limits, refresh_every: float = 0.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.path = Path(path)
         self._catalogue: Catalogue | None = None
