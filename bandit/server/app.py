@@ -190,8 +190,8 @@ def objective_routes(svc: Service) -> list[Route]:
         text = obj.get("objective") if isinstance(obj, dict) else None
         return JSONResponse({"objective": ranking().set_objective(text).text})
 
-    return [Route("/v1/admin/objective", guarded(svc, get), methods=["GET"]),
-            Route("/v1/admin/objective", guarded(svc, put), methods=["PUT"])]
+    return [offer_routes.by_method("/v1/admin/objective",
+                                   {"GET": guarded(svc, get), "PUT": guarded(svc, put)})]
 
 
 def _path_id(svc: Service, request: Request, name: str) -> str:

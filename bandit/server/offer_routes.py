@@ -62,7 +62,16 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
 
     return [
         Route("/v1/offers", guarded(svc, listing), methods=["GET"]),
-        Route("/v1/offers/{offer_id}", guarded(svc, put), methods=["PUT"]),
-        Route("/v1/offers/{offer_id}", guarded(svc, get), methods=["GET"]),
-        Route("/v1/offers/{offer_id}", guarded(svc, delete), methods=["DELETE"]),
+        by_method("/v1/offers/{offer_id}",
+                  {"GET": guarded(svc, get), "PUT": guarded(svc, put),
+                   "DELETE": guarded(svc, delete)}),
     ]
+
+
+def by_method(path: str, handlers: dict[str, Handler]) -> Route:
+    """One route for several methods (so a 405's ``Allow`` lists them all)."""
+
+    async def route(request: Request) -> Response:
+        return await handlers[request.method if request.method != "HEAD" else "GET"](request)
+
+    return Route(path, route, methods=list(handlers))

@@ -61,6 +61,8 @@ def test_put_get_list_delete(app):
     ({"payout": "12"}, "payout"),
     ({"cost": float("inf")}, None),  # (not JSON: orjson writes null; accepted as 0)
     ({"colour": "red"}, "colour"),
+    ({"features": False}, "features"),
+    ({"features": [1]}, "features"),
     ({"id": "other"}, "id"),
     ({"features": {"ns": {"x": [1, "a"]}}}, "features.ns.x"),
     ({"title": "x" * 5000}, "title"),
