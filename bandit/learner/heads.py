@@ -60,7 +60,8 @@ class HeadLearner:
         self.windows = windows
         self.reward_function = reward_function
         self.errors = 0
-        self._saved: tuple[int, dict[str, str]] | None = None  # (learned, attachment)
+        # (store directory, events learned, the attachment written for them)
+        self._saved: tuple[str, int, dict[str, str]] | None = None
 
     @classmethod
     def start(cls, kinds: Sequence[str], store: ModelStore, manifest: Manifest | None,
@@ -86,7 +87,7 @@ class HeadLearner:
                 w.restore(state.window, state.calibrator)
         out = cls(Heads(heads), windows, reward_function)
         if isinstance(ref, dict):
-            out._saved = (out.heads.learned, ref)
+            out._saved = (str(store.dir), out.heads.learned, ref)
         return out
 
     def learn(self, j: Joined) -> None:
@@ -107,11 +108,11 @@ class HeadLearner:
     def save(self, store: ModelStore) -> dict[str, dict[str, str]]:
         """The checkpoint's ``extra`` entry naming the heads as learned now (written
         once per distinct number of events learned)."""
-        learned = self.heads.learned
-        if self._saved is None or self._saved[0] != learned:
+        key = (str(store.dir), self.heads.learned)
+        if self._saved is None or self._saved[:2] != key:
             data = head_files.encode(self.heads, self.windows)
-            self._saved = (learned, store.write_attachment("state", data))
-        return {head_files.HEADS_KEY: self._saved[1]}
+            self._saved = (*key, store.write_attachment("state", data))
+        return {head_files.HEADS_KEY: self._saved[2]}
 
     def summary(self) -> dict[str, Any]:
         return {kind: {"learned": h.learned, **self.windows[kind].state()}
