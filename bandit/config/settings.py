@@ -328,6 +328,9 @@ class _Value:
     min_margin: str = ""  # offers with payout − cost below it are never shown
     share_cap: str = ""  # advertiser:0.3/1000: at most 30% of the last 1000 impressions
     daily_budgets: str = ""  # acme=100,globex=50: daily spend per advertiser, paced
+    # new catalogue offers borrow their neighbours' predictions (text embeddings):
+    # auto = when the embeddings extra is installed
+    cold_start: str = _one_of("auto", ("auto", "on", "off"))
 
     @cached_property
     def head_kinds(self) -> tuple[str, ...]:
@@ -365,6 +368,15 @@ class _Value:
                  name: getattr(self, name)}
         return ConstraintSpec.parse(given["min_margin"], given["share_cap"],
                                     given["daily_budgets"])
+
+    @property
+    def cold_start_on(self) -> bool:
+        """Whether decisions use cold-start priors (``auto``: the extra is installed)."""
+        if self.cold_start == "auto":
+            import importlib.util
+
+            return importlib.util.find_spec("wordllama") is not None
+        return self.cold_start == "on"
 
     def catalogue_path(self, model_dir: str) -> Path:
         return Path(self.catalogue) if self.catalogue else Path(model_dir) / "catalogue.sqlite"
@@ -425,6 +437,9 @@ class Settings(_Value, _Experiments, _Access, _Users, _Ranking, _Limits, _Learne
                                                               "fixed")):
             raise ConfigError(f"{PREFIX}SHADOW_POLICY={self.shadow_policy!r}: expected "
                               "vw:PATH, popularity, uniform or fixed")
+        if self.cold_start == "on" and not self.cold_start_on:
+            raise ConfigError(f"{PREFIX}COLD_START=on needs the embeddings extra: "
+                              "pip install 'offer-bandit[embeddings]'")
         if self.event_sink == "kafka" and not self.kafka_bootstrap:
             raise ConfigError(f"{PREFIX}EVENT_SINK=kafka needs {PREFIX}KAFKA_BOOTSTRAP")
 

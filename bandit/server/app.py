@@ -292,24 +292,33 @@ def make_service(settings: Settings, policy: Policy, sink: EventSink, metrics: M
     users = make_user_store(settings.user_store_kind(), settings.signal_ttl, settings.cap,
                             settings.budgets, settings.max_users)
     limits = Limits(settings.max_features, settings.max_name_bytes, settings.max_depth)
+    offers = CatalogueView(settings.catalogue_path(settings.model_dir), limits)
     return Service(settings, policy, sink, metrics, store, manifest, users,
                    load_salt(settings.user_salt, settings.model_dir),
                    settings.experiment_spec,
                    make_shadow(settings, policy), make_lgbm_arm(settings),
                    shared=SharedLive(Path(settings.shared_dir) / "live.sqlite")
                    if settings.shared_dir else None,
-                   offers=CatalogueView(settings.catalogue_path(settings.model_dir), limits),
-                   value=make_value_ranking(settings, store))
+                   offers=offers, value=make_value_ranking(settings, store, offers))
 
 
-def make_value_ranking(settings: Settings, store: ModelStore | None) -> ValueRanking | None:
+def make_value_ranking(settings: Settings, store: ModelStore | None,
+                       offers: CatalogueView) -> ValueRanking | None:
     """Value-aware ranking when ``BANDIT_OBJECTIVE`` is set: the store's heads, the
-    objective and the constraints at inference."""
+    objective, the constraints at inference and (with the embeddings extra) the
+    cold-start priors of new catalogue offers."""
     objective = settings.objective_spec
     if objective is None:
         return None
+    cold = None
+    if settings.cold_start_on:
+        from bandit.value.cold_start import ColdStart
+        from bandit.value.embeddings import OfferEmbeddings
+
+        cold = ColdStart(OfferEmbeddings(), lambda: offers.entries, offers.offer,
+                         settings.new_offer_impressions)
     return ValueRanking(objective, settings.head_kinds, settings.exploration_spec, store,
-                        settings.constraint_spec.build(), settings.seed)
+                        settings.constraint_spec.build(), settings.seed, cold)
 
 
 def _lifespan(svc: Service) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:

@@ -18,10 +18,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bandit.core.errors import BadRequest, Unprocessable
+from bandit.core.offerstats import OfferStats
 from bandit.core.types import NONE_ID, DecideRequest, Decision, Offer
+from bandit.stores.checkpoint import Checkpoint
 from bandit.stores.modelstore import ModelStore, ModelStoreError
 from bandit.value import head_files
 from bandit.value.catalogue import CatalogueEntry
+from bandit.value.cold_start import ColdStart
 from bandit.value.constraints import ConstraintSet, OfferFacts
 from bandit.value.heads import Exploration, Heads, ValuePolicy, numeric_fields
 from bandit.value.live_objective import LiveObjective
@@ -54,8 +57,9 @@ class ValueRanking:
 
     def __init__(self, objective: Objective, kinds: Sequence[str], exploration: Exploration,
                  store: ModelStore | None, constraints: ConstraintSet | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, cold_start: ColdStart | None = None) -> None:
         self.default = objective
+        self.cold_start = cold_start
         self.kinds = tuple(kinds)
         self.store = store
         self.constraints = constraints
@@ -65,6 +69,7 @@ class ValueRanking:
         heads = self._stored_heads() or head_files.heads_of({}, kinds, head_files.HEAD_SPEC,
                                                             seed)
         self.policy = ValuePolicy(heads, self._objective(), exploration, seed)
+        self.policy.priors = cold_start
 
     # -- the objective -----------------------------------------------------------------
     def _objective(self) -> Objective:
@@ -100,6 +105,8 @@ class ValueRanking:
 
     # -- the heads -----------------------------------------------------------------------
     def _ref(self) -> dict[str, str] | None:
+        """The served model's heads attachment (its offer statistics go to the cold
+        start: the heads learned exactly those impressions)."""
         if self.store is None:
             return None
         try:
@@ -107,7 +114,11 @@ class ValueRanking:
         except ModelStoreError:
             return None
         ref = man.extra.get(head_files.HEADS_KEY) if man is not None else None
-        return ref if isinstance(ref, dict) else None
+        if not isinstance(ref, dict):
+            return None
+        if self.cold_start is not None and ref != self.heads_ref:
+            self.cold_start.stats = OfferStats.restore(Checkpoint.of(man).offer_stats)
+        return ref
 
     def _load(self, ref: dict[str, str]) -> Heads:
         assert self.store is not None
@@ -178,7 +189,10 @@ class ValueRanking:
     def predictions(self, request: DecideRequest) -> dict[str, dict[str, float]]:
         """Each offer's calibrated prediction by every head."""
         offers = [o for o in request.offers if o.id != NONE_ID]
-        preds = self.policy.heads.predict(request.context, [o.line for o in offers])
+        heads = self.policy.heads
+        preds = heads.predict(request.context, [o.line for o in offers])
+        if self.cold_start is not None:
+            preds = self.cold_start(heads, offers, preds)
         return {o.id: {k: float(v[i]) for k, v in preds.items()}
                 for i, o in enumerate(offers)}
 
@@ -187,7 +201,9 @@ class ValueRanking:
         return {"objective": self.policy.objective.text,
                 "heads": {k: {"learned": h.learned, "calibrated": h.calibrate is not None}
                           for k, h in self.policy.heads.by_kind.items()},
-                "constraints": self.constraints.state() if self.constraints else {}}
+                "constraints": self.constraints.state() if self.constraints else {},
+                "cold_start": ({"offers_given_a_prior": self.cold_start.blended}
+                               if self.cold_start is not None else "off")}
 
     def close(self) -> None:
         self.policy.heads.close()

@@ -29,9 +29,10 @@ def request(parser: RequestParser | None = None, **extra: object) -> DecideReque
     return parser.decide(orjson.dumps({"offers": OFFERS, "event_id": "x", **extra}))
 
 
-def outcome(rng: random.Random, oid: str) -> list[dict[str, object]]:
+def outcome(rng: random.Random, oid: str,
+            world: dict[str, tuple[float, float, float]] = WORLD) -> list[dict[str, object]]:
     """The rewards one impression of ``oid`` brings, by kind."""
-    pc, pv, payout = WORLD[oid]
+    pc, pv, payout = world[oid]
     if rng.random() >= pc:
         return []
     out: list[dict[str, object]] = [{"v": 1.0, "kind": "click"}]
@@ -40,10 +41,12 @@ def outcome(rng: random.Random, oid: str) -> list[dict[str, object]]:
     return out
 
 
-def train(n: int = 3000, seed: int = 7) -> HeadLearner:
-    """Heads learned from ``n`` uniformly logged decisions."""
+def train(n: int = 3000, seed: int = 7, req: DecideRequest | None = None,
+          world: dict[str, tuple[float, float, float]] = WORLD) -> HeadLearner:
+    """Heads learned from ``n`` uniformly logged decisions over ``req``'s offers (by
+    default those of :data:`OFFERS`)."""
     rng = random.Random(seed)
-    req = request()
+    req = req or request()
     learner = HeadLearner(Heads.fresh(KINDS, HEAD_SPEC, seed=0),
                           {k: new_window() for k in KINDS}, "sum")
     ids = [o.id for o in req.offers]
@@ -52,15 +55,16 @@ def train(n: int = 3000, seed: int = 7) -> HeadLearner:
         order = [chosen] + [j for j in range(len(ids)) if j != chosen]
         d = {"EventId": f"e{i}", "a": [j + 1 for j in order], "p": [1 / len(ids)] * len(ids),
              "c": {**req.context, "_multi": [o.features for o in req.offers]}}
-        learner.learn(Joined(d, 0.0, outcome(rng, ids[chosen])))
+        learner.learn(Joined(d, 0.0, outcome(rng, ids[chosen], world)))
     return learner
 
 
-def publish(store: ModelStore, learner: HeadLearner | None = None) -> Manifest:
-    """A main model and the heads of ``learner`` (trained ones by default) as the
-    store's current version."""
+def publish(store: ModelStore, learner: HeadLearner | None = None,
+            offer_stats: dict[str, list[float]] | None = None) -> Manifest:
+    """A main model and the heads of ``learner`` (trained ones by default), with
+    ``offer_stats`` (an :class:`OfferStats` snapshot), as the store's current version."""
     learner = learner or train()
-    extra = learner.save(store)
+    extra: dict[str, object] = {**learner.save(store), "offer_stats": offer_stats}
     model = VWModel(PolicySpec.parse("epsilon:0.1").vw_args(0))
     try:
         return store.publish(model, "epsilon:0.1", learner.heads.learned, extra=extra)
