@@ -33,8 +33,7 @@ WORLD = {"rome": (0.5, 0.6, 10.0), "ski": (0.5, 0.05, 1.0), "dental": (0.3, 0.05
 
 def publish_known(root, svc) -> None:
     """Heads trained on the known entries' catalogue offers, with their impressions."""
-    for oid in ENTRIES:
-        assert svc.offers is not None
+    assert svc.offers is not None
     offers = tuple(svc.offers.offer(svc.offers.entries[oid]) for oid in ENTRIES)
     req = DecideRequest("x", {}, offers)
     stats = OfferStats()
