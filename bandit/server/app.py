@@ -316,7 +316,7 @@ def make_value_ranking(settings: Settings, store: ModelStore | None,
         from bandit.value.embeddings import OfferEmbeddings
 
         cold = ColdStart(OfferEmbeddings(), lambda: offers.entries, offers.offer,
-                         settings.new_offer_impressions)
+                         lambda: offers.revision, settings.new_offer_impressions)
     return ValueRanking(objective, settings.head_kinds, settings.exploration_spec, store,
                         settings.constraint_spec.build(), settings.seed, cold)
 

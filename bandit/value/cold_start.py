@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from bandit.core.offerstats import OfferStats
 from bandit.core.types import Offer
@@ -32,17 +33,21 @@ class ColdStart:
 
     def __init__(self, embeddings: OfferEmbeddings,
                  entries: Callable[[], Mapping[str, CatalogueEntry]],
-                 offer_of: Callable[[CatalogueEntry], Offer], new_below: int = 100,
+                 offer_of: Callable[[CatalogueEntry], Offer],
+                 revision: Callable[[], int], new_below: int = 100,
                  strength: float = STRENGTH, k: int = 5, min_similarity: float = 0.2) -> None:
         self.embeddings = embeddings
         self.entries = entries
         self.offer_of = offer_of
+        self.revision = revision  # the catalogue's: the known offers change with it
         self.new_below = new_below
         self.strength = strength
         self.k = k
         self.min_similarity = min_similarity
         self.stats = OfferStats()  # impressions as of the heads' checkpoint
         self._typical: dict[tuple[int, str, float], dict[str, float]] = {}
+        self._matrix: tuple[tuple[int, int], list[str],
+                            npt.NDArray[np.float32]] | None = None
         self.blended = 0  # offers given a prior
 
     def typical(self, heads: Heads, entry: CatalogueEntry) -> dict[str, float]:
@@ -66,23 +71,45 @@ class ColdStart:
                and impressions(o.id) < self.new_below]
         if not new:
             return preds
-        known = [e for e in catalogue.values()
-                 if e.text and impressions(e.id) >= self.new_below]
+        known, matrix = self._known(catalogue)
         if not known:
             return preds
         out = {kind: np.array(v, dtype=np.float64) for kind, v in preds.items()}
-        values = {e.id: self.typical(heads, e) for e in known}
-        for i in new:
-            entry = catalogue[offers[i].id]
-            near = self.embeddings.nearest(entry, known, self.k, self.min_similarity)
+        entries = [catalogue[offers[i].id] for i in new]
+        sims = np.stack([self.embeddings.embedding(e) for e in entries]) @ matrix.T
+        for row, i in enumerate(new):
+            near = self._nearest(known, sims[row])
             if not near:
                 continue
             self.blended += 1
-            m = float(impressions(entry.id))
+            m = float(impressions(offers[i].id))
+            values = {j: self.typical(heads, catalogue[j]) for j, _ in near}
             for kind, col in out.items():
-                prior = _weighted(near, {j: values[j][kind] for j, _ in near})
+                prior = _weighted(near, {j: v[kind] for j, v in values.items()})
                 col[i] = blend(prior, float(col[i]), m, self.strength)
         return out
+
+    def _known(self, catalogue: Mapping[str, CatalogueEntry]
+               ) -> tuple[list[str], npt.NDArray[np.float32]]:
+        """The known entries' ids and their embeddings as one matrix (kept while the
+        catalogue and the statistics are the same)."""
+        key = (self.revision(), id(self.stats))
+        if self._matrix is not None and self._matrix[0] == key:
+            return self._matrix[1], self._matrix[2]
+        impressions = self.stats.impressions
+        known = [e for e in catalogue.values()
+                 if e.text and impressions(e.id) >= self.new_below]
+        matrix = np.stack([self.embeddings.embedding(e) for e in known]) if known else \
+            np.zeros((0, 1), dtype=np.float32)
+        self._matrix = (key, [e.id for e in known], matrix)
+        return self._matrix[1], matrix
+
+    def _nearest(self, known: list[str], sims: npt.NDArray[np.float32]
+                 ) -> list[tuple[str, float]]:
+        """Up to ``k`` known offers by similarity, best first, those at or above
+        ``min_similarity`` only."""
+        order = np.argsort(-sims, kind="stable")[:self.k]
+        return [(known[j], float(sims[j])) for j in order if sims[j] >= self.min_similarity]
 
 
 def _weighted(near: Sequence[tuple[str, float]], values: Mapping[str, float]) -> float | None:

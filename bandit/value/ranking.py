@@ -41,9 +41,13 @@ def offer_fields(offer: Offer, entry: CatalogueEntry | None, names: Sequence[str
     offer without one (the null offer has every field 0)."""
     if offer.id == NONE_ID:
         return dict.fromkeys(names, 0.0)
-    given = numeric_fields(offer.features)
     if entry is not None:
-        given.update(entry.fields())
+        given = entry.fields()
+        if all(n in given for n in names):
+            return given
+        given = {**numeric_fields(offer.features), **given}
+    else:
+        given = numeric_fields(offer.features)
     missing = [n for n in names if n not in given]
     if missing:
         raise BadRequest(f"offer {offer.id!r} has no numeric field {missing[0]!r}, which "
