@@ -114,11 +114,11 @@ def variant(root: Path, name: str, entries: dict[str, dict[str, Any]],
     app = create_app(s, VWPolicy.fresh(PolicySpec.parse(s.policy)), sink,
                      registry=CollectorRegistry(), store=store)
     svc = app.state.service
-    assert svc.offers is not None
+    assert svc.value_aware.offers is not None
     from bandit.value.catalogue import parse_entry
 
     for oid, body in entries.items():
-        svc.offers.catalogue.put(parse_entry(oid, body, time.time()))
+        svc.value_aware.offers.catalogue.put(parse_entry(oid, body, time.time()))
     return hot_routes(svc)["/v1/decide"], sink
 
 

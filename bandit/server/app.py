@@ -38,6 +38,7 @@ from bandit.server.openapi import openapi_document
 from bandit.server.service import Service
 from bandit.server.shared_live import SharedLive
 from bandit.server.status import render as render_status
+from bandit.server.value_step import ValueAware
 from bandit.stores.checkpoint import Checkpoint
 from bandit.stores.modelstore import ModelStore, ModelStoreError
 from bandit.stores.userstore import load_salt, make_user_store
@@ -172,10 +173,10 @@ def objective_routes(svc: Service) -> list[Route]:
     limit = svc.settings.max_body_bytes
 
     def ranking() -> ValueRanking:
-        if svc.value is None:
+        if svc.value_aware.ranking is None:
             raise Conflict("value-aware ranking is off: set BANDIT_OBJECTIVE",
                            field="objective", code="Conflict")
-        return svc.value
+        return svc.value_aware.ranking
 
     async def get(request: Request) -> Response:
         return JSONResponse({"objective": ranking().objective.text})
@@ -299,7 +300,7 @@ def make_service(settings: Settings, policy: Policy, sink: EventSink, metrics: M
                    make_shadow(settings, policy), make_lgbm_arm(settings),
                    shared=SharedLive(Path(settings.shared_dir) / "live.sqlite")
                    if settings.shared_dir else None,
-                   offers=offers, value=make_value_ranking(settings, store, offers))
+                   value_aware=ValueAware(offers, make_value_ranking(settings, store, offers)))
 
 
 def make_value_ranking(settings: Settings, store: ModelStore | None,
@@ -340,8 +341,8 @@ def _lifespan(svc: Service) -> Callable[[Starlette], contextlib.AbstractAsyncCon
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             svc.sink.close()
-            if svc.offers is not None:
-                svc.offers.close()
+            if svc.value_aware.offers is not None:
+                svc.value_aware.offers.close()
 
     return lifespan
 

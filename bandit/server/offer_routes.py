@@ -27,7 +27,7 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
     """The catalogue's routes for service ``svc`` (its ``offers``, a
     :class:`~bandit.value.catalogue_view.CatalogueView`)."""
     limit = svc.settings.max_body_bytes
-    view = svc.offers
+    view = svc.value_aware.offers
     if view is None:  # (a service built without a catalogue)
         return []
 

@@ -112,9 +112,9 @@ def tiles(svc: Service, recent: dict[str, Counts]) -> list[tuple[str, Any]]:
 def value_section(svc: Service) -> str:
     """Value-aware ranking: the objective, each head, and each constraint's state (this
     worker's: the constraints count the impressions it showed)."""
-    if svc.value is None:
+    if svc.value_aware.ranking is None:
         return ""
-    st = svc.value.state()
+    st = svc.value_aware.ranking.state()
     heads = "".join(f"<tr><td>{html.escape(k)}</td><td>{h['learned']}</td>"
                     f"<td>{'yes' if h['calibrated'] else 'no'}</td></tr>"
                     for k, h in st["heads"].items())

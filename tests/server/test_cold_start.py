@@ -33,8 +33,9 @@ WORLD = {"rome": (0.5, 0.6, 10.0), "ski": (0.5, 0.05, 1.0), "dental": (0.3, 0.05
 
 def publish_known(root, svc) -> None:
     """Heads trained on the known entries' catalogue offers, with their impressions."""
-    assert svc.offers is not None
-    offers = tuple(svc.offers.offer(svc.offers.entries[oid]) for oid in ENTRIES)
+    view = svc.value_aware.offers
+    assert view is not None
+    offers = tuple(view.offer(view.entries[oid]) for oid in ENTRIES)
     req = DecideRequest("x", {}, offers)
     stats = OfferStats()
     for oid in ENTRIES:
@@ -50,9 +51,9 @@ def test_a_new_offer_borrows_its_neighbours_value(tmp_path, cold_start):
         c.request("PUT", "/v1/admin/objective", json={"objective": "value"})
         for oid, body in {**ENTRIES, "rome-new": NEW}.items():
             assert c.request("PUT", f"/v1/offers/{oid}", json=body).status_code == 201
-        svc.offers.refresh(force=True)
+        svc.value_aware.offers.refresh(force=True)
         publish_known(tmp_path, svc)
-        assert asyncio.run(svc.value.refresh_heads()) is True
+        assert asyncio.run(svc.value_aware.ranking.refresh_heads()) is True
         r = c.post("/v1/decide", json={"offers": ["ski", "dental", "rome-new", "rome"],
                                        "predict": True, "explore": False})
         assert r.status_code == 200, r.text
@@ -60,9 +61,9 @@ def test_a_new_offer_borrows_its_neighbours_value(tmp_path, cold_start):
         assert value["rome"] > 5 * max(value["ski"], value["dental"])  # learned
         if cold_start == "off":  # the heads alone know nothing of the new offer's id
             assert value["rome-new"] < 0.5 * value["rome"]
-            assert svc.value.cold_start is None
+            assert svc.value_aware.ranking.cold_start is None
             return
         # borrowed from rome (nearest in meaning), with no impression of its own
         assert value["rome-new"] > 0.7 * value["rome"]
         assert r.json()["slots"][0]["id"] in ("rome", "rome-new")
-        assert svc.value.state()["cold_start"]["offers_given_a_prior"] > 0
+        assert svc.value_aware.ranking.state()["cold_start"]["offers_given_a_prior"] > 0

@@ -99,16 +99,17 @@ def test_every_worker_takes_a_new_objective_at_its_next_poll(published):
     """Two apps on one store stand for two workers: the objective changed through one
     reaches the other at its next poll, and no head learns anything."""
     with value_app(published) as (c1, svc1), value_app(published) as (c2, svc2):
-        learned = {k: h.learned for k, h in svc2.value.policy.heads.by_kind.items()}
+        heads = svc2.value_aware.ranking.policy.heads
+        learned = {k: h.learned for k, h in heads.by_kind.items()}
         assert first(c1) == first(c2) == "a"
         assert c1.request("PUT", "/v1/admin/objective",
                           json={"objective": "value"}).status_code == 200
         assert first(c1) == "b" and first(c2) == "a"  # c2 has not polled yet
-        assert svc2.value.refresh_objective() is True  # what poll_models does
+        assert svc2.value_aware.ranking.refresh_objective() is True  # what poll_models does
         assert first(c2) == "b"
-        assert {k: h.learned for k, h in svc2.value.policy.heads.by_kind.items()} == learned
+        assert {k: h.learned for k, h in heads.by_kind.items()} == learned
     with value_app(published) as (c3, svc3):  # a worker started later reads it too
-        assert svc3.value.objective.text == "value"
+        assert svc3.value_aware.ranking.objective.text == "value"
 
 
 @pytest.mark.parametrize("body, field", [
@@ -121,7 +122,7 @@ def test_a_bad_objective_is_a_400_naming_it(published, body, field):
     with value_app(published) as (c, svc):
         r = c.request("PUT", "/v1/admin/objective", json=body)
         assert r.status_code == 400 and r.json()["error"]["field"] == field
-        assert svc.value.objective.text == "click"
+        assert svc.value_aware.ranking.objective.text == "click"
 
 
 def test_an_offer_without_a_field_the_objective_needs_is_a_400(published):
@@ -175,11 +176,11 @@ def test_new_heads_are_served_at_the_next_poll(tmp_path, learner):
         before = c.post("/v1/decide", json={"offers": OFFERS, "predict": True}).json()
         assert {v["click"] for v in before["predictions"].values()} == {0.0}  # fresh heads
         man = trained.publish(ModelStore(tmp_path / "models"), learner)
-        assert asyncio.run(svc.value.refresh_heads()) is True
-        assert svc.value.heads_ref == man.extra[head_files.HEADS_KEY]
+        assert asyncio.run(svc.value_aware.ranking.refresh_heads()) is True
+        assert svc.value_aware.ranking.heads_ref == man.extra[head_files.HEADS_KEY]
         after = c.post("/v1/decide", json={"offers": OFFERS, "predict": True}).json()
         assert after["predictions"]["a"]["click"] > 0.4
-        assert asyncio.run(svc.value.refresh_heads()) is False  # the same heads
+        assert asyncio.run(svc.value_aware.ranking.refresh_heads()) is False  # the same heads
 
 
 def test_constraints_remove_offers_before_the_draw(published):
@@ -205,5 +206,5 @@ def test_constraints_remove_offers_before_the_draw(published):
         page = c.get("/").text
         assert "id='constraints'" in page and "min_margin" in page
         assert "share_cap_advertiser" in page and "objective: <code>click</code>" in page
-        state = svc.value.state()["constraints"]
+        state = svc.value_aware.ranking.state()["constraints"]
         assert state["min_margin"]["removed"] >= 200
