@@ -20,6 +20,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
+from bandit.core import codec
 from bandit.core.vw_text import action_line
 from bandit.learner.join import Joined, combine
 from bandit.learner.learning import whole
@@ -31,6 +34,7 @@ from bandit.value.heads import Head, Heads
 
 log = logging.getLogger("bandit.learner")
 
+
 def rewards_by_kind(rewards: list[dict[str, Any]], function: str) -> dict[str, float]:
     """Slot 1's rewards by ``kind``, each kind's combined by the reward function."""
     kinds: dict[str, list[float]] = {}
@@ -41,14 +45,19 @@ def rewards_by_kind(rewards: list[dict[str, Any]], function: str) -> dict[str, f
     return {k: combine(v, function) for k, v in kinds.items()}
 
 
-def decision_examples(j: Joined) -> tuple[dict[str, Any], list[str], int, float]:
-    """A joined decision's context, offer lines, chosen offer (0-based) and its logged
-    probability."""
-    d = whole(j)
+def chosen_example(d: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A whole decision's context and its chosen offer's line."""
     c = d["c"]
     context = {k: v for k, v in c.items() if k != "_multi" and isinstance(v, dict)}
-    lines = [action_line(o) for o in c["_multi"]]
-    return context, lines, int(d["a"][0]) - 1, float(d["p"][0])
+    return context, action_line(c["_multi"][int(d["a"][0]) - 1])
+
+
+def learn_line(j: Joined, d: dict[str, Any], reward: float) -> bytes:
+    """The DSJSON a head learns a joined decision from, with ``reward`` (spliced from
+    the event's bytes when the learner kept them)."""
+    if j.body is not None:
+        return codec.learn_line(j.decision, j.body, j.c_at, reward)
+    return orjson.dumps(codec.learn_event(d, reward))
 
 
 class HeadLearner:
@@ -92,14 +101,21 @@ class HeadLearner:
 
     def learn(self, j: Joined) -> None:
         """Every head learns one joined decision (a decision VW cannot take is counted
-        and skipped)."""
+        and skipped). Each head first predicts the chosen offer (a head scores each
+        offer on its own) for its calibration window, then learns the decision's
+        DSJSON with its own reward, through VW's cached offer examples."""
         try:
-            context, lines, chosen, p = decision_examples(j)
+            d = whole(j)
+            context, chosen = chosen_example(d)
             rewards = rewards_by_kind(j.rewards, self.reward_function)
             for kind, head in self.heads.by_kind.items():
-                before = float(head.predict_raw(context, lines)[chosen])
+                before = float(head.predict_raw(context, [chosen])[0])
                 self.windows[kind].add(before, rewards.get(kind, 0.0))
-            self.heads.learn(context, lines, chosen, rewards, p)
+            for head in self.heads.by_kind.values():
+                if head.given is not None and not rewards.get(head.given, 0.0) > 0:
+                    continue
+                head.model.learn_dsjson(learn_line(j, d, rewards.get(head.reward, 0.0)))
+                head.learned += 1
         except Exception as exc:  # (the main model may have refused it too)
             self.errors += 1
             log.warning("heads could not learn event %s: %s",
