@@ -174,3 +174,28 @@ def test_workers_share_the_catalogue(start_server, tmp_path):
             r = httpx.post(srv.base + "/v1/decide", headers=user, json={"offers": ["o0"]})
             assert r.status_code == 400
         assert len(h.get("/v1/offers", headers=admin).json()["offers"]) == 4
+
+
+@pytest.mark.parametrize("offers, field", [
+    ([""], "offers[0].id"),
+    (["a", "a"], "offers[1].id"),
+    (["a", 3], "offers[1]"),
+    (["x" * 300], "offers[0].id"),
+    (["__none__"], "offers[0]"),
+])
+def test_bad_catalogue_ids_in_a_decision_are_named(app, offers, field):
+    s, c = app
+    put(c, "a", {"features": {"x": 1.0}})
+    r = c.post("/v1/decide", json={"offers": offers})
+    assert r.status_code == 400 and r.json()["error"]["field"] == field, r.json()
+
+
+def test_catalogue_ids_are_excluded_and_slots_fit_what_is_left(app):
+    s, c = app
+    for oid in ("a", "b", "c"):
+        put(c, oid, {"features": {"x": 1.0}})
+    put(c, "gone", {"features": {"x": 1.0}, "end": time.time() - 1})
+    r = c.post("/v1/decide", json={"offers": ["a", "b", "c", "gone"], "exclude": ["b"],
+                                   "slots": 3})
+    assert r.status_code == 200, r.text
+    assert sorted(x["id"] for x in r.json()["slots"]) == ["a", "c"]
