@@ -208,3 +208,27 @@ def test_constraints_remove_offers_before_the_draw(published):
         assert "share_cap_advertiser" in page and "objective: <code>click</code>" in page
         state = svc.value_aware.ranking.state()["constraints"]
         assert state["min_margin"]["removed"] >= 200
+
+
+def test_constraints_count_only_decisions_whose_event_was_accepted(published):
+    """A decision whose event the sink refuses (a 503) was never shown: the share cap
+    does not count it."""
+    with value_app(published, share_cap="advertiser:0.5/10") as (c, svc):
+        c.request("PUT", "/v1/offers/a", json={"features": {"payout": 1.0},
+                                                "advertiser": "x"})
+        sink = svc.sink
+        ok = c.post("/v1/decide", json={"offers": ["a", {"id": "b", "features":
+                                                         {"payout": 2.0}}]})
+        assert ok.status_code == 200
+        counted = svc.value_aware.ranking.constraints.state()["share_cap_advertiser"]
+        before = counted["in_window"]
+        assert before == 1
+
+        def refuse(*args, **kwargs):
+            raise OSError("disk full")
+
+        sink.decision_encoded = refuse
+        for _ in range(5):
+            assert c.post("/v1/decide", json={"offers": ["a"]}).status_code == 503
+        state = svc.value_aware.ranking.constraints.state()["share_cap_advertiser"]
+        assert state["in_window"] == before
