@@ -29,6 +29,16 @@ def test_reads_prefixed_variables():
     ("BANDIT_EVENT_SINK", "s3"),
     ("BANDIT_REWARD_FUNCTION", "median"),
     ("BANDIT_REWARD_MIN", "5"),
+    ("BANDIT_OBJECTIVE", "click ** 2"),
+    ("BANDIT_OBJECTIVE", "payout"),
+    ("BANDIT_HEADS", "click,click"),
+    ("BANDIT_VALUE_EXPLORATION", "epsilon:2"),
+    ("BANDIT_MIN_MARGIN", "lots"),
+    ("BANDIT_SHARE_CAP", "advertiser:0.3"),
+    ("BANDIT_SHARE_CAP", "advertiser:0.0001/10"),
+    ("BANDIT_DAILY_BUDGETS", "acme"),
+    ("BANDIT_DAILY_BUDGETS", "acme=-5"),
+    ("BANDIT_COLD_START", "sometimes"),
 ])
 def test_bad_values_name_the_variable(name, value):
     with pytest.raises(ConfigError) as err:
@@ -98,3 +108,20 @@ def test_structured_settings_are_parsed_once_into_typed_values():
     assert s.policy_spec is s.policy_spec  # the same object: parsed once
     with pytest.raises(ConfigError, match="BANDIT_FREQUENCY_CAP='2/0'"):
         Settings.from_env({"BANDIT_FREQUENCY_CAP": "2/0"})
+
+
+def test_value_settings_are_parsed_once():
+    s = Settings.from_env({"BANDIT_OBJECTIVE": "click + 5 * conversion * payout",
+                           "BANDIT_MIN_MARGIN": "1.5", "BANDIT_SHARE_CAP": "category:0.25/400",
+                           "BANDIT_DAILY_BUDGETS": "acme=100, globex=50"})
+    obj = s.objective_spec
+    assert obj is not None and obj is s.objective_spec
+    assert obj.heads == ("click", "conversion") and obj.fields == ("payout",)
+    spec = s.constraint_spec
+    assert (spec.min_margin, spec.share_by, spec.share, spec.window) == \
+        (1.5, "category", 0.25, 400)
+    assert dict(spec.budgets) == {"acme": 100.0, "globex": 50.0}
+    built = spec.build()
+    assert built is not None and {c.name for c in built.constraints} == \
+        {"min_margin", "share_cap_category", "budget_advertiser"}
+    assert Settings().objective_spec is None and Settings().constraint_spec.build() is None

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from bandit.core.policy import RankingOptions
     from bandit.core.policy_spec import PolicySpec
     from bandit.stores.userstore import Cap
+    from bandit.value.heads import Exploration
+    from bandit.value.objective import Objective
+    from bandit.value.value_settings import ConstraintSpec
 
 PREFIX = "BANDIT_"
 
@@ -316,7 +319,74 @@ class _Experiments:
 
 
 @dataclass(frozen=True)
-class Settings(_Experiments, _Access, _Users, _Ranking, _Limits, _Learner, _Events, _Serving):
+class _Value:
+    """Value-aware ranking (see bandit.value and docs/value.md): the heads learned, the
+    objective combining them, the offer catalogue and the constraints at inference."""
+
+    objective: str = ""  # e.g. "click + 5 * conversion * payout" ("": value-aware off)
+    heads: str = "click,conversion,value"  # the reward kinds learned as heads
+    value_exploration: str = "epsilon:0.1"  # epsilon:E, softmax:L, squarecb:G or greedy
+    catalogue: str = ""  # the offer catalogue's SQLite file ("": MODEL_DIR/catalogue.sqlite)
+    min_margin: str = ""  # offers with payout − cost below it are never shown
+    share_cap: str = ""  # advertiser:0.3/1000: at most 30% of the last 1000 impressions
+    daily_budgets: str = ""  # acme=100,globex=50: daily spend per advertiser, paced
+    # new catalogue offers borrow their neighbours' predictions (text embeddings):
+    # auto = when the embeddings extra is installed
+    cold_start: str = _one_of("auto", ("auto", "on", "off"))
+
+    @cached_property
+    def head_kinds(self) -> tuple[str, ...]:
+        """The reward kinds of ``BANDIT_HEADS``, one head each."""
+        from bandit.value.value_settings import parse_heads
+
+        return parse_heads(self.heads)
+
+    @cached_property
+    def objective_spec(self) -> Objective | None:
+        """The parsed ``BANDIT_OBJECTIVE`` (None: value-aware ranking is off)."""
+        from bandit.value.value_settings import parse_objective
+
+        return parse_objective(self.objective, self.head_kinds) if self.objective.strip() \
+            else None
+
+    @cached_property
+    def exploration_spec(self) -> Exploration:
+        from bandit.value.heads import Exploration
+
+        return Exploration.parse(self.value_exploration)
+
+    @cached_property
+    def constraint_spec(self) -> ConstraintSpec:
+        """The constraints at inference (minimum margin, share cap, daily budgets)."""
+        from bandit.value.value_settings import ConstraintSpec
+
+        return ConstraintSpec.parse(self.min_margin, self.share_cap, self.daily_budgets)
+
+    def _constraints(self, name: str) -> ConstraintSpec:
+        """The constraint of one variable alone (so an error names that variable)."""
+        from bandit.value.value_settings import ConstraintSpec
+
+        given = {"min_margin": "", "share_cap": "", "daily_budgets": "",
+                 name: getattr(self, name)}
+        return ConstraintSpec.parse(given["min_margin"], given["share_cap"],
+                                    given["daily_budgets"])
+
+    @property
+    def cold_start_on(self) -> bool:
+        """Whether decisions use cold-start priors (``auto``: the extra is installed)."""
+        if self.cold_start == "auto":
+            import importlib.util
+
+            return importlib.util.find_spec("wordllama") is not None
+        return self.cold_start == "on"
+
+    def catalogue_path(self, model_dir: str) -> Path:
+        return Path(self.catalogue) if self.catalogue else Path(model_dir) / "catalogue.sqlite"
+
+
+@dataclass(frozen=True)
+class Settings(_Value, _Experiments, _Access, _Users, _Ranking, _Limits, _Learner, _Events,
+               _Serving):
     """All runtime configuration. Field ``foo_bar`` is read from ``BANDIT_FOO_BAR``."""
 
     @classmethod
@@ -342,7 +412,13 @@ class Settings(_Experiments, _Access, _Users, _Ranking, _Limits, _Learner, _Even
                              ("API_KEYS", lambda: self.keys),
                              ("FREQUENCY_CAP", lambda: self.cap),
                              ("OFFER_BUDGETS", lambda: self.budgets),
-                             ("EXPERIMENT", lambda: self.experiment_spec)):
+                             ("EXPERIMENT", lambda: self.experiment_spec),
+                             ("HEADS", lambda: self.head_kinds),
+                             ("OBJECTIVE", lambda: self.objective_spec),
+                             ("VALUE_EXPLORATION", lambda: self.exploration_spec),
+                             ("MIN_MARGIN", lambda: self._constraints("min_margin")),
+                             ("SHARE_CAP", lambda: self._constraints("share_cap")),
+                             ("DAILY_BUDGETS", lambda: self._constraints("daily_budgets"))):
             try:
                 parsed()
             except ValueError as exc:  # API_KEYS: the message never repeats a key hash
@@ -363,6 +439,9 @@ class Settings(_Experiments, _Access, _Users, _Ranking, _Limits, _Learner, _Even
                                                               "fixed")):
             raise ConfigError(f"{PREFIX}SHADOW_POLICY={self.shadow_policy!r}: expected "
                               "vw:PATH, popularity, uniform or fixed")
+        if self.cold_start == "on" and not self.cold_start_on:
+            raise ConfigError(f"{PREFIX}COLD_START=on needs the embeddings extra: "
+                              "pip install 'offer-bandit[embeddings]'")
         if self.event_sink == "kafka" and not self.kafka_bootstrap:
             raise ConfigError(f"{PREFIX}EVENT_SINK=kafka needs {PREFIX}KAFKA_BOOTSTRAP")
 

@@ -106,6 +106,17 @@ class OfferCache:
         return offer
 
 
+def catalogue_ref(offer_id: str) -> Offer:
+    """An offer a decide request names by id only (a string in ``offers``): the
+    server takes it from its offer catalogue (:mod:`bandit.value.catalogue_view`). Its
+    empty line marks it until then."""
+    return Offer(offer_id, {ID_NAMESPACE: {offer_id_feature(offer_id): 1.0}}, "")
+
+
+def is_catalogue_ref(offer: Offer) -> bool:
+    return not offer.line
+
+
 def null_offer() -> Offer:
     ns = {ID_NAMESPACE: {offer_id_feature(NONE_ID): 1.0}, OFFER_PREFIX + "none": {"none": 1.0}}
     return Offer(NONE_ID, ns, action_line(ns))
@@ -176,7 +187,7 @@ class OfferLists:
         return obj, obj.get(field)
 
     def offers(self, items: Any, field: str, exclude: Set[str],
-                features_of: Any) -> tuple[Offer, ...]:
+                features_of: Any, refs: bool = False) -> tuple[Offer, ...]:
         """The eligible offers. A whole list seen before (the usual case: one catalogue
         per placement) is one dictionary lookup (or was found by :meth:`body`);
         otherwise each offer is validated, and each offer seen before is still a lookup
@@ -192,7 +203,7 @@ class OfferLists:
             key = (field, orjson.dumps(items))
             known = self._lists.get(key)
             if known is None:
-                every = self._validate(items, field, features_of)
+                every = self._validate(items, field, features_of, refs)
                 self._lists[key] = _KnownList(every)
                 if len(self._lists) > LIST_CACHE_SIZE:
                     self._lists.popitem(last=False)
@@ -217,11 +228,18 @@ class OfferLists:
         return oid
 
     def _validate(self, items: list[Any], field: str,
-                         features_of: Any) -> tuple[Offer, ...]:
+                         features_of: Any, refs: bool = False) -> tuple[Offer, ...]:
+        """``refs``: an item may be a string, an offer of the catalogue named by id."""
         seen: set[str] = set()
         out = []
         for i, item in enumerate(items):
             where = f"{field}[{i}]"
+            if refs and isinstance(item, str):
+                oid = self.item_id({"id": item}, where, seen, "offer")
+                if oid == NONE_ID:
+                    raise BadRequest(f"offer id {NONE_ID!r} is reserved", field=where)
+                out.append(catalogue_ref(oid))
+                continue
             oid = self.item_id(item, where, seen, "offer")
             if oid == NONE_ID:
                 raise BadRequest(f"offer id {NONE_ID!r} is reserved for the null offer "
@@ -281,11 +299,11 @@ class RequestParser:
         obj, items = self.lists.body(body, "offers")
         context = encode(obj.get("context"), CONTEXT_PREFIX, "context", self.limits)
         if obj.keys() <= _PLAIN_DECIDE:  # no options given: their defaults
-            offers = self.lists.offers(items, "offers", _NO_IDS, _as_given)
+            offers = self.lists.offers(items, "offers", _NO_IDS, _as_given, refs=True)
             return DecideRequest(self._event_id(obj.get("event_id"), "event_id"), context,
                                  offers)
         exclude = self._exclude(obj.get("exclude"), "exclude")
-        offers = self.lists.offers(items, "offers", exclude, _as_given)
+        offers = self.lists.offers(items, "offers", exclude, _as_given, refs=True)
         return DecideRequest(
             event_id=self._event_id(obj.get("event_id"), "event_id"),
             context=context,
@@ -296,6 +314,7 @@ class RequestParser:
             user_id=check_id(obj.get("user_id"), "user_id", self.s.max_id_bytes, required=False),
             explain=_bool(obj, "explain", False),
             allow_none=_bool(obj, "allow_none", False),
+            predict=_bool(obj, "predict", False),
         )
 
     def reward(self, body: bytes) -> Reward:

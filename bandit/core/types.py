@@ -40,6 +40,7 @@ class DecideRequest:
     allow_none: bool = False  # "show nothing" may be chosen (the null offer)
     exploration: float | None = None  # epsilon-greedy around the model's best (None: off)
     slot_defaults: tuple[str | None, ...] = ()  # per-slot baseline offer ids (apprentice)
+    predict: bool = False  # reply with each offer's calibrated head predictions
 
 
 @dataclass(slots=True)

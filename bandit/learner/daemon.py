@@ -41,6 +41,7 @@ from bandit.core.offerstats import OfferStats
 from bandit.learner.backend import Emit, LearnerBackend
 from bandit.learner.checkpointer import Checkpointer, Hooks, Resumed, Schedule
 from bandit.learner.guard import Promoter, PromotionGuard
+from bandit.learner.heads import HeadLearner
 from bandit.learner.intake import Intake
 from bandit.learner.join import JoinState, rewarded_unread
 from bandit.learner.learning import JoinedHandler
@@ -76,8 +77,11 @@ class Learner:
         self.intake = Intake(s.kafka_bootstrap, self.topics, group, self.state, self.outputs,
                              resumed.logs)
         self.intake.offsets, self.intake.dead_letters = resumed.offsets, resumed.dead_letters
+        self.heads = HeadLearner.start(s.head_kinds, self.store, self.checkpointer.manifest,
+                                       s.seed, s.reward_function) \
+            if s.objective_spec is not None else None
         self.handler = JoinedHandler(model, self.outputs, self.guard, resumed.offer_stats,
-                                     resumed.logs)
+                                     resumed.logs, self.heads)
         self.checkpointer.published_learned = self.state.counters.learned
         self._hooks = Hooks(self.outputs.flush, self._still_current, self._published)
         self.schedule = Schedule(s.checkpoint_events, s.checkpoint_first_events)
@@ -148,6 +152,8 @@ class Learner:
         self.intake.close()
         self.outputs.close()
         self.model.close()
+        if self.heads is not None:
+            self.heads.close()
         self.checkpointer.drop(self.model, wait=False)  # begun, never published
 
     def lag(self) -> int:
@@ -194,7 +200,8 @@ class Learner:
         record = Checkpoint(self.checkpointer.write_state(snap), self.state.counters.as_dict(),
                             self.intake.dead_letters, self.state.sizes,
                             self.handler.stats.snapshot(),
-                            self.handler.logs.snapshot(), self.lag())
+                            self.handler.logs.snapshot(), self.lag(),
+                            other=self.heads.save(self.store) if self.heads else {})
         self.schedule.reset()
         return self.checkpointer.begin(self.model, record, self.state.counters.learned,
                                        dict(self.intake.offsets), self._hooks)
@@ -218,4 +225,5 @@ class Learner:
                 "dead_letters": self.intake.dead_letters,
                 "learn_errors": self.handler.errors + self.model.errors,
                 "output_errors": self.outputs.errors + self.model.refused,
-                "guard_blocked": self.guard.blocked if self.guard else 0}
+                "guard_blocked": self.guard.blocked if self.guard else 0,
+                **({"heads": self.heads.summary()} if self.heads else {})}

@@ -10,7 +10,7 @@ whole only when a multi-slot or held-out decision needs its context.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -73,18 +73,25 @@ def _lines(j: Joined) -> tuple[bytes, bytes]:
             codec.learn_line(d, j.body, j.c_at, j.reward, label))
 
 
+class HeadsLearner(Protocol):
+    def learn(self, j: Joined) -> None: ...
+
+
 class JoinedHandler:
     """Learns and writes joined decisions with ``model``, counting shown offers in
     ``stats`` and the decisions' time range in ``logs`` (the daemon replaces ``model``
-    and ``stats`` when it adopts another model)."""
+    and ``stats`` when it adopts another model). ``heads``: the value-aware heads,
+    which learn every decision the model learns (:mod:`bandit.learner.heads`)."""
 
     def __init__(self, model: LearnerBackend, outputs: Outputs,
-                 guard: PromotionGuard | None, stats: OfferStats, logs: LogRange) -> None:
+                 guard: PromotionGuard | None, stats: OfferStats, logs: LogRange,
+                 heads: HeadsLearner | None = None) -> None:
         self.model = model
         self.outputs = outputs
         self.guard = guard
         self.stats = stats
         self.logs = logs
+        self.heads = heads
         self.errors = 0  # decisions VW refused here (a child counts its own)
 
     def handle(self, j: Joined, logging_only: bool = False) -> None:
@@ -99,6 +106,8 @@ class JoinedHandler:
             self._child_learns(j)
         else:
             self._learn(j, multi, held)
+        if self.heads is not None and not held:
+            self.heads.learn(j)
 
     def _log_only(self, j: Joined) -> None:
         d = j.decision

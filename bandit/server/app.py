@@ -24,11 +24,12 @@ from starlette.types import ASGIApp
 
 from bandit.config.settings import Settings
 from bandit.core.errors import BadRequest, Conflict, NotFound, ServiceError
+from bandit.core.features import Limits
 from bandit.core.offerstats import OfferStats
 from bandit.core.policy import Policy, VWPolicy
 from bandit.core.policy_spec import PolicySpec
 from bandit.core.types import NONE_ID, DecideRequest, Decision
-from bandit.server import personalizer
+from bandit.server import offer_routes, personalizer
 from bandit.server.fast import BodyHandler, FastRoutes
 from bandit.server.guard import Guard
 from bandit.server.http import JSONResponse, error_response, read_body
@@ -37,10 +38,13 @@ from bandit.server.openapi import openapi_document
 from bandit.server.service import Service
 from bandit.server.shared_live import SharedLive
 from bandit.server.status import render as render_status
+from bandit.server.value_step import ValueAware
 from bandit.stores.checkpoint import Checkpoint
 from bandit.stores.modelstore import ModelStore, ModelStoreError
 from bandit.stores.userstore import load_salt, make_user_store
 from bandit.streaming.sinks import EventSink, make_sink
+from bandit.value.catalogue_view import CatalogueView
+from bandit.value.ranking import ValueRanking
 
 log = logging.getLogger("bandit.server")
 
@@ -76,7 +80,7 @@ def hot_routes(svc: Service) -> dict[str, BodyHandler]:
             "event_id": req.event_id, "ranking": ranking, "slots": ranking[: decision.slots],
             "model_version": decision.model_version, "policy": decision.policy}
         info = decision.info
-        for key in ("path", "explain"):
+        for key in ("path", "explain", "predictions"):
             if key in info:
                 out[key] = info[key]
         return 200, out
@@ -159,7 +163,36 @@ def admin_routes(svc: Service) -> list[Route]:
         Route("/v1/admin/arm-guard/reset", guarded(svc, arm_guard_reset), methods=["POST"]),
         Route("/v1/admin/pin", guarded(svc, pin), methods=["POST"]),
         Route("/v1/admin/unpin", guarded(svc, unpin), methods=["POST"]),
+        *objective_routes(svc),
     ]
+
+
+def objective_routes(svc: Service) -> list[Route]:
+    """The objective of value-aware ranking: read it, and change it on every worker
+    (from their next model poll on) without relearning."""
+    limit = svc.settings.max_body_bytes
+
+    def ranking() -> ValueRanking:
+        if svc.value_aware.ranking is None:
+            raise Conflict("value-aware ranking is off: set BANDIT_OBJECTIVE",
+                           field="objective", code="Conflict")
+        return svc.value_aware.ranking
+
+    async def get(request: Request) -> Response:
+        return JSONResponse({"objective": ranking().objective.text})
+
+    async def put(request: Request) -> Response:
+        body = await read_body(request, limit)
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise BadRequest("body must be JSON: {\"objective\": \"click + 5 * conversion * "
+                             "payout\"}") from None
+        text = obj.get("objective") if isinstance(obj, dict) else None
+        return JSONResponse({"objective": ranking().set_objective(text).text})
+
+    return [offer_routes.by_method("/v1/admin/objective",
+                                   {"GET": guarded(svc, get), "PUT": guarded(svc, put)})]
 
 
 def _path_id(svc: Service, request: Request, name: str) -> str:
@@ -225,7 +258,8 @@ def create_app(settings: Settings, policy: Policy, sink: EventSink,
     """The ASGI app. ``store`` enables polling it for new models (hot swap)."""
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     svc = make_service(settings, policy, sink, metrics, store)
-    routes = native_routes(svc) + personalizer.routes(svc, guarded) + ops_routes(svc)
+    routes = (native_routes(svc) + offer_routes.routes(svc, guarded) +
+              personalizer.routes(svc, guarded) + ops_routes(svc))
     guard = Middleware(Guard, keys=settings.keys, rate=settings.rate_limit,
                        reward_rate=settings.reward_rate_limit,
                        body_timeout=settings.request_timeout,
@@ -258,12 +292,34 @@ def make_service(settings: Settings, policy: Policy, sink: EventSink, metrics: M
                 manifest = current
     users = make_user_store(settings.user_store_kind(), settings.signal_ttl, settings.cap,
                             settings.budgets, settings.max_users)
+    limits = Limits(settings.max_features, settings.max_name_bytes, settings.max_depth)
+    offers = CatalogueView(settings.catalogue_path(settings.model_dir), limits)
     return Service(settings, policy, sink, metrics, store, manifest, users,
                    load_salt(settings.user_salt, settings.model_dir),
                    settings.experiment_spec,
                    make_shadow(settings, policy), make_lgbm_arm(settings),
                    shared=SharedLive(Path(settings.shared_dir) / "live.sqlite")
-                   if settings.shared_dir else None)
+                   if settings.shared_dir else None,
+                   value_aware=ValueAware(offers, make_value_ranking(settings, store, offers)))
+
+
+def make_value_ranking(settings: Settings, store: ModelStore | None,
+                       offers: CatalogueView) -> ValueRanking | None:
+    """Value-aware ranking when ``BANDIT_OBJECTIVE`` is set: the store's heads, the
+    objective, the constraints at inference and (with the embeddings extra) the
+    cold-start priors of new catalogue offers."""
+    objective = settings.objective_spec
+    if objective is None:
+        return None
+    cold = None
+    if settings.cold_start_on:
+        from bandit.value.cold_start import ColdStart
+        from bandit.value.embeddings import OfferEmbeddings
+
+        cold = ColdStart(OfferEmbeddings(), lambda: offers.entries, offers.offer,
+                         lambda: offers.revision, settings.new_offer_impressions)
+    return ValueRanking(objective, settings.head_kinds, settings.exploration_spec, store,
+                        settings.constraint_spec.build(), settings.seed, cold)
 
 
 def _lifespan(svc: Service) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
@@ -285,6 +341,8 @@ def _lifespan(svc: Service) -> Callable[[Starlette], contextlib.AbstractAsyncCon
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             svc.sink.close()
+            if svc.value_aware.offers is not None:
+                svc.value_aware.offers.close()
 
     return lifespan
 

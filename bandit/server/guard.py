@@ -69,7 +69,7 @@ _PERSONALIZER_ADMIN = re.compile(r"^/personalizer/(?:v1\.0/|v1\.1-preview\.3/)?"
 
 def required_scope(path: str) -> str | None:
     """The scope a path needs (None: any valid key)."""
-    if path.startswith("/v1/admin") or _PERSONALIZER_ADMIN.match(path):
+    if path.startswith(("/v1/admin", "/v1/offers")) or _PERSONALIZER_ADMIN.match(path):
         return "admin"
     if path.endswith(("/decide", "/rank")):
         return "decide"

@@ -23,6 +23,33 @@ _RANKED = {"type": "object", "required": ["id", "probability"],
                           "probability": {"type": "number", "minimum": 0, "maximum": 1}}}
 
 
+_TIME = {"type": ["string", "number"], "description": "ISO-8601 with a time zone, or "
+                                                     "UNIX seconds"}
+_MONEY = {"type": "number", "minimum": 0}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 256}
+_TEXT = {"type": "string", "maxLength": 4096}
+_CATALOGUE: dict[str, Any] = {
+    "OfferEntry": {"type": "object", "description": "A catalogue entry (unknown fields "
+                   "are refused; end after start)", "properties": {
+        "id": _ID, "features": _FEATURES, "title": _TEXT, "description": _TEXT,
+        "payout": _MONEY, "cost": _MONEY, "price": _MONEY, "advertiser": _NAME,
+        "category": _NAME, "start": _TIME, "end": _TIME}},
+    "StoredOffer": {"type": "object", "required": ["id", "features", "payout", "cost",
+                                                   "price", "updated"], "properties": {
+        "id": {"type": "string"}, "features": {"type": "object"},
+        "title": {"type": "string"}, "description": {"type": "string"},
+        "payout": {"type": "number"}, "cost": {"type": "number"},
+        "price": {"type": "number"}, "advertiser": {"type": ["string", "null"]},
+        "category": {"type": ["string", "null"]}, "start": {"type": ["string", "null"]},
+        "end": {"type": ["string", "null"]}, "updated": {"type": ["string", "null"]}}},
+    "OfferList": {"type": "object", "required": ["revision", "offers"], "properties": {
+        "revision": {"type": "integer"},
+        "offers": {"type": "array", "items": {"$ref": "#/components/schemas/StoredOffer"}}}},
+    "Deleted": {"type": "object", "required": ["id", "deleted"],
+                "properties": {"id": {"type": "string"}, "deleted": {"type": "boolean"}}},
+}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -53,7 +80,9 @@ SCHEMAS: dict[str, Any] = {
               "properties": {"id": _ID, "features": _FEATURES}},
     "DecideRequest": {"type": "object", "required": ["offers"], "properties": {
         "context": _FEATURES,
-        "offers": {"type": "array", "minItems": 1, "maxItems": 50, "items": _ref("Offer")},
+        "offers": {"type": "array", "minItems": 1, "maxItems": 50, "items": {"anyOf": [
+            _ref("Offer"), {**_ID, "description": "an offer of the catalogue, by id "
+                                                  "(PUT /v1/offers/{offer_id})"}]}},
         "slots": {"type": "integer", "minimum": 1, "maximum": 3, "default": 1},
         "exclude": {"type": "array", "items": {"type": "string"}},
         "user_id": _ID,
@@ -62,14 +91,23 @@ SCHEMAS: dict[str, Any] = {
         "defer": {"type": "boolean", "default": False},
         "explain": {"type": "boolean", "default": False},
         "allow_none": {"type": "boolean", "default": False,
-                       "description": "showing nothing (id null) may be chosen"}}},
+                       "description": "showing nothing (id null) may be chosen"},
+        "predict": {"type": "boolean", "default": False,
+                    "description": "reply with each offer's calibrated prediction by every "
+                                   "head (value-aware ranking: BANDIT_OBJECTIVE)"}}},
     "DecideResponse": {"type": "object",
                        "required": ["event_id", "ranking", "slots", "model_version", "policy"],
                        "properties": {"event_id": {"type": "string"},
                                       "ranking": {"type": "array", "items": _RANKED},
                                       "slots": {"type": "array", "items": _RANKED},
                                       "model_version": {"type": "string"},
-                                      "policy": {"type": "string"}}},
+                                      "policy": {"type": "string"},
+                                      "predictions": {
+                                          "type": "object", "description":
+                                          "{offer id: {head: calibrated prediction}}",
+                                          "additionalProperties": {
+                                              "type": "object", "additionalProperties":
+                                              {"type": "number"}}}}},
     "RewardRequest": {"type": "object", "required": ["reward"], "description":
                       "Names the decision by event_id, or (a long-horizon reward such as a "
                       "return visit) the user by user_id; one of the two is required.",
@@ -103,6 +141,14 @@ SCHEMAS: dict[str, Any] = {
                                     "rewardActionId": {"type": "string"}}},
     "RewardValue": {"type": "object", "required": ["value"],
                     "properties": {"value": {"type": "number", "minimum": -1, "maximum": 1}}},
+    **_CATALOGUE,
+    "ObjectiveRequest": {"type": "object", "required": ["objective"], "properties": {
+        "objective": {"type": "string", "minLength": 1, "maxLength": 1000,
+                      "description": "e.g. click + 5 * conversion * payout: heads "
+                                     "(BANDIT_HEADS), numeric offer fields, numbers, "
+                                     "+ - * / and parentheses"}}},
+    "Objective": {"type": "object", "required": ["objective"],
+                  "properties": {"objective": {"type": "string"}}},
     "PinRequest": {"type": "object", "required": ["version"],
                    "properties": {"version": _ID}},
     "MultiSlotRankRequest": {"type": "object", "required": ["actions", "slots"], "properties": {
@@ -149,7 +195,7 @@ def _path_param(name: str) -> list[dict[str, Any]]:
 
 
 REQUESTS = ("DecideRequest", "Offer", "RewardRequest", "RankRequest",
-            "MultiSlotRankRequest", "RewardValue", "MultiSlotReward")
+            "MultiSlotRankRequest", "RewardValue", "MultiSlotReward", "OfferEntry")
 
 
 def _nullable_optionals(schema: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +240,11 @@ def openapi_document() -> dict[str, Any]:
                                  None, "200", None),
         "/v1/admin/arm-guard/reset": _post("Let the model arm serve its own policy again "
                                            "(admin scope)", None, "200", None),
+        "/v1/admin/objective": _objective_paths(),
+        "/v1/offers": {"get": {"summary": "Every catalogue entry (admin scope)",
+                               "responses": {**_ERRORS,
+                                             "200": _json(_ref("OfferList"), "Entries")}}},
+        "/v1/offers/{offer_id}": _offer_paths(),
         "/v1/model": {"get": {"summary": "The model being served",
                               "responses": {"200": _json(_ref("ModelInfo"), "Model")}}},
         "/": {"get": {"summary": "Live status page (HTML)",
@@ -219,6 +270,39 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": {**SCHEMAS, **openapi_personalizer.SCHEMAS}},
     }
+
+
+def _op(summary: str, ok: dict[str, Any], body: str | None = None,
+        params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {**_ERRORS, **ok}}
+    if body:
+        op["requestBody"] = {"required": True,
+                             "content": {"application/json": {"schema": _ref(body)}}}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _offer_paths() -> dict[str, Any]:
+    """The catalogue entry routes (admin scope)."""
+    param = _path_param("offer_id")
+    stored = _json(_ref("StoredOffer"), "The entry")
+    return {
+        "put": _op("Create or replace a catalogue entry (admin scope)",
+                   {"200": stored, "201": _json(_ref("StoredOffer"), "Created")},
+                   "OfferEntry", param),
+        "get": _op("A catalogue entry (admin scope)", {"200": stored}, None, param),
+        "delete": _op("Remove a catalogue entry (admin scope)",
+                      {"200": _json(_ref("Deleted"), "Removed")}, None, param),
+    }
+
+
+def _objective_paths() -> dict[str, Any]:
+    """The live objective of value-aware ranking (admin scope)."""
+    ok = {"200": _json(_ref("Objective"), "The objective")}
+    return {"get": _op("The objective decisions are ranked by (admin scope)", ok),
+            "put": _op("Rank by another objective on every worker from its next model "
+                       "poll, without relearning (admin scope)", ok, "ObjectiveRequest")}
 
 
 def _personalizer_events(paths: dict[str, Any], base: str) -> None:

@@ -1,10 +1,12 @@
 """The request handlers' collaborators in one place.
 
-A decision is **assign → constrain → decide → record**: the unit's arm and serving
-mode (:mod:`bandit.server.arms`), the user's constraints and the arm's offers
-(:mod:`bandit.server.constraints`), the arm's policy (:mod:`bandit.core.policy`), then the
-event, the metrics, the user store and the live counts. The model and the live
-configuration are kept current by :mod:`bandit.server.refresher`.
+A decision is **resolve → assign → constrain → decide → record**: the offers named by
+catalogue id (:mod:`bandit.server.value_step`), the unit's arm and serving mode
+(:mod:`bandit.server.arms`), the user's constraints and the arm's offers
+(:mod:`bandit.server.constraints`), the arm's policy (:mod:`bandit.core.policy`, or
+value-aware ranking), then the event, the metrics, the user store and the live
+counts. The model and the live configuration are kept current by
+:mod:`bandit.server.refresher`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from bandit.server.livestats import LiveStats
 from bandit.server.metrics import Metrics
 from bandit.server.refresher import Refresher
 from bandit.server.shared_live import SharedLive
+from bandit.server.value_step import ValueAware
 from bandit.stores.modelstore import Manifest, ModelStore
 from bandit.stores.userstore import UserStore, hash_user
 from bandit.streaming.sinks import EventSink, NullSink
@@ -62,6 +65,7 @@ class Service:
     live: LiveStats = field(default_factory=LiveStats)
     shared: SharedLive | None = None  # the host's workers' counts and arm guard switch
     instant: InstantLearner | None = None  # rewards learned at once (bandit.server.instant)
+    value_aware: ValueAware = field(default_factory=ValueAware)  # catalogue, objective
     parser: RequestParser = field(init=False)
     apprentice: Agreement = field(default_factory=Agreement)
     counts: LiveCounts = field(init=False)  # the live counts, this worker's or the host's
@@ -91,16 +95,21 @@ class Service:
 
     # -- the decision path ----------------------------------------------------------------
     def decide(self, request: DecideRequest) -> tuple[DecideRequest, Decision]:
-        """Decide; returns the request as ranked (user signals added, capped offers
-        removed, the user id replaced by its salted hash) and the decision."""
-        t0 = time.perf_counter()
+        """Decide; returns the request as ranked (catalogue offers in, user signals
+        added, capped offers out, the user id its salted hash) and the decision."""
+        t0, now, value = time.perf_counter(), time.time(), self.value_aware
+        request, entries = value.resolve(request, now)
         request, assignment = self.assign(request)
         request = self.constrain(request, assignment)
         if assignment.mode == "lgbm" and self.lgbm_arm is not None:
             decision = self.lgbm_arm.decide(request)
+        elif value.decides(assignment):
+            decision = value.decide(request, entries, self.policy.version, now)
         else:
             decision = self.policy.decide(request, assignment.mode)
+        value.predict(request, decision)
         self.record(request, assignment, decision, t0)
+        value.record(request, decision, entries, now)
         return request, decision
 
     def assign(self, request: DecideRequest) -> tuple[DecideRequest, Assignment]:
@@ -128,7 +137,7 @@ class Service:
     def record(self, request: DecideRequest, assignment: Assignment, decision: Decision,
                t0: float) -> None:
         """The decision event, the metrics, the user store and the live counts."""
-        extra = self.arms.event_fields(assignment)
+        extra = {**self.arms.event_fields(assignment), **ValueAware.event_fields(decision)}
         if "agree" in decision.info:
             extra.update(self.apprentice.count(request, decision.info))
         if self.shadow is not None:
@@ -145,12 +154,8 @@ class Service:
                            decision.explored, request.event_id)
 
     def _shadow(self, request: DecideRequest) -> dict[str, Any]:
-        """The shadow policy's decision on the same request: logged, never shown."""
         assert self.shadow is not None
-        policy, mode = self.shadow
-        d = policy.decide(replace(request, explain=False), mode)
-        return {"policy": self.settings.shadow_policy, "a": [i + 1 for i in d.order],
-                "p": list(d.probabilities)}
+        return shadow_fields(self.shadow, self.settings.shadow_policy, request)
 
     # -- rewards and activations ------------------------------------------------------------
     def reward(self, reward: Reward) -> None:
@@ -238,5 +243,14 @@ class Service:
             try:
                 self.refresh_config()
                 await self.refresh_model()
+                await self.value_aware.poll()
             except Exception:  # keep polling whatever happens; the old model keeps serving
                 log.exception("model poll failed")
+
+
+def shadow_fields(shadow: tuple[Policy, str], name: str, request: DecideRequest
+                  ) -> dict[str, Any]:
+    """The shadow policy's decision on the same request: logged, never shown."""
+    policy, mode = shadow
+    d = policy.decide(replace(request, explain=False), mode)
+    return {"policy": name, "a": [i + 1 for i in d.order], "p": list(d.probabilities)}

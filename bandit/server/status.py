@@ -109,6 +109,27 @@ def tiles(svc: Service, recent: dict[str, Counts]) -> list[tuple[str, Any]]:
     return out
 
 
+def value_section(svc: Service) -> str:
+    """Value-aware ranking: the objective, each head, and each constraint's state (this
+    worker's: the constraints count the impressions it showed)."""
+    if svc.value_aware.ranking is None:
+        return ""
+    st = svc.value_aware.ranking.state()
+    heads = "".join(f"<tr><td>{html.escape(k)}</td><td>{h['learned']}</td>"
+                    f"<td>{'yes' if h['calibrated'] else 'no'}</td></tr>"
+                    for k, h in st["heads"].items())
+    cons = st["constraints"]
+    rows = "".join(f"<tr data-constraint='{html.escape(k)}'><td>{html.escape(k)}</td>"
+                   f"<td><code>{html.escape(str(v))}</code></td></tr>"
+                   for k, v in cons.items())
+    return (f"<h2>Value-aware ranking</h2><p id='objective'>objective: "
+            f"<code>{html.escape(st['objective'])}</code></p>"
+            "<table id='heads'><tr><th>head</th><th>events learned</th><th>calibrated</th>"
+            f"</tr>{heads}</table>"
+            + (f"<table id='constraints'><tr><th>constraint</th><th>state</th></tr>{rows}"
+               "</table>" if cons else "<p>no constraints at inference</p>"))
+
+
 def render(svc: Service) -> str:
     recent = svc.counts.window(300)
     rows = []
@@ -141,6 +162,7 @@ figure{{margin:1em 0}}figcaption{{font-size:.9em;color:#444}}</style></head><bod
 <th>CTR</th><th>mean reward</th></tr>{''.join(rows)}</table>
 {chart("Decisions per second", per_s, "per 10 s bucket")}
 {chart("CTR over time", ctr_series, "rewarded decisions / decisions")}
+{value_section(svc)}
 <p style="font-size:.8em;color:#888">{"All workers' view" if svc.shared else
                                         "This worker's view"}; refreshes every 5 s.</p>
 </body></html>"""

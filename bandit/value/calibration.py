@@ -202,6 +202,18 @@ class CalibrationWindow:
         cal = self.current
         return np.asarray(raw, dtype=np.float64) if cal is None else cal(raw)
 
+    def events(self) -> list[tuple[float, float, float]]:
+        """The held-out (prediction, outcome, weight) events, oldest first."""
+        return list(self._events)
+
+    def restore(self, events: list[tuple[float, float, float]],
+                current: Isotonic | Platt | None) -> None:
+        """Hold ``events`` and serve ``current`` (as saved with a checkpoint)."""
+        self._events.clear()
+        self._events.extend(events)
+        self.current = current
+        self._since = 0
+
     def state(self) -> dict[str, object]:
         return {"method": self.method, "events": len(self._events), "fits": self.fits,
                 "fitted": self.current is not None}

@@ -160,7 +160,11 @@ def parse_entry(offer_id: Any, body: Any, now: float = 0.0,
                          field=unknown[0])
     if "id" in body and body["id"] != oid:
         raise BadRequest("id in the body differs from the path's", field="id")
-    features = body.get("features") or {}
+    features = body.get("features")
+    features = {} if features is None else features
+    if not isinstance(features, dict):
+        raise BadRequest("features must be an object: {namespace: {feature: value}}",
+                         field="features")
     encode(features, OFFER_PREFIX, "features", limits or Limits())  # raises BadRequest
     start, end = _time(body, "start"), _time(body, "end")
     if start is not None and end is not None and not start < end:

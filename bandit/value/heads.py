@@ -282,6 +282,9 @@ def numeric_fields(features: Namespaces) -> dict[str, float]:
 Adjust = Callable[[int, Sequence[int], Sequence[int]], Sequence[float]]
 
 
+Priors = Callable[["Heads", Sequence[Offer], dict[str, Array]], dict[str, Array]]
+
+
 class ValuePolicy:
     """Heads + objective + exploration: ``decide`` ranks a request's offers by the
     objective and draws them with honest probabilities. The objective can be swapped
@@ -296,6 +299,9 @@ class ValuePolicy:
         self.version = version
         self._objective = self._checked(objective)
         self._lock = threading.Lock()
+        # (heads, offers, predictions by head) → the predictions to rank by, e.g. with
+        # cold-start priors for new offers (bandit.value.cold_start); None: as predicted
+        self.priors: Priors | None = None
 
     def _checked(self, objective: Objective) -> Objective:
         missing = [h for h in objective.heads if h not in self.heads.by_kind]
@@ -327,6 +333,8 @@ class ValuePolicy:
         obj = objective or self._objective
         lines = [o.line for o in offers]
         preds = self.heads.predict(context, lines, obj.heads)
+        if self.priors is not None:
+            preds = self.priors(self.heads, offers, preds)
         columns: dict[str, Array] = dict(preds)
         for name in obj.fields:
             col = np.empty(len(offers))

@@ -1,0 +1,77 @@
+"""The offer catalogue's routes: ``PUT``/``GET``/``DELETE /v1/offers/{offer_id}`` and
+``GET /v1/offers`` over :mod:`bandit.value.catalogue` (validation and storage live
+there; a bad body is a 400 naming the field)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bandit.core.errors import BadRequest
+from bandit.server.http import JSONResponse, read_body
+from bandit.value.catalogue import check_offer_id, parse_entry
+
+if TYPE_CHECKING:
+    from bandit.server.service import Service
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list[Route]:
+    """The catalogue's routes for service ``svc`` (its ``offers``, a
+    :class:`~bandit.value.catalogue_view.CatalogueView`)."""
+    limit = svc.settings.max_body_bytes
+    view = svc.value_aware.offers
+    if view is None:  # (a service built without a catalogue)
+        return []
+
+    def offer_id(request: Request) -> str:
+        return check_offer_id(request.path_params["offer_id"])
+
+    async def put(request: Request) -> Response:
+        oid = offer_id(request)
+        body = await read_body(request, limit)
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise BadRequest("body must be a JSON object") from None
+        entry = parse_entry(oid, obj, time.time(), view.limits)
+        new = view.catalogue.put(entry)
+        view.refresh(force=True)
+        return JSONResponse(entry.as_json(), status_code=201 if new else 200)
+
+    async def get(request: Request) -> Response:
+        return JSONResponse(view.catalogue.get(offer_id(request)).as_json())
+
+    async def delete(request: Request) -> Response:
+        oid = offer_id(request)
+        await read_body(request, limit)
+        view.catalogue.delete(oid)
+        view.refresh(force=True)
+        return JSONResponse({"id": oid, "deleted": True})
+
+    async def listing(request: Request) -> Response:
+        return JSONResponse({"revision": view.catalogue.revision,
+                             "offers": [e.as_json() for e in view.catalogue.entries()]})
+
+    return [
+        Route("/v1/offers", guarded(svc, listing), methods=["GET"]),
+        by_method("/v1/offers/{offer_id}",
+                  {"GET": guarded(svc, get), "PUT": guarded(svc, put),
+                   "DELETE": guarded(svc, delete)}),
+    ]
+
+
+def by_method(path: str, handlers: dict[str, Handler]) -> Route:
+    """One route for several methods (so a 405's ``Allow`` lists them all)."""
+
+    async def route(request: Request) -> Response:
+        return await handlers[request.method if request.method != "HEAD" else "GET"](request)
+
+    return Route(path, route, methods=list(handlers))

@@ -1,0 +1,127 @@
+"""A worker's view of the offer catalogue: its entries and their encoded offers in
+memory, kept current by revision (:meth:`bandit.value.catalogue.Catalogue.changed_since`),
+and the step of a decision that takes offers from it.
+
+An offer a request names by id only (a string in ``offers``) is the catalogue's: its
+features (with title, description and category as the ``catalogue`` namespace) come
+from its entry, and an id the catalogue does not hold is a 400 naming it. An offer
+sent as an object is used as sent. Either way an offer whose entry is not active (before its
+``start``, from its ``end`` on) is left out, and its entry gives the objective's
+fields and the constraints' facts.
+
+The view reads the catalogue's revision (one row) before each decision (at most
+every ``refresh_every`` seconds, default 0: every time) and re-reads only the entries
+written since, so an offer put or deleted through another worker counts from the next
+decision on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from bandit.core.errors import BadRequest, Unprocessable
+from bandit.core.features import ID_NAMESPACE, Limits, merge, offer_id_feature
+from bandit.core.schema import is_catalogue_ref
+from bandit.core.types import DecideRequest, Offer
+from bandit.core.vw_text import action_line
+from bandit.value.catalogue import Catalogue, CatalogueEntry, entry_namespaces
+
+
+def entry_offer(entry: CatalogueEntry, limits: Limits) -> Offer:
+    """The offer a request naming ``entry``'s id only stands for."""
+    ns = merge({ID_NAMESPACE: {offer_id_feature(entry.id): 1.0}},
+               entry_namespaces(entry, limits))
+    return Offer(entry.id, ns, action_line(ns))
+
+
+class CatalogueView:
+    """The entries and offers of the catalogue in SQLite file ``path``, as of
+    ``revision``. The file is opened once it exists (a server that never sees a
+    catalogue write never makes one)."""
+
+    def __init__(self, path: str | Path, limits: Limits, refresh_every: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = Path(path)
+        self._catalogue: Catalogue | None = None
+        self.limits = limits
+        self.refresh_every = refresh_every
+        self.clock = clock
+        self.revision = 0
+        self.entries: dict[str, CatalogueEntry] = {}
+        self._offers: dict[str, Offer] = {}
+        self._checked = float("-inf")
+        self.refresh(force=True)
+
+    def close(self) -> None:
+        if self._catalogue is not None:
+            self._catalogue.close()
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The shared catalogue (made on first use)."""
+        if self._catalogue is None:
+            self._catalogue = Catalogue(self.path)
+        return self._catalogue
+
+    def refresh(self, force: bool = False) -> bool:
+        """Read what changed since ``revision`` (when due or ``force``); True if
+        anything did."""
+        now = self.clock()
+        if not force and now - self._checked < self.refresh_every:
+            return False
+        self._checked = now
+        if self._catalogue is None and not self.path.exists():
+            return False
+        if self.catalogue.revision == self.revision:
+            return False
+        rev, changed, gone = self.catalogue.changed_since(self.revision)
+        for e in changed:
+            self.entries[e.id] = e
+            self._offers.pop(e.id, None)
+        for oid in gone:
+            self.entries.pop(oid, None)
+            self._offers.pop(oid, None)
+        self.revision = rev
+        return True
+
+    def offer(self, entry: CatalogueEntry) -> Offer:
+        hit = self._offers.get(entry.id)
+        if hit is None:
+            hit = self._offers[entry.id] = entry_offer(entry, self.limits)
+        return hit
+
+    def resolve(self, request: DecideRequest, now: float
+                ) -> tuple[DecideRequest, dict[str, CatalogueEntry]]:
+        """The request with its id-only offers taken from the catalogue and inactive
+        ones left out, and the catalogue entries of its offers, by id. Raises
+        :class:`BadRequest` naming an id-only offer the catalogue lacks."""
+        self.refresh()
+        ids_only = [o for o in request.offers if is_catalogue_ref(o)]
+        if not self.entries and not ids_only:
+            return request, {}  # no catalogue in use
+        if any(o.id not in self.entries for o in ids_only):
+            self.refresh(force=True)
+        offers: list[Offer] = []
+        entries: dict[str, CatalogueEntry] = {}
+        for o in request.offers:
+            entry = self.entries.get(o.id)
+            if entry is None:
+                if is_catalogue_ref(o):
+                    raise BadRequest(f"offer {o.id!r} is not in the catalogue (PUT "
+                                     "/v1/offers/{id} first, or send its features)",
+                                     field="offers")
+                offers.append(o)
+                continue
+            if entry.active(now):
+                offers.append(self.offer(entry) if is_catalogue_ref(o) else o)
+                entries[o.id] = entry
+        if not offers:
+            raise Unprocessable("no offer of the request is active in the catalogue",
+                                field="offers")
+        if len(offers) == len(request.offers) and not ids_only:
+            return request, entries
+        return replace(request, offers=tuple(offers),
+                       slots=min(request.slots, len(offers))), entries
