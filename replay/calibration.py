@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from bandit.value.calibration import weighted_arrays
+
 Array = npt.NDArray[np.float64]
 
 
@@ -34,26 +36,11 @@ class Bin:
     observed: float   # observed rate in the bin
 
 
-def _arrays(p: Sequence[float] | Array, y: Sequence[float] | Array,
-            w: Sequence[float] | Array | None) -> tuple[Array, Array, Array]:
-    pa = np.asarray(p, dtype=np.float64).ravel()
-    ya = np.asarray(y, dtype=np.float64).ravel()
-    wa = np.ones_like(pa) if w is None else np.asarray(w, dtype=np.float64).ravel()
-    if not len(pa) == len(ya) == len(wa):
-        raise ValueError("predictions, outcomes and weights differ in length")
-    if len(pa) == 0:
-        raise ValueError("no events")
-    if not (np.isfinite(pa).all() and np.isfinite(ya).all() and np.isfinite(wa).all()) \
-            or (wa < 0).any():
-        raise ValueError("predictions, outcomes and weights must be finite, weights ≥ 0")
-    return pa, ya, wa
-
-
 def reliability_curve(p: Sequence[float] | Array, y: Sequence[float] | Array,
                       bins: int = 15, strategy: str = "uniform",
                       weight: Sequence[float] | Array | None = None) -> list[Bin]:
     """The non-empty bins of the reliability curve (see the module docstring)."""
-    pa, ya, wa = _arrays(p, y, weight)
+    pa, ya, wa = weighted_arrays(p, y, weight)
     if bins < 1:
         raise ValueError("bins must be ≥ 1")
     clipped = np.clip(pa, 0.0, 1.0)
@@ -88,7 +75,7 @@ def ece(p: Sequence[float] | Array, y: Sequence[float] | Array, bins: int = 15,
 def auc(p: Sequence[float] | Array, y: Sequence[float] | Array,
         weight: Sequence[float] | Array | None = None) -> float:
     """Area under the ROC curve (NaN when the outcomes are all one class)."""
-    pa, ya, wa = _arrays(p, y, weight)
+    pa, ya, wa = weighted_arrays(p, y, weight)
     pos = ya > 0.5
     wp, wn = float(wa[pos].sum()), float(wa[~pos].sum())
     if wp <= 0 or wn <= 0:
@@ -127,7 +114,7 @@ class HeadCalibration:
 def head_report(head: str, p: Sequence[float] | Array, y: Sequence[float] | Array,
                 bins: int = 15, strategy: str = "uniform",
                 weight: Sequence[float] | Array | None = None) -> HeadCalibration:
-    pa, ya, wa = _arrays(p, y, weight)
+    pa, ya, wa = weighted_arrays(p, y, weight)
     curve = reliability_curve(pa, ya, bins, strategy, wa)
     total = float(wa.sum())
     return HeadCalibration(head, len(pa), float((wa * pa).sum() / total),

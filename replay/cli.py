@@ -192,7 +192,7 @@ def uplift_cmd(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from replay import optimize_cli
+    from replay import calibration_cli, optimize_cli
 
     p = argparse.ArgumentParser(prog="bandit-replay", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -202,9 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     _train_parser(sub)
     _uplift_parser(sub)
     optimize_cli.add_parser(sub)
+    calibration_cli.add_parser(sub)
     args = p.parse_args(argv)
-    commands = {"optimize": optimize_cli.run, "uplift": uplift_cmd, "train": train_cmd,
-                "evaluate": evaluate_cmd, "arms": arms_cmd}
+    commands = {"optimize": optimize_cli.run, "calibration": calibration_cli.run,
+                "uplift": uplift_cmd, "train": train_cmd, "evaluate": evaluate_cmd,
+                "arms": arms_cmd}
     return commands[args.command](args)
 
 

@@ -43,8 +43,11 @@ class Calibrator(Protocol):
     def __call__(self, raw: Array) -> Array: ...
 
 
-def _arrays(raw: Sequence[float] | Array, outcome: Sequence[float] | Array,
-            weight: Sequence[float] | Array | None) -> tuple[Array, Array, Array]:
+def weighted_arrays(raw: Sequence[float] | Array, outcome: Sequence[float] | Array,
+                    weight: Sequence[float] | Array | None) -> tuple[Array, Array, Array]:
+    """Predictions, outcomes and weights (1 when None) as float arrays, checked: equal
+    lengths, not empty, finite, weights ≥ 0 with a positive sum (ValueError if not).
+    The calibrators and the replay's calibration report read their inputs through it."""
     x = np.asarray(raw, dtype=np.float64).ravel()
     y = np.asarray(outcome, dtype=np.float64).ravel()
     w = np.ones_like(x) if weight is None else np.asarray(weight, dtype=np.float64).ravel()
@@ -70,7 +73,7 @@ class Isotonic:
     @classmethod
     def fit(cls, raw: Sequence[float] | Array, outcome: Sequence[float] | Array,
             weight: Sequence[float] | Array | None = None) -> Isotonic:
-        x, y, w = _arrays(raw, outcome, weight)
+        x, y, w = weighted_arrays(raw, outcome, weight)
         # equal predictions form one point (their weighted mean outcome), so the knots
         # come out strictly increasing
         x, inverse = np.unique(x, return_inverse=True)
@@ -118,7 +121,7 @@ class Platt:
     @classmethod
     def fit(cls, raw: Sequence[float] | Array, outcome: Sequence[float] | Array,
             weight: Sequence[float] | Array | None = None, iterations: int = 100) -> Platt:
-        x, y, w = _arrays(raw, outcome, weight)
+        x, y, w = weighted_arrays(raw, outcome, weight)
         pos = float(w[y > 0.5].sum())
         neg = float(w[y <= 0.5].sum())
         hi, lo = (pos + 1) / (pos + 2), 1 / (neg + 2)

@@ -18,7 +18,8 @@ from bandit.demo.stack import Stack
 from bandit.learner.daemon import Learner
 from bandit.stores.modelstore import ModelStore
 from bandit.value import head_files
-from tests.streaming.kafka_util import produce
+from replay import calibration_cli
+from tests.streaming.kafka_util import produce, read_topic
 from tests.streaming.test_learner import decision, run_learner, wait_for
 from tests.value.trained import OFFERS, WORLD
 
@@ -164,3 +165,10 @@ def test_a_new_objective_re_ranks_within_one_poll_without_relearning(broker, pre
         assert greedy_firsts(stack.base) == {"b"}  # value: the most valuable
         assert all(predictions() == before[0] for _ in range(6))  # the same heads
         assert stack.model()["version"] == version  # nothing relearned or published
+        # the replay's calibration report reads the joined topic's served predictions
+        joined = read_topic(broker.bootstrap, prefix + "joined", expect=n, raw=True)
+        logs = tmp_path / "joined.dsjson"
+        logs.write_bytes(b"\n".join(joined) + b"\n")
+        preds, outs, _ = calibration_cli.read([str(logs)], "sum")
+        assert "click" in preds and len(preds["click"]) >= n  # the objective's heads
+        assert 0 < sum(outs["click"]) < len(outs["click"])
