@@ -12,7 +12,8 @@ fields and the constraints' facts.
 The view reads the catalogue's revision (one row) before each decision (at most
 every ``refresh_every`` seconds, default 0: every time) and re-reads only the entries
 written since, so an offer put or deleted through another worker counts from the next
-decision on.
+decision on. Until the catalogue file exists (no offer ever put) the view looks for
+it at most once a second, or at once for a request naming an offer by id only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from bandit.core.schema import is_catalogue_ref
 from bandit.core.types import DecideRequest, Offer
 from bandit.core.vw_text import action_line
 from bandit.value.catalogue import Catalogue, CatalogueEntry, entry_namespaces
+
+MISSING_RECHECK = 1.0  # s between looks for a catalogue file that does not exist yet
 
 
 def entry_offer(entry: CatalogueEntry, limits: Limits) -> Offer:
@@ -53,6 +56,7 @@ class CatalogueView:
         self.entries: dict[str, CatalogueEntry] = {}
         self._offers: dict[str, Offer] = {}
         self._checked = float("-inf")
+        self._missing_until = float("-inf")  # no catalogue file: look again from then on
         self.refresh(force=True)
 
     def close(self) -> None:
@@ -73,8 +77,12 @@ class CatalogueView:
         if not force and now - self._checked < self.refresh_every:
             return False
         self._checked = now
-        if self._catalogue is None and not self.path.exists():
-            return False
+        if self._catalogue is None:
+            if not force and now < self._missing_until:
+                return False
+            if not self.path.exists():
+                self._missing_until = now + MISSING_RECHECK
+                return False
         if self.catalogue.revision == self.revision:
             return False
         rev, changed, gone = self.catalogue.changed_since(self.revision)
@@ -99,7 +107,7 @@ class CatalogueView:
         ones left out, and the catalogue entries of its offers, by id. Raises
         :class:`BadRequest` naming an id-only offer the catalogue lacks."""
         self.refresh()
-        ids_only = [o for o in request.offers if is_catalogue_ref(o)]
+        ids_only = [o for o in request.offers if not o.line]  # is_catalogue_ref, inlined
         if not self.entries and not ids_only:
             return request, {}  # no catalogue in use
         if any(o.id not in self.entries for o in ids_only):

@@ -45,14 +45,20 @@ class ColdStart:
         self.k = k
         self.min_similarity = min_similarity
         self.stats = OfferStats()  # impressions as of the heads' checkpoint
-        self._typical: dict[tuple[int, str, float], dict[str, float]] = {}
-        self._matrix: tuple[tuple[int, int], list[str],
-                            npt.NDArray[np.float32]] | None = None
+        # caches, for the heads object and the statistics object they were made with
+        # (held, so a freed object's id reused by a new one can never match)
+        self._typical: dict[tuple[str, float], dict[str, float]] = {}
+        self._typical_for: Heads | None = None
+        self._matrix: tuple[int, list[str], npt.NDArray[np.float32]] | None = None
+        self._matrix_for: OfferStats | None = None
         self.blended = 0  # offers given a prior
 
     def typical(self, heads: Heads, entry: CatalogueEntry) -> dict[str, float]:
         """Each head's prediction for ``entry``'s offer without context (cached)."""
-        key = (id(heads), entry.id, entry.updated)
+        if heads is not self._typical_for:
+            self._typical.clear()
+            self._typical_for = heads
+        key = (entry.id, entry.updated)
         hit = self._typical.get(key)
         if hit is None:
             if len(self._typical) > 100_000:
@@ -93,8 +99,9 @@ class ColdStart:
                ) -> tuple[list[str], npt.NDArray[np.float32]]:
         """The known entries' ids and their embeddings as one matrix (kept while the
         catalogue and the statistics are the same)."""
-        key = (self.revision(), id(self.stats))
-        if self._matrix is not None and self._matrix[0] == key:
+        key = self.revision()
+        if self._matrix is not None and self._matrix[0] == key and \
+                self._matrix_for is self.stats:
             return self._matrix[1], self._matrix[2]
         impressions = self.stats.impressions
         known = [e for e in catalogue.values()
@@ -102,6 +109,7 @@ class ColdStart:
         matrix = np.stack([self.embeddings.embedding(e) for e in known]) if known else \
             np.zeros((0, 1), dtype=np.float32)
         self._matrix = (key, [e.id for e in known], matrix)
+        self._matrix_for = self.stats
         return self._matrix[1], matrix
 
     def _nearest(self, known: list[str], sims: npt.NDArray[np.float32]

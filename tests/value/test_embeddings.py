@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from bandit.core.types import Offer
 from bandit.value.catalogue import parse_entry
 from bandit.value.embeddings import EXTRA, EmbeddingsUnavailable, OfferEmbeddings, blend
 
@@ -82,3 +83,31 @@ def test_the_extra_is_declared_and_in_the_dev_extra():
     extras = cfg["options.extras_require"]
     assert "wordllama" in extras["embeddings"]
     assert "wordllama" in extras["dev"]
+
+
+def test_typical_predictions_are_cached_per_heads_object_not_per_id():
+    """A swapped-in heads object never gets the cached values of the one before, even
+    if it were to reuse a freed object's id."""
+    from bandit.value.catalogue import CatalogueEntry
+    from bandit.value.cold_start import ColdStart
+
+    class FakeHeads:
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+        def predict(self, context, lines):
+            return {"click": [self.value] * len(lines)}
+
+    entry = CatalogueEntry("a", title="A phone")
+    cold = ColdStart(None, lambda: {"a": entry},  # type: ignore[arg-type]
+                     lambda e: Offer(e.id, {}, "|o x"), lambda: 1)
+    old = FakeHeads(0.1)
+    assert cold.typical(old, entry) == {"click": 0.1}
+    old_id = id(old)
+    del old  # freed, unless the cache holds it: CPython then tends to reuse its id
+    for _ in range(1000):
+        new = FakeHeads(0.7)
+        if id(new) == old_id:
+            break
+    assert cold.typical(new, entry) == {"click": 0.7}
+    assert cold.typical(new, entry) == {"click": 0.7}
