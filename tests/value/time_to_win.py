@@ -62,6 +62,7 @@ EVERY = 100
 PROBES = 200
 WIN_SHARE = 0.5
 NEW_BELOW = 100  # BANDIT_NEW_OFFER_IMPRESSIONS' default
+NEIGHBOURS = 5  # ColdStart's k, as the server builds it
 
 
 def best_value_offer(world: World, users: int = 5_000, seed: int = 12_345) -> SimOffer:
@@ -189,15 +190,17 @@ class Arm:
 
 def run_arm(market: Market, warm: Warm, seed: int, embeddings: OfferEmbeddings | None,
             horizon: int = HORIZON, every: int = EVERY,
-            probe_requests: Sequence[DecideRequest] | None = None) -> Arm:
+            probe_requests: Sequence[DecideRequest] | None = None,
+            neighbours: int = NEIGHBOURS) -> Arm:
     """From the warm head, decide and learn with the near-copy in the world until it wins
-    (checked every ``every`` decisions) or ``horizon`` decisions pass."""
+    (checked every ``every`` decisions) or ``horizon`` decisions pass; with
+    ``embeddings``, the prior from the ``neighbours`` nearest known offers."""
     policy = _policy(Head(KIND, model_from(warm.model)), seed)
     stats = OfferStats.restore(warm.stats)
     cold: ColdStart | None = None
     if embeddings is not None:
         cold = ColdStart(embeddings, lambda: market.entries, lambda e: market.offers[e.id],
-                         lambda: 1, new_below=NEW_BELOW)
+                         lambda: 1, new_below=NEW_BELOW, k=neighbours)
         cold.stats = stats
         policy.priors = cold
     reqs = probe_requests if probe_requests is not None else probes(market, seed)
@@ -228,12 +231,14 @@ class Measurement:
 
 
 def measure(seed: int, embeddings: OfferEmbeddings, market: Market | None = None,
-            warm: int = WARM, horizon: int = HORIZON) -> Measurement:
+            warm: int = WARM, horizon: int = HORIZON,
+            neighbours: int = NEIGHBOURS) -> Measurement:
     """Both arms for one seed (head, warm-up traffic, later traffic and probes)."""
     market = market or Market.make()
     w = warm_up(market, seed, warm)
     reqs = probes(market, seed)
-    return Measurement(seed, run_arm(market, w, seed, embeddings, horizon, probe_requests=reqs),
+    return Measurement(seed, run_arm(market, w, seed, embeddings, horizon,
+                                     probe_requests=reqs, neighbours=neighbours),
                        run_arm(market, w, seed, None, horizon, probe_requests=reqs))
 
 
@@ -248,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--horizon", type=int, default=HORIZON)
     ap.add_argument("--text-only", action="store_true",
                     help="catalogue entries with text and payout only (no features)")
+    ap.add_argument("--neighbours", type=int, default=NEIGHBOURS,
+                    help="known offers the prior borrows from (ColdStart's k)")
     args = ap.parse_args(argv)
     market = Market.make(features=not args.text_only)
     print(f"original {market.original.id} ({market.original.category}, payout "
@@ -255,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     emb = OfferEmbeddings()
     rows = []
     for s in args.seeds:
-        m = measure(s, emb, market, args.warm, args.horizon)
+        m = measure(s, emb, market, args.warm, args.horizon, args.neighbours)
         rows.append(m)
         print(f"seed {s}: with embeddings {_fmt(m.with_embeddings.time_to_win, args.horizon)}"
               f" (share at 0: {m.with_embeddings.shares[0]:.2f}, impressions "
