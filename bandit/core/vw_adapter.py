@@ -50,6 +50,10 @@ LIST_CACHE = 256  # offer lists remembered whole by a model
 OFFER_CACHE = 4096  # offer lines kept parsed for predictions (least recently used go)
 
 
+def _closed_text(line: str) -> str:
+    raise RuntimeError("model is closed")
+
+
 class OfferCache:
     """Parsed offer examples for predictions, by offer line (least recently used go,
     finished), and whole offer lists (a catalogue recurs; a list holds examples of the
@@ -95,6 +99,12 @@ class OfferCache:
         self._lists.clear()
         give_back(self._ws, list(self._cache.values()))
         self._cache.clear()
+
+    def close(self) -> None:
+        """Give every example back and let go of the model's callback (see
+        :meth:`VWModel.close`)."""
+        self.clear()
+        self._text = _closed_text
 
 
 class VWModel:
@@ -278,6 +288,10 @@ class VWModel:
             if self._closed:
                 return
             self._closed = True
-            self._offers.clear()
+            # the collaborators drop their callbacks into this model: no reference
+            # cycle is left, so the workspace (whose weights VW frees only when the
+            # object is destroyed, not at finish) goes as soon as the model is dropped
+            # rather than at some later full garbage collection
+            self._offers.close()
             self._lines.close()
             self._ws.finish()

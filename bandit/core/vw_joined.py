@@ -33,6 +33,10 @@ JOINED_CONTEXTS = 65536  # contexts of joined lines kept as shared lines (~400 B
 JOINED_LABELS = 4096  # label fields of joined lines kept as VW text labels
 
 
+def _closed(*_: Any) -> Any:
+    raise RuntimeError("model is closed")
+
+
 def give_back(ws: Any, actions: list[Any]) -> None:
     """Finish parsed offer examples as VW expects a list it predicted: a shared example
     first, one predict (finishing one alone after a learn crashes VW)."""
@@ -132,10 +136,14 @@ class JoinedLines:
         give_back(self._ws, actions)
 
     def close(self) -> None:
+        """Give every example back and let go of the model's callback: a closed model
+        must not stay in a reference cycle, or its workspace (whose weights VW frees
+        only when the object is destroyed) lives until a full garbage collection."""
         self.forget()
         if self._reset is not None:
             _lib._finish_example_multi_ex(self._ws, self._reset)
             self._reset = None
+        self._learned = _closed
 
     def _learn_layout(self, line: bytes) -> bool:
         """The common layout (the label fields, then ``c`` last with ``_multi`` last in
