@@ -18,11 +18,12 @@ no ``eval``)::
 
 Semantics. The score of offer *a* in context *x* is the expression with every head
 name *h* replaced by ĥ(x, a) and every field name *f* by the offer's value of *f*.
-Division by zero gives 0 (``a / 0 = 0``): an objective never yields ±∞ or NaN, whose
-pmf would be undefined. Because the heads are learned separately and combined only
-here, changing the objective changes the ranking at once, with no relearning: for a
-linear objective ``Σ_k w_k · ĥ_k`` the greedy offer is ``argmax_a Σ_k w_k ĥ_k(x, a)``
-with the same ĥ_k.
+Division by zero gives 0 (``a / 0 = 0``; a denominator within ``TINY`` of zero counts as
+zero, so a rounding residue such as ``click - click`` never blows a score up): an
+objective never yields ±∞ or NaN, whose pmf would be undefined. Because the heads are
+learned separately and combined only here, changing the objective changes the ranking
+at once, with no relearning: for a linear objective ``Σ_k w_k · ĥ_k`` the greedy offer
+is ``argmax_a Σ_k w_k ĥ_k(x, a)`` with the same ĥ_k.
 
 An expression is parsed and checked once (:meth:`Objective.parse`, which raises a
 ``ValueError`` naming the offending token and its position) and compiled to two
@@ -160,8 +161,11 @@ def _names(node: Node) -> list[str]:
     return []
 
 
+TINY = 1e-12  # a denominator this close to zero divides as zero
+
+
 def _safe_div(a: float, b: float) -> float:
-    return a / b if b != 0 else 0.0
+    return a / b if abs(b) > TINY else 0.0
 
 
 def _compile(node: Node, div: Callable[[Any, Any], Any]) -> Callable[[Mapping[str, Any]], Any]:
@@ -194,7 +198,7 @@ def _compile_scalar(node: Node) -> Callable[[Mapping[str, float]], float]:
 def _vector_div(a: Value, b: Value) -> Value:
     num, den = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     out = np.zeros(np.broadcast(num, den).shape)
-    np.divide(num, den, out=out, where=den != 0)
+    np.divide(num, den, out=out, where=np.abs(den) > TINY)
     return out
 
 

@@ -67,6 +67,15 @@ def test_the_canonical_text_parses_to_the_same_objective():
         assert again.text == o.text and again.score(env) == pytest.approx(o.score(env))
 
 
+def test_a_denominator_next_to_zero_divides_as_zero():
+    o = Objective.parse("click / conversion", HEADS)
+    for den in (0.0, 1.1125369292536007e-308, -1e-13):
+        assert o.score({"click": 2.0, "conversion": den}) == 0.0
+        assert list(o.scores({"click": np.array([2.0]), "conversion": np.array([den])}, 1)) \
+            == [0.0]
+    assert o.score({"click": 2.0, "conversion": 1e-11}) == pytest.approx(2e11)
+
+
 def test_missing_values_raise_key_error():
     with pytest.raises(KeyError):
         Objective.parse("click * payout", HEADS).score({"click": 1.0})
