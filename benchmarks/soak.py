@@ -93,10 +93,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=600.0)
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--reward-share", type=float, default=0.2)
-    ap.add_argument("--quick", action="store_true", help="20 s at 300 req/s")
+    ap.add_argument("--quick", action="store_true", help="10 s at 300 req/s")
     args = ap.parse_args()
     if args.quick:
-        args.seconds, args.rate = 20.0, 300.0
+        args.seconds, args.rate = 10.0, 300.0
     world = World(seed=4)
     rng = np.random.default_rng(0)
     bodies = [orjson.dumps(world.request(rng, 10)[0]) for _ in range(500)]
