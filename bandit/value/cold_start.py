@@ -4,11 +4,18 @@ meaning (:mod:`bandit.value.embeddings`; the optional ``embeddings`` extra).
 
 An offer is *new* while it has fewer than ``new_below`` impressions in the offer
 statistics of the heads' checkpoint; the offers it borrows from are the catalogue
-entries with text and at least that many. A known offer's value for head *k* is the
-head's prediction for it without context (its typical value), computed once per
-heads and entry. For a new offer with *m* impressions and the head's own prediction
-*ĥ*, the decision uses ``blend(prior, ĥ, m, strength)`` =
+entries with text and at least that many. An offer's typical value for head *k* is
+the head's prediction for it without context, computed once per heads and entry.
+
+The prior is a transfer, not a replacement: the head's own prediction *ĥ(x)* for the
+new offer in this request's context, shifted by how much more its neighbours are
+typically worth than it is, ``prior(x) = ĥ(x) + Σ_j w_j (typical_j − typical_new) /
+Σ_j w_j`` (``w_j`` the similarities). What the head already carries over through shared
+features and context stays; what only the neighbours' own ids learned is borrowed. For
+a new offer with *m* impressions the decision uses ``blend(prior, ĥ, m, strength)`` =
 ``(m · ĥ + s · prior) / (m + s)``, which fades to the head's own as impressions come.
+(Replacing ĥ by the neighbours' context-free mean instead made a near-copy of the best
+offer win later, not sooner: ``docs/value.md``.)
 """
 
 from __future__ import annotations
@@ -90,9 +97,11 @@ class ColdStart:
             self.blended += 1
             m = float(impressions(offers[i].id))
             values = {j: self.typical(heads, catalogue[j]) for j, _ in near}
+            own = self.typical(heads, catalogue[offers[i].id])
             for kind, col in out.items():
-                prior = _weighted(near, {j: v[kind] for j, v in values.items()})
-                col[i] = blend(prior, float(col[i]), m, self.strength)
+                lift = _weighted(near, {j: v[kind] - own[kind] for j, v in values.items()})
+                if lift is not None:
+                    col[i] = blend(float(col[i]) + lift, float(col[i]), m, self.strength)
         return out
 
     def _known(self, catalogue: Mapping[str, CatalogueEntry]
