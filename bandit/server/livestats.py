@@ -27,6 +27,13 @@ class Counts:
     rewards: int = 0
     reward_sum: float = 0.0
 
+    def add(self, other: Counts) -> None:
+        """Add ``other``'s counts to these (a window over buckets, or over workers)."""
+        self.decisions += other.decisions
+        self.explored += other.explored
+        self.rewards += other.rewards
+        self.reward_sum += other.reward_sum
+
 
 @dataclass
 class LiveStats:
@@ -111,11 +118,7 @@ class LiveStats:
             for start, b in self.buckets:
                 if start >= t - seconds:
                     for s, c in b.items():
-                        o = out.setdefault(s, Counts())
-                        o.decisions += c.decisions
-                        o.explored += c.explored
-                        o.rewards += c.rewards
-                        o.reward_sum += c.reward_sum
+                        out.setdefault(s, Counts()).add(c)
         return out
 
     def timeline(self) -> list[tuple[float, dict[str, Counts]]]:

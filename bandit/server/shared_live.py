@@ -81,11 +81,7 @@ class SharedLive:
         t = time.time() if now is None else now
         out: dict[str, Counts] = {}
         for _, s, c in self._buckets(t - seconds):
-            o = out.setdefault(s, Counts())
-            o.decisions += c.decisions
-            o.explored += c.explored
-            o.rewards += c.rewards
-            o.reward_sum += c.reward_sum
+            out.setdefault(s, Counts()).add(c)
         return out
 
     def timeline(self, now: float | None = None) -> list[tuple[float, dict[str, Counts]]]:

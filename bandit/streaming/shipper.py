@@ -411,26 +411,21 @@ class StatusFile:
         self.every = every
         self._at = 0.0
         self._written = b""
+        self._state: tuple[bool, str | None] = (False, None)  # of what was written
 
     def write(self, counts: Counts, idle: bool = False) -> None:
         data = counts.to_json()
         if data == self._written:
             return
         now = time.monotonic()
-        if not idle and now - self._at < self.every and \
-                (counts.connected, counts.last_error) == self._state_of(self._written):
+        state = (counts.connected, counts.last_error)
+        if not idle and now - self._at < self.every and state == self._state:
             return
-        self._at, self._written = now, data
+        self._at, self._written, self._state = now, data, state
         tmp = self.path.with_suffix(".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, self.path)
 
-    @staticmethod
-    def _state_of(data: bytes) -> tuple[bool, str | None]:
-        if not data:
-            return False, None
-        c = Counts.from_json(data)
-        return c.connected, c.last_error
 
     def read(self) -> Counts | None:
         try:

@@ -107,7 +107,7 @@ class CatalogueView:
         ones left out, and the catalogue entries of its offers, by id. Raises
         :class:`BadRequest` naming an id-only offer the catalogue lacks."""
         self.refresh()
-        ids_only = [o for o in request.offers if not o.line]  # is_catalogue_ref, inlined
+        ids_only = [o for o in request.offers if is_catalogue_ref(o)]
         if not self.entries and not ids_only:
             return request, {}  # no catalogue in use
         if any(o.id not in self.entries for o in ids_only):
