@@ -110,8 +110,9 @@ def tiles(svc: Service, recent: dict[str, Counts]) -> list[tuple[str, Any]]:
 
 
 def value_section(svc: Service) -> str:
-    """Value-aware ranking: the objective, each head, and each constraint's state (this
-    worker's: the constraints count the impressions it showed)."""
+    """Value-aware ranking: the objective, each head, and each constraint's state: the
+    daily budgets' spend is the host's (every worker's, from the ledger in the model
+    dir); the other counts are this worker's (the impressions it showed)."""
     if svc.value_aware.ranking is None:
         return ""
     st = svc.value_aware.ranking.state()

@@ -29,6 +29,25 @@ After the decision, :meth:`ConstraintSet.record` counts what was shown.
   probability (its importance weight 1/p in replay would have no bound). Days are UTC
   days; spending restarts at midnight.
 
+  The spend *s* is kept in a :class:`~bandit.value.spend_ledger.SpendStore`: this
+  process's memory by default, and on a server one SQLite ledger in the model dir that
+  every worker of the host shares and that outlives a restart, so the budget is the
+  host's. Each impression adds its price to the ledger in one atomic statement that
+  returns the key's new total, and a worker reads every key's total again when its
+  view is :data:`REFRESH_SECONDS` old (in the decisions' clock). A worker's view of a
+  key is therefore never below the ledger's total at its last read or at its last
+  impression of that key. With one pacer (one worker) the rule above holds exactly.
+  With *W* workers deciding on the same ledger (each one decision at a time, as a
+  worker's event loop does), let *d* be the most one decision spends on a key (its
+  slots times the largest price of the key's offers) and *L* the limit
+  ``min(B, B·F(t) + burst·B)`` at a time *t*. Once the ledger's total reaches *L*,
+  a worker that learns of it (by a read or by its own next impression's total) admits
+  nothing more by *t*, so each of the other *W − 1* workers adds at most one decision
+  admitted on an older view: the host's spend by *t* stays below ``L + W·d`` (with two
+  workers, at most ``L + d``). It exceeds *L* by at most what the other workers spent
+  in the :data:`REFRESH_SECONDS` (plus the one decision's own time) before the last
+  impression. Across hosts, each host has its own ledger and budget.
+
 Every constraint's :meth:`state` is a JSON-able dict for a status page.
 """
 
@@ -41,7 +60,10 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Protocol
 
+from bandit.value.spend_ledger import MemorySpends, SpendStore
+
 DAY = 86_400.0
+REFRESH_SECONDS = 0.1  # how old a pacer's view of the other workers' spend may be
 
 
 @dataclass(frozen=True)
@@ -185,11 +207,13 @@ def _cumulative(profile: Sequence[float] | None) -> list[float]:
 class BudgetPacer:
     """Daily budgets per key, paced over the day (see the module docstring). ``by``:
     ``advertiser`` (a budget per advertiser; offers of an advertiser without one are
-    not limited) or ``all`` (one budget under the key ``*``)."""
+    not limited) or ``all`` (one budget under the key ``*``). ``store``: where the spend
+    is kept (this process's memory by default; a shared ledger makes the budgets those
+    of every pacer on it)."""
 
     def __init__(self, budgets: Mapping[str, float], by: str = "advertiser",
                  burst: float = 0.02, profile: Sequence[float] | None = None,
-                 floor: float = 0.05) -> None:
+                 floor: float = 0.05, store: SpendStore | None = None) -> None:
         if by not in ("advertiser", "all"):
             raise ValueError("budget pacing by must be advertiser or all")
         for k, b in budgets.items():
@@ -205,8 +229,10 @@ class BudgetPacer:
         self.budgets = dict(budgets)
         self.burst = burst
         self._cum = _cumulative(profile)
+        self.store: SpendStore = store if store is not None else MemorySpends()
         self.day = -1
-        self.spent: dict[str, float] = {}
+        self.spent: dict[str, float] = {}  # this pacer's view of the day's spend
+        self._read_at = -math.inf
         self.removed = 0
         self.throttled = 0
 
@@ -220,10 +246,16 @@ class BudgetPacer:
         return self._cum[i] + (h - i) * (self._cum[i + 1] - self._cum[i])
 
     def _roll(self, now: float) -> None:
+        """Start a new day (older days leave the store) and read every key's total when
+        the view is :data:`REFRESH_SECONDS` old."""
         day = int(now // DAY)
         if day != self.day:
             self.day = day
-            self.spent = {}
+            self.store.forget_before(day)
+            self._read_at = -math.inf
+        if not 0 <= now - self._read_at < REFRESH_SECONDS:
+            self.spent = self.store.totals(day)
+            self._read_at = now
 
     def allowed(self, key: str, now: float) -> float:
         """The spend allowed by ``now``: ``min(B, B·F(t) + burst·B)``."""
@@ -264,12 +296,17 @@ class BudgetPacer:
         self._roll(now)
         for o in shown:
             k = self._key(o)
-            if k is not None and k in self.budgets:
-                self.spent[k] = self.spent.get(k, 0.0) + o.price
+            if k is not None and k in self.budgets and o.price > 0:
+                self.spent[k] = self.store.add(self.day, k, o.price)
 
     def state(self) -> dict[str, object]:
-        return {"by": self.by, "day": self.day, "burst": self.burst,
-                "budgets": dict(self.budgets), "spent": dict(self.spent),
+        """The store's spend of its latest day (every pacer's on a shared ledger); this
+        pacer's counts of removed and throttled offers."""
+        day, spent = self.store.latest()
+        if day < self.day:  # this pacer's day has no spend yet
+            day, spent = self.day, {}
+        return {"by": self.by, "day": day, "burst": self.burst,
+                "budgets": dict(self.budgets), "spent": spent, "ledger": str(self.store),
                 "removed": self.removed, "throttled": self.throttled}
 
 

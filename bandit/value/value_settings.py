@@ -10,9 +10,11 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from bandit.value.constraints import BudgetPacer, Constraint, ConstraintSet, MinMargin, ShareCap
 from bandit.value.objective import Objective
+from bandit.value.spend_ledger import SqliteSpends
 
 _KIND = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _SHARE = re.compile(r"^\s*(advertiser|category)\s*:\s*([0-9.eE+-]+)\s*/\s*(\d+)\s*$")
@@ -54,7 +56,8 @@ def _number(text: str, what: str) -> float:
 
 @dataclass(frozen=True)
 class ConstraintSpec:
-    """The constraints' settings, parsed: each builds a fresh constraint per worker."""
+    """The constraints' settings, parsed: each builds a fresh constraint per worker (the
+    budgets' spend in a ledger file when one is given, shared by whoever opens it)."""
 
     min_margin: float | None = None
     share_by: str = "advertiser"
@@ -89,11 +92,15 @@ class ConstraintSpec:
         return ShareCap(self.share_by, self.share, self.window) \
             if self.share is not None else None
 
-    def _budget(self) -> BudgetPacer | None:
-        return BudgetPacer(dict(self.budgets)) if self.budgets else None
+    def _budget(self, ledger: str | Path | None) -> BudgetPacer | None:
+        if not self.budgets:
+            return None
+        return BudgetPacer(dict(self.budgets),
+                           store=SqliteSpends(ledger) if ledger is not None else None)
 
-    def build(self) -> ConstraintSet | None:
-        """A fresh set of the configured constraints (None: none configured)."""
-        found: list[Constraint] = [c for c in (self._margin(), self._share(), self._budget())
-                                   if c is not None]
+    def build(self, ledger: str | Path | None = None) -> ConstraintSet | None:
+        """A fresh set of the configured constraints (None: none configured); the
+        budgets' spend in the SQLite file ``ledger`` (None: in memory)."""
+        found: list[Constraint] = [c for c in (self._margin(), self._share(),
+                                               self._budget(ledger)) if c is not None]
         return ConstraintSet(found) if found else None

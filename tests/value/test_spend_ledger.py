@@ -1,0 +1,129 @@
+"""The budget pacer's spend stores: the in-memory twin and the SQLite ledger a host's
+workers share agree for one worker; two pacers on one ledger (two workers) keep the
+host within the stated bound over a day; a new pacer on a ledger resumes its day;
+a new UTC day starts at 0."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bandit.value.constraints import DAY, BudgetPacer, OfferFacts
+from bandit.value.spend_ledger import MemorySpends, SpendStore, SqliteSpends
+
+BUDGETS = {"a": 60.0, "b": 30.0}  # "c" has none
+OFFERS = [OfferFacts(f"{adv}{i}", advertiser=adv, price=price)
+          for adv, prices in (("a", (1.0, 2.5)), ("b", (0.5, 1.5)), ("c", (1.0,)))
+          for i, price in enumerate(prices)]
+SLOTS = 2
+# the most one decision spends on a key: its slots times the key's largest price
+MOST = {k: SLOTS * max(o.price for o in OFFERS if o.advertiser == k) for k in BUDGETS}
+DAY0 = 20_000 * DAY
+
+
+def decide(p: BudgetPacer, rng: random.Random, now: float) -> list[OfferFacts]:
+    """Up to ``SLOTS`` offers drawn in proportion to the pacer's weights, recorded."""
+    shown: list[OfferFacts] = []
+    for _ in range(SLOTS):
+        left = [o for o in OFFERS if o not in shown]
+        w = p.weights(left, shown, now)
+        if not any(w):
+            break
+        shown.append(rng.choices(left, w)[0])
+    p.record(shown, now)
+    return shown
+
+
+def simulate(stores: list[SpendStore], seed: int = 11, bursts: int = 240,
+             per_burst: int = 40, step: float = 0.004) -> tuple[dict[str, float],
+                                                                 dict[str, float]]:
+    """A UTC day of bursts of decisions ``step`` seconds apart (denser than the pacers'
+    refresh), each by a pacer chosen at random. Returns the day's spend per key (the
+    shown offers' prices) and its largest excess over the pace at any decision."""
+    rng = random.Random(seed)
+    pacers = [BudgetPacer(BUDGETS, burst=0.05, store=s) for s in stores]
+    spent = dict.fromkeys(BUDGETS, 0.0)
+    excess = dict.fromkeys(BUDGETS, -float("inf"))
+    for b in range(bursts):
+        start = DAY0 + (b + 0.5 * rng.random()) * DAY / bursts
+        for j in range(per_burst):
+            now = start + j * step
+            for o in decide(rng.choice(pacers), rng, now):
+                if o.advertiser in spent:
+                    spent[o.advertiser] += o.price
+            for k in BUDGETS:
+                excess[k] = max(excess[k], spent[k] - pacers[0].allowed(k, now))
+    return spent, excess
+
+
+def test_two_workers_on_one_ledger_stay_within_the_bound(tmp_path):
+    path = tmp_path / "budgets.sqlite"
+    spent, excess = simulate([SqliteSpends(path), SqliteSpends(path)])
+    for k, budget in BUDGETS.items():
+        # with two workers: never more than one decision's spend over the pace
+        assert excess[k] <= MOST[k] + 1e-9, (k, excess[k], MOST[k])
+        assert budget - MOST[k] <= spent[k] <= budget + MOST[k], (k, spent[k])
+    assert SqliteSpends(path).totals(int(DAY0 // DAY)) == pytest.approx(spent)
+    # the same day with a ledger per worker (what each worker kept before): about twice
+    apart, _ = simulate([MemorySpends(), MemorySpends()])
+    for k, budget in BUDGETS.items():
+        assert apart[k] > 1.8 * budget, (k, apart[k])
+
+
+def test_the_memory_twin_and_the_ledger_agree_for_one_worker(tmp_path):
+    mem = BudgetPacer(BUDGETS, burst=0.05)
+    led = BudgetPacer(BUDGETS, burst=0.05, store=SqliteSpends(tmp_path / "b.sqlite"))
+    rng_m, rng_l, times = random.Random(5), random.Random(5), random.Random(6)
+    now = DAY0 + DAY - 1800  # the last half hour of a day, into the next
+    for _ in range(3000):
+        now += times.expovariate(1.0)
+        left = OFFERS[times.randrange(len(OFFERS)):]
+        assert mem.weights(left, [], now) == led.weights(left, [], now)
+        assert decide(mem, rng_m, now) == decide(led, rng_l, now)
+        assert mem.spent == led.spent
+    assert mem.day == led.day == int(DAY0 // DAY) + 1
+    assert {k: v for k, v in mem.state().items() if k != "ledger"} == \
+        {k: v for k, v in led.state().items() if k != "ledger"}
+    assert mem.state()["spent"]
+
+
+def test_a_new_pacer_on_the_ledger_resumes_the_day(tmp_path):
+    path = tmp_path / "budgets.sqlite"
+    noon = DAY0 + DAY / 2
+    before = BudgetPacer({"a": 100.0}, burst=0.05, store=SqliteSpends(path))
+    before.record([OfferFacts("a1", advertiser="a", price=50.0)], noon)
+    after = BudgetPacer({"a": 100.0}, burst=0.05, store=SqliteSpends(path))  # a restart
+    assert after.state()["spent"] == {"a": 50.0}
+    # 50 spent, 55 allowed at noon: a price of 2 leaves 3 of the 5 of burst → 0.6
+    assert after.weights([OfferFacts("a1", advertiser="a", price=2.0)], [], noon) == \
+        [pytest.approx(0.6)]
+    assert after.weights([OfferFacts("a1", advertiser="a", price=6.0)], [], noon) == [0.0]
+
+
+def test_a_new_utc_day_starts_at_zero_and_drops_the_old_rows(tmp_path):
+    path = tmp_path / "budgets.sqlite"
+    p = BudgetPacer({"a": 100.0}, burst=0.05, store=SqliteSpends(path))
+    late = DAY0 + DAY - 1
+    p.record([OfferFacts("a1", advertiser="a", price=90.0)], late)
+    assert p.weights([OfferFacts("a1", advertiser="a", price=20.0)], [], late) == [0.0]
+    other = BudgetPacer({"a": 100.0}, burst=0.05, store=SqliteSpends(path))
+    # at midnight the allowance is the burst (5): a price of 2 → weight 0.6
+    assert other.weights([OfferFacts("a1", advertiser="a", price=2.0)], [], late + 1) == \
+        [pytest.approx(0.6)]
+    assert other.state()["spent"] == {} and other.state()["day"] == int(DAY0 // DAY) + 1
+    assert rows(path) == []
+    other.record([OfferFacts("a1", advertiser="a", price=2.0)], late + 1)
+    assert rows(path) == [(int(DAY0 // DAY) + 1, "a", 2.0)]
+    # the first worker still on yesterday's view reads the new day at its next decision
+    assert p.state()["spent"] == {"a": 2.0}
+
+
+def rows(path: Path) -> list[tuple[int, str, float]]:
+    db = sqlite3.connect(path)
+    try:
+        return [tuple(r) for r in db.execute("SELECT day, key, spent FROM spend")]
+    finally:
+        db.close()
