@@ -112,7 +112,7 @@ def test_learning_quality():
 def test_decide_cache():
     r = run("decide_cache")
     rows = r["by_traffic_mb"]
-    assert set(rows) == {"0", "4"} and rows["0"]["traffic_alone"] == 0.0
+    assert set(rows) == {"0", "4"} and rows["0"]["traffic_alone"] < 1  # a no-op call
     assert rows["4"]["traffic_alone"] > 0
     for row in rows.values():  # every figure is a decision's own cost, traffic removed
         assert row["decide"] > row["vw_predict"] > 0

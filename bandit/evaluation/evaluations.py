@@ -131,10 +131,11 @@ def parse_evaluation(body: Any) -> dict[str, Any]:
             raise BadRequest(f"{where}.arguments: {exc.message}", field=f"{where}.arguments",
                              code=exc.code) from None
         out.append({"name": pname, "arguments": args, "spec": str(spec)})
+    for field in ("enableOfflineExperimentation", "enablePolicyOptimization"):
+        if body.get(field) is not None and not isinstance(body[field], bool):
+            raise BadRequest(f"{field} must be true or false", field=field,
+                             code="InvalidEvaluationContract")
     optimize = body.get("enableOfflineExperimentation", body.get("enablePolicyOptimization"))
-    if optimize is not None and not isinstance(optimize, bool):
-        raise BadRequest("enableOfflineExperimentation must be true or false",
-                         field="enableOfflineExperimentation", code="InvalidEvaluationContract")
     return {"name": name, "start": start, "end": end, "policies": out,
             "optimize": bool(optimize)}
 

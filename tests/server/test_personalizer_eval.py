@@ -213,6 +213,11 @@ def test_2022_evaluation_apply_and_feature_importance(parts):
     ({**CONTRACT, "policies": [{"name": "a", "arguments": "--nonsense 3"}]},
      "policies[0].arguments", "InvalidPolicyConfiguration"),
     ({**CONTRACT, "policies": "all"}, "policies", "InvalidEvaluationContract"),
+    # each of the two names of the flag is checked, also when the other one is given
+    ({**CONTRACT, "enablePolicyOptimization": "yes"}, "enablePolicyOptimization",
+     "InvalidEvaluationContract"),
+    ({**CONTRACT, "enableOfflineExperimentation": False, "enablePolicyOptimization": [[1]]},
+     "enablePolicyOptimization", "InvalidEvaluationContract"),
 ])
 def test_bad_evaluation_contracts_are_refused_by_field(parts, body, field, code):
     c, _, _ = parts
