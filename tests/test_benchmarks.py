@@ -108,12 +108,3 @@ def test_learning_quality():
     assert ratios["service_last_pass_vs_best_peer"] == round(
         got["service"]["last_pass"] / got[ratios["best_peer"]]["last_pass"], 4)
 
-
-def test_decide_cache():
-    r = run("decide_cache")
-    rows = r["by_traffic_mb"]
-    assert set(rows) == {"0", "4"} and rows["0"]["traffic_alone"] < 1  # a no-op call
-    assert rows["4"]["traffic_alone"] > 0
-    for row in rows.values():  # every figure is a decision's own cost, traffic removed
-        assert row["decide"] > row["vw_predict"] > 0
-    assert r["ratio_to_warm"]["0"] == {"decide": 1.0, "vw_predict": 1.0}
