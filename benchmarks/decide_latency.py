@@ -148,6 +148,9 @@ def main() -> None:
     p.add_argument("--shipper-thread", action="store_true",
                    help="also the Kafka sink shipping from a thread of the server "
                         "(BANDIT_SHIPPER=thread) rather than its child process")
+    p.add_argument("--inline-handlers", action="store_true",
+                   help="also the Kafka sink with each handler run in its request's task "
+                        "(BANDIT_BATCH_HANDLERS=false) rather than batched per loop iteration")
     p.add_argument("--quick", action="store_true", help="short runs, for a smoke test")
     args = p.parse_args()
     if args.quick:
@@ -174,6 +177,11 @@ def main() -> None:
             envs["decide_kafka_thread"] = {**envs["decide_kafka"], "BANDIT_SHIPPER": "thread",
                                            "BANDIT_SPOOL_DIR": str(work / "spool-thread"),
                                            "BANDIT_MODEL_DIR": str(work / "models-thread")}
+        if args.inline_handlers:
+            envs["decide_kafka_inline"] = {**envs["decide_kafka"],
+                                           "BANDIT_BATCH_HANDLERS": "false",
+                                           "BANDIT_SPOOL_DIR": str(work / "spool-inline"),
+                                           "BANDIT_MODEL_DIR": str(work / "models-inline")}
         if args.no_plain:
             del envs["decide"]
         children: list[Child] = []
@@ -204,8 +212,8 @@ def main() -> None:
                     decided
             if not same:
                 sys.exit("decide_latency: the baseline's replies differ from decide's")
-            order = ["baseline", "decide_kafka"] + [n for n in ("decide", "decide_kafka_thread")
-                                                    if n in ports]
+            order = ["baseline", "decide_kafka"] + [
+                n for n in ("decide", "decide_kafka_thread", "decide_kafka_inline") if n in ports]
             for name in order:  # warm-up
                 wrk_peak(ports[name], bodies_file, min(2.0, args.peak_seconds))
             peaks: dict[str, list[float]] = {n: [] for n in order}

@@ -101,6 +101,9 @@ class _Serving:
     # see README, learning quality
     policy: str = "squarecb:gamma=10,lr=0.5,normalized=0,power_t=0"
     seed: int = _num(0, 0, 2**31 - 1)
+    # the hot routes' handlers of one event-loop iteration run back to back
+    # (bandit.server.batching); false: each in its request's task
+    batch_handlers: bool = True
 
     @cached_property
     def policy_spec(self) -> PolicySpec | None:

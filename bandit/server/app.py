@@ -30,6 +30,7 @@ from bandit.core.policy import Policy, VWPolicy
 from bandit.core.policy_spec import PolicySpec
 from bandit.core.types import NONE_ID, DecideRequest, Decision
 from bandit.server import offer_routes, personalizer
+from bandit.server.batching import BatchRunner, run_inline
 from bandit.server.fast import BodyHandler, FastRoutes
 from bandit.server.guard import Guard
 from bandit.server.http import JSONResponse, error_response, read_body
@@ -274,7 +275,9 @@ def create_app(settings: Settings, policy: Policy, sink: EventSink,
         metrics.errors.labels("InternalError").inc()
 
     fast = Middleware(FastRoutes, routes=hot_routes(svc), limit=settings.max_body_bytes,
-                      on_error=count_error, on_crash=crashed)
+                      on_error=count_error, on_crash=crashed,
+                      run=BatchRunner(metrics.batch_ran) if settings.batch_handlers
+                      else run_inline)
     app = _App(routes=routes, lifespan=_lifespan(svc), outer=[guard, fast])
     app.state.service = svc
     _handle_errors(app, svc)

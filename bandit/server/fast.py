@@ -3,7 +3,9 @@
 
 They are served by the same body → payload functions as their Starlette routes, but
 without the router, the per-request ``Request``/``Response`` objects and the
-exception middleware: on one worker that is a large share of a decision's cost. It
+exception middleware: on one worker that is a large share of a decision's cost. The
+handler is run by ``run``: in a batch with the other requests of this event-loop
+iteration (:class:`~bandit.server.batching.BatchRunner`, the default), or at once. It
 sits inside :class:`~bandit.server.guard.Guard` (keys, rate limits and body
 deadlines apply as to every route) but outside Starlette's server-error middleware,
 which would wrap every ``send``: a bug in a handler is answered here, with the same
@@ -13,7 +15,7 @@ answers 404/405 as usual.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -23,6 +25,8 @@ from bandit.core.errors import ServiceError
 from bandit.server.http import CLOSE, receive_body, status_of
 
 BodyHandler = Callable[[bytes], tuple[int, Any]]  # body → (status, JSON payload)
+# how a handler is run: now (bandit.server.batching.run_inline) or in a batch
+Runner = Callable[[BodyHandler, bytes], Awaitable[tuple[int, Any]]]
 
 _JSON = (b"content-type", b"application/json")
 
@@ -30,9 +34,10 @@ _JSON = (b"content-type", b"application/json")
 class FastRoutes:
     def __init__(self, app: ASGIApp, *, routes: dict[str, BodyHandler], limit: int,
                  on_error: Callable[[ServiceError], None],
-                 on_crash: Callable[[str, Exception], None]) -> None:
+                 on_crash: Callable[[str, Exception], None], run: Runner) -> None:
         self.app = app
         self.routes = routes
+        self.run = run
         self.limit = limit
         self.on_error = on_error
         self.on_crash = on_crash
@@ -51,7 +56,7 @@ class FastRoutes:
             body = await receive_body(scope, receive, self.limit)
             if body is None:
                 return  # the client went away
-            status, payload = handler(body)
+            status, payload = await self.run(handler, body)
         except ServiceError as exc:
             self.on_error(exc)
             status, payload = status_of(exc), exc.to_json()

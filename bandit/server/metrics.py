@@ -45,7 +45,16 @@ class Metrics:
                                    registry=registry)
         self.spool_depth = Gauge("bandit_spool_depth", "Events waiting in the local spool",
                                  registry=registry, multiprocess_mode="livesum")
+        self.batches = Counter("bandit_handler_batches_total",
+                               "Batches of hot-route handlers run back to back",
+                               registry=registry)
+        self.batched = Counter("bandit_batched_handlers_total",
+                               "Hot-route handlers run in those batches", registry=registry)
         self._decided: dict[tuple[str, str], Any] = {}
+
+    def batch_ran(self, handlers: int) -> None:
+        self.batches.inc()
+        self.batched.inc(handlers)
 
     def decided(self, policy: str, mode: str) -> None:
         """Count one decision (the labelled child is looked up once per label pair)."""

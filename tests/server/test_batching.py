@@ -1,0 +1,130 @@
+"""The hot routes' handlers run back to back (``BatchRunner``) or at once
+(``run_inline``, the plain twin): the same results, errors in the request they belong
+to, cancelled requests not handled; and on real servers the same replies either way."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from bandit.core.errors import BadRequest
+from bandit.server.batching import MAX_BATCH, BatchRunner, run_inline
+
+
+def handler_log() -> tuple[list[bytes], Any]:
+    calls: list[bytes] = []
+
+    def handler(body: bytes) -> tuple[int, Any]:
+        calls.append(body)
+        if body.startswith(b"bad"):
+            raise BadRequest(f"refused {body.decode()}", field="body")
+        return 200, {"echo": body.decode(), "n": len(calls)}
+
+    return calls, handler
+
+
+def test_one_iteration_s_requests_run_in_batches_in_arrival_order():
+    sizes: list[int] = []
+    runner = BatchRunner(sizes.append)
+    calls, handler = handler_log()
+    bodies = [f"r{i}".encode() for i in range(2 * MAX_BATCH + 3)]
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(runner(handler, b) for b in bodies))
+
+    got = asyncio.run(main())
+    assert calls == bodies  # each once, in the order they arrived
+    assert [r[1]["echo"] for r in got] == [b.decode() for b in bodies]
+    assert sizes == [MAX_BATCH, MAX_BATCH, 3]  # one iteration's requests, split at the cap
+
+
+def test_results_equal_the_plain_twin_s_and_errors_stay_with_their_request():
+    bodies = [b"a", b"bad-1", b"b", b"bad-2", b"c"]
+
+    async def through(run: Any) -> list[Any]:
+        _, handler = handler_log()
+        out = await asyncio.gather(*(run(handler, b) for b in bodies), return_exceptions=True)
+        return [(type(r).__name__, r.message) if isinstance(r, Exception) else r for r in out]
+
+    batched = asyncio.run(through(BatchRunner()))
+    assert batched == asyncio.run(through(run_inline))
+    assert batched[1] == ("BadRequest", "refused bad-1") and batched[2][1]["echo"] == "b"
+
+
+def test_a_request_cancelled_before_its_turn_is_not_handled():
+    sizes: list[int] = []
+    runner = BatchRunner(sizes.append)
+    calls, handler = handler_log()
+
+    async def main() -> None:
+        first = asyncio.ensure_future(runner(handler, b"gone"))
+        kept = runner(handler, b"kept")
+        first.cancel()  # (a body deadline cancels the request's task the same way)
+        assert (await kept)[1]["echo"] == "kept"
+        assert first.cancelled()
+
+    asyncio.run(main())
+    assert calls == [b"kept"] and sizes == [1]
+
+
+def test_a_later_iteration_starts_a_new_batch():
+    sizes: list[int] = []
+    runner = BatchRunner(sizes.append)
+    _, handler = handler_log()
+
+    async def main() -> None:
+        await runner(handler, b"x")
+        await runner(handler, b"y")
+
+    asyncio.run(main())
+    assert sizes == [1, 1]
+
+
+# -- real servers --------------------------------------------------------------------
+
+def decide_bodies(n: int) -> list[bytes]:
+    offers = [{"id": f"o{k}", "features": {"o": {"k": f"v{k % 5}", "x": k / 10}}}
+              for k in range(12)]
+    bodies = [orjson.dumps({"event_id": f"ev-{i:03d}", "offers": offers,
+                            "context": {"u": {"seg": f"s{i % 7}", "n": i / 50}}})
+              for i in range(n)]
+    bodies[5] = b'{"offers": "not a list"}'  # a bad request among them
+    return bodies
+
+
+@pytest.mark.integration
+def test_batched_and_inline_servers_give_the_same_replies(start_server, tmp_path):
+    servers = {}
+    for name, flag in (("batched", "true"), ("inline", "false")):
+        srv = start_server({"BANDIT_EVENT_SINK": "none", "BANDIT_POLICY": "epsilon:0.2",
+                            "BANDIT_MODEL_DIR": str(tmp_path / name),
+                            "BANDIT_BATCH_HANDLERS": flag})
+        srv.wait_ready()
+        servers[name] = srv
+    bodies = decide_bodies(96)
+
+    def replies(base: str) -> list[tuple[int, bytes]]:
+        def one(body: bytes) -> tuple[int, bytes]:
+            r = httpx.post(base + "/v1/decide", content=body, timeout=10,
+                           headers={"content-type": "application/json"})
+            return r.status_code, r.content
+
+        with ThreadPoolExecutor(16) as pool:  # concurrent: requests share iterations
+            return list(pool.map(one, bodies))
+
+    batched = replies(servers["batched"].base)
+    assert batched == replies(servers["inline"].base)
+    assert batched[5][0] == 400 and all(s == 200 for i, (s, _) in enumerate(batched) if i != 5)
+    metrics = httpx.get(servers["batched"].base + "/metrics", timeout=10).text
+    ran = float(re.search(r"^bandit_batched_handlers_total (\S+)", metrics, re.M).group(1))
+    batches = float(re.search(r"^bandit_handler_batches_total (\S+)", metrics, re.M).group(1))
+    assert ran == len(bodies) and 1 <= batches <= ran  # every decide went through it
+    inline = httpx.get(servers["inline"].base + "/metrics", timeout=10).text
+    assert re.search(r"^bandit_batched_handlers_total 0\.0$", inline, re.M)
+
