@@ -7,7 +7,11 @@ Servers, one uvicorn worker each, on the same machine:
   answers with the decision server's own reply bytes for that request;
 * ``decide_kafka`` (the headline): the decision server with ``BANDIT_EVENT_SINK=kafka``,
   spooling every decision and shipping it to the embedded broker (real Tansu);
-* ``decide`` (secondary): the decision server with ``BANDIT_EVENT_SINK=none``.
+* ``decide`` (secondary): the decision server with ``BANDIT_EVENT_SINK=none``;
+* with ``--inline-handlers``, ``decide_kafka_inline``: as the headline but each request's
+  handler run in its own task (``BANDIT_BATCH_HANDLERS=false``) rather than batched per
+  event-loop iteration; with ``--shipper-thread``, ``decide_kafka_thread``: the spool
+  shipped from a thread of the worker (``BANDIT_SHIPPER=thread``).
 
 Payload: 256 requests of 20 offers × 10 features and a 10-feature context that
 changes per request, each with a fixed ``event_id`` (so a decision, seeded by its
@@ -24,7 +28,8 @@ figures are the median of the rounds with their min–max spread. Prints one JSO
 Targets (one worker): decide with the Kafka sink ≥ 0.5 × the baseline's peak, and its
 p99 at 1,000 req/s no more than 1 ms above the baseline's.
 
-    python benchmarks/decide_latency.py [--rounds 5] [--quick]
+    python benchmarks/decide_latency.py [--rounds 5] [--inline-handlers] [--shipper-thread]
+                                        [--quick]
 """
 
 from __future__ import annotations
