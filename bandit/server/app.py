@@ -31,7 +31,7 @@ from bandit.core.policy_spec import PolicySpec
 from bandit.core.types import NONE_ID, DecideRequest, Decision
 from bandit.server import offer_routes, personalizer
 from bandit.server.batching import BatchRunner, run_inline
-from bandit.server.fast import BodyHandler, FastRoutes
+from bandit.server.fast import BodyHandler, FastRoutes, HotRoute
 from bandit.server.guard import Guard
 from bandit.server.http import JSONResponse, error_response, read_body
 from bandit.server.metrics import Metrics, exposition
@@ -274,7 +274,9 @@ def create_app(settings: Settings, policy: Policy, sink: EventSink,
         log.exception("unhandled error on %s", path, exc_info=exc)
         metrics.errors.labels("InternalError").inc()
 
-    fast = Middleware(FastRoutes, routes=hot_routes(svc), limit=settings.max_body_bytes,
+    hot = {path: HotRoute(h) for path, h in hot_routes(svc).items()}
+    hot.update(personalizer.hot_routes(svc))
+    fast = Middleware(FastRoutes, routes=hot, limit=settings.max_body_bytes,
                       on_error=count_error, on_crash=crashed,
                       run=BatchRunner(metrics.batch_ran) if settings.batch_handlers
                       else run_inline)

@@ -1,5 +1,5 @@
-"""A direct ASGI path for the two hot routes, ``POST /v1/decide`` and
-``POST /v1/rewards``.
+"""A direct ASGI path for the hot routes: ``POST /v1/decide``, ``POST /v1/rewards`` and
+Personalizer's rank and multi-slot rank of every generation.
 
 They are served by the same body → payload functions as their Starlette routes, but
 without the router, the per-request ``Request``/``Response`` objects and the
@@ -16,6 +16,7 @@ answers 404/405 as usual.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -31,8 +32,20 @@ Runner = Callable[[BodyHandler, bytes], Awaitable[tuple[int, Any]]]
 _JSON = (b"content-type", b"application/json")
 
 
+@dataclass(frozen=True)
+class HotRoute:
+    """A hot route's handler; ``check`` looks at the request before it (after the body
+    is read: e.g. a required query parameter) and raises a ServiceError to refuse it;
+    ``error_header`` names a response header that carries an error's code (the
+    Personalizer routes' ``x-ms-error-code``)."""
+
+    handler: BodyHandler
+    check: Callable[[Scope], None] | None = None
+    error_header: bytes | None = None
+
+
 class FastRoutes:
-    def __init__(self, app: ASGIApp, *, routes: dict[str, BodyHandler], limit: int,
+    def __init__(self, app: ASGIApp, *, routes: dict[str, HotRoute], limit: int,
                  on_error: Callable[[ServiceError], None],
                  on_crash: Callable[[str, Exception], None], run: Runner) -> None:
         self.app = app
@@ -44,28 +57,34 @@ class FastRoutes:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            handler = self.routes.get(scope["path"])
-            if handler is not None:
-                await self._serve(handler, scope, receive, send)
+            route = self.routes.get(scope["path"])
+            if route is not None:
+                await self._serve(route, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    async def _serve(self, handler: BodyHandler, scope: Scope, receive: Receive,
+    async def _serve(self, route: HotRoute, scope: Scope, receive: Receive,
                      send: Send) -> None:
         try:
             body = await receive_body(scope, receive, self.limit)
             if body is None:
                 return  # the client went away
-            status, payload = await self.run(handler, body)
+            if route.check is not None:
+                route.check(scope)
+            status, payload = await self.run(route.handler, body)
         except ServiceError as exc:
             self.on_error(exc)
             status, payload = status_of(exc), exc.to_json()
+            headers = [_JSON]
+            if route.error_header is not None:
+                headers.append((route.error_header, exc.code.encode()))
+            data = orjson.dumps(payload)
+            headers.append((b"content-length", b"%d" % len(data)))
             if exc.close_connection:
-                data = orjson.dumps(payload)
-                await send({"type": "http.response.start", "status": status,
-                            "headers": [_JSON, (b"content-length", b"%d" % len(data)), CLOSE]})
-                await send({"type": "http.response.body", "body": data})
-                return
+                headers.append(CLOSE)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": data})
+            return
         except Exception as exc:  # a bug: say so without leaking internals, keep serving
             self.on_crash(scope["path"], exc)
             status, payload = 500, {"error": {"code": "InternalError",

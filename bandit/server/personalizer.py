@@ -30,18 +30,21 @@ The configuration, model and logs routes are in
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from bandit.config.loop_admin import LoopAdmin
 from bandit.core.errors import BadRequest
 from bandit.core.schema import check_id
 from bandit.evaluation.evaluation_jobs import EvaluationJobs
 from bandit.server import personalizer_admin, personalizer_eval
+from bandit.server.fast import BodyHandler, HotRoute
 from bandit.server.http import JSONResponse, read_body
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
 BASES = ("/personalizer/v1.0", "/personalizer/v1.1-preview.3")
 QUERY_BASE = "/personalizer"  # the generations chosen by ?api-version=
 API_VERSIONS = ("2022-09-01-preview",)
+ERROR_HEADER = b"x-ms-error-code"  # every error's code, as Personalizer answers
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -62,13 +66,16 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
         assert value is not None
         return value
 
-    async def rank(request: Request) -> Response:
-        req = svc.parser.personalizer_rank(await read_body(request, limit))
-        req, decision = svc.decide(req)
-        ranking = [{"id": req.offers[i].id, "probability": p}
-                   for i, p in zip(decision.order, decision.probabilities, strict=True)]
-        return JSONResponse({"ranking": ranking, "eventId": req.event_id,
-                             "rewardActionId": ranking[0]["id"]}, status_code=201)
+    body_rank, body_multislot_rank = rank_handlers(svc)
+
+    def via_body(fn: BodyHandler) -> Handler:
+        # the same body handler behind the router (FastRoutes normally answers first)
+        async def route(request: Request) -> Response:
+            status, payload = fn(await read_body(request, limit))
+            return JSONResponse(payload, status_code=status)
+        return route
+
+    rank, multislot_rank = via_body(body_rank), via_body(body_multislot_rank)
 
     async def reward(request: Request) -> Response:
         body = await read_body(request, limit)
@@ -79,15 +86,6 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
         await read_body(request, limit)
         svc.activate(event_id(request))
         return Response(status_code=204)
-
-    async def multislot_rank(request: Request) -> Response:
-        req = svc.parser.personalizer_multislot_rank(await read_body(request, limit))
-        req, decision = svc.decide(req)
-        slots = []
-        for k, sid in enumerate(req.slot_ids):
-            action = req.offers[decision.order[k]].id if k < decision.slots else None
-            slots.append({"id": sid, "rewardActionId": action})
-        return JSONResponse({"slots": slots, "eventId": req.event_id}, status_code=201)
 
     async def multislot_reward(request: Request) -> Response:
         body = await read_body(request, limit)
@@ -112,6 +110,41 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
     return out
 
 
+def rank_handlers(svc: Service) -> tuple[BodyHandler, BodyHandler]:
+    """Rank and multi-slot rank: body → (201, reply)."""
+
+    def rank(body: bytes) -> tuple[int, Any]:
+        req, decision = svc.decide(svc.parser.personalizer_rank(body))
+        offers = req.offers
+        ranking = [{"id": offers[i].id, "probability": p}
+                   for i, p in zip(decision.order, decision.probabilities, strict=True)]
+        return 201, {"ranking": ranking, "eventId": req.event_id,
+                     "rewardActionId": ranking[0]["id"]}
+
+    def multislot_rank(body: bytes) -> tuple[int, Any]:
+        req, decision = svc.decide(svc.parser.personalizer_multislot_rank(body))
+        slots = []
+        for k, sid in enumerate(req.slot_ids):
+            action = req.offers[decision.order[k]].id if k < decision.slots else None
+            slots.append({"id": sid, "rewardActionId": action})
+        return 201, {"slots": slots, "eventId": req.event_id}
+
+    return rank, multislot_rank
+
+
+def hot_routes(svc: Service) -> dict[str, HotRoute]:
+    """Rank and multi-slot rank of every generation, for
+    :class:`~bandit.server.fast.FastRoutes`: the same handlers as their routes below,
+    the query generation's ``api-version`` checked, errors' codes in ``x-ms-error-code``."""
+    rank, multislot_rank = rank_handlers(svc)
+    out: dict[str, HotRoute] = {}
+    for base in (*BASES, QUERY_BASE):
+        check = _check_scope_version if base == QUERY_BASE else None
+        out[f"{base}/rank"] = HotRoute(rank, check, ERROR_HEADER)
+        out[f"{base}/multislot/rank"] = HotRoute(multislot_rank, check, ERROR_HEADER)
+    return out
+
+
 def _event_routes(base: str, h: dict[str, Handler]) -> list[Route]:
     return [
         Route(f"{base}/rank", h["rank"], methods=["POST"]),
@@ -133,18 +166,26 @@ def versioned(fn: Handler) -> Handler:
     """Refuse a request whose ``api-version`` is missing or not one this server speaks."""
 
     async def wrapper(request: Request) -> Response:
-        version = request.query_params.get("api-version")
-        if not version:
-            raise BadRequest("The api-version query parameter (?api-version=) is required for "
-                             "all requests", field="api-version",
-                             code="MissingApiVersionParameter")
-        if version not in API_VERSIONS:
-            raise BadRequest(f"Unsupported api-version '{version}'. The supported "
-                             f"api-versions are '{', '.join(API_VERSIONS)}'.",
-                             field="api-version", code="UnsupportedApiVersionValue")
+        check_api_version(request.query_params.get("api-version"))
         return await fn(request)
 
     return wrapper
+
+
+def check_api_version(version: str | None) -> None:
+    """Refuse a missing ``api-version``, or one this server does not speak."""
+    if not version:
+        raise BadRequest("The api-version query parameter (?api-version=) is required for "
+                         "all requests", field="api-version",
+                         code="MissingApiVersionParameter")
+    if version not in API_VERSIONS:
+        raise BadRequest(f"Unsupported api-version '{version}'. The supported "
+                         f"api-versions are '{', '.join(API_VERSIONS)}'.",
+                         field="api-version", code="UnsupportedApiVersionValue")
+
+
+def _check_scope_version(scope: Scope) -> None:
+    check_api_version(QueryParams(scope["query_string"]).get("api-version"))
 
 
 def personalized(svc: Service, fn: Handler, guarded: Callable[[Service, Handler], Handler]
@@ -157,7 +198,7 @@ def personalized(svc: Service, fn: Handler, guarded: Callable[[Service, Handler]
         if response.status_code >= 400 and isinstance(response, JSONResponse):
             code = _error_code(bytes(response.body))
             if code:
-                response.headers["x-ms-error-code"] = code
+                response.headers[ERROR_HEADER.decode()] = code
         return response
 
     return wrapper
