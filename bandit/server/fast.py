@@ -15,6 +15,7 @@ answers 404/405 as usual.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,12 +67,12 @@ class FastRoutes:
     async def _serve(self, route: HotRoute, scope: Scope, receive: Receive,
                      send: Send) -> None:
         try:
+            if route.check is not None:  # (before the body, as the routed path checks)
+                route.check(scope)
             body = await receive_body(scope, receive, self.limit)
             if body is None:
                 return  # the client went away
-            if route.check is not None:
-                route.check(scope)
-            status, payload = await self.run(route.handler, body)
+            status, payload = await self._result(route.handler, body)
         except ServiceError as exc:
             self.on_error(exc)
             status, payload = status_of(exc), exc.to_json()
@@ -93,3 +94,20 @@ class FastRoutes:
         await send({"type": "http.response.start", "status": status,
                     "headers": [_JSON, (b"content-length", b"%d" % len(data))]})
         await send({"type": "http.response.body", "body": data})
+
+    async def _result(self, handler: BodyHandler, body: bytes) -> tuple[int, Any]:
+        """The handler's result; also when a cancellation (the guard's deadline) reached
+        this task after the handler had run in a batch: that decision is made and
+        logged, so it is answered rather than cut off."""
+        pending = self.run(handler, body)
+        try:
+            return await pending
+        except asyncio.CancelledError:
+            if not isinstance(pending, asyncio.Future) or not pending.done() or \
+                    pending.cancelled():
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            result: tuple[int, Any] = pending.result()
+            return result

@@ -204,9 +204,12 @@ class Guard:
     async def _call_with_deadline(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The body deadline, with one timer for all requests: each request in flight
         is registered with its deadline, and a timer callback (every ``tick`` seconds,
-        while requests are in flight) cancels those past it. Handlers only wait while
-        reading the body, so it can only cut a body that does not arrive (answered
-        408), or a response the client stopped reading (the connection is dropped)."""
+        while requests are in flight) cancels those past it. Handlers wait while
+        reading the body and, on the hot routes, for their batch (a loop iteration), so
+        it cuts a body that does not arrive (answered 408), a request whose batch has
+        not run by then (408; not decided), or a response the client stopped reading
+        (the connection is dropped). A hot route whose handler had already run when the
+        deadline reached its task answers it (see ``FastRoutes``)."""
         loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         assert task is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,6 +16,8 @@ import pytest
 
 from bandit.core.errors import BadRequest
 from bandit.server.batching import MAX_BATCH, BatchRunner, run_inline
+from bandit.server.fast import FastRoutes, HotRoute
+from bandit.server.guard import Guard
 
 
 def handler_log() -> tuple[list[bytes], Any]:
@@ -84,6 +87,96 @@ def test_a_later_iteration_starts_a_new_batch():
 
     asyncio.run(main())
     assert sizes == [1, 1]
+
+
+def test_after_a_batch_its_requests_are_answered_before_the_next_batch_runs():
+    events: list[tuple[str, int]] = []
+    runner = BatchRunner()
+
+    def handler(body: bytes) -> tuple[int, Any]:
+        events.append(("run", int(body)))
+        return 200, {}
+
+    async def one(i: int) -> None:
+        await runner(handler, b"%d" % i)
+        events.append(("reply", i))
+
+    async def main() -> None:
+        await asyncio.gather(*(one(i) for i in range(MAX_BATCH + 3)))
+
+    asyncio.run(main())
+    # the first batch's requests are woken before the second batch's handlers run
+    assert events.index(("reply", 0)) < events.index(("run", MAX_BATCH))
+
+
+class Interrupt(BaseException):
+    pass
+
+
+def test_an_exception_that_escapes_a_handler_leaves_no_request_hanging():
+    def handler(body: bytes) -> tuple[int, Any]:
+        if body == b"stop":
+            raise StopIteration  # (cannot be set on a future as it is)
+        if body == b"interrupt":
+            raise Interrupt
+        return 200, {"echo": body.decode()}
+
+    async def main() -> list[Any]:
+        runner = BatchRunner()
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: None)
+        futures = [runner(handler, b) for b in (b"a", b"stop", b"interrupt", b"b")]
+        return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5)
+
+    a, stop, interrupted, b = asyncio.run(main())
+    assert a == (200, {"echo": "a"})
+    assert isinstance(stop, RuntimeError) and "StopIteration" in str(stop)
+    # the interrupted handler and the ones after it fail (a 500 each), none waits forever
+    assert isinstance(interrupted, RuntimeError) and isinstance(b, RuntimeError)
+
+
+def test_a_batched_request_whose_deadline_passes_after_its_handler_ran_is_answered():
+    """The guard's body deadline can fire between a batch (which decided and logged the
+    request) and the moment the request's task wakes: it is answered, not cut to 408."""
+    ran: list[bytes] = []
+
+    def slow(body: bytes) -> tuple[int, Any]:
+        ran.append(body)
+        time.sleep(0.5)  # the batch outlasts the requests' 0.4 s deadline
+        return 200, {"ok": body.decode()}
+
+    async def not_found(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not a hot route")
+
+    async def one(app: Any, body: bytes) -> int:
+        scope = {"type": "http", "method": "POST", "path": "/v1/decide", "headers": [],
+                 "client": ("10.0.0.1", 1), "query_string": b""}
+        first = [True]
+
+        async def receive() -> dict[str, Any]:
+            if first[0]:
+                first[0] = False
+                await asyncio.sleep(0.01)
+                time.sleep(0.12)  # a busy iteration (other requests' HTTP work)
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.sleep(3600)
+            return {}
+
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return int(sent[0]["status"])
+
+    async def main() -> list[int]:
+        fast = FastRoutes(not_found, routes={"/v1/decide": HotRoute(slow)}, limit=10_000,
+                          on_error=lambda e: None, on_crash=lambda p, e: None,
+                          run=BatchRunner())
+        app = Guard(fast, [], body_timeout=0.4)
+        return await asyncio.gather(one(app, b"a"), one(app, b"b"))
+
+    assert asyncio.run(main()) == [200, 200] and ran == [b"a", b"b"]
 
 
 # -- real servers --------------------------------------------------------------------
