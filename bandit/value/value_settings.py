@@ -6,15 +6,19 @@ constraints at inference (``BANDIT_MIN_MARGIN``, ``BANDIT_SHARE_CAP``,
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bandit.value.constraints import BudgetPacer, Constraint, ConstraintSet, MinMargin, ShareCap
 from bandit.value.objective import Objective
-from bandit.value.spend_ledger import SqliteSpends
+from bandit.value.spend_ledger import SpendStore, SqliteSpends
+
+log = logging.getLogger("bandit.budgets")
 
 _KIND = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _SHARE = re.compile(r"^\s*(advertiser|category)\s*:\s*([0-9.eE+-]+)\s*/\s*(\d+)\s*$")
@@ -95,8 +99,14 @@ class ConstraintSpec:
     def _budget(self, ledger: str | Path | None) -> BudgetPacer | None:
         if not self.budgets:
             return None
-        return BudgetPacer(dict(self.budgets),
-                           store=SqliteSpends(ledger) if ledger is not None else None)
+        store: SpendStore | None = None
+        if ledger is not None:
+            try:
+                store = SqliteSpends(ledger)
+            except (OSError, sqlite3.Error) as exc:  # e.g. a read-only model dir
+                log.warning("budget ledger %s cannot be opened (%s): each worker keeps "
+                            "its own spend in memory, forgotten at a restart", ledger, exc)
+        return BudgetPacer(dict(self.budgets), store=store)
 
     def build(self, ledger: str | Path | None = None) -> ConstraintSet | None:
         """A fresh set of the configured constraints (None: none configured); the

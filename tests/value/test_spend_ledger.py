@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,38 @@ def rows(path: Path) -> list[tuple[int, str, float]]:
         return [tuple(r) for r in db.execute("SELECT day, key, spent FROM spend")]
     finally:
         db.close()
+
+
+def test_a_locked_ledger_fails_soft_and_catches_up(tmp_path):
+    """The ledger is on the request path: a writer holding the file's lock makes a
+    write wait at most BUSY_SECONDS, the spend is kept in the process and written with
+    the next write that gets through; totals read meanwhile include it."""
+    from bandit.value.spend_ledger import BUSY_SECONDS
+
+    path = tmp_path / "budgets.sqlite"
+    store = SqliteSpends(path)
+    assert store.add(7, "a", 1.0) == 1.0
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another worker holding the write lock
+    other.execute("UPDATE spend SET spent = spent + 10 WHERE key = 'a'")
+    t0 = time.monotonic()
+    assert store.add(7, "a", 2.0) == 3.0  # what this process knows: 1 read + 2 unsaved
+    assert time.monotonic() - t0 < BUSY_SECONDS + 0.5
+    assert store.errors == 1 and store.totals(7)["a"] == 3.0
+    other.execute("COMMIT")
+    assert store.add(7, "a", 4.0) == 17.0  # 1 + 10 (the other's) + 2 (unsaved) + 4
+    assert store.totals(7) == {"a": 17.0}
+    other.close()
+
+
+def test_an_unwritable_ledger_falls_back_to_memory(tmp_path, caplog):
+    from bandit.value.value_settings import ConstraintSpec
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    spec = ConstraintSpec.parse("", "", "acme=10")
+    built = spec.build(blocker / "models" / "budgets.sqlite")
+    assert built is not None
+    pacer = next(c for c in built.constraints if isinstance(c, BudgetPacer))
+    assert isinstance(pacer.store, MemorySpends)
+    assert "cannot be opened" in caplog.text
