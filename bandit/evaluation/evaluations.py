@@ -135,7 +135,9 @@ def parse_evaluation(body: Any) -> dict[str, Any]:
         if body.get(field) is not None and not isinstance(body[field], bool):
             raise BadRequest(f"{field} must be true or false", field=field,
                              code="InvalidEvaluationContract")
-    optimize = body.get("enableOfflineExperimentation", body.get("enablePolicyOptimization"))
+    optimize = next((body[f] for f in ("enableOfflineExperimentation",
+                                       "enablePolicyOptimization")
+                     if body.get(f) is not None), False)
     return {"name": name, "start": start, "end": end, "policies": out,
             "optimize": bool(optimize)}
 

@@ -313,3 +313,16 @@ def test_evaluations_run_on_personalizer_s_own_dsjson_logs(tmp_path):
     assert res["Online"]["summary"]["expectedReward"] == pytest.approx(np.mean(rewards),
                                                                        abs=1e-9)
     assert res["greedy-ish"]["summary"]["expectedReward"] > 0.6
+
+
+@pytest.mark.parametrize("flags, optimize", [
+    ({}, False),
+    ({"enableOfflineExperimentation": True}, True),
+    ({"enablePolicyOptimization": True}, True),  # the older name
+    ({"enableOfflineExperimentation": None, "enablePolicyOptimization": True}, True),
+    ({"enableOfflineExperimentation": False, "enablePolicyOptimization": True}, False),
+])
+def test_either_name_of_the_optimization_flag_turns_it_on(flags, optimize):
+    from bandit.evaluation.evaluations import parse_evaluation
+
+    assert parse_evaluation({**CONTRACT, **flags})["optimize"] is optimize
