@@ -4,8 +4,10 @@ there; a bad body is a 400 naming the field)."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 import orjson
@@ -13,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bandit.core.errors import BadRequest
+from bandit.core.errors import BadRequest, Unavailable
 from bandit.server.http import JSONResponse, read_body
 from bandit.value.catalogue import check_offer_id, parse_entry
 
@@ -42,23 +44,27 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
         except orjson.JSONDecodeError:
             raise BadRequest("body must be a JSON object") from None
         entry = parse_entry(oid, obj, time.time(), view.limits)
-        new = view.catalogue.put(entry)
+        with stored("written"):
+            new = view.catalogue.put(entry)
         view.refresh(force=True)
         return JSONResponse(entry.as_json(), status_code=201 if new else 200)
 
     async def get(request: Request) -> Response:
-        return JSONResponse(view.catalogue.get(offer_id(request)).as_json())
+        with stored("read"):
+            return JSONResponse(view.catalogue.get(offer_id(request)).as_json())
 
     async def delete(request: Request) -> Response:
         oid = offer_id(request)
         await read_body(request, limit)
-        view.catalogue.delete(oid)
+        with stored("written"):
+            view.catalogue.delete(oid)
         view.refresh(force=True)
         return JSONResponse({"id": oid, "deleted": True})
 
     async def listing(request: Request) -> Response:
-        return JSONResponse({"revision": view.catalogue.revision,
-                             "offers": [e.as_json() for e in view.catalogue.entries()]})
+        with stored("read"):
+            return JSONResponse({"revision": view.catalogue.revision,
+                                 "offers": [e.as_json() for e in view.catalogue.entries()]})
 
     return [
         Route("/v1/offers", guarded(svc, listing), methods=["GET"]),
@@ -66,6 +72,17 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
                   {"GET": guarded(svc, get), "PUT": guarded(svc, put),
                    "DELETE": guarded(svc, delete)}),
     ]
+
+
+@contextlib.contextmanager
+def stored(what: str) -> Iterator[None]:
+    """The catalogue's file failing (read-only, locked, full, damaged): a 503 saying
+    so, not a 500."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        raise Unavailable(f"the offer catalogue cannot be {what} now: {exc}",
+                          code="CatalogueUnavailable") from None
 
 
 def by_method(path: str, handlers: dict[str, Handler]) -> Route:

@@ -18,6 +18,8 @@ it at most once a second, or at once for a request naming an offer by id only.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,6 +31,8 @@ from bandit.core.schema import is_catalogue_ref
 from bandit.core.types import DecideRequest, Offer
 from bandit.core.vw_text import action_line
 from bandit.value.catalogue import Catalogue, CatalogueEntry, entry_namespaces
+
+log = logging.getLogger("bandit.catalogue")
 
 MISSING_RECHECK = 1.0  # s between looks for a catalogue file that does not exist yet
 
@@ -57,6 +61,7 @@ class CatalogueView:
         self._offers: dict[str, Offer] = {}
         self._checked = float("-inf")
         self._missing_until = float("-inf")  # no catalogue file: look again from then on
+        self.read_errors = 0
         self.refresh(force=True)
 
     def close(self) -> None:
@@ -83,9 +88,17 @@ class CatalogueView:
             if not self.path.exists():
                 self._missing_until = now + MISSING_RECHECK
                 return False
-        if self.catalogue.revision == self.revision:
+        try:
+            if self.catalogue.revision == self.revision:
+                return False
+            rev, changed, gone = self.catalogue.changed_since(self.revision)
+        except (sqlite3.Error, OSError) as exc:  # unreadable for now: decide on what was read
+            self.read_errors += 1
+            if self.read_errors == 1 or self.read_errors % 1000 == 0:
+                log.warning("offer catalogue %s cannot be read (%s); deciding on the "
+                            "entries read before (%d failures)", self.path, exc,
+                            self.read_errors)
             return False
-        rev, changed, gone = self.catalogue.changed_since(self.revision)
         for e in changed:
             self.entries[e.id] = e
             self._offers.pop(e.id, None)

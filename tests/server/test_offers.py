@@ -199,3 +199,24 @@ def test_catalogue_ids_are_excluded_and_slots_fit_what_is_left(app):
                                    "slots": 3})
     assert r.status_code == 200, r.text
     assert sorted(x["id"] for x in r.json()["slots"]) == ["a", "c"]
+
+
+def test_a_damaged_catalogue_file_is_a_503_and_decisions_go_on(app):
+    """The catalogue's SQLite file failing (here: overwritten with garbage) makes its
+    routes answer 503 naming the catalogue, not 500; decide goes on with what it read."""
+    from pathlib import Path
+
+    s, c = app
+    assert put(c, "rome", ENTRY).status_code == 201
+    path = Path(s.catalogue_path(s.model_dir))
+    c.app.state.service.value_aware.offers.close()  # (its next statement reopens the file)
+    for extra in ("-wal", "-shm"):
+        Path(f"{path}{extra}").unlink(missing_ok=True)
+    path.write_bytes(b"this is not a database file " * 200)
+    for r in (put(c, "paris", {"features": {"x": 1.0}}), c.get("/v1/offers"),
+              c.get("/v1/offers/rome"), c.request("DELETE", "/v1/offers/rome")):
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "CatalogueUnavailable"
+        assert "offer catalogue" in r.json()["error"]["message"]
+    r = c.post("/v1/decide", json={"offers": ["rome", {"id": "inline", "features": {}}]})
+    assert r.status_code == 200, r.text  # the entry read before the damage still serves
