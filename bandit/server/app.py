@@ -33,7 +33,7 @@ from bandit.server import offer_routes, personalizer
 from bandit.server.batching import BatchRunner, run_inline
 from bandit.server.fast import BodyHandler, FastRoutes, HotRoute
 from bandit.server.guard import Guard
-from bandit.server.http import JSONResponse, error_response, read_body
+from bandit.server.http import JSONResponse, error_response, read_body, routed
 from bandit.server.metrics import Metrics, exposition
 from bandit.server.openapi import openapi_document
 from bandit.server.service import Service
@@ -98,15 +98,7 @@ def hot_routes(svc: Service) -> dict[str, BodyHandler]:
 def native_routes(svc: Service) -> list[Route]:
     limit = svc.settings.max_body_bytes
     hot = hot_routes(svc)
-
-    def via_hot(path: str) -> Handler:
-        # the same handler behind the router (FastRoutes normally answers first)
-        async def route(request: Request) -> Response:
-            status, payload = hot[path](await read_body(request, limit))
-            return JSONResponse(payload, status_code=status)
-        return route
-
-    decide, rewards = via_hot("/v1/decide"), via_hot("/v1/rewards")
+    decide, rewards = routed(hot["/v1/decide"], limit), routed(hot["/v1/rewards"], limit)
 
     async def activate(request: Request) -> Response:
         await read_body(request, limit)

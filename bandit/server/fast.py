@@ -35,8 +35,9 @@ _JSON = (b"content-type", b"application/json")
 
 @dataclass(frozen=True)
 class HotRoute:
-    """A hot route's handler; ``check`` looks at the request before it (after the body
-    is read: e.g. a required query parameter) and raises a ServiceError to refuse it;
+    """A hot route's handler; ``check`` looks at the request before its body is read
+    (e.g. a required query parameter, as the routed path checks it first) and raises a
+    ServiceError to refuse it;
     ``error_header`` names a response header that carries an error's code (the
     Personalizer routes' ``x-ms-error-code``)."""
 
@@ -66,8 +67,9 @@ class FastRoutes:
 
     async def _serve(self, route: HotRoute, scope: Scope, receive: Receive,
                      send: Send) -> None:
+        headers = [_JSON]
         try:
-            if route.check is not None:  # (before the body, as the routed path checks)
+            if route.check is not None:
                 route.check(scope)
             body = await receive_body(scope, receive, self.limit)
             if body is None:
@@ -76,23 +78,17 @@ class FastRoutes:
         except ServiceError as exc:
             self.on_error(exc)
             status, payload = status_of(exc), exc.to_json()
-            headers = [_JSON]
             if route.error_header is not None:
                 headers.append((route.error_header, exc.code.encode()))
-            data = orjson.dumps(payload)
-            headers.append((b"content-length", b"%d" % len(data)))
             if exc.close_connection:
                 headers.append(CLOSE)
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": data})
-            return
         except Exception as exc:  # a bug: say so without leaking internals, keep serving
             self.on_crash(scope["path"], exc)
             status, payload = 500, {"error": {"code": "InternalError",
                                               "message": "internal error"}}
         data = orjson.dumps(payload)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [_JSON, (b"content-length", b"%d" % len(data))]})
+        headers.append((b"content-length", b"%d" % len(data)))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
     async def _result(self, handler: BodyHandler, body: bytes) -> tuple[int, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -98,6 +99,18 @@ async def read_body(request: Request, limit: int) -> bytes:
     if body is None:
         raise ClientDisconnect()
     return body
+
+
+def routed(handler: Callable[[bytes], tuple[int, Any]], limit: int
+           ) -> Callable[[Request], Awaitable[Response]]:
+    """A body → (status, payload) handler as a Starlette route (the router's twin of
+    the hot routes that :class:`~bandit.server.fast.FastRoutes` normally answers)."""
+
+    async def route(request: Request) -> Response:
+        status, payload = handler(await read_body(request, limit))
+        return JSONResponse(payload, status_code=status)
+
+    return route
 
 
 async def receive_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:

@@ -45,7 +45,7 @@ from bandit.core.schema import check_id
 from bandit.evaluation.evaluation_jobs import EvaluationJobs
 from bandit.server import personalizer_admin, personalizer_eval
 from bandit.server.fast import BodyHandler, HotRoute
-from bandit.server.http import JSONResponse, read_body
+from bandit.server.http import JSONResponse, read_body, routed
 
 if TYPE_CHECKING:
     from bandit.server.service import Service
@@ -66,16 +66,7 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
         assert value is not None
         return value
 
-    body_rank, body_multislot_rank = rank_handlers(svc)
-
-    def via_body(fn: BodyHandler) -> Handler:
-        # the same body handler behind the router (FastRoutes normally answers first)
-        async def route(request: Request) -> Response:
-            status, payload = fn(await read_body(request, limit))
-            return JSONResponse(payload, status_code=status)
-        return route
-
-    rank, multislot_rank = via_body(body_rank), via_body(body_multislot_rank)
+    rank, multislot_rank = (routed(h, limit) for h in rank_handlers(svc))
 
     async def reward(request: Request) -> Response:
         body = await read_body(request, limit)
