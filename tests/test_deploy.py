@@ -399,6 +399,23 @@ def test_server_and_learner_volumes() -> None:
     assert "spool" not in server_volumes, "spool must come from the volumeClaimTemplates"
 
 
+def test_server_budget_ledger_is_on_a_writable_volume_of_its_pod() -> None:
+    # the model store is mounted read-only in the server pods (and shared by them all):
+    # the daily budgets' ledger goes on the pod's own volume, where its workers share it
+    env = configmap_env()
+    settings = Settings.from_env(env)
+    ledger = settings.budget_ledger_path(settings.model_dir)
+    assert ledger is not None
+    mounts = server_container()["volumeMounts"]
+    under = [m for m in mounts if ledger.is_relative_to(m["mountPath"])]
+    assert under, f"{ledger} is on the pod's read-only root filesystem"
+    mount = max(under, key=lambda m: len(m["mountPath"]))
+    assert not mount.get("readOnly"), f"{ledger} is on the read-only mount {mount['name']}"
+    assert mount["name"] == "spool"  # the pod's own claim, kept across restarts
+    # a file in the spool root, not a directory the shipper would take for a spool
+    assert ledger.parent == Path(env["BANDIT_SPOOL_DIR"])
+
+
 def test_pods_run_as_non_root() -> None:
     for kind, name in (("StatefulSet", "bandit-server"), ("Deployment", "bandit-learner")):
         spec = pod_spec(k8s_find(kind, name))

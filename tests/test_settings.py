@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from bandit.config.settings import Settings
@@ -125,3 +127,12 @@ def test_value_settings_are_parsed_once():
     assert built is not None and {c.name for c in built.constraints} == \
         {"min_margin", "share_cap_category", "budget_advertiser"}
     assert Settings().objective_spec is None and Settings().constraint_spec.build() is None
+
+
+def test_budget_ledger_path():
+    assert Settings.from_env({"BANDIT_MODEL_DIR": "/m"}).budget_ledger_path("/m") == \
+        Path("/m/budgets.sqlite")
+    s = Settings.from_env({"BANDIT_BUDGET_LEDGER": "/pod/budgets.sqlite"})
+    assert s.budget_ledger_path("/m") == Path("/pod/budgets.sqlite")
+    assert Settings.from_env({"BANDIT_BUDGET_LEDGER": "memory"}).budget_ledger_path("/m") \
+        is None

@@ -333,6 +333,9 @@ class _Value:
     min_margin: str = ""  # offers with payout − cost below it are never shown
     share_cap: str = ""  # advertiser:0.3/1000: at most 30% of the last 1000 impressions
     daily_budgets: str = ""  # acme=100,globex=50: daily spend per advertiser, paced
+    # where the daily budgets' spend is kept: a SQLite file shared by the host's workers
+    # and kept across restarts ("": MODEL_DIR/budgets.sqlite), or "memory" (per worker)
+    budget_ledger: str = ""
     # new catalogue offers borrow their neighbours' predictions (text embeddings):
     # auto = when the embeddings extra is installed
     cold_start: str = _one_of("auto", ("auto", "on", "off"))
@@ -385,6 +388,15 @@ class _Value:
 
     def catalogue_path(self, model_dir: str) -> Path:
         return Path(self.catalogue) if self.catalogue else Path(model_dir) / "catalogue.sqlite"
+
+    def budget_ledger_path(self, model_dir: str) -> Path | None:
+        """The daily budgets' ledger file (None: each worker's memory)."""
+        from bandit.value.spend_ledger import LEDGER_FILE
+
+        if self.budget_ledger.strip() == "memory":
+            return None
+        return Path(self.budget_ledger) if self.budget_ledger.strip() \
+            else Path(model_dir) / LEDGER_FILE
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,6 @@ from bandit.stores.userstore import load_salt, make_user_store
 from bandit.streaming.sinks import EventSink, make_sink
 from bandit.value.catalogue_view import CatalogueView
 from bandit.value.ranking import ValueRanking
-from bandit.value.spend_ledger import LEDGER_FILE
 
 log = logging.getLogger("bandit.server")
 
@@ -305,9 +304,9 @@ def make_value_ranking(settings: Settings, store: ModelStore | None,
                        offers: CatalogueView) -> ValueRanking | None:
     """Value-aware ranking when ``BANDIT_OBJECTIVE`` is set: the store's heads, the
     objective, the constraints at inference and (with the embeddings extra) the
-    cold-start priors of new catalogue offers. The daily budgets' spend is kept in the
-    model dir (:data:`~bandit.value.spend_ledger.LEDGER_FILE`), the host's workers'
-    together."""
+    cold-start priors of new catalogue offers. The daily budgets' spend is kept in
+    ``BANDIT_BUDGET_LEDGER`` (default the model dir's
+    :data:`~bandit.value.spend_ledger.LEDGER_FILE`), the host's workers' together."""
     objective = settings.objective_spec
     if objective is None:
         return None
@@ -319,7 +318,8 @@ def make_value_ranking(settings: Settings, store: ModelStore | None,
         cold = ColdStart(OfferEmbeddings(), lambda: offers.entries, offers.offer,
                          lambda: offers.revision, settings.new_offer_impressions)
     return ValueRanking(objective, settings.head_kinds, settings.exploration_spec, store,
-                        settings.constraint_spec.build(Path(settings.model_dir) / LEDGER_FILE),
+                        settings.constraint_spec.build(
+                            settings.budget_ledger_path(settings.model_dir)),
                         settings.seed, cold)
 
 

@@ -163,3 +163,26 @@ def test_an_unwritable_ledger_falls_back_to_memory(tmp_path, caplog):
     pacer = next(c for c in built.constraints if isinstance(c, BudgetPacer))
     assert isinstance(pacer.store, MemorySpends)
     assert "cannot be opened" in caplog.text
+
+
+@pytest.mark.parametrize("ledger", ["", "pod/budgets.sqlite", "memory"])
+def test_the_server_keeps_the_ledger_where_budget_ledger_says(tmp_path, ledger):
+    from bandit.config.settings import Settings
+    from bandit.core.schema import Limits
+    from bandit.server.app import make_value_ranking
+    from bandit.value.catalogue_view import CatalogueView
+
+    models = tmp_path / "models"
+    models.mkdir()
+    env = {"BANDIT_MODEL_DIR": str(models), "BANDIT_OBJECTIVE": "click",
+           "BANDIT_DAILY_BUDGETS": "a=10"}
+    if ledger:
+        env["BANDIT_BUDGET_LEDGER"] = str(tmp_path / ledger) if ledger != "memory" else ledger
+    if ledger.startswith("pod"):
+        (tmp_path / "pod").mkdir()
+    settings = Settings.from_env(env)
+    ranking = make_value_ranking(settings, None, CatalogueView(models / "c.sqlite", Limits()))
+    assert ranking is not None
+    made = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.sqlite"))
+    assert made == {"": ["models/budgets.sqlite"], "pod/budgets.sqlite": ["pod/budgets.sqlite"],
+                    "memory": []}[ledger]
