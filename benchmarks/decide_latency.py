@@ -23,7 +23,8 @@ Each round measures every server in turn (so a slow spell of this shared machine
 falls on all of them): closed-loop peak throughput (``wrk -t1 -c16 -s wrk/bodies.lua``)
 and latency at a constant ``--rate`` (``wrk -tT -cT -s wrk/rate.lua``: open loop,
 latency from each request's due time, as wrk2 does). The ratios are per round;
-figures are the median of the rounds with their min–max spread. Prints one JSON object.
+figures are the median of the rounds with their min–max spread, with each server's
+user and system CPU per request at peak (from ``/proc/PID/stat``). Prints one JSON object.
 
 Targets (one worker): decide with the Kafka sink ≥ 0.5 × the baseline's peak, and its
 p99 at 1,000 req/s no more than 1 ms above the baseline's.
@@ -94,7 +95,17 @@ def replies(port: int, bodies: list[bytes]) -> list[tuple[int, str, bytes]]:
     return out
 
 
-def wrk_peak(port: int, bodies_file: Path, seconds: float) -> dict[str, float]:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """The user and system CPU seconds process ``pid`` has used (``/proc/PID/stat``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def wrk_peak(port: int, bodies_file: Path, seconds: float,
+             pid: int | None = None) -> dict[str, float]:
+    before = cpu_seconds(pid) if pid is not None else (0.0, 0.0)
     out = subprocess.run(
         ["wrk", "-t1", "-c16", f"-d{seconds:g}s", "-s", str(HERE / "wrk" / "bodies.lua"),
          f"http://127.0.0.1:{port}/", "--", str(bodies_file), "/v1/decide"],
@@ -107,7 +118,13 @@ def wrk_peak(port: int, bodies_file: Path, seconds: float) -> dict[str, float]:
         elif line.startswith("Non-2xx or 3xx responses:") or line.startswith("Socket errors:"):
             errors += sum(int(x.strip(",")) for x in line.split(":", 1)[1].split()
                           if x.strip(",").isdigit())
-    return {"rps": rps, "errors": errors}
+    result = {"rps": rps, "errors": errors}
+    if pid is not None and rps:  # the server's CPU per request answered, in µs
+        after = cpu_seconds(pid)
+        n = rps * seconds
+        result["user_us"] = (after[0] - before[0]) * 1e6 / n
+        result["system_us"] = (after[1] - before[1]) * 1e6 / n
+    return result
 
 
 def wrk_rate(port: int, bodies_file: Path, rate: float, seconds: float,
@@ -221,13 +238,17 @@ def main() -> None:
                 n for n in ("decide", "decide_kafka_thread", "decide_kafka_inline") if n in ports]
             for name in order:  # warm-up
                 wrk_peak(ports[name], bodies_file, min(2.0, args.peak_seconds))
+            pids = {c.name: c.proc.pid for c in children}  # one worker: the server itself
             peaks: dict[str, list[float]] = {n: [] for n in order}
+            cpu: dict[str, list[tuple[float, float]]] = {n: [] for n in order}
             rates: dict[str, list[dict[str, float]]] = {n: [] for n in order}
             errors = {n: 0.0 for n in order}
             for _ in range(args.rounds):
                 for name in order:
-                    pk = wrk_peak(ports[name], bodies_file, args.peak_seconds)
+                    pk = wrk_peak(ports[name], bodies_file, args.peak_seconds, pids[name])
                     peaks[name].append(pk["rps"])
+                    if "user_us" in pk:
+                        cpu[name].append((pk["user_us"], pk["system_us"]))
                     errors[name] += pk["errors"]
                 for name in order:
                     rt = wrk_rate(ports[name], bodies_file, args.rate, args.rate_seconds, work)
@@ -241,6 +262,9 @@ def main() -> None:
     for name in order:
         out[name] = {
             "peak_rps": spread(peaks[name]),
+            # the server process's CPU per request at peak (wrk runs on the other core)
+            "cpu_us_per_request": {"user": spread([u for u, _ in cpu[name]]),
+                                   "system": spread([s for _, s in cpu[name]])},
             "at_rate": {"rate_rps": args.rate,
                         "achieved_rps": spread([r["rate_rps"] for r in rates[name]]),
                         "p50_ms": spread([r["p50_ms"] for r in rates[name]]),

@@ -34,6 +34,12 @@ def test_decide_latency():
         assert rate["requests"] > 0
         assert 0 < rate["p50_ms"]["median"] <= rate["p99_ms"]["median"] <= \
             rate["p999_ms"]["median"]
+        # the server's CPU per request at peak: one process on one core, so the CPU it
+        # used per request times the requests per second is at most one core's second
+        cpu = s["cpu_us_per_request"]
+        used = (cpu["user"]["median"] + cpu["system"]["median"]) * s["peak_rps"]["median"]
+        assert 0 < cpu["user"]["median"] and 0 < cpu["system"]["median"]
+        assert 0.2e6 < used <= 1.1e6, (server, cpu, s["peak_rps"])
         # the constant-rate script keeps its rate (300 req/s in --quick)
         assert rate["achieved_rps"]["median"] == pytest.approx(300, rel=0.1)
     # the headline sink really shipped to the broker
