@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,7 +15,7 @@ import httpx
 import pytest
 
 from bandit.demo.stack import Child, free_port
-from bandit.streaming.broker import EmbeddedBroker
+from bandit.streaming.broker import EmbeddedBroker, port_open
 
 NO_SKIP = os.environ.get("BANDIT_TEST_NO_SKIP", "") not in ("", "0")
 
@@ -102,3 +105,41 @@ def start_server(tmp_path) -> Iterator:
     yield start
     for p in started:
         p.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real redis-server process (Debian package redis-server), one per test process;
+    its database 0 (tests that need an empty one take another: ``redis_db``)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server); this "
+                    "test installs nothing at run time")
+    port = free_port()
+    d = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(d)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+_redis_dbs = itertools.cycle(range(1, 16))
+
+
+@pytest.fixture
+def redis_db(redis_url):
+    """An empty database of the test process's redis-server (1–15, one per test)."""
+    import redis
+
+    url = redis_url.rsplit("/", 1)[0] + f"/{next(_redis_dbs)}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url

@@ -3,14 +3,9 @@ memory and in SQLite shared by two real uvicorn workers."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
-
 import httpx
 import pytest
 
-from bandit.demo.stack import free_port
 from bandit.stores.userstore import (
     SIGNAL_NAMESPACE,
     Cap,
@@ -21,30 +16,7 @@ from bandit.stores.userstore import (
     load_salt,
     parse_budgets,
 )
-from bandit.streaming.broker import port_open
 from tests.server.conftest import offers
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    """A real redis-server process (Debian package redis-server)."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed (Debian package redis-server); this "
-                    "test installs nothing at run time")
-    port = free_port()
-    d = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(d)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])

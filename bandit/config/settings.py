@@ -329,7 +329,9 @@ class _Value:
     objective: str = ""  # e.g. "click + 5 * conversion * payout" ("": value-aware off)
     heads: str = "click,conversion,value"  # the reward kinds learned as heads
     value_exploration: str = "epsilon:0.1"  # epsilon:E, softmax:L, squarecb:G or greedy
-    catalogue: str = ""  # the offer catalogue's SQLite file ("": MODEL_DIR/catalogue.sqlite)
+    # the offer catalogue: a SQLite file, a host's ("": MODEL_DIR/catalogue.sqlite), or
+    # redis://HOST:PORT/DB, every server's
+    catalogue: str = ""
     min_margin: str = ""  # offers with payout − cost below it are never shown
     share_cap: str = ""  # advertiser:0.3/1000: at most 30% of the last 1000 impressions
     daily_budgets: str = ""  # acme=100,globex=50: daily spend per advertiser, paced
@@ -388,6 +390,12 @@ class _Value:
 
     def catalogue_path(self, model_dir: str) -> Path:
         return Path(self.catalogue) if self.catalogue else Path(model_dir) / "catalogue.sqlite"
+
+    def catalogue_source(self, model_dir: str) -> str | Path:
+        """Where the catalogue is: a ``redis://`` URL, or its SQLite file."""
+        from bandit.value.catalogue_redis import is_redis
+
+        return self.catalogue if is_redis(self.catalogue) else self.catalogue_path(model_dir)
 
     def budget_ledger_path(self, model_dir: str) -> Path | None:
         """The daily budgets' ledger file (None: each worker's memory)."""

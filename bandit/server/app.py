@@ -290,7 +290,7 @@ def make_service(settings: Settings, policy: Policy, sink: EventSink, metrics: M
     users = make_user_store(settings.user_store_kind(), settings.signal_ttl, settings.cap,
                             settings.budgets, settings.max_users)
     limits = Limits(settings.max_features, settings.max_name_bytes, settings.max_depth)
-    offers = CatalogueView(settings.catalogue_path(settings.model_dir), limits)
+    offers = CatalogueView(settings.catalogue_source(settings.model_dir), limits)
     return Service(settings, policy, sink, metrics, store, manifest, users,
                    load_salt(settings.user_salt, settings.model_dir),
                    settings.experiment_spec,

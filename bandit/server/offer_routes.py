@@ -5,7 +5,6 @@ there; a bad body is a 400 naming the field)."""
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
@@ -17,7 +16,7 @@ from starlette.routing import Route
 
 from bandit.core.errors import BadRequest, Unavailable
 from bandit.server.http import JSONResponse, read_body
-from bandit.value.catalogue import check_offer_id, parse_entry
+from bandit.value.catalogue import STORE_ERRORS, check_offer_id, parse_entry
 
 if TYPE_CHECKING:
     from bandit.server.service import Service
@@ -76,11 +75,11 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
 
 @contextlib.contextmanager
 def stored(what: str) -> Iterator[None]:
-    """The catalogue's file failing (read-only, locked, full, damaged): a 503 saying
-    so, not a 500."""
+    """The catalogue's store failing (its file read-only, locked, full, damaged; Redis
+    away): a 503 saying so, not a 500."""
     try:
         yield
-    except (sqlite3.Error, OSError) as exc:
+    except STORE_ERRORS as exc:
         raise Unavailable(f"the offer catalogue cannot be {what} now: {exc}",
                           code="CatalogueUnavailable") from None
 

@@ -19,9 +19,10 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
+import redis
 
 from bandit.core.errors import BadRequest, NotFound
 from bandit.core.features import OFFER_PREFIX, Limits, Namespaces, encode
@@ -185,9 +186,41 @@ def entry_namespaces(entry: CatalogueEntry, limits: Limits | None = None) -> Nam
     return encode(feats, OFFER_PREFIX, "features", limits or Limits())
 
 
-def _from_row(oid: str, body: bytes) -> CatalogueEntry:
+def entry_from_json(oid: str, body: bytes | str) -> CatalogueEntry:
+    """The entry ``oid`` from its stored JSON (the entry's fields but its id)."""
     d = orjson.loads(body)
     return CatalogueEntry(oid, **d)
+
+
+class CatalogueStore(Protocol):
+    """Where the catalogue's entries are kept: :class:`Catalogue` (one SQLite file, a
+    host's) or :class:`~bandit.value.catalogue_redis.RedisCatalogue` (every server's).
+    Every write bumps the store's revision; ``changed_since`` is what a view needs to
+    catch up. Their failures are :data:`STORE_ERRORS`."""
+
+    path: str
+
+    def put(self, entry: CatalogueEntry) -> bool: ...
+    def get(self, offer_id: str) -> CatalogueEntry: ...
+    def delete(self, offer_id: str) -> None: ...
+    def entries(self) -> list[CatalogueEntry]: ...
+    def active(self, now: float) -> list[CatalogueEntry]: ...
+    @property
+    def revision(self) -> int: ...
+    def changed_since(self, revision: int) -> tuple[int, list[CatalogueEntry], list[str]]: ...
+    def close(self) -> None: ...
+
+
+# a store that cannot be read or written now (file locked, full, damaged; Redis away)
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError, redis.RedisError)
+
+
+def open_catalogue(source: str | Path) -> CatalogueStore:
+    """The store ``BANDIT_CATALOGUE`` names: ``redis://…`` or a SQLite file's path."""
+    from bandit.value.catalogue_redis import RedisCatalogue, is_redis
+
+    return RedisCatalogue(source) if is_redis(source) and isinstance(source, str) \
+        else Catalogue(source)
 
 
 class Catalogue:
@@ -232,7 +265,7 @@ class Catalogue:
                                  (offer_id,)).fetchone()
         if row is None:
             raise NotFound(f"no offer {offer_id!r} in the catalogue", field="id")
-        return _from_row(offer_id, row[0])
+        return entry_from_json(offer_id, row[0])
 
     def delete(self, offer_id: str) -> None:
         """Remove the entry, or :class:`NotFound`."""
@@ -247,7 +280,7 @@ class Catalogue:
             db.execute("INSERT OR REPLACE INTO deleted VALUES (?, ?)", (offer_id, rev))
 
     def entries(self) -> list[CatalogueEntry]:
-        return [_from_row(i, b) for i, b in
+        return [entry_from_json(i, b) for i, b in
                 self._db().execute("SELECT id, body FROM offers ORDER BY id")]
 
     def active(self, now: float) -> list[CatalogueEntry]:
@@ -265,7 +298,7 @@ class Catalogue:
         with db:
             db.execute("BEGIN")
             rev = self.revision
-            changed = [_from_row(i, b) for i, b in db.execute(
+            changed = [entry_from_json(i, b) for i, b in db.execute(
                 "SELECT id, body FROM offers WHERE revision > ? ORDER BY id", (revision,))]
             gone = [i for (i,) in db.execute(
                 "SELECT id FROM deleted WHERE revision > ? ORDER BY id", (revision,))]

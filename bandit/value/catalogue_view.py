@@ -14,12 +14,20 @@ every ``refresh_every`` seconds, default 0: every time) and re-reads only the en
 written since, so an offer put or deleted through another worker counts from the next
 decision on. Until the catalogue file exists (no offer ever put) the view looks for
 it at most once a second, or at once for a request naming an offer by id only.
+
+A catalogue in Redis (``BANDIT_CATALOGUE=redis://…``, every server's) is read the
+same way, at most every :data:`REMOTE_REFRESH_SECONDS` (a round trip, not a local
+read) and at once for an id the view does not know, so an offer put through one
+server is decided on by every other from its first request naming it, and a change
+to an entry reaches them within that time. When the store cannot be read the view
+decides on the entries read before; a Redis that does not answer is tried again
+after :data:`REMOTE_RETRY_SECONDS` (each try waits up to its timeout, on the
+decision path).
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,11 +38,20 @@ from bandit.core.features import ID_NAMESPACE, Limits, merge, offer_id_feature
 from bandit.core.schema import is_catalogue_ref
 from bandit.core.types import DecideRequest, Offer
 from bandit.core.vw_text import action_line
-from bandit.value.catalogue import Catalogue, CatalogueEntry, entry_namespaces
+from bandit.value.catalogue import (
+    STORE_ERRORS,
+    CatalogueEntry,
+    CatalogueStore,
+    entry_namespaces,
+    open_catalogue,
+)
+from bandit.value.catalogue_redis import is_redis
 
 log = logging.getLogger("bandit.catalogue")
 
 MISSING_RECHECK = 1.0  # s between looks for a catalogue file that does not exist yet
+REMOTE_REFRESH_SECONDS = 0.5  # s between reads of a Redis catalogue's revision
+REMOTE_RETRY_SECONDS = 5.0  # s before a Redis catalogue that failed is tried again
 
 
 def entry_offer(entry: CatalogueEntry, limits: Limits) -> Offer:
@@ -45,17 +62,21 @@ def entry_offer(entry: CatalogueEntry, limits: Limits) -> Offer:
 
 
 class CatalogueView:
-    """The entries and offers of the catalogue in SQLite file ``path``, as of
-    ``revision``. The file is opened once it exists (a server that never sees a
-    catalogue write never makes one)."""
+    """The entries and offers of the catalogue at ``source`` (a SQLite file's path, or
+    a ``redis://`` URL), as of ``revision``. A file is opened once it exists (a
+    server that never sees a catalogue write never makes one)."""
 
-    def __init__(self, path: str | Path, limits: Limits, refresh_every: float = 0.0,
+    def __init__(self, source: str | Path, limits: Limits, refresh_every: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.path = Path(path)
-        self._catalogue: Catalogue | None = None
+        self.remote = is_redis(source)
+        self.source = source
+        self.path = Path(source) if not self.remote else None  # the SQLite file
+        self._catalogue: CatalogueStore | None = None
         self.limits = limits
-        self.refresh_every = refresh_every
+        self.refresh_every = refresh_every if refresh_every is not None else \
+            REMOTE_REFRESH_SECONDS if self.remote else 0.0
         self.clock = clock
+        self._retry_at = float("-inf")  # a remote store failed: not tried again before
         self.revision = 0
         self.entries: dict[str, CatalogueEntry] = {}
         self._offers: dict[str, Offer] = {}
@@ -69,10 +90,10 @@ class CatalogueView:
             self._catalogue.close()
 
     @property
-    def catalogue(self) -> Catalogue:
+    def catalogue(self) -> CatalogueStore:
         """The shared catalogue (made on first use)."""
         if self._catalogue is None:
-            self._catalogue = Catalogue(self.path)
+            self._catalogue = open_catalogue(self.source)
         return self._catalogue
 
     def refresh(self, force: bool = False) -> bool:
@@ -82,7 +103,9 @@ class CatalogueView:
         if not force and now - self._checked < self.refresh_every:
             return False
         self._checked = now
-        if self._catalogue is None:
+        if now < self._retry_at:
+            return False
+        if self.path is not None and self._catalogue is None:
             if not force and now < self._missing_until:
                 return False
             if not self.path.exists():
@@ -92,11 +115,13 @@ class CatalogueView:
             if self.catalogue.revision == self.revision:
                 return False
             rev, changed, gone = self.catalogue.changed_since(self.revision)
-        except (sqlite3.Error, OSError) as exc:  # unreadable for now: decide on what was read
+        except STORE_ERRORS as exc:  # unreadable for now: decide on what was read
             self.read_errors += 1
+            if self.remote:
+                self._retry_at = now + REMOTE_RETRY_SECONDS
             if self.read_errors == 1 or self.read_errors % 1000 == 0:
                 log.warning("offer catalogue %s cannot be read (%s); deciding on the "
-                            "entries read before (%d failures)", self.path, exc,
+                            "entries read before (%d failures)", self.catalogue.path, exc,
                             self.read_errors)
             return False
         for e in changed:

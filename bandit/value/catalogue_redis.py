@@ -1,0 +1,133 @@
+"""The offer catalogue in Redis (``BANDIT_CATALOGUE=redis://HOST:PORT/DB``): one
+catalogue for every server of a deployment, where the SQLite file of
+:class:`~bandit.value.catalogue.Catalogue` is one host's.
+
+The same entries, revisions and answers as the SQLite catalogue (the tests run both
+on the same writes): every write bumps one revision counter and stamps the entry (or
+its deletion) with it, so a server's :class:`~bandit.value.catalogue_view.
+CatalogueView` reads only what changed since the revision it has. Each write and the
+read of what changed are one Lua script, atomic on the Redis server.
+
+Keys, under ``bandit:catalogue:``: ``offers`` (hash: id → entry JSON), ``revision``
+(counter), ``changed`` and ``deleted`` (sorted sets: id → the revision of its last
+write or its deletion). The client's timeouts are short (:data:`TIMEOUT`): the
+catalogue is read on the decision path, and a Redis that does not answer is an error
+the view and the routes handle (decide on the entries read before; ``503``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+
+from bandit.core.errors import NotFound
+from bandit.value.catalogue import CatalogueEntry, entry_from_json
+
+PREFIX = "bandit:catalogue:"
+TIMEOUT = 0.25  # s: connect and answer, each
+
+_PUT = """
+local existed = redis.call('HEXISTS', KEYS[1], ARGV[1])
+local rev = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], rev, ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return existed
+"""
+
+_DELETE = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+local rev = redis.call('INCR', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], rev, ARGV[1])
+return 1
+"""
+
+_CHANGED = """
+local rev = tonumber(redis.call('GET', KEYS[2]) or '0')
+local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[1], '+inf')
+local bodies = {}
+for i, id in ipairs(ids) do bodies[i] = redis.call('HGET', KEYS[1], id) end
+local gone = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. ARGV[1], '+inf')
+return {rev, ids, bodies, gone}
+"""
+
+
+class RedisCatalogue:
+    """Offer entries in Redis at ``url``, shared by every server that names it."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.path = redacted(url)  # (what errors and logs name)
+        self.r = redis.Redis.from_url(url, socket_timeout=TIMEOUT,
+                                      socket_connect_timeout=TIMEOUT)
+        self._keys = [PREFIX + k for k in ("offers", "revision", "changed", "deleted")]
+        self._put = self.r.register_script(_PUT)
+        self._delete = self.r.register_script(_DELETE)
+        self._changed = self.r.register_script(_CHANGED)
+
+    def put(self, entry: CatalogueEntry) -> bool:
+        """Store (create or replace) an entry; True if it is new."""
+        d = asdict(entry)
+        del d["id"]
+        return not int(self._put(keys=self._keys, args=[entry.id, orjson.dumps(d)]))
+
+    def get(self, offer_id: str) -> CatalogueEntry:
+        """The entry, or :class:`NotFound`."""
+        body = self.r.hget(self._keys[0], offer_id)
+        if body is None:
+            raise NotFound(f"no offer {offer_id!r} in the catalogue", field="id")
+        return entry_from_json(offer_id, body)
+
+    def delete(self, offer_id: str) -> None:
+        """Remove the entry, or :class:`NotFound`."""
+        if not int(self._delete(keys=self._keys, args=[offer_id])):
+            raise NotFound(f"no offer {offer_id!r} in the catalogue", field="id")
+
+    def entries(self) -> list[CatalogueEntry]:
+        found = self.r.hgetall(self._keys[0])
+        return sorted((entry_from_json(_text(i), b) for i, b in found.items()),
+                      key=lambda e: e.id)
+
+    def active(self, now: float) -> list[CatalogueEntry]:
+        """The entries shown at ``now`` (start ≤ now < end)."""
+        return [e for e in self.entries() if e.active(now)]
+
+    @property
+    def revision(self) -> int:
+        return int(self.r.get(self._keys[1]) or 0)
+
+    def changed_since(self, revision: int) -> tuple[int, list[CatalogueEntry], list[str]]:
+        """(current revision, entries written after ``revision``, ids deleted after it)."""
+        rev, ids, bodies, gone = self._changed(keys=self._keys, args=[int(revision)])
+        changed = [entry_from_json(_text(i), b) for i, b in zip(ids, bodies, strict=True)
+                   if b is not None]
+        return int(rev), sorted(changed, key=lambda e: e.id), sorted(map(_text, gone))
+
+    def close(self) -> None:
+        self.r.close()
+
+    def __repr__(self) -> str:
+        return f"RedisCatalogue({self.path!r})"
+
+
+def _text(x: bytes | str) -> str:
+    return x.decode() if isinstance(x, bytes) else x
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password (errors and logs name the catalogue by it)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def is_redis(source: Any) -> bool:
+    """Whether a ``BANDIT_CATALOGUE`` value names Redis rather than a SQLite file."""
+    return isinstance(source, str) and source.startswith(("redis://", "rediss://", "unix://"))
