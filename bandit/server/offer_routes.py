@@ -20,6 +20,7 @@ from bandit.value.catalogue import STORE_ERRORS, check_offer_id, parse_entry
 
 if TYPE_CHECKING:
     from bandit.server.service import Service
+    from bandit.value.catalogue_view import CatalogueView
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -43,25 +44,25 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
         except orjson.JSONDecodeError:
             raise BadRequest("body must be a JSON object") from None
         entry = parse_entry(oid, obj, time.time(), view.limits)
-        with stored("written"):
+        with stored(view, "written"):
             new = view.catalogue.put(entry)
         view.refresh(force=True)
         return JSONResponse(entry.as_json(), status_code=201 if new else 200)
 
     async def get(request: Request) -> Response:
-        with stored("read"):
+        with stored(view, "read"):
             return JSONResponse(view.catalogue.get(offer_id(request)).as_json())
 
     async def delete(request: Request) -> Response:
         oid = offer_id(request)
         await read_body(request, limit)
-        with stored("written"):
+        with stored(view, "written"):
             view.catalogue.delete(oid)
         view.refresh(force=True)
         return JSONResponse({"id": oid, "deleted": True})
 
     async def listing(request: Request) -> Response:
-        with stored("read"):
+        with stored(view, "read"):
             return JSONResponse({"revision": view.catalogue.revision,
                                  "offers": [e.as_json() for e in view.catalogue.entries()]})
 
@@ -74,12 +75,19 @@ def routes(svc: Service, guarded: Callable[[Service, Handler], Handler]) -> list
 
 
 @contextlib.contextmanager
-def stored(what: str) -> Iterator[None]:
+def stored(view: CatalogueView, what: str) -> Iterator[None]:
     """The catalogue's store failing (its file read-only, locked, full, damaged; Redis
-    away): a 503 saying so, not a 500."""
+    away): a 503 saying so, not a 500. A Redis that failed is not asked again until
+    the view's retry time (each try may wait its timeout, holding the worker's loop):
+    503 at once until then."""
+    wait = view.retry_in()
+    if wait > 0:
+        raise Unavailable(f"the offer catalogue cannot be {what} now: {view.name} did not "
+                          f"answer; tried again in {wait:.1f} s", code="CatalogueUnavailable")
     try:
         yield
     except STORE_ERRORS as exc:
+        view.failed(exc)
         raise Unavailable(f"the offer catalogue cannot be {what} now: {exc}",
                           code="CatalogueUnavailable") from None
 

@@ -207,6 +207,7 @@ class CatalogueStore(Protocol):
     def active(self, now: float) -> list[CatalogueEntry]: ...
     @property
     def revision(self) -> int: ...
+    def state(self) -> tuple[int, int]: ...  # (generation, revision): see Catalogue.state
     def changed_since(self, revision: int) -> tuple[int, list[CatalogueEntry], list[str]]: ...
     def close(self) -> None: ...
 
@@ -231,6 +232,7 @@ class Catalogue:
                                        revision INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
     INSERT OR IGNORE INTO meta VALUES ('revision', 0);
+    INSERT OR IGNORE INTO meta VALUES ('generation', abs(random()));
     CREATE TABLE IF NOT EXISTS deleted (id TEXT PRIMARY KEY, revision INTEGER NOT NULL);
     """
 
@@ -291,6 +293,14 @@ class Catalogue:
     def revision(self) -> int:
         (rev,) = self._db().execute("SELECT v FROM meta WHERE k = 'revision'").fetchone()
         return int(rev)
+
+    def state(self) -> tuple[int, int]:
+        """(generation, revision): the generation is drawn when the store is made, so a
+        store made anew (a file replaced, a Redis flushed) is told from the one a view
+        read, whose revisions it would otherwise reuse."""
+        rows = dict(self._db().execute(
+            "SELECT k, v FROM meta WHERE k IN ('generation', 'revision')").fetchall())
+        return int(rows.get("generation", 0)), int(rows["revision"])
 
     def changed_since(self, revision: int) -> tuple[int, list[CatalogueEntry], list[str]]:
         """(current revision, entries written after ``revision``, ids deleted after it)."""

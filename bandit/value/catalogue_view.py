@@ -45,7 +45,7 @@ from bandit.value.catalogue import (
     entry_namespaces,
     open_catalogue,
 )
-from bandit.value.catalogue_redis import is_redis
+from bandit.value.catalogue_redis import is_redis, redacted
 
 log = logging.getLogger("bandit.catalogue")
 
@@ -76,6 +76,9 @@ class CatalogueView:
         self.refresh_every = refresh_every if refresh_every is not None else \
             REMOTE_REFRESH_SECONDS if self.remote else 0.0
         self.clock = clock
+        self.name = redacted(source) if isinstance(source, str) and self.remote \
+            else str(source)  # (what logs and errors say)
+        self.generation: int | None = None  # the store's that ``revision`` counts in
         self._retry_at = float("-inf")  # a remote store failed: not tried again before
         self.revision = 0
         self.entries: dict[str, CatalogueEntry] = {}
@@ -112,18 +115,18 @@ class CatalogueView:
                 self._missing_until = now + MISSING_RECHECK
                 return False
         try:
-            if self.catalogue.revision == self.revision:
+            generation, revision = self.catalogue.state()
+            reset = generation != self.generation  # a store made anew: read it whole
+            if revision == self.revision and not reset:
                 return False
-            rev, changed, gone = self.catalogue.changed_since(self.revision)
+            rev, changed, gone = self.catalogue.changed_since(0 if reset else self.revision)
         except STORE_ERRORS as exc:  # unreadable for now: decide on what was read
-            self.read_errors += 1
-            if self.remote:
-                self._retry_at = now + REMOTE_RETRY_SECONDS
-            if self.read_errors == 1 or self.read_errors % 1000 == 0:
-                log.warning("offer catalogue %s cannot be read (%s); deciding on the "
-                            "entries read before (%d failures)", self.catalogue.path, exc,
-                            self.read_errors)
+            self.failed(exc)
             return False
+        if reset:
+            self.entries.clear()
+            self._offers.clear()
+            self.generation = generation
         for e in changed:
             self.entries[e.id] = e
             self._offers.pop(e.id, None)
@@ -132,6 +135,20 @@ class CatalogueView:
             self._offers.pop(oid, None)
         self.revision = rev
         return True
+
+    def failed(self, exc: Exception) -> None:
+        """The store failed (read here, or written by the routes): counted and logged;
+        a remote one is not asked again for :data:`REMOTE_RETRY_SECONDS`."""
+        self.read_errors += 1
+        if self.remote:
+            self._retry_at = self.clock() + REMOTE_RETRY_SECONDS
+        if self.read_errors == 1 or self.read_errors % 1000 == 0:
+            log.warning("offer catalogue %s cannot be used (%s); deciding on the entries "
+                        "read before (%d failures)", self.name, exc, self.read_errors)
+
+    def retry_in(self) -> float:
+        """Seconds until a remote store that failed is asked again (0: now)."""
+        return max(0.0, self._retry_at - self.clock())
 
     def offer(self, entry: CatalogueEntry) -> Offer:
         hit = self._offers.get(entry.id)

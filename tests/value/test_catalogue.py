@@ -90,3 +90,14 @@ def test_another_process_sees_the_same_catalogue(tmp_path):
     out = subprocess.run([sys.executable, "-c", code2, str(path)], check=True, timeout=60,
                          capture_output=True, text=True)
     assert out.stdout.strip() == "0"
+
+
+def test_a_view_on_a_damaged_file_starts_and_serves_nothing_from_it(tmp_path, caplog):
+    from bandit.core.features import Limits
+    from bandit.value.catalogue_view import CatalogueView
+
+    path = tmp_path / "catalogue.sqlite"
+    path.write_bytes(b"this is not a database file " * 200)
+    view = CatalogueView(path, Limits())  # a server starting on it: no crash
+    assert view.read_errors == 1 and view.entries == {}
+    assert str(path) in caplog.text and "cannot be used" in caplog.text

@@ -41,8 +41,20 @@ def answers(store, op: tuple) -> object:
         return ("NotFound", exc.message)
 
 
-def test_redis_and_sqlite_catalogues_give_the_same_answers(tmp_path, redis_db):
+def test_redis_and_sqlite_catalogues_give_the_same_answers(tmp_path, redis_db, monkeypatch):
+    import bandit.value.catalogue_redis as catalogue_redis
+
+    monkeypatch.setattr(catalogue_redis, "PAGE", 7)  # what changed read in many pages
     sqlite, remote = Catalogue(tmp_path / "c.sqlite"), RedisCatalogue(redis_db)
+    replies: list[int] = []
+    page = remote._page
+
+    def counted(**kw):
+        found, bodies = page(**kw)
+        replies.append(len(found) // 2)
+        return found, bodies
+
+    remote._page = counted
     rng = random.Random(3)
     ids = [f"o{i}" for i in range(12)]
     ops: list[tuple] = []
@@ -61,6 +73,74 @@ def test_redis_and_sqlite_catalogues_give_the_same_answers(tmp_path, redis_db):
         assert answers(sqlite, op) == answers(remote, op), op
     assert remote.revision == sqlite.revision > 100
     assert len(remote.entries()) >= 3 and answers(remote, ("changed", 0))[2]  # (deletions)
+    assert max(replies) == 7 and replies.count(7) >= 3  # reads of several pages, none more
+
+
+def test_a_view_reads_a_store_made_anew_whole(redis_db, tmp_path):
+    """A Redis flushed or restarted without its data (or a catalogue file replaced)
+    starts its revisions again: the view reads it whole rather than keep what is gone."""
+    import redis
+
+    for source in (redis_db, tmp_path / "c.sqlite"):
+        view = CatalogueView(source, Limits(), refresh_every=0.0)
+        for i in range(3):
+            view.catalogue.put(entry(f"old{i}", float(i)))
+        assert view.refresh(force=True) and sorted(view.entries) == ["old0", "old1", "old2"]
+        if isinstance(source, str):
+            redis.Redis.from_url(source).flushdb()
+        else:
+            view.close()
+            for f in tmp_path.glob("c.sqlite*"):
+                f.unlink()
+            view._catalogue = None
+        fresh = view.catalogue
+        for i in range(4):  # past the view's revision (3): revisions alone would not tell
+            fresh.put(entry(f"new{i}", float(i)))
+        assert view.refresh(force=True) is True
+        assert sorted(view.entries) == ["new0", "new1", "new2", "new3"], source
+        view.close()
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts connections and never answers (a hung Redis)."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(64)
+    yield s.getsockname()[1]
+    s.close()
+
+
+def test_a_hung_redis_costs_one_timeout_then_503s_at_once(silent_port, tmp_path):
+    from prometheus_client import CollectorRegistry
+    from starlette.testclient import TestClient
+
+    from bandit.config.settings import Settings
+    from bandit.core.policy import VWPolicy
+    from bandit.core.policy_spec import PolicySpec
+    from bandit.server.app import create_app
+    from bandit.streaming.sinks import NullSink
+    from bandit.value.catalogue_redis import TIMEOUT
+
+    s = Settings.from_env({"BANDIT_EVENT_SINK": "none", "BANDIT_MODEL_DIR": str(tmp_path),
+                           "BANDIT_CATALOGUE": f"redis://127.0.0.1:{silent_port}/0"})
+    t0 = time.monotonic()
+    app = create_app(s, VWPolicy.fresh(PolicySpec.parse("epsilon:0.1")), NullSink(),
+                     registry=CollectorRegistry())
+    took = time.monotonic() - t0  # the view's first read waited one timeout, no more
+    assert TIMEOUT * 0.9 <= took < TIMEOUT + 0.75, took
+    c = TestClient(app)
+    t0 = time.monotonic()
+    for r in (c.put("/v1/offers/rome", json={"features": {"x": 1.0}}), c.get("/v1/offers"),
+              c.get("/v1/offers/rome"), c.delete("/v1/offers/rome")):
+        assert r.status_code == 503 and "did not answer" in r.text, r.text
+    for _ in range(20):
+        r = c.post("/v1/decide", json={"offers": [{"id": "a", "features": {"x": 1.0}}]})
+        assert r.status_code == 200, r.text
+    # within the retry time nothing waits on the hung Redis (one timeout is 0.25 s)
+    assert time.monotonic() - t0 < TIMEOUT, time.monotonic() - t0
 
 
 def test_two_servers_views_share_the_catalogue(redis_db):
@@ -96,7 +176,7 @@ def test_a_redis_that_does_not_answer_is_not_asked_on_every_decision(caplog):
     view = CatalogueView(f"redis://127.0.0.1:{free_port()}/0", Limits(),
                          clock=lambda: now[0])
     assert view.read_errors == 1 and view.entries == {}
-    assert "cannot be read" in caplog.text
+    assert "cannot be used" in caplog.text
     t0 = time.monotonic()
     for _ in range(50):  # within the retry time: not tried (each try waits its timeout)
         now[0] += REMOTE_RETRY_SECONDS / 100
