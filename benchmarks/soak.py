@@ -150,6 +150,13 @@ def main() -> None:
             in_kafka = decision_keys(stack.bootstrap, "offers.decisions")
             learned = wait_learned(stack, len(accepted), 120)
             model = stack.model()
+            short: dict[str, object] = {}
+            if learned < len(accepted):  # say which, and what the learner said
+                joined = decision_keys(stack.bootstrap, "offers.joined")
+                short = {"not_joined": sorted(accepted - joined)[:20],
+                         "joined_in_kafka": len(joined & accepted),
+                         "learner_log_tail": stack.learner.tail(40)
+                         if stack.learner is not None else ""}
         finally:
             stack.stop()
     lat = np.array(res.latencies_ms)
@@ -181,6 +188,7 @@ def main() -> None:
         "decisions_in_kafka": len(in_kafka & accepted),
         "events_lost": len(accepted - in_kafka),
         "events_learned": learned, "model_version": model.get("version"),
+        **({"events_not_learned": short} if short else {}),
         "targets": {"no_errors": res.errors == 0 and warm.errors == 0,
                     "rss_growth_lt_10pct": growth < 0.10,
                     "no_event_lost": not (accepted - in_kafka) and learned >= len(accepted)},
