@@ -223,6 +223,7 @@ class Learner:
         return {"version": manifest.version if manifest else None,
                 **self.state.counters.as_dict(), **self.state.sizes,
                 "dead_letters": self.intake.dead_letters,
+                "offset_gaps": self.intake.offset_gaps,
                 "learn_errors": self.handler.errors + self.model.errors,
                 "output_errors": self.outputs.errors + self.model.refused,
                 "guard_blocked": self.guard.blocked if self.guard else 0,

@@ -87,6 +87,7 @@ def test_join_learn_and_emit_vw_readable_dsjson(broker, prefix, tmp_path):
                 [("e1", dumps({"EventId": "e1", "v": 1.0}))])
         run_learner(learner, lambda: learner.state.counters.late_rewards == 1)
         assert learner.state.counters.learned == expect
+        assert learner.intake.offset_gaps == 0  # a real broker's offsets run on
         learner.checkpoint()
     finally:
         learner.close()
@@ -103,6 +104,31 @@ def test_join_learn_and_emit_vw_readable_dsjson(broker, prefix, tmp_path):
     vw.close()
     man = ModelStore(s.model_dir).current()
     assert man is not None and man.events_learned == expect
+
+
+def test_a_fetch_that_skips_offsets_is_logged_and_counted(caplog):
+    from bandit.learner.intake import Intake
+
+    class Message:
+        def __init__(self, offset: int) -> None:
+            self._offset = offset
+
+        def offset(self) -> int:
+            return self._offset
+
+        def partition(self) -> int:
+            return 3
+
+    intake = Intake.__new__(Intake)  # (only its offsets and the check)
+    intake.offsets, intake.offset_gaps = {"t:3": 10}, 0
+    intake._check_gap("t", Message(10), None)  # where the last fetch ended
+    intake._check_gap("t", Message(11), Message(10))
+    assert intake.offset_gaps == 0
+    intake._check_gap("t", Message(14), Message(11))  # 12 and 13 never came
+    intake._check_gap("t", Message(20), None)  # past where the last fetch ended (10)
+    assert intake.offset_gaps == 2
+    assert "t[3]: offsets 12-13 were not returned" in caplog.text
+    assert "t[3]: offsets 10-19 were not returned" in caplog.text
 
 
 def test_poison_messages_go_to_the_dead_letter_topic(broker, prefix, tmp_path):
