@@ -393,7 +393,7 @@ class _Value:
 
     def catalogue_source(self, model_dir: str) -> str | Path:
         """Where the catalogue is: a ``redis://`` URL, or its SQLite file."""
-        from bandit.value.catalogue_redis import is_redis
+        from bandit.stores.redis_url import is_redis
 
         return self.catalogue if is_redis(self.catalogue) else self.catalogue_path(model_dir)
 

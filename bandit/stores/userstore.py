@@ -42,6 +42,7 @@ from typing import Protocol, cast
 import orjson
 
 from bandit.core.features import Namespaces, escape_cached
+from bandit.stores.redis_url import is_redis
 from bandit.stores.sqlite_local import ThreadConnections
 
 SIGNAL_NAMESPACE = "csig"
@@ -512,7 +513,7 @@ def make_user_store(kind: str, ttl: float, cap: Cap | None, b: dict[str, Cap],
         return MemoryUserStore(ttl, cap, b, max_users)
     if kind.startswith("sqlite:"):
         return SqliteUserStore(kind[7:], ttl, cap, b)
-    if kind.startswith(("redis://", "rediss://", "unix://")):
+    if is_redis(kind):
         return RedisUserStore(kind, ttl, cap, b)
     raise ValueError(f"unknown user store {kind!r} (memory, sqlite:PATH, redis://HOST:PORT, "
                      "none)")

@@ -26,6 +26,7 @@ import redis
 
 from bandit.core.errors import BadRequest, NotFound
 from bandit.core.features import OFFER_PREFIX, Limits, Namespaces, encode
+from bandit.stores.redis_url import is_redis
 from bandit.stores.sqlite_local import ThreadConnections
 from bandit.value.constraints import OfferFacts
 
@@ -218,10 +219,9 @@ STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError, redis.Redis
 
 def open_catalogue(source: str | Path) -> CatalogueStore:
     """The store ``BANDIT_CATALOGUE`` names: ``redis://…`` or a SQLite file's path."""
-    from bandit.value.catalogue_redis import RedisCatalogue, is_redis
+    from bandit.value.catalogue_redis import RedisCatalogue
 
-    return RedisCatalogue(source) if is_redis(source) and isinstance(source, str) \
-        else Catalogue(source)
+    return RedisCatalogue(source) if is_redis(source) else Catalogue(source)
 
 
 class Catalogue:

@@ -23,11 +23,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import asdict
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from bandit.core.errors import NotFound
+from bandit.stores.redis_url import redacted
 from bandit.value.catalogue import CatalogueEntry, entry_from_json
 
 PREFIX = "bandit:catalogue:"
@@ -150,18 +150,3 @@ class RedisCatalogue:
 
 def _text(x: bytes | str) -> str:
     return x.decode() if isinstance(x, bytes) else x
-
-
-def redacted(url: str) -> str:
-    """``url`` without its password (errors and logs name the catalogue by it)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def is_redis(source: Any) -> bool:
-    """Whether a ``BANDIT_CATALOGUE`` value names Redis rather than a SQLite file."""
-    return isinstance(source, str) and source.startswith(("redis://", "rediss://", "unix://"))

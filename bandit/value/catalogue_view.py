@@ -38,6 +38,7 @@ from bandit.core.features import ID_NAMESPACE, Limits, merge, offer_id_feature
 from bandit.core.schema import is_catalogue_ref
 from bandit.core.types import DecideRequest, Offer
 from bandit.core.vw_text import action_line
+from bandit.stores.redis_url import is_redis, redacted
 from bandit.value.catalogue import (
     STORE_ERRORS,
     CatalogueEntry,
@@ -45,7 +46,6 @@ from bandit.value.catalogue import (
     entry_namespaces,
     open_catalogue,
 )
-from bandit.value.catalogue_redis import is_redis, redacted
 
 log = logging.getLogger("bandit.catalogue")
 
@@ -76,8 +76,7 @@ class CatalogueView:
         self.refresh_every = refresh_every if refresh_every is not None else \
             REMOTE_REFRESH_SECONDS if self.remote else 0.0
         self.clock = clock
-        self.name = redacted(source) if isinstance(source, str) and self.remote \
-            else str(source)  # (what logs and errors say)
+        self.name = redacted(str(source))  # (what logs and errors say)
         self.generation: int | None = None  # the store's that ``revision`` counts in
         self._retry_at = float("-inf")  # a remote store failed: not tried again before
         self.revision = 0

@@ -15,8 +15,9 @@ import pytest
 from bandit.core.errors import NotFound
 from bandit.core.features import Limits
 from bandit.demo.stack import free_port
+from bandit.stores.redis_url import redacted
 from bandit.value.catalogue import Catalogue, CatalogueEntry, parse_entry
-from bandit.value.catalogue_redis import RedisCatalogue, redacted
+from bandit.value.catalogue_redis import RedisCatalogue
 from bandit.value.catalogue_view import REMOTE_REFRESH_SECONDS, REMOTE_RETRY_SECONDS, CatalogueView
 
 
