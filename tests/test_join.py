@@ -1,7 +1,10 @@
+import math
+
+import orjson
 import pytest
 
 from bandit.core.events import LoggedDecision, LoggedReward
-from bandit.learner.join import JoinState, digest_of
+from bandit.learner.join import JoinState, digest_of, event_time
 
 
 def dec(eid, deferred=False):
@@ -126,7 +129,7 @@ def test_a_decision_read_from_a_topic_is_snapshotted_by_its_offset():
     assert "e1" not in snap["pending"]  # e1 was learned on its first reward
     s.add_decision(dec("e3"), 0, ref=(2, 42))
     snap = orjson.loads(orjson.dumps(s.snapshot()))
-    assert snap["pending"]["e3"][0] is None and snap["pending"]["e3"][7:] == [2, 42]
+    assert snap["pending"]["e3"][0] is None and snap["pending"]["e3"][7:9] == [2, 42]
     assert snap["pending"]["e2"][0]["EventId"] == "e2"
     assert len(orjson.dumps(snap["pending"]["e3"])) < 60  # no event in it
 
@@ -168,3 +171,77 @@ def test_a_new_window_applies_to_decisions_made_after_it_however_late_they_are_r
     again.restore(s.snapshot())
     assert again.windows == [("2026-01-01T12:00:00.000Z", 3600.0)]
     assert [j.decision["EventId"] for j in again.expire(3700)] == ["before"]
+
+
+def stamped(eid, ts, deferred=False):
+    d = dec(eid, deferred)
+    return LoggedDecision(eid, ts, {}, ({}, {}), 1, deferred, d.raw)
+
+
+def rew_at(eid, ts, v=1.0):
+    return LoggedReward(eid, ts, v, None, None, False)
+
+
+T0 = "2026-01-01T00:00:00.000Z"  # the decisions' time; windows of 10 s end at 00:00:10
+
+
+def test_a_window_stays_open_until_the_rewards_are_read_past_its_end():
+    """The clock says the window is over, but the rewards topic has been read only to
+    00:00:05 in event time: a reward stamped 00:00:07 may still be unread, so the
+    decision waits, and joins the reward once it is read; without one it is learned
+    with the default once the rewards are read past 00:00:10 (or to their end)."""
+    s = JoinState(wait=10)
+    s.add_decision(stamped("a", T0), 0)
+    s.add_decision(stamped("b", T0), 0)
+    s.add_decision(stamped("c", T0), 0)
+    five = event_time("2026-01-01T00:00:05.000Z")
+    assert s.expire(100, rewards_to=five) == [] and set(s.pending) == {"a", "b", "c"}
+    (j,) = s.add_reward(rew_at("a", "2026-01-01T00:00:07.000Z", 0.5), 101)
+    assert j.reward == 0.5 and s.counters.defaulted == 0
+    done = s.expire(102, rewards_to=event_time("2026-01-01T00:00:10.001Z"))
+    assert [x.reward for x in done] == [0.0, 0.0]  # b and c: the window is over
+    assert s.counters.defaulted == 2 and not s.pending
+    # the clock alone still decides while the rewards are read to their end
+    s.add_decision(stamped("d", T0), 200)
+    assert s.expire(209) == [] and len(s.expire(210)) == 1
+
+
+def test_a_restored_decision_waits_for_the_rewards_its_learner_had_not_read():
+    """A learner restarted long after its checkpoint (the windows of its pending
+    decisions are over by the clock) learns the rewards waiting in the topic."""
+    s = JoinState(wait=10)
+    s.add_decision(stamped("a", T0), 0, ref=(0, 7))
+    s.add_decision(stamped("b", T0), 0, ref=(0, 8))
+    snap = orjson.loads(orjson.dumps(s.snapshot()))
+    r = JoinState(wait=10)
+    r.restore(snap)
+    for eid in ("a", "b"):
+        r.reload(eid, stamped(eid, T0))
+    assert r.expire(3600, rewards_to=-math.inf) == []  # nothing read yet since the restart
+    (j,) = r.add_reward(rew_at("a", "2026-01-01T00:00:03.000Z"), 3601)
+    assert j.reward == 1.0
+    assert [x.decision["EventId"] for x in r.expire(3602)] == ["b"]  # read to the end
+    assert r.counters.defaulted == 1
+
+
+def test_an_orphan_waits_until_the_decisions_are_read_past_its_time():
+    s = JoinState(wait=10)
+    s.add_reward(rew_at("x", "2026-01-01T00:00:05.000Z"), 0)
+    four = event_time("2026-01-01T00:00:04.000Z")
+    assert s.expire(100, decisions_to=four) == [] and "x" in s.orphans
+    snap = orjson.loads(orjson.dumps(s.snapshot()))
+    r = JoinState(wait=10)
+    r.restore(snap)
+    assert r.orphans["x"].at == event_time("2026-01-01T00:00:05.000Z")
+    (j,) = r.add_decision(stamped("x", "2026-01-01T00:00:04.500Z"), 101)
+    assert j.reward == 1.0 and r.counters.unmatched_rewards == 0
+    r.add_reward(rew_at("y", "2026-01-01T00:00:05.000Z"), 102)
+    r.expire(200, decisions_to=event_time("2026-01-01T00:00:05.000Z"))
+    assert not r.orphans and r.counters.unmatched_rewards == 1
+
+
+def test_event_times():
+    assert event_time("2026-01-01T00:00:01.500Z") == 1767225601.5
+    assert event_time("2026-01-01T00:00:01.500") == 1767225601.5  # no zone: UTC
+    assert event_time("2026-01-01T01:00:01.500+01:00") == 1767225601.5
+    assert event_time("") == -math.inf and event_time("yesterday") == -math.inf

@@ -166,7 +166,9 @@ class Learner:
         messages = self.intake.fetch(timeout_ms)
         now = self.clock()
         joined, moved = self.intake.handle(messages, now, self.model.pump)
-        joined += self.state.expire(now)
+        topics = self.intake.topics
+        joined += self.state.expire(now, self.intake.read_to(topics.rewards),
+                                    self.intake.read_to(topics.decisions))
         logging_only = self.loop.learning_mode == "LoggingOnly"
         for j in joined:
             self.handler.handle(j, logging_only)

@@ -25,7 +25,7 @@ from bandit.core.events import (
     parse_decision_head,
     parse_reward,
 )
-from bandit.learner.join import Joined, JoinState
+from bandit.learner.join import INF, Joined, JoinState, event_time
 from bandit.learner.live_config import LogRange
 from bandit.learner.outputs import Outputs
 from bandit.streaming import kafka_client
@@ -65,6 +65,7 @@ class Intake:
         self.dead_letters = 0
         self.offset_gaps = 0  # fetches that skipped offsets of a partition (see handle)
         self.consumer: Any = None
+        self.times: dict[str, str] = {}  # the Timestamp of the last event read, by partition
 
     def connect(self, partitions: int, timeout: float) -> None:
         """Assign every partition at its checkpointed offset (a new learner starts at
@@ -136,9 +137,12 @@ class Intake:
             if topic == self.topics.decisions:
                 part, off = m.partition(), m.offset()
                 ref = (part, off) if part is not None and off is not None else None
-                return self.state.add_decision(decision_of(m), now, ref)
+                d = decision_of(m)
+                self.times[f"{topic}:{part}"] = d.timestamp
+                return self.state.add_decision(d, now, ref)
             reward = parse_reward(decode(m.value() or b""))
             self.logs.reward(reward.timestamp)
+            self.times[f"{topic}:{m.partition()}"] = reward.timestamp
             return self.state.add_reward(reward, now)
         except BadRequest as exc:
             self.dead_letters += 1
@@ -157,6 +161,31 @@ class Intake:
             self.consumer.commit(offsets=tps, asynchronous=True)
         except Exception as exc:  # monitoring only: the manifest holds the real offsets
             log.debug("offset commit failed: %s", exc)
+
+    def read_to(self, topic: str) -> float:
+        """How far ``topic`` has been read, in event time (for the join's windows):
+        ``inf`` when every partition has been read to its high-water mark as the last
+        fetch responses gave it, else the earliest, over the partitions behind (or whose
+        mark no fetch has given yet), of the time of the last event read from them
+        (``-inf`` if none yet: a restarted learner holds its windows until it has read
+        on). A partition with no position yet (no checkpoint, nothing read) is not
+        waited for: there is no telling; its windows are timed by the clock alone."""
+        out = INF
+        if self.consumer is None:
+            return out
+        for tp in self.consumer.assignment():
+            if tp.topic != topic:
+                continue
+            key = f"{topic}:{tp.partition}"
+            pos = self.offsets.get(key, -1)
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except Exception as exc:  # unknown, as before the first fetch answered
+                log.debug("no high-water mark for %s: %s", tp, exc)
+                high = -1
+            if pos >= 0 and (high < 0 or pos < high):
+                out = min(out, event_time(self.times.get(key, "")))
+        return out
 
     def lag(self) -> int:
         """Messages not yet consumed, from the high-water marks of the last fetch

@@ -11,6 +11,14 @@ they wait as *orphans* for up to ``wait`` seconds, then count as unmatched. A re
 for a decision that was already learned counts as late and is not learned again. A
 decision id seen again (a re-shipped duplicate) is ignored.
 
+A window is timed by the learner's clock from when the decision was read, and it
+closes only once the learner has read the other topic far enough to know nothing more
+can come for it: :meth:`JoinState.expire` is told how far each topic has been read in
+event time (``inf`` when read to its end). So a learner catching up on a backlog, or
+restarted after longer than a window, still joins the rewards waiting unread in the
+topic instead of learning their decisions with the default reward (and an orphan
+reward waits until the decisions made before it have been read).
+
 The whole state is a plain dict snapshot, written with each checkpoint, so that a
 restarted learner resumes with exactly the joins it had at the checkpoint.
 """
@@ -18,14 +26,27 @@ restarted learner resumes with exactly the joins it had at the checkpoint.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from bandit.core.events import LoggedDecision, LoggedReward, reward_fields
 from bandit.learner.long_horizon import LongHorizon, long_total
 
 REWARD_FUNCTIONS = ("earliest", "sum", "max", "last", "average")
+INF = math.inf
+
+
+def event_time(timestamp: str) -> float:
+    """Seconds since the epoch of an event's ISO-8601 ``Timestamp`` (UTC when it names
+    no zone); ``-inf`` when it is not one (such an event never holds a window open)."""
+    try:
+        t = datetime.fromisoformat(timestamp)
+    except (TypeError, ValueError):
+        return -INF
+    return (t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def combine(values: list[float], function: str) -> float:
@@ -103,14 +124,17 @@ class Pending:
     # (partition, offset) of the decision in its topic: a checkpoint stores this
     # instead of the event, and a restarted learner reads the event back
     ref: tuple[int, int] | None = None
+    ends: float = -INF  # the window's end in event time (the decision's Timestamp + wait)
 
     def dump(self) -> list[Any]:
         """JSON-ready: by reference when it was read from a topic, else whole."""
+        ends = self.ends if self.ends > -INF else None
         if self.ref is not None:
             return [None, self.deadline, self.deferred, self.activated, self.rewards, None, 0,
-                    self.ref[0], self.ref[1]]
+                    self.ref[0], self.ref[1], ends]
         return [self.decision, self.deadline, self.deferred, self.activated, self.rewards,
-                None if self.body is None else self.body.decode(), self.c_at]
+                None if self.body is None else self.body.decode(), self.c_at, None, None,
+                ends]
 
     @classmethod
     def load(cls, v: list[Any]) -> Pending:
@@ -118,7 +142,8 @@ class Pending:
         return cls(v[0] if v[0] is not None else {}, float(v[1]), bool(v[2]), bool(v[3]),
                    list(v[4]), v[5].encode() if len(v) > 5 and v[5] is not None else None,
                    int(v[6]) if len(v) > 6 else 0,
-                   (int(v[7]), int(v[8])) if len(v) > 8 else None)
+                   (int(v[7]), int(v[8])) if len(v) > 8 and v[7] is not None else None,
+                   float(v[9]) if len(v) > 9 and v[9] is not None else -INF)
 
 
 @dataclass(slots=True)
@@ -126,6 +151,7 @@ class Orphan:
     deadline: float
     rewards: list[dict[str, Any]] = field(default_factory=list)
     activated: bool = False
+    at: float = -INF  # the latest of its rewards' times (event time)
 
 
 @dataclass(slots=True)
@@ -217,10 +243,10 @@ class JoinState:
             self.counters.duplicates += 1
             return []
         orphan = self.orphans.pop(eid, None)
-        wait = self._window(d.timestamp) if self.windows else self.wait
-        p = Pending(d.raw, now + max(wait, self.long.wait), d.deferred,
-                    orphan is not None and orphan.activated,
-                    orphan.rewards if orphan is not None else [], d.body, d.c_at, ref)
+        wait = max(self._window(d.timestamp) if self.windows else self.wait, self.long.wait)
+        p = Pending(d.raw, now + wait, d.deferred, orphan is not None and orphan.activated,
+                    orphan.rewards if orphan is not None else [], d.body, d.c_at, ref,
+                    event_time(d.timestamp) + wait)
         if self.long.wait > 0:
             self.long.add(d.raw.get("user"), now, eid)
         self.pending[eid] = p
@@ -248,6 +274,7 @@ class JoinState:
             o = self.orphans.get(eid)
             if o is None:
                 o = self.orphans[eid] = Orphan(now + self.wait)
+            o.at = max(o.at, event_time(r.timestamp))
             if r.activate:
                 o.activated = True
             else:
@@ -259,13 +286,24 @@ class JoinState:
             p.rewards.append(_reward_dict(r))
         return self._maybe_early(eid, p, now)
 
-    def expire(self, now: float) -> list[Joined]:
-        """Close every window that has ended; forget old finished ids and orphans."""
+    def expire(self, now: float, rewards_to: float = INF,
+               decisions_to: float = INF) -> list[Joined]:
+        """Close every window that has ended; forget old finished ids and orphans.
+
+        ``rewards_to``/``decisions_to``: how far each topic has been read, in event time
+        (``inf``: to its end). A decision's window closes once its time is up by the
+        learner's clock *and* the rewards have been read past its end in event time; an
+        orphan goes once its time is up and the decisions have been read past its
+        rewards' time (its decision was made before them)."""
         out: list[Joined] = []
+
+        def closed(p: Pending) -> bool:
+            return p.deadline <= now and p.ends <= rewards_to
+
         if self._ordered:
-            due = _due(self.pending, now, lambda p: p.deadline)
+            due = _due(self.pending, closed)
         else:
-            due = [e for e, p in self.pending.items() if p.deadline <= now]
+            due = [e for e, p in self.pending.items() if closed(p)]
         for eid in due:
             p = self.pending.pop(eid)
             if p.deferred and not p.activated:
@@ -276,10 +314,10 @@ class JoinState:
         if not self._ordered:
             self._ordered = _in_order([p.deadline for p in self.pending.values()])
         self._latest = max((p.deadline for p in self.pending.values()), default=0.0)
-        for eid in _due(self.orphans, now, lambda o: o.deadline):
+        for eid in _due(self.orphans, lambda o: o.deadline <= now and o.at <= decisions_to):
             o = self.orphans.pop(eid)
             self.counters.unmatched_rewards += len(o.rewards)
-        for eid in _due(self.done, now, float):
+        for eid in _due(self.done, lambda t: t <= now):
             del self.done[eid]
         if self.long.by_user:
             self.long.prune(self.pending)
@@ -320,7 +358,8 @@ class JoinState:
         restore, to be read back and given to :meth:`reload`."""
         return {
             "pending": {e: p.dump() for e, p in self.pending.items()},
-            "orphans": {e: [o.deadline, o.rewards, o.activated] for e, o in self.orphans.items()},
+            "orphans": {e: [o.deadline, o.rewards, o.activated, o.at if o.at > -INF else None]
+                        for e, o in self.orphans.items()},
             "done": self.done,
             "counters": self.counters.as_dict(),
             "by_user": self.long.snapshot(),
@@ -329,7 +368,8 @@ class JoinState:
 
     def restore(self, snap: dict[str, Any]) -> None:
         self.pending = {e: Pending.load(v) for e, v in snap.get("pending", {}).items()}
-        self.orphans = {e: Orphan(float(v[0]), list(v[1]), bool(v[2]))
+        self.orphans = {e: Orphan(float(v[0]), list(v[1]), bool(v[2]),
+                                  float(v[3]) if len(v) > 3 and v[3] is not None else -INF)
                         for e, v in snap.get("orphans", {}).items()}
         self.done = {e: float(t) for e, t in snap.get("done", {}).items()}
         self.long.restore(snap.get("by_user", {}))
@@ -405,14 +445,14 @@ def _resolve_slot_ids(decision: dict[str, Any],
     return out
 
 
-def _due(entries: dict[str, Any], now: float, deadline: Callable[[Any], float]) -> list[str]:
-    """The ids whose deadline has passed. Deadlines are set as now + a fixed delay, so
-    insertion order is deadline order and the scan stops at the first one not due
-    (if the wall clock steps back, entries may expire late by up to the step, never
-    early)."""
+def _due(entries: dict[str, Any], due: Callable[[Any], bool]) -> list[str]:
+    """The ids that are ``due``, from the first on. Deadlines are set as now + a fixed
+    delay (and event times come roughly in order), so insertion order is deadline order
+    and the scan stops at the first one not due (if the wall clock steps back, or a
+    topic's partitions are read unevenly, entries may expire late, never early)."""
     out = []
     for eid, entry in entries.items():
-        if deadline(entry) > now:
+        if not due(entry):
             break
         out.append(eid)
     return out

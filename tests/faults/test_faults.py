@@ -198,8 +198,9 @@ def test_learner_killed_at_random_times_and_mid_write_learns_each_event_once(
     producer = threading.Thread(target=traffic)
     models = tmp_path / "models"
     env = {"BANDIT_KAFKA_BOOTSTRAP": broker.bootstrap, "BANDIT_TOPIC_PREFIX": prefix,
-           # the window (by the learner's clock) outlasts a kill and restart, so a reward
-           # sent with its decision joins it however the kills fall
+           # a reward sent with its decision joins it however the kills fall: a window
+           # closes once its time is up by the learner's clock and the rewards have been
+           # read past it (so also when a kill and restart outlast it)
            "BANDIT_MODEL_DIR": str(models), "BANDIT_REWARD_WAIT": "8",
            "BANDIT_CHECKPOINT_EVENTS": "100", "BANDIT_CHECKPOINT_SECONDS": "0.05"}
     store = ModelStore(models)

@@ -131,6 +131,40 @@ def test_a_fetch_that_skips_offsets_is_logged_and_counted(caplog):
     assert "t[3]: offsets 10-19 were not returned" in caplog.text
 
 
+def test_how_far_a_topic_was_read_in_event_time():
+    """``Intake.read_to``, by the consumer's high-water marks (as librdkafka caches them
+    from fetch responses; -1001 before the first) and the partitions' positions."""
+    from bandit.learner.intake import Intake
+    from bandit.learner.join import event_time
+    from bandit.streaming.kafka_client import TopicPartition
+
+    class Consumer:
+        def __init__(self, highs: dict[int, int]) -> None:
+            self.highs = highs
+
+        def assignment(self) -> list:
+            return [TopicPartition("r", p) for p in self.highs] + [TopicPartition("d", 0)]
+
+        def get_watermark_offsets(self, tp, cached: bool = False) -> tuple[int, int]:
+            assert cached  # no broker round trip in the learner's step
+            return (-1001, 0) if tp.topic == "d" else (0, self.highs[tp.partition])
+
+    intake = Intake.__new__(Intake)
+    intake.offsets = {"r:0": 50, "r:1": 70, "d:0": 5}
+    intake.times = {"r:0": "2026-01-01T00:00:03.000Z", "r:1": "2026-01-01T00:00:09.000Z"}
+    intake.consumer = Consumer({0: 50, 1: 80})  # r:0 read to its end, r:1 behind
+    assert intake.read_to("r") == event_time("2026-01-01T00:00:09.000Z")
+    intake.consumer = Consumer({0: 60, 1: 80})  # both behind: the earlier one
+    assert intake.read_to("r") == event_time("2026-01-01T00:00:03.000Z")
+    intake.consumer = Consumer({0: 50, 1: 70})
+    assert intake.read_to("r") == float("inf") and intake.read_to("d") == float("inf")
+    intake.consumer = Consumer({0: -1001, 1: 70})  # no fetch answered for r:0 yet
+    del intake.times["r:0"]  # (a restarted learner: nothing read since)
+    assert intake.read_to("r") == float("-inf")
+    del intake.offsets["r:0"]  # no checkpoint, nothing read: no telling, not waited for
+    assert intake.read_to("r") == float("inf")
+
+
 def test_poison_messages_go_to_the_dead_letter_topic(broker, prefix, tmp_path):
     s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=0.5,
                  model_dir=str(tmp_path / "models"), partitions=1)
@@ -572,3 +606,43 @@ def test_a_checkpoint_names_the_rewards_read_and_those_not_learned_yet(broker, p
         assert ck.rewards_pending() == {"late0", "late1", "late2"}
     finally:
         learner.close()
+
+
+def test_a_learner_restarted_after_its_windows_ended_joins_the_rewards_it_had_not_read(
+        broker, prefix, tmp_path):
+    """Downtime longer than the reward window: a learner reads 100 decisions (pending
+    in its checkpoint) and stops; their rewards reach the topic behind 12,000 rewards
+    of other decisions; the next learner starts when every window is over by its clock.
+    It reads on before closing them (the rewards topic has not been read past their end
+    in event time), so the 50 rewarded decisions are learned with their rewards and
+    only the other 50 with the default. (Closing by the clock alone, its first fetch —
+    at most one poll of 5,000 messages — ends every window: 100 defaulted.)"""
+    s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=5.0,
+                 model_dir=str(tmp_path / "models"), checkpoint_seconds=3600.0,
+                 partitions=1)
+    first = Learner(s, clock=lambda: 0.0)  # its windows end at 5.0 by its clock
+    first.connect()
+    try:
+        produce(broker.bootstrap, prefix + "decisions",
+                [(f"d{i}", dumps(decision(f"d{i}", 0))) for i in range(100)])
+        run_learner(first, lambda: first.state.sizes["pending"] == 100)
+        first.checkpoint()
+    finally:
+        first.close()
+    # decisions at 00:00:00 (see decision()); rewards 1-2 s later, inside the window
+    others = [(f"x{i}", dumps({"EventId": f"x{i}", "v": 1.0,
+                               "Timestamp": "2026-01-01T00:00:01.000Z"}))
+              for i in range(12_000)]
+    mine = [(f"d{i}", dumps({"EventId": f"d{i}", "v": 1.0,
+                             "Timestamp": "2026-01-01T00:00:02.000Z"}))
+            for i in range(0, 100, 2)]
+    produce(broker.bootstrap, prefix + "rewards", others + mine)
+    second = Learner(s)  # time.time(): every restored window ended long ago
+    second.connect()
+    try:
+        assert len(second.state.pending) == 100
+        run_learner(second, lambda: second.state.counters.learned == 100)
+        c = second.state.counters
+        assert c.defaulted == 50 and c.learned == 100 and c.duplicates == 0
+    finally:
+        second.close()
