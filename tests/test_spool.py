@@ -158,3 +158,53 @@ def test_an_unpersisted_cursor_means_re_reading_never_losing(tmp_path):
     r.persist()
     assert [x.key for x in SpoolReader(w.dir, owned=True).read(10, w.position())] == ["k5"]
     w.close()
+
+
+def test_a_live_read_stays_on_a_segment_its_writer_finished_during_the_read(tmp_path,
+                                                                             monkeypatch):
+    """Another process's spool (``live``): a segment the writer was still appending to
+    while it was read is read again, not left for the next one, even when the writer
+    rotated meanwhile. The race is made certain: the writer fills the segment and
+    starts the next one right after the reader's read of it."""
+    from bandit.streaming import spool
+
+    monkeypatch.setattr(spool, "SEGMENT_BYTES", 400)
+    w = SpoolWriter(tmp_path)
+    keys = iter(range(1000))
+    w.append("d", str(next(keys)), b'{"x":1}')
+    raced = []
+
+    class RacingFile:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def seek(self, *at):
+            return self.f.seek(*at)
+
+        def read(self, n):
+            data = self.f.read(n)
+            if not raced:  # the writer appends on past this segment's end meanwhile
+                raced.append(w.segment)
+                while w.segment == raced[0]:
+                    w.append("d", str(next(keys)), b'{"x":1}')
+            return data
+
+    real_open = open
+    monkeypatch.setattr(spool, "open", lambda p, m="r": RacingFile(real_open(p, m)),
+                        raising=False)
+    reader = SpoolReader(w.dir, owned=True)  # (as the shipper child reads its server's)
+    got: list[str] = []
+    for _ in range(10):
+        recs = reader.read(1000, live=True)
+        got += [r.key for r in recs]
+        if recs:
+            reader.commit(recs[-1].end, persist=False)
+    written = int(next(keys))
+    assert raced and got == [str(i) for i in range(written)]
+    w.close()

@@ -235,12 +235,14 @@ class SpoolReader:
 
         A segment counts as finished (read on into the next) when the writer is past it:
         by ``writer_position`` (the writer in this process), or, with ``live`` (another
-        process appending), when a later segment existed before this one was read (a
-        writer starts a segment only after its last write to the one before)."""
+        process appending), when the next segment existed before this one was read (a
+        writer starts a segment only after its last write to the one before, and numbers
+        them one after another; so a poll that finds nothing new costs two ``stat`` calls
+        and a read, not a listing of the directory)."""
         out: list[Record] = []
         seg, off = self.cursor
         while len(out) < limit:
-            listed = segments(self.dir) if live else []
+            next_seen = live and os.path.exists(_seg_path(self.dir, seg + 1))
             path = _seg_path(self.dir, seg)
             if not path.exists():
                 later = [s for s in segments(self.dir) if s > seg]
@@ -271,7 +273,7 @@ class SpoolReader:
             if len(out) >= limit:
                 break
             if live:
-                finished = any(s > seg for s in listed)
+                finished = next_seen
             else:
                 finished = writer_position is None or seg < writer_position[0]
             if pos < len(data) or not finished:
