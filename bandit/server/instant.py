@@ -36,20 +36,26 @@ from dataclasses import dataclass
 
 from bandit.core.features import Namespaces
 from bandit.core.scaling import young_model
-from bandit.core.types import DecideRequest, Decision
+from bandit.core.types import DecideRequest, Decision, Offer
 from bandit.core.vw_adapter import VWModel
 
 
 @dataclass(frozen=True, slots=True)
 class Made:
     """A decision as the learner will learn it: its context and offers (raw, as logged),
-    the offer shown and its probability."""
+    the offer shown and its probability. The offers are kept as the request held them
+    (an immutable tuple, usually the catalogue's own): their lines are read only for
+    the few decisions that are learned."""
 
     context: Namespaces
-    offer_lines: tuple[str, ...]
+    offers: tuple[Offer, ...]
     chosen: int
     probability: float
     at: float  # monotonic time it was made
+
+    @property
+    def offer_lines(self) -> list[str]:
+        return [o.line for o in self.offers]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +93,7 @@ class InstantLearner:
             return
         now = time.monotonic()
         made = self._made
-        made[request.event_id] = Made(request.context, tuple(o.line for o in request.offers),
+        made[request.event_id] = Made(request.context, request.offers,
                                       decision.order[0], decision.probabilities[0], now)
         if len(made) > self.capacity:
             made.popitem(last=False)
