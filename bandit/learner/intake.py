@@ -34,6 +34,9 @@ from bandit.streaming.topics import Topics, ensure_topics
 log = logging.getLogger("bandit.learner")
 
 POLL_RECORDS = 5000
+# a partition behind its high-water mark that yields nothing for this long is not waited
+# for by the join's windows (a fetch that cannot reach it must not hold them for good)
+STALL_SECONDS = 10.0
 
 
 def decision_of(m: Any) -> LoggedDecision:
@@ -66,6 +69,9 @@ class Intake:
         self.offset_gaps = 0  # fetches that skipped offsets of a partition (see handle)
         self.consumer: Any = None
         self.times: dict[str, str] = {}  # the Timestamp of the last event read, by partition
+        # when a message of each partition was last read (or the consumer assigned)
+        self.progress: dict[str, float] = {}
+        self.assigned_at = 0.0
 
     def connect(self, partitions: int, timeout: float) -> None:
         """Assign every partition at its checkpointed offset (a new learner starts at
@@ -89,6 +95,7 @@ class Intake:
         reload_pending(self.bootstrap, self.group + "-reload", self.topics.decisions,
                        self.state, timeout)
         self.consumer = consumer
+        self.assigned_at = time.monotonic()
 
     def fetch(self, timeout_ms: int) -> list[Any]:
         """The messages the client has fetched already; if none, those that come within
@@ -116,8 +123,10 @@ class Intake:
             self._check_gap(topic, m, last.get((topic, m.partition())))
             joined += self._handle(topic, m, now)
             last[topic, m.partition()] = m
+        read_at = time.monotonic()
         for (topic, part), m in last.items():
             self.offsets[f"{topic}:{part}"] = m.offset() + 1
+            self.progress[f"{topic}:{part}"] = read_at
         return joined, bool(last)
 
     def _check_gap(self, topic: str, m: Any, before: Any) -> None:
@@ -168,11 +177,13 @@ class Intake:
         fetch responses gave it, else the earliest, over the partitions behind (or whose
         mark no fetch has given yet), of the time of the last event read from them
         (``-inf`` if none yet: a restarted learner holds its windows until it has read
-        on). A partition with no position yet (no checkpoint, nothing read) is not
-        waited for: there is no telling; its windows are timed by the clock alone."""
+        on). Not waited for: a partition with no position yet (no checkpoint, nothing
+        read: there is no telling), and one that yielded nothing for ``STALL_SECONDS``
+        (so a partition the fetch cannot reach holds no window for good)."""
         out = INF
         if self.consumer is None:
             return out
+        stalled = time.monotonic() - STALL_SECONDS
         for tp in self.consumer.assignment():
             if tp.topic != topic:
                 continue
@@ -183,7 +194,8 @@ class Intake:
             except Exception as exc:  # unknown, as before the first fetch answered
                 log.debug("no high-water mark for %s: %s", tp, exc)
                 high = -1
-            if pos >= 0 and (high < 0 or pos < high):
+            if pos >= 0 and (high < 0 or pos < high) and \
+                    self.progress.get(key, self.assigned_at) > stalled:
                 out = min(out, event_time(self.times.get(key, "")))
         return out
 

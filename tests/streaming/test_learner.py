@@ -134,7 +134,7 @@ def test_a_fetch_that_skips_offsets_is_logged_and_counted(caplog):
 def test_how_far_a_topic_was_read_in_event_time():
     """``Intake.read_to``, by the consumer's high-water marks (as librdkafka caches them
     from fetch responses; -1001 before the first) and the partitions' positions."""
-    from bandit.learner.intake import Intake
+    from bandit.learner.intake import STALL_SECONDS, Intake
     from bandit.learner.join import event_time
     from bandit.streaming.kafka_client import TopicPartition
 
@@ -150,6 +150,7 @@ def test_how_far_a_topic_was_read_in_event_time():
             return (-1001, 0) if tp.topic == "d" else (0, self.highs[tp.partition])
 
     intake = Intake.__new__(Intake)
+    intake.progress, intake.assigned_at = {}, time.monotonic()  # every partition is moving
     intake.offsets = {"r:0": 50, "r:1": 70, "d:0": 5}
     intake.times = {"r:0": "2026-01-01T00:00:03.000Z", "r:1": "2026-01-01T00:00:09.000Z"}
     intake.consumer = Consumer({0: 50, 1: 80})  # r:0 read to its end, r:1 behind
@@ -162,6 +163,12 @@ def test_how_far_a_topic_was_read_in_event_time():
     del intake.times["r:0"]  # (a restarted learner: nothing read since)
     assert intake.read_to("r") == float("-inf")
     del intake.offsets["r:0"]  # no checkpoint, nothing read: no telling, not waited for
+    assert intake.read_to("r") == float("inf")
+    intake.offsets["r:0"] = 50
+    intake.consumer = Consumer({0: 60, 1: 80})
+    intake.progress["r:1"] = time.monotonic() - STALL_SECONDS - 1  # r:1 yields nothing
+    assert intake.read_to("r") == float("-inf")  # r:0 is still waited for
+    intake.assigned_at -= STALL_SECONDS + 1  # nor has r:0 since the consumer was assigned
     assert intake.read_to("r") == float("inf")
 
 
