@@ -48,6 +48,17 @@ def wait_for(predicate, timeout: float, step: float = 0.2):
     raise TimeoutError("condition not reached")
 
 
+def leave_pending(learner: Learner, bootstrap: str, prefix: str, ids: list[str]) -> None:
+    """``learner`` reads decisions ``ids`` (no rewards), checkpoints them pending, stops."""
+    learner.connect()
+    try:
+        produce(bootstrap, prefix + "decisions", [(e, dumps(decision(e, 0))) for e in ids])
+        run_learner(learner, lambda: learner.state.sizes["pending"] == len(ids))
+        learner.checkpoint()
+    finally:
+        learner.close()
+
+
 def run_learner(learner: Learner, until, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not until() and time.monotonic() < deadline:
@@ -555,15 +566,7 @@ def test_a_pending_decision_that_no_longer_validates_is_forgotten_on_restart(
 
     s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=600.0,
                  model_dir=str(tmp_path / "models"), partitions=1)
-    first = Learner(s)
-    first.connect()
-    try:
-        produce(broker.bootstrap, prefix + "decisions",
-                [(f"p{i}", dumps(decision(f"p{i}", 0))) for i in range(3)])
-        run_learner(first, lambda: first.state.sizes["pending"] == 3)
-        first.checkpoint()
-    finally:
-        first.close()
+    leave_pending(Learner(s), broker.bootstrap, prefix, [f"p{i}" for i in range(3)])
     real = intake.decision_of
 
     def stricter(m):
@@ -627,15 +630,9 @@ def test_a_learner_restarted_after_its_windows_ended_joins_the_rewards_it_had_no
     s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=5.0,
                  model_dir=str(tmp_path / "models"), checkpoint_seconds=3600.0,
                  partitions=1)
-    first = Learner(s, clock=lambda: 0.0)  # its windows end at 5.0 by its clock
-    first.connect()
-    try:
-        produce(broker.bootstrap, prefix + "decisions",
-                [(f"d{i}", dumps(decision(f"d{i}", 0))) for i in range(100)])
-        run_learner(first, lambda: first.state.sizes["pending"] == 100)
-        first.checkpoint()
-    finally:
-        first.close()
+    # a learner whose windows end at 5.0 by its clock
+    leave_pending(Learner(s, clock=lambda: 0.0), broker.bootstrap, prefix,
+                  [f"d{i}" for i in range(100)])
     # decisions at 00:00:00 (see decision()); rewards 1-2 s later, inside the window
     others = [(f"x{i}", dumps({"EventId": f"x{i}", "v": 1.0,
                                "Timestamp": "2026-01-01T00:00:01.000Z"}))
