@@ -245,3 +245,55 @@ def test_event_times():
     assert event_time("2026-01-01T00:00:01.500") == 1767225601.5  # no zone: UTC
     assert event_time("2026-01-01T01:00:01.500+01:00") == 1767225601.5
     assert event_time("") == -math.inf and event_time("yesterday") == -math.inf
+
+
+def test_a_decision_stamped_far_ahead_does_not_hold_those_read_after_it():
+    """A host whose clock is a day ahead: its decision waits for rewards stamped a day
+    later, the decisions read after it close as usual (ordered and unordered scans)."""
+    for shorten in (False, True):
+        s = JoinState(wait=10)
+        s.add_decision(stamped("skewed", "2026-01-02T00:00:00.000Z"), 0)
+        if shorten:  # a shorter window: deadlines out of order, every entry is scanned
+            s.set_window(5)
+        for eid in ("a", "b"):
+            s.add_decision(stamped(eid, T0), 0)
+        closed = s.expire(100, rewards_to=event_time("2026-01-01T00:01:00.000Z"))
+        assert [j.decision["EventId"] for j in closed] == ["a", "b"], shorten
+        assert list(s.pending) == ["skewed"]
+
+
+def test_a_whole_decision_keeps_its_window_end_through_a_snapshot():
+    s = JoinState(wait=10)
+    s.add_decision(stamped("a", T0), 0)  # not from a topic: stored whole
+    r = JoinState(wait=10)
+    r.restore(orjson.loads(orjson.dumps(s.snapshot())))
+    assert r.expire(3600, rewards_to=event_time("2026-01-01T00:00:09.000Z")) == []
+    assert len(r.expire(3600, rewards_to=event_time("2026-01-01T00:00:10.000Z"))) == 1
+
+
+def test_a_decision_from_an_older_checkpoint_gets_its_window_end_when_read_back():
+    """A checkpoint written before window ends were stored (a by-reference entry of nine
+    fields): once its event is read back, the decision waits like any other."""
+    snap = {"pending": {"a": [None, 10.0, False, False, [], None, 0, 0, 7]}}
+    r = JoinState(wait=10)
+    r.restore(snap)
+    r.reload("a", stamped("a", T0))
+    assert r.expire(3600, rewards_to=event_time("2026-01-01T00:00:05.000Z")) == []
+    assert len(r.expire(3600)) == 1
+
+
+def test_long_horizon_rewards_are_matched_by_event_time_after_a_restart():
+    """A user's reward 30 s after the decision, inside the 100 s long window, read an
+    hour after the decision was (a restart): attributed to it, not unmatched."""
+    s = JoinState(wait=10, long_wait=100)
+    d = stamped("a", T0)
+    d.raw["user"] = "u1"
+    s.add_decision(d, 0)
+    r = JoinState(wait=10, long_wait=100)
+    r.restore(orjson.loads(orjson.dumps(s.snapshot())))
+    assert r.expire(5000, rewards_to=-math.inf) == []
+    reward = LoggedReward("", "2026-01-01T00:00:30.000Z", 5.0, None, None, False,
+                          user="u1")
+    r.add_reward(reward, 5001)
+    (j,) = r.expire(5002)
+    assert j.reward == 5.0 and r.counters.unmatched_rewards == 0

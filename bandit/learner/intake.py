@@ -177,9 +177,11 @@ class Intake:
         fetch responses gave it, else the earliest, over the partitions behind (or whose
         mark no fetch has given yet), of the time of the last event read from them
         (``-inf`` if none yet: a restarted learner holds its windows until it has read
-        on). Not waited for: a partition with no position yet (no checkpoint, nothing
-        read: there is no telling), and one that yielded nothing for ``STALL_SECONDS``
-        (so a partition the fetch cannot reach holds no window for good)."""
+        on). A partition with no offset in the checkpoint and nothing read is at its
+        beginning (where :meth:`connect` started it). Not waited for: a partition whose
+        last event read has no ``Timestamp`` (it tells nothing), and one that yielded
+        nothing for ``STALL_SECONDS`` (so a partition the fetch cannot reach holds no
+        window for good)."""
         out = INF
         if self.consumer is None:
             return out
@@ -188,15 +190,19 @@ class Intake:
             if tp.topic != topic:
                 continue
             key = f"{topic}:{tp.partition}"
-            pos = self.offsets.get(key, -1)
             try:
-                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                low, high = self.consumer.get_watermark_offsets(tp, cached=True)
             except Exception as exc:  # unknown, as before the first fetch answered
                 log.debug("no high-water mark for %s: %s", tp, exc)
-                high = -1
-            if pos >= 0 and (high < 0 or pos < high) and \
+                low = high = -1
+            # no checkpoint, nothing read: connect() started it at its beginning
+            pos = self.offsets.get(key, max(low, 0))
+            if (high < 0 or pos < high) and \
                     self.progress.get(key, self.assigned_at) > stalled:
-                out = min(out, event_time(self.times.get(key, "")))
+                ts = self.times.get(key)
+                t = event_time(ts) if ts is not None else -INF  # none read since start: hold
+                if ts is None or t > -INF:  # an unstamped event holds no window
+                    out = min(out, t)
         return out
 
     def lag(self) -> int:

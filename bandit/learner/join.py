@@ -7,7 +7,8 @@ reward by then is learned with the default reward. A deferred decision is learne
 only if it was activated before its window closed; otherwise it is dropped.
 
 Rewards may arrive before their decision (two topics are consumed independently):
-they wait as *orphans* for up to ``wait`` seconds, then count as unmatched. A reward
+they wait as *orphans* for ``wait`` seconds (and until the decisions made before them
+have been read, see below), then count as unmatched. A reward
 for a decision that was already learned counts as late and is not learned again. A
 decision id seen again (a re-shipped duplicate) is ignored.
 
@@ -17,7 +18,8 @@ can come for it: :meth:`JoinState.expire` is told how far each topic has been re
 event time (``inf`` when read to its end). So a learner catching up on a backlog, or
 restarted after longer than a window, still joins the rewards waiting unread in the
 topic instead of learning their decisions with the default reward (and an orphan
-reward waits until the decisions made before it have been read).
+reward waits until the decisions made before it have been read). Long-horizon rewards
+are matched with a user's decisions by event time too.
 
 The whole state is a plain dict snapshot, written with each checkpoint, so that a
 restarted learner resumes with exactly the joins it had at the checkpoint.
@@ -248,7 +250,8 @@ class JoinState:
                     orphan.rewards if orphan is not None else [], d.body, d.c_at, ref,
                     event_time(d.timestamp) + wait)
         if self.long.wait > 0:
-            self.long.add(d.raw.get("user"), now, eid)
+            t = event_time(d.timestamp)  # event time, like the rewards it is matched with
+            self.long.add(d.raw.get("user"), t if t > -INF else now, eid)
         self.pending[eid] = p
         if p.deadline < self._latest:
             self._ordered = False
@@ -258,7 +261,8 @@ class JoinState:
 
     def add_reward(self, r: LoggedReward, now: float) -> list[Joined]:
         if r.user is not None and not r.event_id:
-            given = self.long.attribute(r, now, self.pending)
+            t = event_time(r.timestamp)
+            given = self.long.attribute(r, t if t > -INF else now, self.pending)
             for e, reward in given:
                 self.pending[e].rewards.append(reward)
             if not given:
@@ -297,13 +301,13 @@ class JoinState:
         rewards' time (its decision was made before them)."""
         out: list[Joined] = []
 
-        def closed(p: Pending) -> bool:
-            return p.deadline <= now and p.ends <= rewards_to
+        def read_past(p: Pending) -> bool:
+            return p.ends <= rewards_to
 
         if self._ordered:
-            due = _due(self.pending, closed)
+            due = _due(self.pending, lambda p: p.deadline <= now, read_past)
         else:
-            due = [e for e, p in self.pending.items() if closed(p)]
+            due = [e for e, p in self.pending.items() if p.deadline <= now and read_past(p)]
         for eid in due:
             p = self.pending.pop(eid)
             if p.deferred and not p.activated:
@@ -314,7 +318,8 @@ class JoinState:
         if not self._ordered:
             self._ordered = _in_order([p.deadline for p in self.pending.values()])
         self._latest = max((p.deadline for p in self.pending.values()), default=0.0)
-        for eid in _due(self.orphans, lambda o: o.deadline <= now and o.at <= decisions_to):
+        for eid in _due(self.orphans, lambda o: o.deadline <= now,
+                        lambda o: o.at <= decisions_to):
             o = self.orphans.pop(eid)
             self.counters.unmatched_rewards += len(o.rewards)
         for eid in _due(self.done, lambda t: t <= now):
@@ -392,6 +397,9 @@ class JoinState:
         if d.event_id != eid:
             raise ValueError(f"offset {p.ref} holds {d.event_id!r}, not {eid!r}")
         p.decision, p.body, p.c_at = d.raw, d.body, d.c_at
+        if p.ends == -INF:  # from a checkpoint of a version that did not store it
+            wait = max(self._window(d.timestamp) if self.windows else self.wait, self.long.wait)
+            p.ends = event_time(d.timestamp) + wait
 
     def forget(self, eid: str) -> None:
         """Drop a pending decision that cannot be read back (counted as lost)."""
@@ -445,16 +453,19 @@ def _resolve_slot_ids(decision: dict[str, Any],
     return out
 
 
-def _due(entries: dict[str, Any], due: Callable[[Any], bool]) -> list[str]:
-    """The ids that are ``due``, from the first on. Deadlines are set as now + a fixed
-    delay (and event times come roughly in order), so insertion order is deadline order
-    and the scan stops at the first one not due (if the wall clock steps back, or a
-    topic's partitions are read unevenly, entries may expire late, never early)."""
+def _due(entries: dict[str, Any], by_clock: Callable[[Any], bool],
+         ready: Callable[[Any], bool] | None = None) -> list[str]:
+    """The ids due ``by_clock`` and ``ready`` (the other topic read past them). Deadlines
+    are set as now + a fixed delay, so insertion order is deadline order and the scan
+    stops at the first one not due by the clock (if the wall clock steps back, entries
+    may expire late, never early); one not ready is passed over (event times need not be
+    in order: one decision stamped by a skewed host must not hold those after it)."""
     out = []
     for eid, entry in entries.items():
-        if not due(entry):
+        if not by_clock(entry):
             break
-        out.append(eid)
+        if ready is None or ready(entry):
+            out.append(eid)
     return out
 
 
