@@ -57,4 +57,4 @@ def test_ci_installs_the_debian_packages_then_runs_make_test_with_no_skip():
         "redis-server", "chromium", "kcat", "wrk", "nodejs", "npm"}
     assert any(ln.startswith("apt-get install -y") for ln in lines)
     make = (ROOT / "Makefile").read_text()
-    assert "$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)" in make
+    assert "$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)" in make

@@ -197,12 +197,14 @@ class Intake:
                 low = high = -1
             # no checkpoint, nothing read: connect() started it at its beginning
             pos = self.offsets.get(key, max(low, 0))
-            if (high < 0 or pos < high) and \
-                    self.progress.get(key, self.assigned_at) > stalled:
-                ts = self.times.get(key)
-                t = event_time(ts) if ts is not None else -INF  # none read since start: hold
-                if ts is None or t > -INF:  # an unstamped event holds no window
-                    out = min(out, t)
+            if 0 <= high <= pos or self.progress.get(key, self.assigned_at) <= stalled:
+                continue  # read to its end, or stalled: not waited for
+            ts = self.times.get(key)
+            if ts is None:
+                return -INF  # nothing read from it since the start: hold every window
+            t = event_time(ts)
+            if t > -INF:  # (an unstamped event tells nothing)
+                out = min(out, t)
         return out
 
     def lag(self) -> int:
