@@ -297,3 +297,21 @@ def test_long_horizon_rewards_are_matched_by_event_time_after_a_restart():
     r.add_reward(reward, 5001)
     (j,) = r.expire(5002)
     assert j.reward == 5.0 and r.counters.unmatched_rewards == 0
+
+
+def test_a_snapshot_loads_in_the_version_before_window_ends_were_stored():
+    """Rolling back after a checkpoint of this version: the previous version's loader
+    (copied here as it was) reads both kinds of pending entry."""
+
+    def old_load(v):
+        return (v[0] if v[0] is not None else {}, float(v[1]), bool(v[2]), bool(v[3]),
+                list(v[4]), v[5].encode() if len(v) > 5 and v[5] is not None else None,
+                int(v[6]) if len(v) > 6 else 0,
+                (int(v[7]), int(v[8])) if len(v) > 8 else None)
+
+    s = JoinState(wait=10)
+    s.add_decision(stamped("whole", T0), 0)
+    s.add_decision(stamped("ref", T0), 0, ref=(3, 9))
+    snap = orjson.loads(orjson.dumps(s.snapshot()))
+    assert old_load(snap["pending"]["whole"])[0]["EventId"] == "whole"
+    assert old_load(snap["pending"]["ref"])[7] == (3, 9)

@@ -129,23 +129,28 @@ class Pending:
     ends: float = -INF  # the window's end in event time (the decision's Timestamp + wait)
 
     def dump(self) -> list[Any]:
-        """JSON-ready: by reference when it was read from a topic, else whole."""
+        """JSON-ready: by reference when it was read from a topic (ten fields), else whole
+        (eight); the window's end comes last, where a version that did not store it
+        reads nothing (it takes fields 7 and 8 as the reference only when there are more
+        than eight), so a checkpoint of this one also loads there."""
         ends = self.ends if self.ends > -INF else None
         if self.ref is not None:
             return [None, self.deadline, self.deferred, self.activated, self.rewards, None, 0,
                     self.ref[0], self.ref[1], ends]
         return [self.decision, self.deadline, self.deferred, self.activated, self.rewards,
-                None if self.body is None else self.body.decode(), self.c_at, None, None,
-                ends]
+                None if self.body is None else self.body.decode(), self.c_at, ends]
 
     @classmethod
     def load(cls, v: list[Any]) -> Pending:
-        """What :meth:`dump` wrote (a decision stored by reference has an empty one)."""
+        """What :meth:`dump` wrote, or an older version (whole: seven fields; by
+        reference: nine; neither with the window's end). A decision stored by reference
+        has an empty one."""
+        ref = (int(v[7]), int(v[8])) if len(v) > 8 else None
+        ends = v[9] if len(v) > 9 else (v[7] if len(v) == 8 else None)
         return cls(v[0] if v[0] is not None else {}, float(v[1]), bool(v[2]), bool(v[3]),
                    list(v[4]), v[5].encode() if len(v) > 5 and v[5] is not None else None,
-                   int(v[6]) if len(v) > 6 else 0,
-                   (int(v[7]), int(v[8])) if len(v) > 8 and v[7] is not None else None,
-                   float(v[9]) if len(v) > 9 and v[9] is not None else -INF)
+                   int(v[6]) if len(v) > 6 else 0, ref,
+                   float(ends) if ends is not None else -INF)
 
 
 @dataclass(slots=True)
