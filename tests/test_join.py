@@ -315,3 +315,29 @@ def test_a_snapshot_loads_in_the_version_before_window_ends_were_stored():
     snap = orjson.loads(orjson.dumps(s.snapshot()))
     assert old_load(snap["pending"]["whole"])[0]["EventId"] == "whole"
     assert old_load(snap["pending"]["ref"])[7] == (3, 9)
+
+
+def test_a_restart_after_longer_than_the_retention_still_knows_the_ids_it_learned():
+    """A decision learned, the learner restarted an hour later (its clock says every
+    finished id is old), and the server's re-shipped copy of the decision read after the
+    restart: a duplicate, not learned twice, until the decisions are read past the
+    retention in event time; a late reward for it stays late."""
+    s = JoinState(wait=10, retention=60)
+    s.add_decision(stamped("a", T0), 0)
+    (j,) = s.add_reward(rew_at("a", "2026-01-01T00:00:01.000Z"), 1)
+    r = JoinState(wait=10, retention=60)
+    r.restore(orjson.loads(orjson.dumps(s.snapshot())))
+    r.expire(3600, decisions_to=event_time("2026-01-01T00:00:30.000Z"))
+    assert r.add_decision(stamped("a", T0), 3601) == [] and r.counters.duplicates == 1
+    assert r.add_reward(rew_at("a", "2026-01-01T00:00:05.000Z"), 3602) == []
+    assert r.counters.late_rewards == 1 and not r.orphans
+    r.expire(3603, decisions_to=event_time("2026-01-01T00:01:10.000Z"))  # 10 s + 60 s on
+    assert "a" not in r.done
+
+
+def test_finished_ids_of_an_older_snapshot_load():
+    r = JoinState(wait=10)
+    r.restore({"done": {"a": 100.0}})
+    assert r.done == {"a": (100.0, -math.inf)} and r.expire(99) == [] and "a" in r.done
+    r.expire(100)
+    assert not r.done

@@ -214,7 +214,9 @@ class JoinState:
         self.retention = retention if retention is not None else max(2 * wait, 60.0)
         self.pending: dict[str, Pending] = {}
         self.orphans: dict[str, Orphan] = {}
-        self.done: dict[str, float] = {}
+        # finished ids: (when to forget them by the clock, their window's end in event
+        # time); forgotten once both have passed (see expire)
+        self.done: dict[str, tuple[float, float]] = {}
         self.counters = Counters()
         self._ordered = True  # pending decisions' deadlines are in insertion order
         self._latest = 0.0  # the latest deadline given to a pending decision
@@ -303,7 +305,10 @@ class JoinState:
         (``inf``: to its end). A decision's window closes once its time is up by the
         learner's clock *and* the rewards have been read past its end in event time; an
         orphan goes once its time is up and the decisions have been read past its
-        rewards' time (its decision was made before them)."""
+        rewards' time (its decision was made before them); a finished id is remembered
+        (to know a re-shipped duplicate or a late reward) for ``retention`` by the clock
+        and until the decisions have been read ``retention`` past its window's end, so a
+        restart after longer than that still knows the ids it had learned."""
         out: list[Joined] = []
 
         def read_past(p: Pending) -> bool:
@@ -317,7 +322,7 @@ class JoinState:
             p = self.pending.pop(eid)
             if p.deferred and not p.activated:
                 self.counters.not_activated += 1
-                self.done[eid] = now + self.retention
+                self.done[eid] = (now + self.retention, p.ends)
                 continue
             out.append(self._finish(eid, p, now))
         if not self._ordered:
@@ -327,7 +332,8 @@ class JoinState:
                         lambda o: o.at <= decisions_to):
             o = self.orphans.pop(eid)
             self.counters.unmatched_rewards += len(o.rewards)
-        for eid in _due(self.done, lambda t: t <= now):
+        for eid in _due(self.done, lambda d: d[0] <= now,
+                        lambda d: d[1] + self.retention <= decisions_to):
             del self.done[eid]
         if self.long.by_user:
             self.long.prune(self.pending)
@@ -357,7 +363,7 @@ class JoinState:
         reward = per_slot[0]
         self.counters.learned += 1
         self.counters.digest = (self.counters.digest + id_digest(eid)) % (1 << 64)
-        self.done[eid] = now + self.retention
+        self.done[eid] = (now + self.retention, p.ends)
         return Joined(p.decision, reward, p.rewards, per_slot, p.body, p.c_at)
 
     # -- snapshot --------------------------------------------------------------------
@@ -370,7 +376,7 @@ class JoinState:
             "pending": {e: p.dump() for e, p in self.pending.items()},
             "orphans": {e: [o.deadline, o.rewards, o.activated, o.at if o.at > -INF else None]
                         for e, o in self.orphans.items()},
-            "done": self.done,
+            "done": {e: [t, ends if ends > -INF else None] for e, (t, ends) in self.done.items()},
             "counters": self.counters.as_dict(),
             "by_user": self.long.snapshot(),
             "windows": self.windows,
@@ -381,7 +387,7 @@ class JoinState:
         self.orphans = {e: Orphan(float(v[0]), list(v[1]), bool(v[2]),
                                   float(v[3]) if len(v) > 3 and v[3] is not None else -INF)
                         for e, v in snap.get("orphans", {}).items()}
-        self.done = {e: float(t) for e, t in snap.get("done", {}).items()}
+        self.done = {e: _done_entry(v) for e, v in snap.get("done", {}).items()}
         self.long.restore(snap.get("by_user", {}))
         self.counters = Counters(**{k: int(v) for k, v in snap.get("counters", {}).items()})
         self.windows = [(str(t), float(w)) for t, w in snap.get("windows", [])]
@@ -456,6 +462,14 @@ def _resolve_slot_ids(decision: dict[str, Any],
             continue  # a reward for a slot the decision did not have
         out.append(r)
     return out
+
+
+def _done_entry(v: Any) -> tuple[float, float]:
+    """A finished id's snapshot entry: ``[clock, window end]``, or an older version's
+    clock time alone."""
+    if isinstance(v, list):
+        return float(v[0]), float(v[1]) if v[1] is not None else -INF
+    return float(v), -INF
 
 
 def _due(entries: dict[str, Any], by_clock: Callable[[Any], bool],
