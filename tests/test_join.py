@@ -341,3 +341,29 @@ def test_finished_ids_of_an_older_snapshot_load():
     assert r.done == {"a": (100.0, -math.inf)} and r.expire(99) == [] and "a" in r.done
     r.expire(100)
     assert not r.done
+
+
+def test_finished_ids_of_a_snapshot_load_in_the_version_before_their_window_ends():
+    s = JoinState(wait=10)
+    s.add_decision(stamped("a", T0), 0)
+    s.add_reward(rew_at("a", T0), 1)
+    snap = orjson.loads(orjson.dumps(s.snapshot()))
+    assert {e: float(t) for e, t in snap.get("done", {}).items()} == {"a": 61.0}  # as it did
+    r = JoinState(wait=10)
+    r.restore(snap)
+    assert r.done == s.done
+
+
+def test_forgetting_finished_ids_visits_each_once():
+    """Ids past their retention by the clock but not yet by the decisions read wait
+    aside: a later step does not walk them again (the forgetting is a heap by window
+    end), and they go once the decisions are read past it."""
+    s = JoinState(wait=10, retention=60)
+    for i in range(1000):
+        s.add_decision(stamped(f"e{i}", T0), 0)
+        s.add_reward(rew_at(f"e{i}", T0), 0)
+    behind = event_time("2026-01-01T00:00:30.000Z")
+    s.expire(100, decisions_to=behind)
+    assert len(s.done) == 1000 and not s._by_clock and len(s._held) == 1000
+    s.expire(101, decisions_to=event_time("2026-01-01T00:01:10.000Z"))
+    assert not s.done and not s._held

@@ -28,7 +28,9 @@ restarted learner resumes with exactly the joins it had at the checkpoint.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -217,6 +219,8 @@ class JoinState:
         # finished ids: (when to forget them by the clock, their window's end in event
         # time); forgotten once both have passed (see expire)
         self.done: dict[str, tuple[float, float]] = {}
+        self._by_clock: deque[str] = deque()  # done ids in clock-deadline order
+        self._held: list[tuple[float, str]] = []  # past the clock, by window end (a heap)
         self.counters = Counters()
         self._ordered = True  # pending decisions' deadlines are in insertion order
         self._latest = 0.0  # the latest deadline given to a pending decision
@@ -322,7 +326,7 @@ class JoinState:
             p = self.pending.pop(eid)
             if p.deferred and not p.activated:
                 self.counters.not_activated += 1
-                self.done[eid] = (now + self.retention, p.ends)
+                self._remember(eid, now, p.ends)
                 continue
             out.append(self._finish(eid, p, now))
         if not self._ordered:
@@ -332,9 +336,11 @@ class JoinState:
                         lambda o: o.at <= decisions_to):
             o = self.orphans.pop(eid)
             self.counters.unmatched_rewards += len(o.rewards)
-        for eid in _due(self.done, lambda d: d[0] <= now,
-                        lambda d: d[1] + self.retention <= decisions_to):
-            del self.done[eid]
+        while self._by_clock and self.done[self._by_clock[0]][0] <= now:
+            eid = self._by_clock.popleft()
+            heapq.heappush(self._held, (self.done[eid][1], eid))
+        while self._held and self._held[0][0] + self.retention <= decisions_to:
+            del self.done[heapq.heappop(self._held)[1]]
         if self.long.by_user:
             self.long.prune(self.pending)
         return out
@@ -363,8 +369,12 @@ class JoinState:
         reward = per_slot[0]
         self.counters.learned += 1
         self.counters.digest = (self.counters.digest + id_digest(eid)) % (1 << 64)
-        self.done[eid] = (now + self.retention, p.ends)
+        self._remember(eid, now, p.ends)
         return Joined(p.decision, reward, p.rewards, per_slot, p.body, p.c_at)
+
+    def _remember(self, eid: str, now: float, ends: float) -> None:
+        self.done[eid] = (now + self.retention, ends)
+        self._by_clock.append(eid)
 
     # -- snapshot --------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -376,7 +386,8 @@ class JoinState:
             "pending": {e: p.dump() for e, p in self.pending.items()},
             "orphans": {e: [o.deadline, o.rewards, o.activated, o.at if o.at > -INF else None]
                         for e, o in self.orphans.items()},
-            "done": {e: [t, ends if ends > -INF else None] for e, (t, ends) in self.done.items()},
+            "done": {e: t for e, (t, _) in self.done.items()},  # as before: a rollback loads it
+            "done_ends": {e: ends for e, (_, ends) in self.done.items() if ends > -INF},
             "counters": self.counters.as_dict(),
             "by_user": self.long.snapshot(),
             "windows": self.windows,
@@ -387,7 +398,10 @@ class JoinState:
         self.orphans = {e: Orphan(float(v[0]), list(v[1]), bool(v[2]),
                                   float(v[3]) if len(v) > 3 and v[3] is not None else -INF)
                         for e, v in snap.get("orphans", {}).items()}
-        self.done = {e: _done_entry(v) for e, v in snap.get("done", {}).items()}
+        ends = snap.get("done_ends", {})
+        self.done = {e: _done_entry(v, ends.get(e)) for e, v in snap.get("done", {}).items()}
+        self._by_clock = deque(self.done)
+        self._held = []
         self.long.restore(snap.get("by_user", {}))
         self.counters = Counters(**{k: int(v) for k, v in snap.get("counters", {}).items()})
         self.windows = [(str(t), float(w)) for t, w in snap.get("windows", [])]
@@ -464,12 +478,10 @@ def _resolve_slot_ids(decision: dict[str, Any],
     return out
 
 
-def _done_entry(v: Any) -> tuple[float, float]:
-    """A finished id's snapshot entry: ``[clock, window end]``, or an older version's
-    clock time alone."""
-    if isinstance(v, list):
-        return float(v[0]), float(v[1]) if v[1] is not None else -INF
-    return float(v), -INF
+def _done_entry(v: Any, ends: Any = None) -> tuple[float, float]:
+    """A finished id as a snapshot keeps it: its clock time under ``done`` (as every
+    version wrote it, so a rollback loads it) and its window end under ``done_ends``."""
+    return float(v), float(ends) if ends is not None else -INF
 
 
 def _due(entries: dict[str, Any], by_clock: Callable[[Any], bool],
