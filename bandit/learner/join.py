@@ -247,6 +247,11 @@ class JoinState:
                 return wait
         return self.wait
 
+    def _held_for(self, timestamp: str) -> float:
+        """How long a decision made at ``timestamp`` waits: its reward window, or the
+        long window when that is longer."""
+        return max(self._window(timestamp) if self.windows else self.wait, self.long.wait)
+
     # -- events ----------------------------------------------------------------------
     def add_decision(self, d: LoggedDecision, now: float,
                      ref: tuple[int, int] | None = None) -> list[Joined]:
@@ -256,13 +261,12 @@ class JoinState:
             self.counters.duplicates += 1
             return []
         orphan = self.orphans.pop(eid, None)
-        wait = max(self._window(d.timestamp) if self.windows else self.wait, self.long.wait)
+        wait, made = self._held_for(d.timestamp), event_time(d.timestamp)
         p = Pending(d.raw, now + wait, d.deferred, orphan is not None and orphan.activated,
                     orphan.rewards if orphan is not None else [], d.body, d.c_at, ref,
-                    event_time(d.timestamp) + wait)
-        if self.long.wait > 0:
-            t = event_time(d.timestamp)  # event time, like the rewards it is matched with
-            self.long.add(d.raw.get("user"), t if t > -INF else now, eid)
+                    made + wait)
+        if self.long.wait > 0:  # by event time, like the rewards it is matched with
+            self.long.add(d.raw.get("user"), made if made > -INF else now, eid)
         self.pending[eid] = p
         if p.deadline < self._latest:
             self._ordered = False
@@ -423,8 +427,7 @@ class JoinState:
             raise ValueError(f"offset {p.ref} holds {d.event_id!r}, not {eid!r}")
         p.decision, p.body, p.c_at = d.raw, d.body, d.c_at
         if p.ends == -INF:  # from a checkpoint of a version that did not store it
-            wait = max(self._window(d.timestamp) if self.windows else self.wait, self.long.wait)
-            p.ends = event_time(d.timestamp) + wait
+            p.ends = event_time(d.timestamp) + self._held_for(d.timestamp)
 
     def forget(self, eid: str) -> None:
         """Drop a pending decision that cannot be read back (counted as lost)."""
@@ -485,7 +488,7 @@ def _done_entry(v: Any, ends: Any = None) -> tuple[float, float]:
 
 
 def _due(entries: dict[str, Any], by_clock: Callable[[Any], bool],
-         ready: Callable[[Any], bool] | None = None) -> list[str]:
+         ready: Callable[[Any], bool]) -> list[str]:
     """The ids due ``by_clock`` and ``ready`` (the other topic read past them). Deadlines
     are set as now + a fixed delay, so insertion order is deadline order and the scan
     stops at the first one not due by the clock (if the wall clock steps back, entries
@@ -495,7 +498,7 @@ def _due(entries: dict[str, Any], by_clock: Callable[[Any], bool],
     for eid, entry in entries.items():
         if not by_clock(entry):
             break
-        if ready is None or ready(entry):
+        if ready(entry):
             out.append(eid)
     return out
 
