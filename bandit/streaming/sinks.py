@@ -27,6 +27,19 @@ class EventSink(Protocol):
 
     def reward(self, event_id: str, event: dict[str, Any]) -> None: ...
 
+    def hold(self) -> None:
+        """Keep this thread's events until :meth:`commit` (a batch of requests written
+        together); a sink that writes each event at once does nothing."""
+        ...
+
+    def commit(self) -> None:
+        """Record the held events; raises if they could not be (then none of them is)."""
+        ...
+
+    def discard(self) -> None:
+        """Stop holding without recording what was held."""
+        ...
+
     def health(self) -> dict[str, Any]:
         """``{"ready": bool, ...}`` plus sink-specific figures (spool depth, errors)."""
         ...
@@ -44,6 +57,15 @@ class NullSink:
         pass
 
     def reward(self, event_id: str, event: dict[str, Any]) -> None:
+        pass
+
+    def hold(self) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
+
+    def discard(self) -> None:
         pass
 
     def health(self) -> dict[str, Any]:
@@ -89,6 +111,16 @@ class FileSink:
 
     def reward(self, event_id: str, event: dict[str, Any]) -> None:
         self._write("rewards", event)
+
+    # each event is written at once: nothing is held
+    def hold(self) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
 
     def health(self) -> dict[str, Any]:
         return {"ready": True, "kind": "file", "dir": str(self.dir)}

@@ -134,6 +134,78 @@ def test_an_exception_that_escapes_a_handler_leaves_no_request_hanging():
     assert isinstance(interrupted, RuntimeError) and isinstance(b, RuntimeError)
 
 
+class Recorder:
+    """A group that records what happens to a batch's writes, and whether any of its
+    requests was answered before the commit."""
+
+    def __init__(self, futures: list[Any], refuse: bool = False) -> None:
+        self.futures = futures
+        self.refuse = refuse
+        self.log: list[str] = []
+
+    def begin(self) -> None:
+        self.log.append("begin")
+
+    def commit(self) -> None:
+        answered = sum(f.done() for f in self.futures)
+        self.log.append(f"commit after {answered} answered")
+        if self.refuse:
+            raise BadRequest("the sink refused the batch", field="sink")
+
+    def discard(self) -> None:
+        self.log.append("discard")
+
+
+def test_a_batch_s_events_are_committed_before_any_of_its_requests_is_answered():
+    futures: list[Any] = []
+    group = Recorder(futures)
+    _, handler = handler_log()
+
+    async def main() -> list[Any]:
+        runner = BatchRunner(group=group)
+        futures.extend(runner(handler, b) for b in (b"a", b"bad-1", b"b"))
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    a, bad, b = asyncio.run(main())
+    assert group.log == ["begin", "commit after 0 answered"]
+    assert a[1]["echo"] == "a" and b[1]["echo"] == "b" and isinstance(bad, BadRequest)
+
+
+def test_a_refused_commit_fails_every_request_of_its_batch_that_had_succeeded():
+    futures: list[Any] = []
+    group = Recorder(futures, refuse=True)
+    _, handler = handler_log()
+
+    async def main() -> list[Any]:
+        runner = BatchRunner(group=group)
+        futures.extend(runner(handler, b) for b in (b"a", b"bad-1", b"b"))
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    a, bad, b = asyncio.run(main())
+    assert [e.message for e in (a, b)] == ["the sink refused the batch"] * 2
+    assert bad.message == "refused bad-1"  # its own error stays its own
+
+
+def test_a_batch_interrupted_with_a_group_discards_its_writes_and_answers_none():
+    futures: list[Any] = []
+    group = Recorder(futures)
+
+    def handler(body: bytes) -> tuple[int, Any]:
+        if body == b"interrupt":
+            raise Interrupt
+        return 200, {"echo": body.decode()}
+
+    async def main() -> list[Any]:
+        runner = BatchRunner(group=group)
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: None)
+        futures.extend(runner(handler, b) for b in (b"a", b"interrupt", b"b"))
+        return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5)
+
+    got = asyncio.run(main())
+    assert group.log == ["begin", "discard"]
+    assert all(isinstance(r, RuntimeError) for r in got)  # "a" ran, but was not recorded
+
+
 def test_a_run_left_on_a_stopped_loop_does_not_strand_the_next_loop_s_requests():
     runner = BatchRunner()
     calls, handler = handler_log()
