@@ -241,7 +241,9 @@ def test_a_held_batch_is_written_as_its_records_one_by_one_would_be(tmp_path, mo
     held.close()
 
 
-def test_a_discarded_batch_writes_nothing_and_other_threads_are_not_held(tmp_path):
+def test_a_discarded_batch_writes_nothing_and_others_are_not_held(tmp_path):
+    """Another thread's records, and one asked for at once (a reward), are written
+    while a batch is held; the discarded batch's are not."""
     import threading
 
     w = SpoolWriter(tmp_path)
@@ -251,10 +253,12 @@ def test_a_discarded_batch_writes_nothing_and_other_threads_are_not_held(tmp_pat
     other.start()
     other.join()
     assert w.appended == 1  # the other thread's record went to disk at once
+    w.append("r", "now", b"{}", at_once=True)  # and one asked for at once
+    assert w.appended == 2
     w.discard()
     w.append("d", "after", b"{}")  # no longer held
     r = SpoolReader(w.dir, owned=True)
-    assert [x.key for x in r.read(10, w.position())] == ["other", "after"]
+    assert [x.key for x in r.read(10, w.position())] == ["other", "now", "after"]
     w.close()
 
 

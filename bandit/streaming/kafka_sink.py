@@ -129,7 +129,9 @@ class KafkaSink:
         self.writer.append("d", event_id, value, c_at)
 
     def reward(self, event_id: str, event: dict[str, Any]) -> None:
-        self.writer.append("r", event_id, dumps(event))
+        # written at once, also in a held batch: the served model may learn from it
+        # right after (instant learning), so it must be in the spool by then
+        self.writer.append("r", event_id, dumps(event), at_once=True)
 
     def hold(self) -> None:
         self.writer.hold()

@@ -28,8 +28,9 @@ class EventSink(Protocol):
     def reward(self, event_id: str, event: dict[str, Any]) -> None: ...
 
     def hold(self) -> None:
-        """Keep this thread's events until :meth:`commit` (a batch of requests written
-        together); a sink that writes each event at once does nothing."""
+        """Keep this thread's decisions until :meth:`commit` (a batch of requests written
+        together; rewards are written at once, as the served model may learn from them
+        right away); a sink that writes each event at once does nothing."""
         ...
 
     def commit(self) -> None:

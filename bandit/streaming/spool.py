@@ -102,12 +102,13 @@ class SpoolWriter:
     def _open(self, n: int) -> int:
         return os.open(_seg_path(self.dir, n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    def append(self, kind: str, key: str, value: bytes, c_at: int | None = None) -> None:
-        """Write one record (or hold it, on the thread that called :meth:`hold`).
-        Raises OSError if the write failed: the record is not in the spool."""
+    def append(self, kind: str, key: str, value: bytes, c_at: int | None = None, *,
+               at_once: bool = False) -> None:
+        """Write one record (or hold it, on the thread that called :meth:`hold`, unless
+        ``at_once``). Raises OSError if the write failed: the record is not in the spool."""
         entry = (encode_record(kind, key, value, c_at), kind, key, value, c_at)
         with self._mutex:
-            if self._holder == threading.get_ident():
+            if self._holder == threading.get_ident() and not at_once:
                 self._held.append(entry)
             else:
                 self._write([entry])
