@@ -210,58 +210,6 @@ def test_a_live_read_stays_on_a_segment_its_writer_finished_during_the_read(tmp_
     w.close()
 
 
-def test_a_held_batch_is_written_as_its_records_one_by_one_would_be(tmp_path, monkeypatch):
-    """hold/commit (one write for a batch of requests) is the group-commit twin of one
-    write per record: the same bytes in the same order and the same records (a batch
-    goes whole into one segment, so segments may end elsewhere); the writer's memory
-    gives what reading the spool back gives, positions included."""
-    monkeypatch.setattr("bandit.streaming.spool.SEGMENT_BYTES", 300)
-    records = [("d" if i % 3 else "r", f"k{i}", b'{"v":"' + b"x" * (i * 7) + b'"}',
-                i if i % 3 else None) for i in range(40)]
-    one, held = SpoolWriter(tmp_path / "one"), SpoolWriter(tmp_path / "held")
-    for rec in records:
-        one.append(*rec)
-    for start in range(0, 40, 6):
-        held.hold()
-        for rec in records[start:start + 6]:
-            held.append(*rec)
-        assert held.appended == start  # nothing is written until the commit
-        held.commit()
-    assert one.appended == held.appended == 40
-
-    def stream(w: SpoolWriter) -> bytes:
-        return b"".join(p.read_bytes() for p in sorted(w.dir.glob("seg-*.log")))
-
-    assert stream(one) == stream(held) and len(list(held.dir.glob("seg-*.log"))) > 3
-    for w in (one, held):
-        kept = w.take()
-        assert kept == SpoolReader(w.dir, owned=True).read(100, w.position())
-        assert [(r.kind, r.key, r.value, r.c_at) for r in kept] == records
-    one.close()
-    held.close()
-
-
-def test_a_discarded_batch_writes_nothing_and_others_are_not_held(tmp_path):
-    """Another thread's records, and one asked for at once (a reward), are written
-    while a batch is held; the discarded batch's are not."""
-    import threading
-
-    w = SpoolWriter(tmp_path)
-    w.hold()
-    w.append("d", "held", b"{}")
-    other = threading.Thread(target=w.append, args=("d", "other", b"{}"))
-    other.start()
-    other.join()
-    assert w.appended == 1  # the other thread's record went to disk at once
-    w.append("r", "now", b"{}", at_once=True)  # and one asked for at once
-    assert w.appended == 2
-    w.discard()
-    w.append("d", "after", b"{}")  # no longer held
-    r = SpoolReader(w.dir, owned=True)
-    assert [x.key for x in r.read(10, w.position())] == ["other", "now", "after"]
-    w.close()
-
-
 _SHORT_WRITE = r"""
 import resource, signal, sys
 from bandit.streaming.spool import SpoolReader, SpoolWriter
@@ -271,12 +219,9 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, hard))
 w = SpoolWriter(sys.argv[1])
 ok = []
 for i in range(30):
-    w.hold()
-    for j in range(3):
-        w.append("d", f"k{i}-{j}", b'{"v":"' + b"x" * 900 + b'"}')
     try:
-        w.commit()
-        ok += [f"k{i}-{j}" for j in range(3)]
+        w.append("d", f"k{i}", b'{"v":"' + b"x" * 900 + b'"}')
+        ok.append(f"k{i}")
     except OSError as exc:
         print("refused:", exc, file=sys.stderr)
         break
@@ -289,13 +234,41 @@ print(keys == ok + ["after"], seg.endswith(b"\n"), len(ok), w.error)
 
 
 def test_a_short_write_is_cut_off_so_the_next_record_is_whole(tmp_path):
-    """A file size limit (as a full disk) makes a batch's write short: it is refused
-    as a whole and cut off, and the record written next is read back intact."""
+    """A file size limit (as a full disk) cuts a record's write short: it is refused
+    and cut off, and the record written next is read back intact (not glued to the
+    torn one, which the reader would ship as one garbage event)."""
     import subprocess
     import sys
 
     out = subprocess.run([sys.executable, "-c", _SHORT_WRITE, str(tmp_path)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "short write" in out.stderr  # the limit fell inside a batch's write
-    assert out.stdout.split() == ["True", "True", "9", "None"], out.stdout
+    assert "short write" in out.stderr  # the limit fell inside a record
+    assert out.stdout.split() == ["True", "True", "10", "None"], out.stdout
+
+
+def test_a_segment_that_cannot_be_opened_leaves_the_writer_as_it_was(tmp_path, monkeypatch):
+    """Rotating to a new segment that cannot be created (a full disk) refuses the
+    record and changes nothing: the next rotation does not retire the same descriptor
+    twice (sync would close it twice) nor skip a segment number."""
+    import pytest
+
+    monkeypatch.setattr("bandit.streaming.spool.SEGMENT_BYTES", 100)
+    w = SpoolWriter(tmp_path)
+    w.append("d", "a", b'{"v":"' + b"x" * 80 + b'"}')
+    real_open = w._open
+
+    def full(n: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    w._open = full  # type: ignore[method-assign]
+    for _ in range(2):
+        with pytest.raises(OSError):
+            w.append("d", "refused", b"{}")
+    w._open = real_open  # type: ignore[method-assign]
+    w.append("d", "b", b"{}")
+    assert w.segment == 2 and len(w._retired) == 1
+    w.sync()  # fsyncs and closes the first segment's descriptor once
+    r = SpoolReader(w.dir, owned=True)
+    assert [x.key for x in r.read(10, w.position())] == ["a", "b"]
+    w.close()

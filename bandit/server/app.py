@@ -269,7 +269,7 @@ def create_app(settings: Settings, policy: Policy, sink: EventSink,
     hot.update(personalizer.hot_routes(svc))
     fast = Middleware(FastRoutes, routes=hot, limit=settings.max_body_bytes,
                       on_error=count_error, on_crash=crashed,
-                      run=BatchRunner(metrics.batch_ran, svc.events) if settings.batch_handlers
+                      run=BatchRunner(metrics.batch_ran) if settings.batch_handlers
                       else run_inline)
     app = _App(routes=routes, lifespan=_lifespan(svc), outer=[guard, fast])
     app.state.service = svc

@@ -5,8 +5,7 @@ loop. Served one by one, each handler runs between the HTTP work of other reques
 which evicts its data and code from the CPU caches: a decision costs 2–3× what it
 costs in a tight loop. :class:`BatchRunner` collects the (handler, body) pairs
 submitted during one iteration and runs them in one loop callback, one after the
-other, records their events together (a :class:`Group`: one spool ``write`` for the
-batch), then wakes each request's task with its result (or its exception) to send the
+other, then wakes each request's task with its result (or its exception) to send the
 reply. Each handler runs as it would inline (same arguments, same order of arrival,
 nothing shared between them) but outside its request's task (nothing on the hot path
 uses the task or its context variables); only when it runs changes. A request
@@ -22,21 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 Handler = Callable[[bytes], tuple[int, Any]]
-
-
-class Group(Protocol):
-    """What a batch's handlers write, recorded together (the event sink's group commit:
-    one spool ``write`` per batch rather than per request). ``commit`` runs after the
-    batch's handlers and before any of its requests is answered; if it raises, every
-    request of the batch that succeeded is answered with that error instead (its event
-    was not recorded, so it was not accepted)."""
-
-    def begin(self) -> None: ...
-    def commit(self) -> None: ...
-    def discard(self) -> None: ...
 
 MAX_BATCH = 16  # a larger batch is run in several callbacks (bounds a reply's wait)
 
@@ -51,12 +38,10 @@ class BatchRunner:
     other requests of this loop iteration (at most :data:`MAX_BATCH` per callback; the
     next ones in a later callback, after this batch's requests have been woken)."""
 
-    def __init__(self, on_batch: Callable[[int], None] | None = None,
-                 group: Group | None = None) -> None:
+    def __init__(self, on_batch: Callable[[int], None] | None = None) -> None:
         self._pending: list[tuple[Handler, bytes, asyncio.Future[tuple[int, Any]]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # where a run is scheduled
         self.on_batch = on_batch  # told each callback's number of handlers run
-        self.group = group
 
     def __call__(self, handler: Handler, body: bytes) -> asyncio.Future[tuple[int, Any]]:
         loop = asyncio.get_running_loop()
@@ -71,37 +56,21 @@ class BatchRunner:
 
     def _run(self) -> None:
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        outcomes: list[tuple[asyncio.Future[tuple[int, Any]], Any, Exception | None]] = []
-        group = self.group
-        held = False  # the group holds what the handlers write, not yet committed
+        ran = 0
         try:
-            if group is not None:
-                group.begin()
-                held = True
             for handler, body, future in batch:
                 if future.done():  # cancelled while waiting: not decided
                     continue
+                ran += 1
                 try:
-                    outcomes.append((future, handler(body), None))
+                    result = handler(body)
                 except Exception as exc:  # the request's own error, raised in its task
-                    outcomes.append((future, None, exc if not isinstance(exc, StopIteration)
-                                     else RuntimeError(repr(exc))))
-            if group is not None:
-                held = False
-                try:
-                    group.commit()
-                except Exception as exc:  # nothing of the batch was recorded
-                    outcomes = [(f, None, exc if e is None else e) for f, _, e in outcomes]
-        finally:
-            if held and group is not None:  # (a BaseException out of a handler)
-                group.discard()
-                outcomes = []  # what ran was not recorded: it fails with the rest
-            for future, result, error in outcomes:
-                if error is not None:
-                    future.set_exception(error)
+                    future.set_exception(exc if not isinstance(exc, StopIteration)
+                                         else RuntimeError(repr(exc)))
                 else:
                     future.set_result(result)
-            for _, _, future in batch:  # what a BaseException left undone fails
+        finally:  # (a BaseException out of a handler: what it left undone fails)
+            for _, _, future in batch:
                 if not future.done():
                     future.set_exception(RuntimeError("the handler batch was interrupted"))
             if self._pending:
@@ -110,4 +79,4 @@ class BatchRunner:
                 self._loop = None
         if self.on_batch is not None:
             with contextlib.suppress(Exception):  # (counting must not fail requests)
-                self.on_batch(len(outcomes))
+                self.on_batch(ran)

@@ -1,7 +1,5 @@
 """Hands the service's events to the event sink; a refusal is a 503 the client can
-retry (the event was not recorded, so neither is the decision or reward). It is also
-the batch runner's :class:`~bandit.server.batching.Group`: the events of a batch of
-requests are held and recorded together before any of them is answered."""
+retry (the event was not recorded, so neither is the decision or reward)."""
 
 from __future__ import annotations
 
@@ -40,22 +38,6 @@ class Emitter:
             log.exception("event sink refused the decision")
             self.metrics.sink_errors.inc()
             raise SinkUnavailable("decision") from None
-
-    # -- a batch of requests (bandit.server.batching): their events in one write -------
-    def begin(self) -> None:
-        self.sink.hold()
-
-    def commit(self) -> None:
-        """Record the batch's events; a refusal is the batch's 503 (none was recorded)."""
-        try:
-            self.sink.commit()
-        except Exception:
-            log.exception("event sink refused a batch of events")
-            self.metrics.sink_errors.inc()
-            raise SinkUnavailable("request's event") from None
-
-    def discard(self) -> None:
-        self.sink.discard()
 
     def reward(self, what: str, key: str, event: dict[str, Any]) -> None:
         """A reward or activation, to the sink's reward stream."""

@@ -1,8 +1,7 @@
 """The Kafka event sink: write-ahead spool on the request path, shipping off it.
 
-``decision``/``reward`` append one line to this process's spool (one ``write``, or
-one for a held batch of requests: ``hold``/``commit``; nothing on the request path
-waits for the network). A :class:`~bandit.streaming.
+``decision``/``reward`` append one line to this process's spool (one ``write``;
+nothing on the request path waits for the network). A :class:`~bandit.streaming.
 shipper.Shipper` ships the spool to Kafka in batches, advancing the spool cursor only
 after the broker acknowledged a batch, fsyncs the spool in batches, and adopts spools
 left behind by processes that died. It runs in a child process (default,
@@ -129,18 +128,7 @@ class KafkaSink:
         self.writer.append("d", event_id, value, c_at)
 
     def reward(self, event_id: str, event: dict[str, Any]) -> None:
-        # written at once, also in a held batch: the served model may learn from it
-        # right after (instant learning), so it must be in the spool by then
-        self.writer.append("r", event_id, dumps(event), at_once=True)
-
-    def hold(self) -> None:
-        self.writer.hold()
-
-    def commit(self) -> None:
-        self.writer.commit()
-
-    def discard(self) -> None:
-        self.writer.discard()
+        self.writer.append("r", event_id, dumps(event))
 
     def health(self) -> dict[str, Any]:
         c = self.shipping.counts()

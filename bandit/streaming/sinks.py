@@ -27,20 +27,6 @@ class EventSink(Protocol):
 
     def reward(self, event_id: str, event: dict[str, Any]) -> None: ...
 
-    def hold(self) -> None:
-        """Keep this thread's decisions until :meth:`commit` (a batch of requests written
-        together; rewards are written at once, as the served model may learn from them
-        right away); a sink that writes each event at once does nothing."""
-        ...
-
-    def commit(self) -> None:
-        """Record the held events; raises if they could not be (then none of them is)."""
-        ...
-
-    def discard(self) -> None:
-        """Stop holding without recording what was held."""
-        ...
-
     def health(self) -> dict[str, Any]:
         """``{"ready": bool, ...}`` plus sink-specific figures (spool depth, errors)."""
         ...
@@ -58,15 +44,6 @@ class NullSink:
         pass
 
     def reward(self, event_id: str, event: dict[str, Any]) -> None:
-        pass
-
-    def hold(self) -> None:
-        pass
-
-    def commit(self) -> None:
-        pass
-
-    def discard(self) -> None:
         pass
 
     def health(self) -> dict[str, Any]:
@@ -112,16 +89,6 @@ class FileSink:
 
     def reward(self, event_id: str, event: dict[str, Any]) -> None:
         self._write("rewards", event)
-
-    # each event is written at once: nothing is held
-    def hold(self) -> None:
-        pass
-
-    def commit(self) -> None:
-        pass
-
-    def discard(self) -> None:
-        pass
 
     def health(self) -> dict[str, Any]:
         return {"ready": True, "kind": "file", "dir": str(self.dir)}

@@ -6,10 +6,9 @@ one line: ``{"t": kind, "k": key, "c"?: offset}<TAB><value JSON>`` — orjson ou
 never holds a raw tab or newline, so the first tab splits header from value; ``c`` is
 a decision's ``c_at`` offset (see :mod:`bandit.core.events`), shipped as a Kafka header.
 
-* The request path appends one line with a single ``write`` (O_APPEND), or, for a
-  batch of requests handled together, holds its lines and writes them in one ``write``
-  (:meth:`SpoolWriter.hold` / :meth:`~SpoolWriter.commit`: a group commit, before any of
-  them is answered); a write that fails leaves none of its lines in the spool. A
+* The request path appends one line with a single ``write`` (O_APPEND); a write cut
+  short (a full disk) is cut off again, so no torn line is left for the next record to
+  be glued to (a reader never takes an unterminated line, so it sees nothing of it); a
   background thread fsyncs in batches.
 * A :class:`SpoolReader` reads records from the cursor on; once they are shipped
   the cursor advances and finished segments are deleted. The writer also keeps the
@@ -48,10 +47,6 @@ class Record(NamedTuple):  # a tuple: built on the request path, so cheap to bui
     value: bytes
     end: tuple[int, int]  # (segment number, byte offset just after this record)
     c_at: int | None = None
-
-
-# a record waiting in a held batch: its line, then what Record keeps of it
-_Held = tuple[bytes, str, str, bytes, "int | None"]
 
 
 def segments(directory: Path) -> list[int]:
@@ -95,81 +90,46 @@ class SpoolWriter:
         # the disk reader catches up (resume_tail)
         self._tail: list[Record] | None = [] if keep_tail else None
         self._keep_tail = keep_tail
-        self._holder: int | None = None  # the thread whose appends are held (hold())
-        self._held: list[_Held] = []
-        self._torn = False  # a short write's bytes could not be cut off (see _write)
+        # a short write's bytes could not be cut off: the next write cuts them first (a
+        # torn line left in place would be glued to the next record, which the reader
+        # would then ship as one garbage event)
+        self._torn = False
 
     def _open(self, n: int) -> int:
         return os.open(_seg_path(self.dir, n), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    def append(self, kind: str, key: str, value: bytes, c_at: int | None = None, *,
-               at_once: bool = False) -> None:
-        """Write one record (or hold it, on the thread that called :meth:`hold`, unless
-        ``at_once``). Raises OSError if the write failed: the record is not in the spool."""
-        entry = (encode_record(kind, key, value, c_at), kind, key, value, c_at)
+    def append(self, kind: str, key: str, value: bytes, c_at: int | None = None) -> None:
+        line = encode_record(kind, key, value, c_at)
         with self._mutex:
-            if self._holder == threading.get_ident() and not at_once:
-                self._held.append(entry)
-            else:
-                self._write([entry])
-
-    def hold(self) -> None:
-        """Hold this thread's appends until :meth:`commit` or :meth:`discard` (a batch of
-        requests whose records go to disk in one ``write``)."""
-        with self._mutex:
-            self._holder = threading.get_ident()
-            self._held = []
-
-    def commit(self) -> None:
-        """Write the held records in one ``write`` and stop holding. Raises OSError if
-        the write failed: none of them is in the spool."""
-        with self._mutex:
-            held, self._held, self._holder = self._held, [], None
-            if held:
-                self._write(held)
-
-    def discard(self) -> None:
-        """Stop holding; the held records are not written."""
-        with self._mutex:
-            self._held, self._holder = [], None
-
-    def _write(self, entries: list[_Held]) -> None:
-        """The records' lines in one ``write`` (the mutex held). A short write (a full
-        disk, a file size limit) is cut off again, so the segment never holds a torn
-        line that the next record would be glued to; if even that fails, the next write
-        tries again first."""
-        data = entries[0][0] if len(entries) == 1 else b"".join(e[0] for e in entries)
-        try:
-            if self._torn:
-                os.ftruncate(self._fd, self._size)
-                self._torn = False
-            if self._size + len(data) > SEGMENT_BYTES and self._size:
-                self._retired.append(self._fd)
-                self.segment += 1
-                self._fd = self._open(self.segment)
-                self._size = 0
-            written = os.write(self._fd, data)
-            if written != len(data):
-                self._torn = True
-                os.ftruncate(self._fd, self._size)
-                self._torn = False
-                raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)")
-        except OSError as exc:
-            self.error = f"spool write failed: {exc.strerror or exc}"
-            raise
-        self.error = None
-        self._dirty = True
-        self.appended += len(entries)
-        size = self._size
-        tail = self._tail
-        for line, kind, key, value, c_at in entries:
-            size += len(line)
+            try:
+                if self._torn:
+                    os.ftruncate(self._fd, self._size)
+                    self._torn = False
+                if self._size + len(line) > SEGMENT_BYTES and self._size:
+                    fd = self._open(self.segment + 1)  # (first: a failure changes nothing)
+                    self._retired.append(self._fd)
+                    self.segment += 1
+                    self._fd = fd
+                    self._size = 0
+                written = os.write(self._fd, line)
+                if written != len(line):  # a full disk, a file size limit
+                    self._torn = True
+                    os.ftruncate(self._fd, self._size)
+                    self._torn = False
+                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)")
+            except OSError as exc:
+                self.error = f"spool write failed: {exc.strerror or exc}"
+                raise
+            self.error = None
+            self._size += len(line)
+            self._dirty = True
+            self.appended += 1
+            tail = self._tail
             if tail is not None:
                 if len(tail) < TAIL_LIMIT:
-                    tail.append(Record(kind, key, value, (self.segment, size), c_at))
+                    tail.append(Record(kind, key, value, (self.segment, self._size), c_at))
                 else:
-                    self._tail = tail = None  # the reader goes to disk until caught up
-        self._size = size
+                    self._tail = None  # the reader goes to disk until it has caught up
 
     def take(self) -> list[Record] | None:
         """The records appended since the last call, in order (the fast twin of

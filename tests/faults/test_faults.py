@@ -116,9 +116,8 @@ def test_broker_restart_mid_stream_loses_nothing_sent_after_it_went_down(
 
 def test_a_full_spool_disk_is_a_clear_503_not_a_crash(tmp_path):
     """The server may write at most 64 KiB per file (RLIMIT_FSIZE); the spool fills up
-    while eight clients send at once (so requests are handled, and their events
-    written, in batches). Every decision answered 200 is in the spool, whole, and none
-    answered 503 is."""
+    while eight clients send at once (requests handled in batches). Every decision
+    answered 200 is in the spool, whole, and none answered 503 is."""
     port = free_port()
     env = {**os.environ, "BANDIT_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",  # no broker
            "BANDIT_EVENT_SINK": "kafka", "BANDIT_SPOOL_DIR": str(tmp_path / "spool"),
