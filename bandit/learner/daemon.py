@@ -226,6 +226,7 @@ class Learner:
                 **self.state.counters.as_dict(), **self.state.sizes,
                 "dead_letters": self.intake.dead_letters,
                 "offset_gaps": self.intake.offset_gaps,
+                "gaps_skipped": self.intake.gaps_skipped,
                 "learn_errors": self.handler.errors + self.model.errors,
                 "output_errors": self.outputs.errors + self.model.refused,
                 "guard_blocked": self.guard.blocked if self.guard else 0,

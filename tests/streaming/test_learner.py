@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
 import httpx
 import numpy as np
@@ -117,29 +118,104 @@ def test_join_learn_and_emit_vw_readable_dsjson(broker, prefix, tmp_path):
     assert man is not None and man.events_learned == expect
 
 
-def test_a_fetch_that_skips_offsets_is_logged_and_counted(caplog):
+class _Message:
+    """A fetched message as the consumer gives it (partition 3 of topic ``t``)."""
+
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def offset(self) -> int:
+        return self._offset
+
+    def partition(self) -> int:
+        return 3
+
+    def topic(self) -> str:
+        return "t"
+
+    def error(self) -> None:
+        return None
+
+
+def _gap_intake(monkeypatch) -> tuple[Any, list[int], list[Any]]:
+    """An Intake whose consumer records seeks and whose join records the offsets it
+    is handed (only the reading side is under test)."""
     from bandit.learner.intake import Intake
 
-    class Message:
-        def __init__(self, offset: int) -> None:
-            self._offset = offset
+    handled: list[int] = []
+    seeks: list[Any] = []
 
-        def offset(self) -> int:
-            return self._offset
+    class Consumer:
+        def seek(self, tp: Any) -> None:
+            seeks.append((tp.topic, tp.partition, tp.offset))
 
-        def partition(self) -> int:
-            return 3
+    intake = Intake.__new__(Intake)
+    intake.offsets, intake.offset_gaps, intake.gaps_skipped, intake._gaps = {"t:3": 10}, 0, 0, {}
+    intake.progress, intake.consumer = {}, Consumer()
+    monkeypatch.setattr(intake, "_handle", lambda topic, m, now: handled.append(m.offset())
+                        or [])
+    return intake, handled, seeks
 
-    intake = Intake.__new__(Intake)  # (only its offsets and the check)
-    intake.offsets, intake.offset_gaps = {"t:3": 10}, 0
-    intake._check_gap("t", Message(10), None)  # where the last fetch ended
-    intake._check_gap("t", Message(11), Message(10))
-    assert intake.offset_gaps == 0
-    intake._check_gap("t", Message(13), Message(11))  # 12 never came
-    intake._check_gap("t", Message(20), None)  # past where the last fetch ended (10)
-    assert intake.offset_gaps == 2
-    assert "t[3]: offsets 12-12 were not returned" in caplog.text
-    assert "t[3]: offsets 10-19 were not returned" in caplog.text
+
+def test_a_fetch_that_skips_offsets_is_read_again_from_the_gap(monkeypatch, caplog):
+    """Offsets 12-13 missing from a fetch: what came before is handled, the consumer is
+    sent back to 12 and the rest of the partition's messages wait for that read; read
+    again, every offset is handled once, in order."""
+    intake, handled, seeks = _gap_intake(monkeypatch)
+    intake.handle([_Message(o) for o in (10, 11, 14, 15)], 0.0, lambda: None)
+    assert handled == [10, 11] and seeks == [("t", 3, 12)]
+    assert intake.offsets["t:3"] == 12 and intake.offset_gaps == 1
+    assert "t[3]: offsets 12-13 were not returned by the fetch; reading again" in caplog.text
+    intake.handle([_Message(o) for o in (12, 13, 14, 15)], 0.0, lambda: None)
+    assert handled == [10, 11, 12, 13, 14, 15] and intake.offsets["t:3"] == 16
+    assert intake.offset_gaps == 1 and intake.gaps_skipped == 0
+    # a gap at the start of a fetch (past where the last one ended) is read again too
+    intake.handle([_Message(20)], 0.0, lambda: None)
+    assert seeks[-1] == ("t", 3, 16) and handled[-1] == 15
+
+
+def test_a_gap_still_there_after_gap_seconds_is_taken_and_counted(monkeypatch, caplog):
+    import bandit.learner.intake as intake_module
+
+    intake, handled, seeks = _gap_intake(monkeypatch)
+    intake.handle([_Message(13)], 0.0, lambda: None)  # 10-12 missing: read again
+    assert handled == [] and len(seeks) == 1
+    monkeypatch.setattr(intake_module, "GAP_SECONDS", 0.0)
+    intake.handle([_Message(13)], 0.0, lambda: None)  # still missing: taken as it is
+    assert handled == [13] and len(seeks) == 1 and intake.offsets["t:3"] == 14
+    assert intake.offset_gaps == 2 and intake.gaps_skipped == 1
+    assert "offsets 10-12 still not returned" in caplog.text
+
+
+def test_a_fetch_missing_records_is_read_again_from_a_real_broker(broker, prefix, tmp_path):
+    """A fetch that did not return offsets 3-5 of a partition (as the embedded broker
+    did once in a 10-minute soak under two producers): the learner goes back to 3 on the
+    real consumer and reads each of the 10 decisions once."""
+    s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=300.0,
+                 model_dir=str(tmp_path / "models"), partitions=1)
+    learner = Learner(s)
+    learner.connect()
+    try:
+        ids = [f"g{i}" for i in range(10)]
+        produce(broker.bootstrap, prefix + "decisions", [(e, dumps(decision(e, 0))) for e in ids])
+        fetch = learner.intake.fetch
+        dropped: list[int] = []
+
+        def fetch_with_a_gap(timeout_ms: int) -> list[Any]:
+            messages = fetch(timeout_ms)
+            if not dropped and any(m.offset() == 5 for m in messages):
+                dropped.extend(m.offset() for m in messages if 3 <= m.offset() <= 5)
+                messages = [m for m in messages if not 3 <= m.offset() <= 5]
+            return messages
+
+        learner.intake.fetch = fetch_with_a_gap  # type: ignore[method-assign]
+        run_learner(learner, lambda: learner.state.sizes["pending"] == 10)
+        assert dropped == [3, 4, 5] and learner.intake.offset_gaps == 1
+        assert learner.state.counters.duplicates == 0 and learner.intake.gaps_skipped == 0
+        assert sorted(learner.state.pending) == sorted(ids)
+        assert learner.intake.offsets[prefix + "decisions:0"] == 10
+    finally:
+        learner.close()
 
 
 def test_how_far_a_topic_was_read_in_event_time():
