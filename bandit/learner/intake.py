@@ -36,8 +36,9 @@ log = logging.getLogger("bandit.learner")
 POLL_RECORDS = 5000
 # a fetch that skipped offsets of a partition is read again from the first one missing,
 # for this long (the service's topics run on without gaps: the records are there); past
-# it the gap is taken as it is, logged and counted
-GAP_SECONDS = 30.0
+# it the gap is taken as it is, logged and counted. Shorter than STALL_SECONDS: the
+# partition's messages after the gap wait meanwhile, and the join's windows with them.
+GAP_SECONDS = 3.0
 # a partition behind its high-water mark that yields nothing for this long is not waited
 # for by the join's windows (a fetch that cannot reach it must not hold them for good)
 STALL_SECONDS = 10.0
@@ -139,44 +140,66 @@ class Intake:
         for (topic, part), m in last.items():
             self.offsets[f"{topic}:{part}"] = m.offset() + 1
             self.progress[f"{topic}:{part}"] = read_at
+        if self._gaps:  # gaps read past are over
+            self._gaps = {g: t for g, t in self._gaps.items()
+                          if self.offsets.get(f"{g[0]}:{g[1]}", 0) <= g[2]}
         return joined, bool(last)
 
     def _rewind_at_gap(self, topic: str, m: Any, before: Any) -> bool:
         """Whether ``m`` lies past offsets of its partition that the fetch did not
         return; if so, the consumer is sent back to the first one missing (True), for
-        ``GAP_SECONDS`` after the gap was first seen: the service's topics are neither
-        compacted nor transactional, so their offsets run on without gaps, and a gap
-        means records a fetch did not return (seen once in a 10-minute soak on the
-        embedded broker: five decisions of one partition, which were in the topic and
-        read from it afterwards, never reached the learner). A gap still there after
-        that is taken as it is (False), logged and counted in ``gaps_skipped``."""
+        ``GAP_SECONDS`` after the gap was first seen. The service's topics are neither
+        compacted nor transactional (an external cluster must keep them so: a commit
+        marker or a compacted record is a gap too), so their offsets run on without
+        gaps, and a gap means records a fetch did not return (seen once in a 10-minute
+        soak on the embedded broker: five decisions of one partition, which were in the
+        topic and read from it afterwards, never reached the learner). Taken as it is
+        (False), logged and counted in ``gaps_skipped``: a gap still there after that,
+        and at once one below the partition's first offset (deleted by retention)."""
         expected = before.offset() + 1 if before is not None else \
             self.offsets.get(f"{topic}:{m.partition()}")
         offset = m.offset()
         if expected is None or offset is None or offset <= expected:
             return False
-        self.offset_gaps += 1
         part = m.partition()
         gap = (topic, part, expected)
         now = time.monotonic()
-        if gap not in self._gaps:  # (the ones read again since are forgotten here)
-            self._gaps = {g: t for g, t in self._gaps.items() if now - t < GAP_SECONDS}
-        first = self._gaps.setdefault(gap, now)
-        if now - first < GAP_SECONDS:
+        first = self._gaps.get(gap)
+        if first is None:  # a new gap: counted and logged once
+            self.offset_gaps += 1
+            if expected < self._log_start(topic, part):
+                self.gaps_skipped += 1
+                log.error("%s[%s]: offsets %d-%d are no longer in the topic (retention): "
+                          "skipped (%d so far)", topic, part, expected, offset - 1,
+                          self.gaps_skipped)
+                return False
             log.warning("%s[%s]: offsets %d-%d were not returned by the fetch; reading "
                         "again from %d (%d gaps so far)", topic, part, expected, offset - 1,
                         expected, self.offset_gaps)
+            first = self._gaps[gap] = now
+        if now - first < GAP_SECONDS:
             try:
                 self.consumer.seek(kafka_client.TopicPartition(topic, part, expected))
-                return True
-            except Exception as exc:  # cannot read again: take the gap (below)
-                log.error("%s[%s]: could not go back to offset %d: %s", topic, part,
-                          expected, exc)
-        self._gaps.pop(gap, None)
+            except Exception as exc:  # the position stays at the gap: tried again next
+                log.warning("%s[%s]: could not go back to offset %d: %s", topic, part,
+                            expected, exc)
+            return True
+        del self._gaps[gap]
         self.gaps_skipped += 1
         log.error("%s[%s]: offsets %d-%d still not returned after %.0f s: skipped (%d so "
                   "far)", topic, part, expected, offset - 1, GAP_SECONDS, self.gaps_skipped)
         return False
+
+    def _log_start(self, topic: str, part: int) -> int:
+        """The partition's first offset as the last fetch response gave it (-1 if
+        unknown)."""
+        try:
+            low, _ = self.consumer.get_watermark_offsets(
+                kafka_client.TopicPartition(topic, part), cached=True)
+            return int(low)
+        except Exception as exc:  # unknown: the gap is read again
+            log.debug("no low watermark for %s[%s]: %s", topic, part, exc)
+            return -1
 
     def _handle(self, topic: str, m: Any, now: float) -> list[Joined]:
         try:

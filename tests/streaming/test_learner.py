@@ -137,9 +137,11 @@ class _Message:
         return None
 
 
-def _gap_intake(monkeypatch) -> tuple[Any, list[int], list[Any]]:
-    """An Intake whose consumer records seeks and whose join records the offsets it
-    is handed (only the reading side is under test)."""
+def _gap_intake(monkeypatch, log_start: int = 0, seek_fails: bool = False
+                ) -> tuple[Any, list[int], list[Any]]:
+    """An Intake whose consumer records seeks (or refuses them) and gives ``log_start``
+    as the partition's first offset, and whose join records the offsets it is handed
+    (only the reading side is under test)."""
     from bandit.learner.intake import Intake
 
     handled: list[int] = []
@@ -147,7 +149,13 @@ def _gap_intake(monkeypatch) -> tuple[Any, list[int], list[Any]]:
 
     class Consumer:
         def seek(self, tp: Any) -> None:
+            if seek_fails:
+                raise RuntimeError("Local: Erroneous state")
             seeks.append((tp.topic, tp.partition, tp.offset))
+
+        def get_watermark_offsets(self, tp: Any, cached: bool = False) -> tuple[int, int]:
+            assert cached  # no broker round trip in the learner's step
+            return log_start, 100
 
     intake = Intake.__new__(Intake)
     intake.offsets, intake.offset_gaps, intake.gaps_skipped, intake._gaps = {"t:3": 10}, 0, 0, {}
@@ -157,34 +165,65 @@ def _gap_intake(monkeypatch) -> tuple[Any, list[int], list[Any]]:
     return intake, handled, seeks
 
 
+def handle(intake: Any, *offsets: int) -> None:
+    intake.handle([_Message(o) for o in offsets], 0.0, lambda: None)
+
+
 def test_a_fetch_that_skips_offsets_is_read_again_from_the_gap(monkeypatch, caplog):
     """Offsets 12-13 missing from a fetch: what came before is handled, the consumer is
     sent back to 12 and the rest of the partition's messages wait for that read; read
-    again, every offset is handled once, in order."""
+    again, every offset is handled once, in order. A gap is counted and logged once,
+    however many fetches it takes."""
     intake, handled, seeks = _gap_intake(monkeypatch)
-    intake.handle([_Message(o) for o in (10, 11, 14, 15)], 0.0, lambda: None)
+    handle(intake, 10, 11, 14, 15)
     assert handled == [10, 11] and seeks == [("t", 3, 12)]
     assert intake.offsets["t:3"] == 12 and intake.offset_gaps == 1
     assert "t[3]: offsets 12-13 were not returned by the fetch; reading again" in caplog.text
-    intake.handle([_Message(o) for o in (12, 13, 14, 15)], 0.0, lambda: None)
+    handle(intake, 14, 15)  # the same gap in the next fetch: read again, not counted again
+    assert handled == [10, 11] and len(seeks) == 2 and intake.offset_gaps == 1
+    assert caplog.text.count("were not returned") == 1
+    handle(intake, 12, 13, 14, 15)
     assert handled == [10, 11, 12, 13, 14, 15] and intake.offsets["t:3"] == 16
-    assert intake.offset_gaps == 1 and intake.gaps_skipped == 0
+    assert intake.offset_gaps == 1 and intake.gaps_skipped == 0 and intake._gaps == {}
     # a gap at the start of a fetch (past where the last one ended) is read again too
-    intake.handle([_Message(20)], 0.0, lambda: None)
-    assert seeks[-1] == ("t", 3, 16) and handled[-1] == 15
+    handle(intake, 20)
+    assert seeks[-1] == ("t", 3, 16) and handled[-1] == 15 and intake.offset_gaps == 2
 
 
 def test_a_gap_still_there_after_gap_seconds_is_taken_and_counted(monkeypatch, caplog):
     import bandit.learner.intake as intake_module
 
     intake, handled, seeks = _gap_intake(monkeypatch)
-    intake.handle([_Message(13)], 0.0, lambda: None)  # 10-12 missing: read again
+    handle(intake, 13)  # 10-12 missing: read again
     assert handled == [] and len(seeks) == 1
     monkeypatch.setattr(intake_module, "GAP_SECONDS", 0.0)
-    intake.handle([_Message(13)], 0.0, lambda: None)  # still missing: taken as it is
+    handle(intake, 13)  # still missing: taken as it is
     assert handled == [13] and len(seeks) == 1 and intake.offsets["t:3"] == 14
-    assert intake.offset_gaps == 2 and intake.gaps_skipped == 1
+    assert intake.offset_gaps == 1 and intake.gaps_skipped == 1
     assert "offsets 10-12 still not returned" in caplog.text
+
+
+def test_a_gap_below_the_partition_s_first_offset_is_taken_at_once(monkeypatch, caplog):
+    """Offsets deleted by retention are not there to read again."""
+    intake, handled, seeks = _gap_intake(monkeypatch, log_start=12)
+    handle(intake, 12, 13)
+    assert handled == [12, 13] and seeks == [] and intake.gaps_skipped == 1
+    assert "offsets 10-11 are no longer in the topic (retention)" in caplog.text
+
+
+def test_a_seek_that_fails_leaves_the_position_at_the_gap(monkeypatch):
+    """Nothing past the gap is handled; the next fetch finds the gap again."""
+    intake, handled, _ = _gap_intake(monkeypatch, seek_fails=True)
+    handle(intake, 10, 13)
+    assert handled == [10] and intake.offsets["t:3"] == 11 and intake.gaps_skipped == 0
+
+
+def test_a_partition_read_again_does_not_wait_long_enough_to_count_as_stalled():
+    """While a gap is read again the partition's later messages wait, and the join's
+    windows wait for the partition; past STALL_SECONDS they would stop waiting."""
+    from bandit.learner.intake import GAP_SECONDS, STALL_SECONDS
+
+    assert GAP_SECONDS < STALL_SECONDS
 
 
 def test_a_fetch_missing_records_is_read_again_from_a_real_broker(broker, prefix, tmp_path):
@@ -203,14 +242,14 @@ def test_a_fetch_missing_records_is_read_again_from_a_real_broker(broker, prefix
 
         def fetch_with_a_gap(timeout_ms: int) -> list[Any]:
             messages = fetch(timeout_ms)
-            if not dropped and any(m.offset() == 5 for m in messages):
+            if not dropped and any(m.offset() == 3 for m in messages):
                 dropped.extend(m.offset() for m in messages if 3 <= m.offset() <= 5)
                 messages = [m for m in messages if not 3 <= m.offset() <= 5]
             return messages
 
         learner.intake.fetch = fetch_with_a_gap  # type: ignore[method-assign]
         run_learner(learner, lambda: learner.state.sizes["pending"] == 10)
-        assert dropped == [3, 4, 5] and learner.intake.offset_gaps == 1
+        assert dropped and learner.intake.offset_gaps == 1
         assert learner.state.counters.duplicates == 0 and learner.intake.gaps_skipped == 0
         assert sorted(learner.state.pending) == sorted(ids)
         assert learner.intake.offsets[prefix + "decisions:0"] == 10
