@@ -71,7 +71,7 @@ class Intake:
         self.logs = logs
         self.offsets: dict[str, int] = {}
         self.dead_letters = 0
-        self.offset_gaps = 0  # fetches that skipped offsets of a partition (see handle)
+        self.offset_gaps = 0  # gaps in a partition's offsets, each counted once (see handle)
         self.gaps_skipped = 0  # gaps still there after GAP_SECONDS of reading again
         self._gaps: dict[tuple[str, int, int], float] = {}  # gap → when first seen
         self.consumer: Any = None
