@@ -1,6 +1,8 @@
 """Soak: mixed decide/reward traffic at 1,000 req/s for 10 minutes against two
 workers producing to the embedded broker with the learner running: no errors, flat
-memory (worker RSS growth < 10%), stable p99, and no event lost: every decision the
+memory (worker RSS growth < 5% from minute 2 to the end, once the bounded caches have
+filled; the growth from the first reading is reported too), stable p99, and no event
+lost: every decision the
 servers answered (distinct event ids, warm-up included) is read back from the
 decisions topic and learned. Prints JSON with per-minute figures.
 
@@ -190,7 +192,7 @@ def main() -> None:
         "events_learned": learned, "model_version": model.get("version"),
         **({"events_not_learned": short} if short else {}),
         "targets": {"no_errors": res.errors == 0 and warm.errors == 0,
-                    "rss_growth_lt_10pct": growth < 0.10,
+                    "rss_flat_after_2min": growth_after_2min < 0.05,
                     "no_event_lost": not (accepted - in_kafka) and learned >= len(accepted)},
     }, option=orjson.OPT_INDENT_2).decode())
 
