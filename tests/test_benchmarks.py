@@ -114,3 +114,14 @@ def test_learning_quality():
     assert ratios["service_last_pass_vs_best_peer"] == round(
         got["service"]["last_pass"] / got[ratios["best_peer"]]["last_pass"], 4)
 
+
+
+def test_fetch_gaps():
+    r = run("fetch_gaps")
+    assert r["produced"] > 0 and r["partitions"] == 1
+    # the consumer that reads a gap again reads every record; the one that moves on
+    # misses exactly the records of the gaps it met (none if no gap came in 10 s)
+    assert r["reading_again"]["read"] == r["produced"] and r["reading_again"]["never_read"] == 0
+    moving = r["moving_on"]
+    assert moving["read"] + moving["never_read"] == r["produced"]
+    assert (moving["never_read"] > 0) == (moving["gaps"] > 0)
