@@ -258,7 +258,9 @@ def read_kafka(url: str, *, strict: bool = False, keep_rows: bool = False,
     The mark is taken from the first fetch response of each partition (a ListOffsets
     answer can under-report on some brokers); a partition that returns nothing for
     ``idle`` seconds is treated as empty. Messages produced after the mark are left
-    for the next run.
+    for the next run. A fetch that skips offsets below the mark (the embedded broker can
+    answer with a producer's batch before an earlier one is readable) is read again from
+    the first one missing, for ``GAP_SECONDS``; then the read fails, naming them.
     """
     from bandit.streaming import kafka_client
 
@@ -299,6 +301,8 @@ def _up_to_marks(consumer: Any, url: str, topic: str, parts: list[int], timeout:
     tps = {p: kafka_client.TopicPartition(topic, p) for p in parts}
     ends: dict[int, int] = {}
     done: set[int] = set()
+    expected: dict[int, int] = {}  # the next offset of each partition
+    gaps: dict[int, tuple[int, float]] = {}  # partition → (first offset missing, seen at)
     deadline = time.monotonic() + timeout
     last_message = time.monotonic()
     while len(done) < len(parts):
@@ -306,20 +310,35 @@ def _up_to_marks(consumer: Any, url: str, topic: str, parts: list[int], timeout:
         if now > deadline:
             raise LogError(f"{url}: timed out reading partitions "
                            f"{sorted(set(parts) - done)}")
-        if now - last_message > idle:
+        for p, (want, seen) in gaps.items():
+            if now - seen > kafka_client.GAP_SECONDS:
+                raise LogError(f"{url}: offsets from {want} of partition {p} were not "
+                               f"returned in {kafka_client.GAP_SECONDS:g} s")
+        if now - last_message > idle and not gaps:
             break  # whatever has not answered by now holds nothing
+        rewound: set[int] = set()
         for m in consumer.consume(5000, 0.2):
             if m.error() is not None:
                 continue
             p, off = int(m.partition() or 0), int(m.offset() or 0)
+            if p in done or p in rewound or off < expected.get(p, off):
+                continue  # (past a gap being read again, or fetched before going back)
             if p not in ends:
                 _, high = consumer.get_watermark_offsets(tps[p], cached=True)
                 ends[p] = max(int(high), off + 1)
-            if p in done or off >= ends[p]:
+            want = expected.get(p, off)
+            if off > want and want < ends[p]:  # a fetch skipped offsets: read them again
+                gaps.setdefault(p, (want, time.monotonic()))
+                consumer.seek(kafka_client.TopicPartition(topic, p, want))
+                rewound.add(p)
+                continue
+            gaps.pop(p, None)
+            if off >= ends[p]:
                 done.add(p)
                 continue
             last_message = time.monotonic()
             deadline = last_message + timeout
+            expected[p] = off + 1
             yield f"{topic}[{p}]@{off}", m.value() or b""
             if off + 1 >= ends[p]:
                 done.add(p)

@@ -35,10 +35,10 @@ log = logging.getLogger("bandit.learner")
 
 POLL_RECORDS = 5000
 # a fetch that skipped offsets of a partition is read again from the first one missing,
-# for this long (the service's topics run on without gaps: the records are there); past
-# it the gap is taken as it is, logged and counted. Shorter than STALL_SECONDS: the
-# partition's messages after the gap wait meanwhile, and the join's windows with them.
-GAP_SECONDS = 3.0
+# for this long; past it the gap is taken as it is, logged and counted. Shorter than
+# STALL_SECONDS: the partition's messages after the gap wait meanwhile, and the join's
+# windows with them.
+GAP_SECONDS = kafka_client.GAP_SECONDS
 # a partition behind its high-water mark that yields nothing for this long is not waited
 # for by the join's windows (a fetch that cannot reach it must not hold them for good)
 STALL_SECONDS = 10.0

@@ -29,8 +29,9 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 log = logging.getLogger("bandit.kafka")
 
-__all__ = ["OFFSET_BEGINNING", "Consumer", "KafkaError", "KafkaException", "Producer",
-           "TopicPartition", "admin", "consumer", "create_topics", "producer", "topic_partitions"]
+__all__ = ["GAP_SECONDS", "OFFSET_BEGINNING", "Consumer", "KafkaError", "KafkaException",
+           "Producer", "TopicPartition", "admin", "consumer", "create_topics", "producer",
+           "topic_partitions"]
 
 
 def _common(bootstrap: str) -> dict[str, Any]:
@@ -77,6 +78,12 @@ def flush_all(p: Producer, what: str, wait: float = 30.0) -> None:
     seconds (a producer made with :func:`keep_trying` never drops them)."""
     while left := p.flush(wait):
         log.warning("%d %s not yet taken by Kafka; waiting", left, what)
+
+
+# how long a consumer reads a gap in a partition's offsets again before it gives up (the
+# service's topics run on without gaps, but the embedded broker can answer a fetch with
+# a producer's batch before an earlier one is readable: benchmarks/fetch_gaps.py)
+GAP_SECONDS = 3.0
 
 
 def consumer(bootstrap: str, group: str, **overrides: Any) -> Consumer:

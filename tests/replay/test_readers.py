@@ -141,3 +141,54 @@ def test_kafka_topic_read_to_the_high_water_mark(broker, prefix, tmp_path):
     assert sorted(logs.event_ids) == sorted(e["EventId"] for e in events)
     with pytest.raises(LogError, match="not found"):
         read(f"kafka://{broker.bootstrap}/{prefix}nothing", "kafka")
+
+
+class _FetchWithAGap:
+    """A real consumer whose first fetch holding offset 3 of a partition comes back
+    without offsets 3-5 of it (as the embedded broker answers with a producer's batch
+    before an earlier one is readable: benchmarks/fetch_gaps.py); ``always``: every
+    fetch, as if the records were gone."""
+
+    def __init__(self, consumer, always: bool = False) -> None:
+        self.consumer, self.always, self.dropped = consumer, always, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.consumer, name)
+
+    def consume(self, n: int, timeout: float):
+        messages = self.consumer.consume(n, timeout)
+        if (self.always or not self.dropped) and any(m.offset() == 3 for m in messages):
+            kept = [m for m in messages if not 3 <= m.offset() <= 5]
+            self.dropped += len(messages) - len(kept)
+            return kept
+        return messages
+
+
+@pytest.mark.integration
+def test_a_kafka_fetch_that_skips_offsets_is_read_again(broker, prefix, tmp_path,
+                                                        monkeypatch):
+    from bandit.streaming import kafka_client
+    from tests.streaming.kafka_util import produce
+
+    events, _ = make_logs(tmp_path / "k.dsjson", 60, seed=4)
+    topic = prefix + "gappy"
+    produce(broker.bootstrap, topic, [(e["EventId"], orjson.dumps(e)) for e in events])
+    made: list[_FetchWithAGap] = []
+    consumer = kafka_client.consumer
+
+    def gappy(*args, **kwargs):
+        made.append(_FetchWithAGap(consumer(*args, **kwargs)))
+        return made[-1]
+
+    monkeypatch.setattr(kafka_client, "consumer", gappy)
+    logs = read(f"kafka://{broker.bootstrap}/{topic}")
+    assert made[0].dropped > 0  # a gap was met...
+    assert logs.n == 60 and sorted(logs.event_ids) == sorted(e["EventId"] for e in events)
+
+    def gone(*args, **kwargs):  # ...and one that never fills is an error, not a silent loss
+        return _FetchWithAGap(consumer(*args, **kwargs), always=True)
+
+    monkeypatch.setattr(kafka_client, "consumer", gone)
+    monkeypatch.setattr(kafka_client, "GAP_SECONDS", 0.5)
+    with pytest.raises(LogError, match="offsets from 3 of partition"):
+        read(f"kafka://{broker.bootstrap}/{topic}")
