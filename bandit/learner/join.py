@@ -481,7 +481,7 @@ def _resolve_slot_ids(decision: dict[str, Any],
     return out
 
 
-def _done_entry(v: Any, ends: Any = None) -> tuple[float, float]:
+def _done_entry(v: Any, ends: Any) -> tuple[float, float]:
     """A finished id as a snapshot keeps it: its clock time under ``done`` (as every
     version wrote it, so a rollback loads it) and its window end under ``done_ends``."""
     return float(v), float(ends) if ends is not None else -INF
