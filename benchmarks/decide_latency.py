@@ -110,18 +110,21 @@ def wrk_peak(port: int, bodies_file: Path, seconds: float,
         ["wrk", "-t1", "-c16", f"-d{seconds:g}s", "-s", str(HERE / "wrk" / "bodies.lua"),
          f"http://127.0.0.1:{port}/", "--", str(bodies_file), "/v1/decide"],
         capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-    rps = errors = 0.0
+    rps = errors = requests = 0.0
     for line in out.splitlines():
         line = line.strip()
         if line.startswith("Requests/sec:"):
             rps = float(line.split()[1])
+        elif " requests in " in line:  # "12345 requests in 5.00s, 11.2MB read"
+            requests = float(line.split()[0])
         elif line.startswith("Non-2xx or 3xx responses:") or line.startswith("Socket errors:"):
             errors += sum(int(x.strip(",")) for x in line.split(":", 1)[1].split()
                           if x.strip(",").isdigit())
     result = {"rps": rps, "errors": errors}
     if pid is not None and rps:  # the server's CPU per request answered, in µs
         after = cpu_seconds(pid)
-        n = rps * seconds
+        # the requests wrk counted (over its own elapsed time, a little past ``seconds``)
+        n = requests or rps * seconds
         result["user_us"] = (after[0] - before[0]) * 1e6 / n
         result["system_us"] = (after[1] - before[1]) * 1e6 / n
     return result
