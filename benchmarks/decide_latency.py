@@ -7,6 +7,12 @@ Servers, one uvicorn worker each, on the same machine:
   answers with the decision server's own reply bytes for that request;
 * ``decide_kafka`` (the headline): the decision server with ``BANDIT_EVENT_SINK=kafka``,
   spooling every decision and shipping it to the embedded broker (real Tansu);
+* ``floor``: the baseline plus the two parts no logged VW decision can leave out, done
+  with the service's own classes: one prediction of the decide server's VW model and
+  one record appended to a spool (``raw_asgi.py --floor``: the features rendered once
+  per distinct request, no draw, no event encoding, no metrics, no shipping). Its
+  ratio to the baseline bounds what any decide path built on VW's predict and a write
+  per request can reach on this machine;
 * ``decide`` (secondary): the decision server with ``BANDIT_EVENT_SINK=none``;
 * with ``--inline-handlers``, ``decide_kafka_inline``: as the headline but each request's
   handler run in its own task (``BANDIT_BATCH_HANDLERS=false``) rather than batched per
@@ -229,15 +235,21 @@ def main() -> None:
                                 str(ports["baseline"]), str(work / "replies.json")])
             children.append(child)
             wait_healthy(ports["baseline"], child)
+            ports["floor"] = free_port()
+            child = Child("floor", "", [], {}, work / "floor.log",
+                          argv=[sys.executable, str(HERE / "raw_asgi.py"), str(ports["floor"]),
+                                str(work / "replies.json"), "--floor", str(work / "spool-floor")])
+            children.append(child)
+            wait_healthy(ports["floor"], child)
             same = replies(ports["baseline"], bodies) == decided == \
-                replies(ports["decide_kafka"], bodies)
+                replies(ports["decide_kafka"], bodies) == replies(ports["floor"], bodies)
             out["replies_identical"] = same
             if "decide" in ports:
                 out["replies_identical_without_sink"] = replies(ports["decide"], bodies) == \
                     decided
             if not same:
                 sys.exit("decide_latency: the baseline's replies differ from decide's")
-            order = ["baseline", "decide_kafka"] + [
+            order = ["baseline", "floor", "decide_kafka"] + [
                 n for n in ("decide", "decide_kafka_thread", "decide_kafka_inline") if n in ports]
             for name in order:  # warm-up
                 wrk_peak(ports[name], bodies_file, min(2.0, args.peak_seconds))
@@ -259,6 +271,7 @@ def main() -> None:
                     errors[name] += rt["errors"]
             health = httpx.get(f"http://127.0.0.1:{ports['decide_kafka']}/readyz").json()
             out["decide_kafka_sink"] = health.get("sink")
+            out["floor_work"] = httpx.get(f"http://127.0.0.1:{ports['floor']}/floorz").json()
         finally:
             for child in children:
                 child.stop()

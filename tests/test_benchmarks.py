@@ -27,7 +27,7 @@ def test_decide_latency():
     assert r["load_generator"] == "wrk" and r["workers"] == 1 and r["rounds"] == 1
     # the baseline answers with decide's own bytes, checked before measuring
     assert r["replies_identical"] is True and r["replies_identical_without_sink"] is True
-    for server in ("baseline", "decide_kafka", "decide"):
+    for server in ("baseline", "floor", "decide_kafka", "decide"):
         s = r[server]
         assert s["errors"] == 0 and s["peak_rps"]["median"] > 0
         rate = s["at_rate"]
@@ -45,6 +45,11 @@ def test_decide_latency():
     # the headline sink really shipped to the broker
     sink = r["decide_kafka_sink"]
     assert sink["kind"] == "kafka" and sink["connected"] and sink["shipped"] > 0
+    # the floor predicted with VW and spooled a record for every decide it answered
+    # (256 checks of its replies, warm-up, peak and rate runs)
+    work = r["floor_work"]
+    assert work["predicted"] == work["spooled"] >= 256 + r["floor"]["at_rate"]["requests"]
+    assert "floor_peak_vs_baseline" in r["ratios"]
     ratio = r["ratios"]["decide_kafka_peak_vs_baseline"]
     assert ratio["median"] == round(
         r["decide_kafka"]["peak_rps"]["median"] / r["baseline"]["peak_rps"]["median"], 3)
