@@ -94,9 +94,11 @@ def test_soak():
     r = run("soak")
     assert r["requests"] > 0 and r["errors"] == 0 and r["workers_alive"]
     assert r["rss_start_kib"] > 0 and r["per_minute"]
-    # every answered decision (warm-up and run: 4/5 of 2.5 s + 10 s at 300 req/s) is in
-    # the decisions topic and was learned
-    assert r["decisions_accepted"] == 600 + 2400
+    assert r["load_generator"] == "wrk"
+    # every answered decision (warm-up and run: 4/5 of 2 s + 10 s at 300 req/s; wrk may
+    # send a few more or fewer in the time it is given) is in the decisions topic and was
+    # learned
+    assert 2880 * 0.97 <= r["decisions_accepted"] <= 2880 * 1.03
     assert r["decisions_in_kafka"] == r["decisions_accepted"] and r["events_lost"] == 0
     assert r["events_learned"] >= r["decisions_accepted"] and r["spool_depth_after"] == 0
 
