@@ -2,11 +2,11 @@
 to one partition while two consumers tail it in the same run, configured as the
 learner's consumer. A fetch that returns a later producer batch before an earlier one
 can be read skips offsets; ``moving_on`` goes past such a gap (as the learner did),
-``reading_again`` goes back to the first offset missing (as the learner does,
-``bandit.learner.intake.Intake._rewind_at_gap``). Afterwards every gap's first offsets
-are read once more, to show the records are there. Prints JSON: records produced,
-and for each consumer the records read, the gaps met and the records never read; for
-``reading_again`` also how long each gap took to fill.
+``reading_again`` reads through :class:`bandit.streaming.gaps.Gapless`, which goes
+back to the first offset missing (as the learner and replay do). Afterwards every
+gap's first offsets are read once more, to show the records are there. Prints JSON:
+records produced, and for each consumer the records read, the gaps met and the records
+never read; for ``reading_again`` also how long each gap took to fill.
 
     python benchmarks/fetch_gaps.py [--seconds 150] [--producers 3] [--quick]
 """
@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bandit.demo.stack import free_port  # noqa: E402
 from bandit.streaming import kafka_client  # noqa: E402
 from bandit.streaming.broker import EmbeddedBroker  # noqa: E402
+from bandit.streaming.gaps import Gapless  # noqa: E402
 
 TOPIC = "gaps.decisions"
 BATCH = 50  # messages queued at once by a producer, then 20 ms of pause
@@ -64,27 +65,38 @@ class Tail:
         self._open: tuple[int, float] | None = None  # the gap being read again, since when
 
     def run(self, until: threading.Event) -> None:
+        if self.read_again:
+            self._read_again(until)
+        else:
+            self._move_on(until)
+        self.consumer.close()
+
+    def _move_on(self, until: threading.Event) -> None:
         expected: int | None = None
         while not until.is_set():
             for m in self.consumer.consume(5000, 0.2):
                 offset = m.offset()
                 if m.error() is not None or offset is None:
                     continue
-                if expected is not None and offset < expected:
-                    continue  # fetched before going back
                 if expected is not None and offset > expected:
-                    if self._open is None or self._open[0] != expected:
-                        self.gaps.append((expected, offset))
-                        self._open = (expected, time.monotonic())
-                    if self.read_again:
-                        self.consumer.seek(kafka_client.TopicPartition(TOPIC, 0, expected))
-                        break
-                if self._open is not None and offset == self._open[0]:
-                    self.fill_seconds.append(time.monotonic() - self._open[1])
-                    self._open = None
+                    self.gaps.append((expected, offset))
                 expected = offset + 1
                 self.read += 1
-        self.consumer.close()
+
+    def _read_again(self, until: threading.Event) -> None:
+        reader = Gapless(self.consumer, kafka_client.GAP_SECONDS)
+        while not until.is_set():
+            messages = reader.consume(5000, 0.2)
+            now = time.monotonic()
+            for _, _, first in reader.open_gaps():
+                if self._open is None or self._open[0] != first:
+                    self.gaps.append((first, -1))
+                    self._open = (first, now)
+            if self._open is not None and not reader.reading_gap:
+                self.fill_seconds.append(now - self._open[1])
+                self._open = None
+            reader.given_up.clear()  # (its records are then never read: never_read says so)
+            self.read += sum(1 for m in messages if m.error() is None)
 
 
 def there(bootstrap: str, offset: int) -> bool:

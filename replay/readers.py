@@ -293,16 +293,18 @@ def read_kafka(url: str, *, strict: bool = False, keep_rows: bool = False,
 def _up_to_marks(consumer: Any, url: str, topic: str, parts: list[int], timeout: float,
                  idle: float) -> Iterator[tuple[str, bytes]]:
     """(``topic[partition]@offset``, value) of every message of the assigned partitions
-    below each one's high-water mark (see :func:`read_kafka`)."""
+    below each one's high-water mark (see :func:`read_kafka`), each partition's in
+    offset order without gaps (:class:`bandit.streaming.gaps.Gapless`): a gap the
+    broker does not fill within ``GAP_SECONDS`` is an error, not a silent loss."""
     import time
 
     from bandit.streaming import kafka_client
+    from bandit.streaming.gaps import Gapless
 
     tps = {p: kafka_client.TopicPartition(topic, p) for p in parts}
+    reader = Gapless(consumer, kafka_client.GAP_SECONDS)
     ends: dict[int, int] = {}
     done: set[int] = set()
-    expected: dict[int, int] = {}  # the next offset of each partition
-    gaps: dict[int, tuple[int, float]] = {}  # partition → (first offset missing, seen at)
     deadline = time.monotonic() + timeout
     last_message = time.monotonic()
     while len(done) < len(parts):
@@ -310,35 +312,27 @@ def _up_to_marks(consumer: Any, url: str, topic: str, parts: list[int], timeout:
         if now > deadline:
             raise LogError(f"{url}: timed out reading partitions "
                            f"{sorted(set(parts) - done)}")
-        for p, (want, seen) in gaps.items():
-            if now - seen > kafka_client.GAP_SECONDS:
-                raise LogError(f"{url}: offsets from {want} of partition {p} were not "
-                               f"returned in {kafka_client.GAP_SECONDS:g} s")
-        if now - last_message > idle and not gaps:
+        if now - last_message > idle and not reader.reading_gap:
             break  # whatever has not answered by now holds nothing
-        rewound: set[int] = set()
-        for m in consumer.consume(5000, 0.2):
+        messages = reader.consume(5000, 0.2)
+        for gap in reader.given_up:
+            why = "are no longer in the topic (retention)" if gap.retention else \
+                f"were not returned in {reader.budget:g} s"
+            raise LogError(f"{url}: {gap} {why}")
+        for m in messages:
             if m.error() is not None:
                 continue
             p, off = int(m.partition() or 0), int(m.offset() or 0)
-            if p in done or p in rewound or off < expected.get(p, off):
-                continue  # (past a gap being read again, or fetched before going back)
+            if p in done:
+                continue
             if p not in ends:
                 _, high = consumer.get_watermark_offsets(tps[p], cached=True)
                 ends[p] = max(int(high), off + 1)
-            want = expected.get(p, off)
-            if off > want and want < ends[p]:  # a fetch skipped offsets: read them again
-                gaps.setdefault(p, (want, time.monotonic()))
-                consumer.seek(kafka_client.TopicPartition(topic, p, want))
-                rewound.add(p)
-                continue
-            gaps.pop(p, None)
             if off >= ends[p]:
                 done.add(p)
                 continue
             last_message = time.monotonic()
             deadline = last_message + timeout
-            expected[p] = off + 1
             yield f"{topic}[{p}]@{off}", m.value() or b""
             if off + 1 >= ends[p]:
                 done.add(p)

@@ -29,15 +29,16 @@ from bandit.learner.join import INF, Joined, JoinState, event_time
 from bandit.learner.live_config import LogRange
 from bandit.learner.outputs import Outputs
 from bandit.streaming import kafka_client
+from bandit.streaming.gaps import Gapless
 from bandit.streaming.topics import Topics, ensure_topics
 
 log = logging.getLogger("bandit.learner")
 
 POLL_RECORDS = 5000
 # a fetch that skipped offsets of a partition is read again from the first one missing,
-# for this long; past it the gap is taken as it is, logged and counted. Shorter than
-# STALL_SECONDS: the partition's messages after the gap wait meanwhile, and the join's
-# windows with them.
+# for this long (bandit.streaming.gaps); past it the gap is taken as it is, logged and
+# counted. Shorter than STALL_SECONDS: the partition's messages after the gap wait
+# meanwhile, and the join's windows with them.
 GAP_SECONDS = kafka_client.GAP_SECONDS
 # a partition behind its high-water mark that yields nothing for this long is not waited
 # for by the join's windows (a fetch that cannot reach it must not hold them for good)
@@ -71,10 +72,9 @@ class Intake:
         self.logs = logs
         self.offsets: dict[str, int] = {}
         self.dead_letters = 0
-        self.offset_gaps = 0  # gaps in a partition's offsets, each counted once (see handle)
         self.gaps_skipped = 0  # gaps still there after GAP_SECONDS of reading again
-        self._gaps: dict[tuple[str, int, int], float] = {}  # gap → when first seen
         self.consumer: Any = None
+        self.gapless: Gapless | None = None  # the consumer, read without gaps
         self.times: dict[str, str] = {}  # the Timestamp of the last event read, by partition
         # when a message of each partition was last read (or the consumer assigned)
         self.progress: dict[str, float] = {}
@@ -102,14 +102,35 @@ class Intake:
         reload_pending(self.bootstrap, self.group + "-reload", self.topics.decisions,
                        self.state, timeout)
         self.consumer = consumer
+        self.gapless = Gapless(consumer, GAP_SECONDS)
+        for tp in tps:
+            if tp.offset >= 0:  # (a new learner's partitions start at their first message)
+                self.gapless.start(tp.topic, tp.partition, tp.offset)
         self.assigned_at = time.monotonic()
+
+    @property
+    def offset_gaps(self) -> int:
+        """Gaps met in a partition's offsets, each counted once (bandit.streaming.gaps)."""
+        return self.gapless.met if self.gapless is not None else 0
 
     def fetch(self, timeout_ms: int) -> list[Any]:
         """The messages the client has fetched already; if none, those that come within
         ``timeout_ms`` (a batch with a timeout waits until it is full, though messages
-        are there to work on)."""
-        messages: list[Any] = self.consumer.consume(POLL_RECORDS, 0) or \
-            self.consumer.consume(POLL_RECORDS, timeout_ms / 1000)
+        are there to work on). Each partition's come in offset order without gaps: a
+        gap is read again for ``GAP_SECONDS``, then taken as it is, logged and counted
+        in ``gaps_skipped`` (at once when retention deleted its records)."""
+        assert self.gapless is not None, "connect() first"
+        messages: list[Any] = self.gapless.consume(POLL_RECORDS, 0) or \
+            self.gapless.consume(POLL_RECORDS, timeout_ms / 1000)
+        for gap in self.gapless.given_up:
+            self.gaps_skipped += 1
+            if gap.retention:
+                log.error("%s are no longer in the topic (retention): skipped (%d so far)",
+                          gap, self.gaps_skipped)
+            else:
+                log.error("%s still not returned after %.0f s: skipped (%d so far)", gap,
+                          GAP_SECONDS, self.gaps_skipped)
+        self.gapless.given_up.clear()
         return messages
 
     def handle(self, messages: list[Any], now: float, feed: Callable[[], None]
@@ -119,7 +140,6 @@ class Intake:
         keep a VW child busy while the batch is decoded and joined)."""
         joined: list[Joined] = []
         last: dict[tuple[str, int], Any] = {}  # the last message of each partition
-        rewound: set[tuple[str, int]] = set()  # partitions to be read again from a gap
         for i, m in enumerate(messages):
             if i % 128 == 0:
                 feed()
@@ -128,78 +148,13 @@ class Intake:
                 log.warning("consumer: %s", err)
                 continue
             topic = m.topic()
-            key = (topic, m.partition())
-            if key in rewound:
-                continue  # past a gap: read again, in order, after the rewind
-            if self._rewind_at_gap(topic, m, last.get(key)):
-                rewound.add(key)
-                continue
             joined += self._handle(topic, m, now)
-            last[key] = m
+            last[(topic, m.partition())] = m
         read_at = time.monotonic()
         for (topic, part), m in last.items():
             self.offsets[f"{topic}:{part}"] = m.offset() + 1
             self.progress[f"{topic}:{part}"] = read_at
-        if self._gaps:  # gaps read past are over
-            self._gaps = {g: t for g, t in self._gaps.items()
-                          if self.offsets.get(f"{g[0]}:{g[1]}", 0) <= g[2]}
         return joined, bool(last)
-
-    def _rewind_at_gap(self, topic: str, m: Any, before: Any) -> bool:
-        """Whether ``m`` lies past offsets of its partition that the fetch did not
-        return; if so, the consumer is sent back to the first one missing (True), for
-        ``GAP_SECONDS`` after the gap was first seen. The service's topics are neither
-        compacted nor transactional (an external cluster must keep them so: a commit
-        marker or a compacted record is a gap too), so their offsets run on without
-        gaps, and a gap means records a fetch did not return (seen once in a 10-minute
-        soak on the embedded broker: five decisions of one partition, which were in the
-        topic and read from it afterwards, never reached the learner). Taken as it is
-        (False), logged and counted in ``gaps_skipped``: a gap still there after that,
-        and at once one below the partition's first offset (deleted by retention)."""
-        expected = before.offset() + 1 if before is not None else \
-            self.offsets.get(f"{topic}:{m.partition()}")
-        offset = m.offset()
-        if expected is None or offset is None or offset <= expected:
-            return False
-        part = m.partition()
-        gap = (topic, part, expected)
-        now = time.monotonic()
-        first = self._gaps.get(gap)
-        if first is None:  # a new gap: counted and logged once
-            self.offset_gaps += 1
-            if expected < self._log_start(topic, part):
-                self.gaps_skipped += 1
-                log.error("%s[%s]: offsets %d-%d are no longer in the topic (retention): "
-                          "skipped (%d so far)", topic, part, expected, offset - 1,
-                          self.gaps_skipped)
-                return False
-            log.warning("%s[%s]: offsets %d-%d were not returned by the fetch; reading "
-                        "again from %d (%d gaps so far)", topic, part, expected, offset - 1,
-                        expected, self.offset_gaps)
-            first = self._gaps[gap] = now
-        if now - first < GAP_SECONDS:
-            try:
-                self.consumer.seek(kafka_client.TopicPartition(topic, part, expected))
-            except Exception as exc:  # the position stays at the gap: tried again next
-                log.warning("%s[%s]: could not go back to offset %d: %s", topic, part,
-                            expected, exc)
-            return True
-        del self._gaps[gap]
-        self.gaps_skipped += 1
-        log.error("%s[%s]: offsets %d-%d still not returned after %.0f s: skipped (%d so "
-                  "far)", topic, part, expected, offset - 1, GAP_SECONDS, self.gaps_skipped)
-        return False
-
-    def _log_start(self, topic: str, part: int) -> int:
-        """The partition's first offset as the last fetch response gave it (-1 if
-        unknown)."""
-        try:
-            low, _ = self.consumer.get_watermark_offsets(
-                kafka_client.TopicPartition(topic, part), cached=True)
-            return int(low)
-        except Exception as exc:  # unknown: the gap is read again
-            log.debug("no low watermark for %s[%s]: %s", topic, part, exc)
-            return -1
 
     def _handle(self, topic: str, m: Any, now: float) -> list[Joined]:
         try:

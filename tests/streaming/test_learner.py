@@ -118,104 +118,36 @@ def test_join_learn_and_emit_vw_readable_dsjson(broker, prefix, tmp_path):
     assert man is not None and man.events_learned == expect
 
 
-class _Message:
-    """A fetched message as the consumer gives it (partition 3 of topic ``t``)."""
-
-    def __init__(self, offset: int) -> None:
-        self._offset = offset
-
-    def offset(self) -> int:
-        return self._offset
-
-    def partition(self) -> int:
-        return 3
-
-    def topic(self) -> str:
-        return "t"
-
-    def error(self) -> None:
-        return None
-
-
-def _gap_intake(monkeypatch, log_start: int = 0, seek_fails: bool = False
-                ) -> tuple[Any, list[int], list[Any]]:
-    """An Intake whose consumer records seeks (or refuses them) and gives ``log_start``
-    as the partition's first offset, and whose join records the offsets it is handed
-    (only the reading side is under test)."""
+def _gap_intake(log_start: int = 0) -> tuple[Any, Any]:
+    """An Intake reading, through Gapless, a consumer that gives the fetches it is told
+    to (tests/streaming/test_gaps.py) from offset 10 of ``t[3]``."""
     from bandit.learner.intake import Intake
+    from bandit.streaming.gaps import Gapless
+    from tests.streaming.test_gaps import _Consumer
 
-    handled: list[int] = []
-    seeks: list[Any] = []
-
-    class Consumer:
-        def seek(self, tp: Any) -> None:
-            if seek_fails:
-                raise RuntimeError("Local: Erroneous state")
-            seeks.append((tp.topic, tp.partition, tp.offset))
-
-        def get_watermark_offsets(self, tp: Any, cached: bool = False) -> tuple[int, int]:
-            assert cached  # no broker round trip in the learner's step
-            return log_start, 100
-
+    consumer = _Consumer(log_start=log_start)
     intake = Intake.__new__(Intake)
-    intake.offsets, intake.offset_gaps, intake.gaps_skipped, intake._gaps = {"t:3": 10}, 0, 0, {}
-    intake.progress, intake.consumer = {}, Consumer()
-    monkeypatch.setattr(intake, "_handle", lambda topic, m, now: handled.append(m.offset())
-                        or [])
-    return intake, handled, seeks
+    intake.gaps_skipped, intake.gapless = 0, Gapless(consumer, budget=0.0)
+    intake.gapless.start("t", 3, 10)
+    return intake, consumer
 
 
-def handle(intake: Any, *offsets: int) -> None:
-    intake.handle([_Message(o) for o in offsets], 0.0, lambda: None)
-
-
-def test_a_fetch_that_skips_offsets_is_read_again_from_the_gap(monkeypatch, caplog):
-    """Offsets 12-13 missing from a fetch: what came before is handled, the consumer is
-    sent back to 12 and the rest of the partition's messages wait for that read; read
-    again, every offset is handled once, in order. A gap is counted and logged once,
-    however many fetches it takes."""
-    intake, handled, seeks = _gap_intake(monkeypatch)
-    handle(intake, 10, 11, 14, 15)
-    assert handled == [10, 11] and seeks == [("t", 3, 12)]
-    assert intake.offsets["t:3"] == 12 and intake.offset_gaps == 1
-    assert "t[3]: offsets 12-13 were not returned by the fetch; reading again" in caplog.text
-    handle(intake, 14, 15)  # the same gap in the next fetch: read again, not counted again
-    assert handled == [10, 11] and len(seeks) == 2 and intake.offset_gaps == 1
-    assert caplog.text.count("were not returned") == 1
-    handle(intake, 12, 13, 14, 15)
-    assert handled == [10, 11, 12, 13, 14, 15] and intake.offsets["t:3"] == 16
-    assert intake.offset_gaps == 1 and intake.gaps_skipped == 0 and intake._gaps == {}
-    # a gap at the start of a fetch (past where the last one ended) is read again too
-    handle(intake, 20)
-    assert seeks[-1] == ("t", 3, 16) and handled[-1] == 15 and intake.offset_gaps == 2
-
-
-def test_a_gap_still_there_after_gap_seconds_is_taken_and_counted(monkeypatch, caplog):
-    import bandit.learner.intake as intake_module
-
-    intake, handled, seeks = _gap_intake(monkeypatch)
-    handle(intake, 13)  # 10-12 missing: read again
-    assert handled == [] and len(seeks) == 1
-    monkeypatch.setattr(intake_module, "GAP_SECONDS", 0.0)
-    handle(intake, 13)  # still missing: taken as it is
-    assert handled == [13] and len(seeks) == 1 and intake.offsets["t:3"] == 14
+def test_a_gap_given_up_is_counted_and_logged(caplog):
+    """Past the budget (here 0 s) a gap is taken as it is: the learner goes on with the
+    messages past it, counts it in ``gaps_skipped`` and logs it as an error."""
+    intake, consumer = _gap_intake()
+    consumer.fetches.append([13, 14])
+    assert [m.offset() for m in intake.fetch(0)] == [13, 14]
     assert intake.offset_gaps == 1 and intake.gaps_skipped == 1
-    assert "offsets 10-12 still not returned" in caplog.text
+    assert "t[3] offsets 10-12 still not returned after 3 s: skipped (1 so far)" in caplog.text
+    assert intake.gapless.given_up == []  # each is counted once
 
 
-def test_a_gap_below_the_partition_s_first_offset_is_taken_at_once(monkeypatch, caplog):
-    """Offsets deleted by retention are not there to read again."""
-    intake, handled, seeks = _gap_intake(monkeypatch, log_start=12)
-    handle(intake, 12, 13)
-    assert handled == [12, 13] and seeks == [] and intake.gaps_skipped == 1
-    assert "offsets 10-11 are no longer in the topic (retention)" in caplog.text
-
-
-def test_a_seek_that_fails_leaves_the_position_at_the_gap(monkeypatch):
-    """Nothing past the gap is handled; the next fetch finds the gap again."""
-    intake, handled, _ = _gap_intake(monkeypatch, seek_fails=True)
-    handle(intake, 10, 13)
-    assert handled == [10] and intake.offsets["t:3"] == 11 and intake.gaps_skipped == 0
+def test_a_gap_below_the_partition_s_first_offset_is_counted_as_retention(caplog):
+    intake, consumer = _gap_intake(log_start=12)
+    consumer.fetches.append([12, 13])
+    assert [m.offset() for m in intake.fetch(0)] == [12, 13] and intake.gaps_skipped == 1
+    assert "t[3] offsets 10-11 are no longer in the topic (retention)" in caplog.text
 
 
 def test_a_partition_read_again_does_not_wait_long_enough_to_count_as_stalled():
@@ -237,19 +169,13 @@ def test_a_fetch_missing_records_is_read_again_from_a_real_broker(broker, prefix
     try:
         ids = [f"g{i}" for i in range(10)]
         produce(broker.bootstrap, prefix + "decisions", [(e, dumps(decision(e, 0))) for e in ids])
-        fetch = learner.intake.fetch
-        dropped: list[int] = []
+        from tests.replay.test_readers import _FetchWithAGap
 
-        def fetch_with_a_gap(timeout_ms: int) -> list[Any]:
-            messages = fetch(timeout_ms)
-            if not dropped and any(m.offset() == 3 for m in messages):
-                dropped.extend(m.offset() for m in messages if 3 <= m.offset() <= 5)
-                messages = [m for m in messages if not 3 <= m.offset() <= 5]
-            return messages
-
-        learner.intake.fetch = fetch_with_a_gap  # type: ignore[method-assign]
+        gapless = learner.intake.gapless
+        assert gapless is not None
+        gapless.consumer = gappy = _FetchWithAGap(gapless.consumer)  # the real consumer
         run_learner(learner, lambda: learner.state.sizes["pending"] == 10)
-        assert dropped and learner.intake.offset_gaps == 1
+        assert gappy.dropped == 3 and learner.intake.offset_gaps == 1
         assert learner.state.counters.duplicates == 0 and learner.intake.gaps_skipped == 0
         assert sorted(learner.state.pending) == sorted(ids)
         assert learner.intake.offsets[prefix + "decisions:0"] == 10
