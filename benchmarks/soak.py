@@ -102,6 +102,13 @@ def wrk_soak(port: int, bodies_file: Path, rate: float, seconds: float, prefix: 
     return res
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -182,12 +189,23 @@ def main() -> None:
             port = stack.port
             pids = child_pids(stack.server.proc.pid)
             samples: list[tuple[float, int]] = []
+            # CPU seconds of the broker and of the workers, at the start of each minute
+            assert stack.broker is not None and stack.broker.proc is not None
+            broker_pid = stack.broker.proc.pid
+            cpu_marks: list[tuple[float, float]] = []
             stop = threading.Event()
 
+            def cpu_mark() -> None:
+                cpu_marks.append((cpu_seconds(broker_pid), sum(cpu_seconds(p) for p in pids)))
+
             def sample() -> None:
+                k = 0
                 while not stop.wait(5.0):
+                    k += 1
                     try:
                         samples.append((time.monotonic(), sum(rss_kib(p) for p in pids)))
+                        if k % 12 == 0:
+                            cpu_mark()
                     except OSError:
                         pass
 
@@ -198,6 +216,7 @@ def main() -> None:
             warm = wrk_soak(port, bodies_file, args.rate, warm_seconds, "w", every,
                             work / "warm.txt")
             rss_start = sum(rss_kib(p) for p in pids)
+            cpu_mark()
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             res = wrk_soak(port, bodies_file, args.rate, args.seconds, "s", every,
@@ -237,6 +256,11 @@ def main() -> None:
     later = [rss_minutes[m] for m in sorted(rss_minutes, key=int) if int(m) >= 2]
     growth_after_2min = (later[-1] - later[0]) / later[0] if len(later) > 1 else float("nan")
     p99s = [m["p99_ms"] for m in per_minute]
+    # the share of one core each used, minute by minute (the embedded broker's cost per
+    # produced batch grows with the batches it holds: docs/streaming.md)
+    steps = list(zip(cpu_marks, cpu_marks[1:], strict=False))
+    cpu_by_minute = {"broker": [round((b1 - b0) / 60, 3) for (b0, _), (b1, _) in steps],
+                     "workers": [round((w1 - w0) / 60, 3) for (_, w0), (_, w1) in steps]}
     print(orjson.dumps({
         "benchmark": "soak", "seconds": args.seconds, "rate_rps": args.rate, "workers": 2,
         "cpus": os.cpu_count(), "load_generator": "wrk", "warmup_errors": warm.errors,
@@ -244,6 +268,7 @@ def main() -> None:
         "workers_alive": alive, "rss_start_kib": rss_start, "rss_end_kib": rss_end,
         "rss_growth": round(growth, 4), "rss_kib_by_minute": rss_minutes,
         "rss_growth_after_2min": round(growth_after_2min, 4), "per_minute": per_minute,
+        "cores_used_by_minute": cpu_by_minute,
         "p99_spread_ms": round(max(p99s) - min(p99s), 3) if p99s else None,
         "decisions_accepted": len(accepted), "spool_depth_after": spool,
         "decisions_in_kafka": len(in_kafka & accepted),
