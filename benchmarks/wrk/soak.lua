@@ -1,6 +1,6 @@
 -- wrk script for the soak: mixed decide/reward traffic at a constant rate, latency
--- measured from each request's due time (open loop, as rate.lua), every decision with
--- an event id of its own. Run with one connection per thread:
+-- measured from each request's due time (open loop; the schedule is schedule.lua's),
+-- every decision with an event id of its own. Run with one connection per thread:
 --   wrk -t T -c T -s soak.lua URL -- BODIES_FILE RATE_PER_THREAD OUT_FILE T PREFIX EVERY
 -- Thread k's request n (from 0) is due at t0 + (n + k/T) / RATE_PER_THREAD. It is a
 -- reward (POST /v1/rewards, reward 1 for the thread's request n-1) when n % EVERY is
@@ -13,27 +13,16 @@
 -- numbers n of the requests answered with a status other than 200/202, and those of
 -- the requests never answered before the last (lost with a connection; or built and
 -- never sent: wrk builds one request to check the script).
-local ffi = require("ffi")
-ffi.cdef[[
-typedef struct { long tv_sec; long tv_nsec; } soak_timespec;
-int clock_gettime(int clk_id, soak_timespec *tp);
-]]
-local ts = ffi.new("soak_timespec")
-local function now()
-  ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local Schedule = dofile(here .. "schedule.lua")
 
-local threads = {}
-function setup(thread)
-  thread:set("id", #threads)
-  table.insert(threads, thread)
-end
+setup = Schedule.setup
+local threads = Schedule.threads
 
 local bodies = {}
-local interval, due, first, start, behind = 0, nil, nil, 0, false
+local schedule
+local first, sent_due = nil, 0  -- the due times of the first and the last request sent
 local prefix, every = "s", 5
-local sent_due = 0  -- the due time of the last request sent
 -- globals: done() reads them from every thread
 n, got = -1, 1  -- the number of the last request sent, and whether it was answered
 secs, lats, failed, unanswered, errors = {}, {}, {}, {}, 0
@@ -42,35 +31,19 @@ function init(args)
   for line in io.lines(args[1]) do
     bodies[#bodies + 1] = string.sub(line, 1, -2)  -- without its closing brace
   end
-  interval = 1.0 / tonumber(args[2])
   out = args[3]
-  nthreads = tonumber(args[4] or "1")
+  schedule = Schedule.new(1.0 / tonumber(args[2]), id, tonumber(args[4] or "1"))
   prefix = args[5] or "s"
   every = tonumber(args[6] or "5")
 end
 
 function delay()
-  local t = now()
-  if due == nil then
-    due = t + interval * (id / nthreads)
-  else
-    due = due + interval
-  end
-  local d = due - t
-  if d > 0 then
-    behind = false
-    return math.floor(d * 1000)
-  end
-  behind = true
-  return 0
+  return schedule:delay()
 end
 
 function request()
-  local t = now()
-  if due == nil then due = t end
-  if first == nil then first = due end
-  if behind then start = due else start = t end
-  sent_due = due
+  sent_due = schedule:sent()
+  if first == nil then first = sent_due end
   if got == 0 then unanswered[#unanswered + 1] = n end
   got = 0
   n = n + 1
@@ -86,7 +59,7 @@ end
 
 function response(status, headers, body)
   got = 1
-  lats[#lats + 1] = math.floor((now() - start) * 1e6 + 0.5)
+  lats[#lats + 1] = schedule:latency_us()
   secs[#secs + 1] = math.floor(sent_due - first)
   if status ~= 200 and status ~= 202 then
     errors = errors + 1
