@@ -88,8 +88,13 @@ class Gapless:
                 continue  # past a gap: it comes again, in order, after the rewind
             want = self.next.get(key)
             if want is not None and offset < want:
-                continue  # read already (fetched before the consumer went back)
-            if want is not None and offset > want and self._rewind(key, want, offset):
+                # the position went back without a seek of ours (a seek back drops what
+                # was fetched past it): an offset reset, say to the start of a broker
+                # that restarted empty; read on from there (consumers deduplicate by id)
+                log.warning("%s[%s]: offset %d is before %d, where the partition was; "
+                            "reading on from it", key[0], key[1], offset, want)
+                self._open = {g: t for g, t in self._open.items() if g[:2] != key}
+            elif want is not None and offset > want and self._rewind(key, want, offset):
                 rewound.add(key)
                 continue
             self.next[key] = offset + 1

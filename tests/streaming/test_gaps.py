@@ -90,12 +90,15 @@ def test_a_fetch_that_skips_offsets_is_read_again_from_the_gap(caplog):
     assert consumer.seeks[-1] == ("t", 3, 16) and reader.met == 2
 
 
-def test_offsets_read_already_are_not_returned_again():
-    """Messages fetched before the consumer went back (below the next offset) are
-    dropped: each offset is returned once."""
+def test_a_position_that_went_back_is_read_on_from_there(caplog):
+    """An offset reset (a broker that restarted empty starts its offsets at 0 again,
+    below where the learner's checkpoint was): the messages are returned, not taken
+    for ones read already, and a gap being read on that partition is over."""
     reader, consumer, _ = _reader()
-    assert fetch(reader, consumer, 10, 11) == [10, 11]
-    assert fetch(reader, consumer, 10, 11, 12) == [12]
+    assert fetch(reader, consumer, 13) == [] and reader.reading_gap
+    assert fetch(reader, consumer, 0, 1, 2) == [0, 1, 2]
+    assert reader.next[("t", 3)] == 3 and not reader.reading_gap and reader.given_up == []
+    assert "t[3]: offset 0 is before 10" in caplog.text
 
 
 def test_a_partition_without_a_start_starts_at_its_first_message():
