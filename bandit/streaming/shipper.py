@@ -41,7 +41,7 @@ from bandit.streaming.topics import Topics, ensure_topics
 log = logging.getLogger("bandit.streaming.shipper")
 
 BATCH = 5000
-SHIP_EVERY = 0.02  # s between batches when caught up: fewer, larger batches
+SHIP_EVERY = 0.2  # s between batches when caught up: fewer, larger batches
 PERSIST_EVERY = 0.25  # s between writes of a spool's cursor (a crash re-ships that much)
 SHIP_TIMEOUT = 15.0  # > the producer's message.timeout.ms, so every send is settled
 SYNC_EVERY = 0.05  # s between fsyncs of the spool
