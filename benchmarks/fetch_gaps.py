@@ -88,6 +88,9 @@ class Tail:
         while not until.is_set():
             messages = reader.consume(5000, 0.2)
             now = time.monotonic()
+            if self._open is not None and \
+                    any(g.first == self._open[0] for g in reader.given_up):
+                self._open = None  # given up, not filled (never_read says so)
             for _, _, first in reader.open_gaps():
                 if self._open is None or self._open[0] != first:
                     self.gaps.append((first, -1))
@@ -95,7 +98,7 @@ class Tail:
             if self._open is not None and not reader.reading_gap:
                 self.fill_seconds.append(now - self._open[1])
                 self._open = None
-            reader.given_up.clear()  # (its records are then never read: never_read says so)
+            reader.given_up.clear()
             self.read += sum(1 for m in messages if m.error() is None)
 
 

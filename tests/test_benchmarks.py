@@ -132,3 +132,24 @@ def test_fetch_gaps():
     moving = r["moving_on"]
     assert moving["read"] + moving["never_read"] == r["produced"]
     assert (moving["never_read"] > 0) == (moving["gaps"] > 0)
+
+
+def test_fetch_gaps_does_not_report_a_gap_given_up_as_filled(monkeypatch):
+    """fetch_gaps.py's reading-again consumer: offsets 3-5 never come back, so the gap
+    is given up after GAP_SECONDS; ``fill_seconds`` does not count it as filled."""
+    import threading
+
+    from bandit.streaming import kafka_client
+    from tests.replay.test_readers import Scripted
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import fetch_gaps
+
+    monkeypatch.setattr(kafka_client, "GAP_SECONDS", 0.1)
+    tail = fetch_gaps.Tail.__new__(fetch_gaps.Tail)
+    tail.consumer = Scripted([[(0, 0), (0, 1), (0, 2), (0, 6)]], {0: 7}, rest=[(0, 6)])
+    tail.read_again, tail.read, tail.gaps, tail.fill_seconds, tail._open = True, 0, [], [], None
+    stop = threading.Event()
+    threading.Timer(0.6, stop.set).start()
+    tail._read_again(stop)
+    assert tail.gaps == [(3, -1)] and tail.fill_seconds == []

@@ -4,6 +4,7 @@ the Kafka topic, OBD CSV; malformed input is reported as file:line: reason."""
 from __future__ import annotations
 
 import gzip
+import time
 
 import numpy as np
 import orjson
@@ -192,3 +193,92 @@ def test_a_kafka_fetch_that_skips_offsets_is_read_again(broker, prefix, tmp_path
     monkeypatch.setattr(kafka_client, "GAP_SECONDS", 0.5)
     with pytest.raises(LogError, match=r"gappy\[\d\] offsets 3-5 were not returned in 0.5 s"):
         read(f"kafka://{broker.bootstrap}/{topic}")
+
+
+class _Msg:
+    def __init__(self, p: int, off: int) -> None:
+        self.p, self.off = p, off
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return "j"
+
+    def partition(self) -> int:
+        return self.p
+
+    def offset(self) -> int:
+        return self.off
+
+    def value(self) -> bytes:
+        return b"{}"
+
+
+class Scripted:
+    """A consumer that hands out the batches it is given, one per consume (each takes
+    20 ms), then ``rest`` forever; ``highs`` are the partitions' high-water marks."""
+
+    def __init__(self, batches: list[list[tuple[int, int]]], highs: dict[int, int],
+                 rest: list[tuple[int, int]] | None = None, seek_fails: bool = False) -> None:
+        self.batches, self.highs, self.rest = list(batches), highs, rest or []
+        self.seek_fails, self.seeks = seek_fails, []
+
+    def consume(self, n: int, timeout: float) -> list:
+        time.sleep(0.02)
+        batch = self.batches.pop(0) if self.batches else self.rest
+        return [_Msg(p, o) for p, o in batch]
+
+    def seek(self, tp) -> None:
+        from bandit.streaming import kafka_client
+
+        if self.seek_fails:
+            raise kafka_client.KafkaException("Local: Erroneous state")
+        self.seeks.append((tp.partition, tp.offset))
+
+    def get_watermark_offsets(self, tp, cached: bool = False) -> tuple[int, int]:
+        return 0, self.highs[tp.partition]
+
+
+def test_a_gap_past_a_partition_s_mark_does_not_fail_the_read(monkeypatch):
+    """Partition 0 is read to its mark (2); live, a later fetch of it skips offsets 2-4,
+    which replay does not read at all. Partition 1 answers a little later. The read
+    returns both partitions' messages below their marks."""
+    from bandit.streaming import kafka_client
+    from replay.readers import _up_to_marks
+
+    monkeypatch.setattr(kafka_client, "GAP_SECONDS", 0.1)
+    batches = [[(0, 0), (0, 1)]] + [[(0, 5)]] * 15 + [[(1, 0), (1, 1), (1, 2)]]
+    consumer = Scripted(batches, {0: 2, 1: 3})
+    got = [w for w, _ in _up_to_marks(consumer, "kafka://x/j", "j", [0, 1], 5.0, 2.0)]
+    assert got == ["j[0]@0", "j[0]@1", "j[1]@0", "j[1]@1", "j[1]@2"]
+
+
+@pytest.mark.parametrize("seek_fails", [False, True])
+def test_a_gap_that_is_not_filled_fails_within_gap_seconds(monkeypatch, seek_fails):
+    """A gap below the mark that nothing fills (the fetch from 3 returns nothing; or the
+    consumer cannot go back) fails the read naming offsets 3-5 within about
+    GAP_SECONDS, not after ``timeout`` as 'timed out'."""
+    from bandit.streaming import kafka_client
+    from replay.readers import _up_to_marks
+
+    monkeypatch.setattr(kafka_client, "GAP_SECONDS", 0.2)
+    consumer = Scripted([[(0, 0), (0, 1), (0, 2), (0, 6), (0, 7)]], {0: 8},
+                        seek_fails=seek_fails)
+    t0 = time.monotonic()
+    with pytest.raises(LogError, match=r"j\[0\] offsets 3-5 were not returned in 0.2 s"):
+        list(_up_to_marks(consumer, "kafka://x/j", "j", [0], 3.0, 0.5))
+    assert time.monotonic() - t0 < 1.5
+
+
+def test_a_gap_being_read_again_holds_the_idle_stop(monkeypatch):
+    """The idle stop (nothing for ``idle`` seconds) does not end a read while a gap below
+    a mark is read again: offsets 3-7 come after 0.4 s of nothing, idle being 0.2 s."""
+    from bandit.streaming import kafka_client
+    from replay.readers import _up_to_marks
+
+    monkeypatch.setattr(kafka_client, "GAP_SECONDS", 2.0)
+    batches = [[(0, 0), (0, 1), (0, 2), (0, 6)]] + [[]] * 20 + [[(0, o) for o in range(3, 8)]]
+    consumer = Scripted(batches, {0: 8})
+    got = [w for w, _ in _up_to_marks(consumer, "kafka://x/j", "j", [0], 5.0, 0.2)]
+    assert got == [f"j[0]@{o}" for o in range(8)]

@@ -33,16 +33,17 @@ class _Consumer:
     """Gives the fetches it is told to, records seeks (or refuses them), and gives
     ``log_start`` as the partition's first offset."""
 
-    def __init__(self, log_start: int = 0, seek_fails: bool = False) -> None:
+    def __init__(self, log_start: int = 0, seek_fails: int = 0) -> None:
         self.fetches: list[list[int]] = []
         self.seeks: list[tuple[str, int, int]] = []
-        self.log_start, self.seek_fails = log_start, seek_fails
+        self.log_start, self.seek_fails = log_start, seek_fails  # refuse this many seeks
 
     def consume(self, n: int, timeout: float) -> list[Any]:
         return [_Message(o) for o in self.fetches.pop(0)] if self.fetches else []
 
     def seek(self, tp: Any) -> None:
         if self.seek_fails:
+            self.seek_fails -= 1
             raise kafka_client.KafkaException("Local: Erroneous state")
         self.seeks.append((tp.topic, tp.partition, tp.offset))
 
@@ -125,8 +126,33 @@ def test_a_gap_below_the_partition_s_first_offset_is_given_up_at_once():
     assert reader.given_up == [Gap("t", 3, 10, 11, retention=True)]
 
 
-def test_a_seek_that_fails_leaves_the_position_at_the_gap():
-    """Nothing past the gap is returned; the next fetch finds the gap again."""
-    reader, consumer, _ = _reader(seek_fails=True)
-    assert fetch(reader, consumer, 10, 13) == [10]
+def test_a_gap_partly_below_the_first_offset_reads_again_the_part_still_there():
+    """Offsets 10-11 deleted by retention (the partition starts at 12), and a fetch that
+    also skipped 12-14, which are in the topic: only 10-11 are given up; the consumer
+    goes back to 12 for the rest."""
+    reader, consumer, _ = _reader(log_start=12)
+    assert fetch(reader, consumer, 15, 16) == []
+    assert reader.given_up == [Gap("t", 3, 10, 11, retention=True)]
+    assert consumer.seeks == [("t", 3, 12)] and reader.met == 1
+    assert fetch(reader, consumer, 12, 13, 14, 15) == [12, 13, 14, 15]
+
+
+def test_a_seek_that_fails_is_tried_again_at_every_consume():
+    """The client's position is past every message it returned, those held back too:
+    a refused seek is tried again at the next consume, whether a message comes or not;
+    meanwhile nothing past the gap is returned."""
+    reader, consumer, _ = _reader(seek_fails=2)
+    assert fetch(reader, consumer, 10, 13) == [10] and consumer.seeks == []
+    assert fetch(reader, consumer) == [] and consumer.seeks == []  # refused again
+    assert fetch(reader, consumer) == [] and consumer.seeks == [("t", 3, 11)]
     assert reader.next[("t", 3)] == 11 and reader.given_up == [] and reader.reading_gap
+    assert fetch(reader, consumer, 11, 12, 13) == [11, 12, 13] and not reader.reading_gap
+
+
+def test_a_gap_is_overdue_after_the_budget_without_a_message_past_it():
+    """For a caller that cannot wait for one (replay must fail in GAP_SECONDS)."""
+    reader, consumer, clock = _reader()
+    assert fetch(reader, consumer, 14) == [] and reader.overdue() == []
+    clock.now = 3.0
+    assert fetch(reader, consumer) == [] and reader.overdue() == [Gap("t", 3, 10, 13)]
+    assert reader.given_up == [] and reader.reading_gap

@@ -24,6 +24,7 @@ from bandit.learner.daemon import Learner
 from bandit.learner.join import digest_of
 from bandit.stores.checkpoint import Checkpoint
 from bandit.stores.modelstore import Manifest, ModelStore, atomic_write
+from bandit.streaming import kafka_client
 from tests.streaming.kafka_util import produce, read_topic
 
 pytestmark = pytest.mark.integration
@@ -178,6 +179,74 @@ def test_a_fetch_missing_records_is_read_again_from_a_real_broker(broker, prefix
         assert gappy.dropped == 3 and learner.intake.offset_gaps == 1
         assert learner.state.counters.duplicates == 0 and learner.intake.gaps_skipped == 0
         assert sorted(learner.state.pending) == sorted(ids)
+        assert learner.intake.offsets[prefix + "decisions:0"] == 10
+    finally:
+        learner.close()
+
+
+
+class _SeekRefusedOnce:
+    """A real consumer whose first fetch holding offset 3 comes back without 3-5 (see
+    tests/replay/test_readers.py) and whose first seek is refused."""
+
+    def __init__(self, consumer: Any) -> None:
+        from tests.replay.test_readers import _FetchWithAGap
+
+        self.gappy, self.refused = _FetchWithAGap(consumer), 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gappy, name)
+
+    def seek(self, tp: Any) -> None:
+        if not self.refused:
+            self.refused += 1
+            raise kafka_client.KafkaException("Local: Erroneous state")
+        self.gappy.seek(tp)
+
+
+def test_a_refused_seek_does_not_strand_the_messages_held_back(broker, prefix, tmp_path):
+    """After a refused seek the real consumer's position is past the messages held back
+    (6-9): the seek is tried again, and every one of the ten decisions reaches the
+    join once."""
+    s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=300.0,
+                 model_dir=str(tmp_path / "models"), partitions=1)
+    learner = Learner(s)
+    learner.connect()
+    try:
+        ids = [f"g{i}" for i in range(10)]
+        produce(broker.bootstrap, prefix + "decisions", [(e, dumps(decision(e, 0))) for e in ids])
+        gapless = learner.intake.gapless
+        assert gapless is not None
+        gapless.consumer = refusing = _SeekRefusedOnce(gapless.consumer)
+        run_learner(learner, lambda: learner.state.sizes["pending"] == 10, timeout=20.0)
+        assert refusing.refused == 1 and sorted(learner.state.pending) == sorted(ids)
+        assert learner.state.counters.duplicates == 0 and learner.intake.gaps_skipped == 0
+    finally:
+        learner.close()
+
+
+def test_a_gap_right_after_a_restart_at_the_checkpoint_is_read_again(broker, prefix,
+                                                                     tmp_path):
+    """A learner restarted at its checkpoint's offset (3) whose first fetch comes back
+    without offsets 3-5 knows where the partition starts, sees the gap and goes back."""
+    from tests.replay.test_readers import _FetchWithAGap
+
+    s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=300.0,
+                 model_dir=str(tmp_path / "models"), partitions=1)
+    first = [f"a{i}" for i in range(3)]
+    leave_pending(Learner(s), broker.bootstrap, prefix, first)  # checkpoint at offset 3
+    later = [f"b{i}" for i in range(7)]  # offsets 3-9
+    produce(broker.bootstrap, prefix + "decisions", [(e, dumps(decision(e, 0))) for e in later])
+    learner = Learner(s)
+    assert learner.intake.offsets[prefix + "decisions:0"] == 3
+    learner.connect()
+    try:
+        gapless = learner.intake.gapless
+        assert gapless is not None
+        gapless.consumer = gappy = _FetchWithAGap(gapless.consumer)
+        run_learner(learner, lambda: learner.state.sizes["pending"] == 10, timeout=20.0)
+        assert gappy.dropped == 3 and learner.intake.offset_gaps == 1
+        assert learner.intake.gaps_skipped == 0 and learner.state.counters.duplicates == 0
         assert learner.intake.offsets[prefix + "decisions:0"] == 10
     finally:
         learner.close()
