@@ -8,9 +8,10 @@ Servers, one uvicorn worker each, on the same machine:
 * ``decide_kafka`` (the headline): the decision server with ``BANDIT_EVENT_SINK=kafka``,
   spooling every decision and shipping it to the embedded broker (real Tansu);
 * ``floor``: the baseline plus the two parts no logged VW decision can leave out, done
-  with the service's own classes: one prediction of the decide server's VW model and
-  one record appended to a spool (``raw_asgi.py --floor``: the features rendered once
-  per distinct request, no draw, no event encoding, no metrics, no shipping). Its
+  with the service's own classes: one prediction of a VW model with the decide
+  server's arguments and one record appended to a spool (``raw_asgi.py --floor``: the
+  features rendered once per distinct request, no draw, no event encoding, no metrics,
+  no shipping, no fsync). Its
   ratio to the baseline bounds what any decide path built on VW's predict and a write
   per request can reach on this machine;
 * ``decide`` (secondary): the decision server with ``BANDIT_EVENT_SINK=none``;

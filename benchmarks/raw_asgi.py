@@ -8,14 +8,14 @@ the JSON parse, and sends exactly the bytes decide sends, but decides nothing an
 logs nothing.
 
 With ``--floor SPOOL_DIR`` it also does, per request, the two parts no logged VW
-decision can leave out, with the service's own classes: one prediction of the
-decision server's VW model (:class:`bandit.core.vw_adapter.VWModel`, its offer
-examples cached as the server caches them) and one record appended to a spool
+decision can leave out, with the service's own classes: one prediction of a VW model
+built with the decision server's arguments (:class:`bandit.core.vw_adapter.VWModel`,
+its offer examples cached as the server caches them) and one record appended to a spool
 (:class:`bandit.streaming.spool.SpoolWriter`; the request body, about as long as a
 decision event). Nothing else: the request is validated and its features rendered
 once, the first time its ``event_id`` is seen, and kept; no draw, no event encoding,
-no metrics, no shipping. ``GET /floorz`` reports how many predictions and records it
-made.
+no metrics, no shipping, no fsync of the spool. ``GET /floorz`` reports how many
+predictions and records it made.
 
     python benchmarks/raw_asgi.py PORT REPLIES_JSON [--floor SPOOL_DIR]
 """

@@ -100,7 +100,8 @@ def test_soak():
     # learned
     assert 2880 * 0.97 <= r["decisions_accepted"] <= 2880 * 1.03
     assert r["decisions_in_kafka"] == r["decisions_accepted"] and r["events_lost"] == 0
-    assert r["events_learned"] >= r["decisions_accepted"] and r["spool_depth_after"] == 0
+    assert r["decisions_joined"] == r["decisions_accepted"] and r["spool_depth_after"] == 0
+    assert r["events_learned"] >= r["decisions_accepted"] and r["targets"]["no_event_lost"]
 
 
 def test_learning_quality():

@@ -10,7 +10,8 @@
 -- OUT_FILE gets five lines per thread: "answered errors last_n last_answered" (the
 -- number of the last request sent, and 1 if it was answered), the second (from the
 -- thread's first request) each answered request was due in, its latency in µs, the
--- numbers n of the requests answered with a status other than 200/202, and those of
+-- numbers n of the requests answered with another status than their kind's (200 for
+-- a decision, 202 for a reward), and those of
 -- the requests never answered before the last (lost with a connection; or built and
 -- never sent: wrk builds one request to check the script).
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
@@ -23,6 +24,7 @@ local bodies = {}
 local schedule
 local first, sent_due = nil, 0  -- the due times of the first and the last request sent
 local prefix, every = "s", 5
+local reward = false  -- the last request sent is a reward
 -- globals: done() reads them from every thread
 n, got = -1, 1  -- the number of the last request sent, and whether it was answered
 secs, lats, failed, unanswered, errors = {}, {}, {}, {}, 0
@@ -48,7 +50,8 @@ function request()
   got = 0
   n = n + 1
   local tag = prefix .. id .. "-"
-  if n % every == every - 1 then
+  reward = n % every == every - 1
+  if reward then
     return wrk.format("POST", "/v1/rewards", {["Content-Type"] = "application/json"},
       '{"event_id":"' .. tag .. (n - 1) .. '","reward":1.0,"kind":"click"}')
   end
@@ -61,7 +64,7 @@ function response(status, headers, body)
   got = 1
   lats[#lats + 1] = schedule:latency_us()
   secs[#secs + 1] = math.floor(sent_due - first)
-  if status ~= 200 and status ~= 202 then
+  if status ~= (reward and 202 or 200) then
     errors = errors + 1
     failed[#failed + 1] = n
   end
