@@ -41,7 +41,11 @@ from bandit.streaming.topics import Topics, ensure_topics
 log = logging.getLogger("bandit.streaming.shipper")
 
 BATCH = 5000
-SHIP_EVERY = 0.2  # s between batches when caught up: fewer, larger batches
+# s between batches when caught up. Each ship is flushed (one batch per partition), and
+# the embedded broker's CPU grows with the batches it holds (docs/streaming.md): 20 ms
+# made it grow ~2x as fast as 50 ms; 200 ms, slower still, put the servers' p99 at
+# 1,000 req/s past the baseline's + 1 ms in a benchmark run (bigger bursts)
+SHIP_EVERY = 0.05
 PERSIST_EVERY = 0.25  # s between writes of a spool's cursor (a crash re-ships that much)
 SHIP_TIMEOUT = 15.0  # > the producer's message.timeout.ms, so every send is settled
 SYNC_EVERY = 0.05  # s between fsyncs of the spool
