@@ -159,32 +159,6 @@ def test_a_partition_read_again_does_not_wait_long_enough_to_count_as_stalled():
     assert GAP_SECONDS < STALL_SECONDS
 
 
-def test_a_fetch_missing_records_is_read_again_from_a_real_broker(broker, prefix, tmp_path):
-    """A fetch that did not return offsets 3-5 of a partition (as the embedded broker
-    did once in a 10-minute soak under two producers): the learner goes back to 3 on the
-    real consumer and reads each of the 10 decisions once."""
-    s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=300.0,
-                 model_dir=str(tmp_path / "models"), partitions=1)
-    learner = Learner(s)
-    learner.connect()
-    try:
-        ids = [f"g{i}" for i in range(10)]
-        produce(broker.bootstrap, prefix + "decisions", [(e, dumps(decision(e, 0))) for e in ids])
-        from tests.replay.test_readers import _FetchWithAGap
-
-        gapless = learner.intake.gapless
-        assert gapless is not None
-        gapless.consumer = gappy = _FetchWithAGap(gapless.consumer)  # the real consumer
-        run_learner(learner, lambda: learner.state.sizes["pending"] == 10)
-        assert gappy.dropped == 3 and learner.intake.offset_gaps == 1
-        assert learner.state.counters.duplicates == 0 and learner.intake.gaps_skipped == 0
-        assert sorted(learner.state.pending) == sorted(ids)
-        assert learner.intake.offsets[prefix + "decisions:0"] == 10
-    finally:
-        learner.close()
-
-
-
 class _SeekRefusedOnce:
     """A real consumer whose first fetch holding offset 3 comes back without 3-5 (see
     tests/replay/test_readers.py) and whose first seek is refused."""
@@ -204,10 +178,16 @@ class _SeekRefusedOnce:
         self.gappy.seek(tp)
 
 
-def test_a_refused_seek_does_not_strand_the_messages_held_back(broker, prefix, tmp_path):
-    """After a refused seek the real consumer's position is past the messages held back
-    (6-9): the seek is tried again, and every one of the ten decisions reaches the
-    join once."""
+@pytest.mark.parametrize("refuse_first_seek", [False, True])
+def test_a_fetch_missing_records_is_read_again_from_a_real_broker(broker, prefix, tmp_path,
+                                                                   refuse_first_seek):
+    """A fetch that did not return offsets 3-5 of a partition (as the embedded broker
+    did once in a 10-minute soak under two producers): the learner goes back to 3 on the
+    real consumer and reads each of the 10 decisions once. With the first seek refused,
+    the real consumer's position is past the messages held back (6-9): the seek is
+    tried again rather than leaving them stranded."""
+    from tests.replay.test_readers import _FetchWithAGap
+
     s = Settings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, reward_wait=300.0,
                  model_dir=str(tmp_path / "models"), partitions=1)
     learner = Learner(s)
@@ -217,10 +197,15 @@ def test_a_refused_seek_does_not_strand_the_messages_held_back(broker, prefix, t
         produce(broker.bootstrap, prefix + "decisions", [(e, dumps(decision(e, 0))) for e in ids])
         gapless = learner.intake.gapless
         assert gapless is not None
-        gapless.consumer = refusing = _SeekRefusedOnce(gapless.consumer)
+        wrapped = (_SeekRefusedOnce if refuse_first_seek else _FetchWithAGap)(gapless.consumer)
+        gapless.consumer = wrapped  # the real consumer, wrapped
         run_learner(learner, lambda: learner.state.sizes["pending"] == 10, timeout=20.0)
-        assert refusing.refused == 1 and sorted(learner.state.pending) == sorted(ids)
+        gappy = wrapped.gappy if isinstance(wrapped, _SeekRefusedOnce) else wrapped
+        assert gappy.dropped == 3 and learner.intake.offset_gaps == 1
+        assert getattr(wrapped, "refused", 1) == 1
         assert learner.state.counters.duplicates == 0 and learner.intake.gaps_skipped == 0
+        assert sorted(learner.state.pending) == sorted(ids)
+        assert learner.intake.offsets[prefix + "decisions:0"] == 10
     finally:
         learner.close()
 
