@@ -36,6 +36,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from decide_latency import cpu_seconds  # noqa: E402
+
 from bandit.demo.simulator import World  # noqa: E402
 from bandit.demo.stack import Stack, child_pids  # noqa: E402
 from bandit.streaming import kafka_client  # noqa: E402
@@ -102,11 +104,9 @@ def wrk_soak(port: int, bodies_file: Path, rate: float, seconds: float, prefix: 
     return res
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_total(pid: int) -> float:
     """User + system CPU seconds a process has used."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_seconds(pid))
 
 
 def rss_kib(pid: int) -> int:
@@ -196,7 +196,7 @@ def main() -> None:
             stop = threading.Event()
 
             def cpu_mark() -> None:
-                cpu_marks.append((cpu_seconds(broker_pid), sum(cpu_seconds(p) for p in pids)))
+                cpu_marks.append((cpu_total(broker_pid), sum(cpu_total(p) for p in pids)))
 
             def sample() -> None:
                 k = 0
